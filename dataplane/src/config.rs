@@ -1,0 +1,94 @@
+//! Command-line and environment configuration of a dataplane process.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "switchyard-dataplane", version, about = "Switchyard gateway dataplane")]
+pub struct Config {
+    /// Address the gateway listens on.
+    #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+
+    /// Control plane gRPC endpoint (snapshots and usage).
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE", default_value = "http://127.0.0.1:50051")]
+    pub control_plane: String,
+
+    /// Control plane REST API, to which `/api/v1/` management calls are passed.
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_HTTP", default_value = "http://127.0.0.1:8081")]
+    pub control_plane_http: String,
+
+    /// Where the last good snapshot and the usage spool are kept.
+    /// Defaults to `$HOME/.local/share/switchyard`.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Identity reported to the control plane; defaults to `dataplane-<listen port>`.
+    #[arg(long, env = "SWITCHYARD_DATAPLANE_ID")]
+    pub dataplane_id: Option<String>,
+
+    /// Largest request body accepted; larger ones get 413.
+    #[arg(long, env = "SWITCHYARD_MAX_BODY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Largest non-streamed provider response relayed.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_response_bytes: usize,
+
+    /// Worker threads serving requests; defaults to the number of cores.
+    #[arg(long, env = "SWITCHYARD_THREADS")]
+    pub threads: Option<usize>,
+
+    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
+    #[arg(long, env = "SWITCHYARD_GRACE_PERIOD_SECS", default_value_t = 5)]
+    pub grace_period_secs: u64,
+
+    /// Provider connect timeout, milliseconds.
+    #[arg(long, default_value_t = 5_000)]
+    pub connect_timeout_ms: u64,
+
+    /// Longest wait for any single read from a provider, seconds (first token included).
+    #[arg(long, default_value_t = 300)]
+    pub read_timeout_secs: u64,
+
+    /// Capacity of the queue between requests and the usage sender, in events.
+    #[arg(long, default_value_t = 65_536)]
+    pub usage_queue: usize,
+
+    /// Usage events held in memory while the control plane is unreachable; more go to disk.
+    #[arg(long, default_value_t = 100_000)]
+    pub usage_memory_backlog: usize,
+
+    /// Largest usage spool file on disk, bytes.
+    #[arg(long, default_value_t = 1024 * 1024 * 1024)]
+    pub usage_spool_max_bytes: u64,
+}
+
+impl Config {
+    pub fn dataplane_id(&self) -> String {
+        self.dataplane_id.clone().unwrap_or_else(|| {
+            let port = self.listen.rsplit(':').next().unwrap_or("0");
+            format!("dataplane-{port}")
+        })
+    }
+
+    /// This dataplane's own directory under the data dir, so several can share one.
+    pub fn state_dir(&self) -> PathBuf {
+        let base = self.data_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".local/share/switchyard"))
+                .unwrap_or_else(|| PathBuf::from(".switchyard"))
+        });
+        base.join(self.dataplane_id())
+    }
+
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    pub fn read_timeout(&self) -> Duration {
+        Duration::from_secs(self.read_timeout_secs)
+    }
+}

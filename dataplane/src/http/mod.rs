@@ -1,0 +1,137 @@
+//! The Pingora adapter: accepts HTTP, dispatches by path, and leaves every decision to the
+//! stages. Inference is answered here; `/api/v1/` management calls pass through to the control
+//! plane so that one base URL serves everything the SDKs call.
+
+mod chat;
+mod passthrough;
+mod respond;
+pub mod upstream;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
+use pingora_core::connectors::http::Connector;
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::server::ShutdownWatch;
+
+pub use chat::now_ms;
+use chat::Ending;
+use respond::{respond, respond_reject};
+pub use upstream::Timeouts;
+
+use crate::reject::{Kind, Reject};
+use crate::snapshot::{SnapshotStore, Upstream};
+use crate::usage::UsageSink;
+
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub max_response_bytes: usize,
+}
+
+pub struct Gateway {
+    pub snapshots: Arc<SnapshotStore>,
+    pub usage: UsageSink,
+    pub connector: Connector,
+    pub timeouts: Timeouts,
+    pub limits: Limits,
+    /// The control plane's REST API, for management passthrough.
+    pub control_plane_http: Option<Upstream>,
+}
+
+const KEEPALIVE_SECS: u64 = 60;
+
+#[async_trait]
+impl HttpServerApp for Gateway {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
+        match session.read_request().await {
+            Ok(true) => {}
+            _ => return None,
+        }
+        let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_SECS);
+        session.set_keepalive(keepalive);
+        match self.dispatch(&mut session).await {
+            Ending::Reusable => {}
+            Ending::Close => return None,
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        match session.finish().await {
+            Ok(Some(stream)) => Some(ReusedHttpStream::from_reusable_stream(stream, settings)),
+            _ => None,
+        }
+    }
+}
+
+impl Gateway {
+    async fn dispatch(&self, session: &mut ServerSession) -> Ending {
+        let header = session.req_header();
+        let method = header.method.as_str();
+        let path = header.uri.path();
+        match (method, path) {
+            ("POST", "/api/v1/chat/completions" | "/v1/chat/completions") => {
+                chat::handle(self, session).await
+            }
+            ("GET", "/api/v1/models" | "/v1/models") => self.models(session).await,
+            ("GET", "/health/live") => ending(respond(session, 200, "text/plain", Bytes::from_static(b"ok\n")).await),
+            ("GET", "/health/ready") => self.ready(session).await,
+            (_, p) if p.starts_with("/api/v1/") => passthrough::handle(self, session).await,
+            (_, "/api/v1/chat/completions" | "/v1/chat/completions") => self
+                .refuse(session, Reject::new(Kind::MethodNotAllowed, "Use POST"))
+                .await,
+            _ => {
+                let reject = Reject::new(Kind::NotFound, "Not found");
+                self.refuse(session, reject).await
+            }
+        }
+    }
+
+    async fn refuse(&self, session: &mut ServerSession, reject: Reject) -> Ending {
+        let _ = session.drain_request_body().await;
+        ending(respond_reject(session, &reject).await)
+    }
+
+    async fn ready(&self, session: &mut ServerSession) -> Ending {
+        match self.snapshots.version() {
+            Some(version) => {
+                let body = format!("{{\"ready\":true,\"snapshot_version\":{version}}}");
+                ending(respond(session, 200, "application/json", Bytes::from(body)).await)
+            }
+            None => {
+                let reject = Reject::new(Kind::NotReady, "No configuration snapshot loaded yet");
+                ending(respond_reject(session, &reject).await)
+            }
+        }
+    }
+
+    async fn models(&self, session: &mut ServerSession) -> Ending {
+        match self.snapshots.load() {
+            Some(snapshot) => ending(
+                respond(
+                    session,
+                    200,
+                    "application/json",
+                    snapshot.models_document.clone(),
+                )
+                .await,
+            ),
+            None => {
+                let reject = Reject::new(Kind::NotReady, "Gateway has no configuration yet");
+                ending(respond_reject(session, &reject).await)
+            }
+        }
+    }
+}
+
+fn ending(delivered: bool) -> Ending {
+    if delivered {
+        Ending::Reusable
+    } else {
+        Ending::Close
+    }
+}

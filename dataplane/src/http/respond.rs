@@ -1,0 +1,50 @@
+//! Writing gateway-made responses to the client.
+
+use bytes::Bytes;
+use pingora_core::protocols::http::ServerSession;
+use pingora_http::ResponseHeader;
+
+use crate::reject::Reject;
+
+/// Writes a complete response. Returns false when the client is gone, so the caller does not
+/// offer the connection for reuse.
+pub async fn respond(
+    session: &mut ServerSession,
+    status: u16,
+    content_type: &str,
+    body: Bytes,
+) -> bool {
+    let header = match header(status, content_type, Some(body.len())) {
+        Some(h) => h,
+        None => return false,
+    };
+    if session.write_response_header(Box::new(header)).await.is_err() {
+        return false;
+    }
+    session.write_response_body(body, true).await.is_ok()
+}
+
+pub async fn respond_reject(session: &mut ServerSession, reject: &Reject) -> bool {
+    tracing::debug!(
+        kind = reject.kind.label(),
+        status = reject.status(),
+        message = %reject.message,
+        "request refused"
+    );
+    respond(session, reject.status(), "application/json", reject.body()).await
+}
+
+/// A response header; `content_length: None` means a chunked (streamed) body.
+pub fn header(
+    status: u16,
+    content_type: &str,
+    content_length: Option<usize>,
+) -> Option<ResponseHeader> {
+    let mut h = ResponseHeader::build(status, Some(4)).ok()?;
+    h.insert_header("content-type", content_type).ok()?;
+    match content_length {
+        Some(len) => h.insert_header("content-length", len.to_string()).ok()?,
+        None => h.insert_header("transfer-encoding", "chunked").ok()?,
+    }
+    Some(h)
+}

@@ -1,0 +1,167 @@
+//! `switchyard-dataplane`: serves the gateway on Pingora.
+//!
+//! ```sh
+//! switchyard-dataplane --listen 127.0.0.1:8080 --control-plane http://127.0.0.1:50051
+//! curl -s http://127.0.0.1:8080/health/ready
+//! ```
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use clap::Parser;
+use pingora_core::connectors::ConnectorOptions;
+use pingora_core::connectors::http::Connector;
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
+use pingora_core::services::background::{BackgroundService, background_service};
+use pingora_core::services::listening::Service;
+use switchyard_dataplane::config::Config;
+use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
+use switchyard_dataplane::snapshot::watch::Watcher;
+use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
+use switchyard_dataplane::usage::{SenderConfig, UsageSender, UsageSink};
+use tokio::sync::Mutex;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,pingora_core=warn".into()),
+        )
+        .init();
+    let config = Config::parse();
+    match run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(config: Config) -> anyhow::Result<()> {
+    let dataplane_id = config.dataplane_id();
+    let state_dir = config.state_dir();
+    let snapshots = Arc::new(SnapshotStore::new(Some(state_dir.join("snapshot.pb"))));
+    match snapshots.restore() {
+        Ok(Some(version)) => tracing::info!(version, "serving the persisted snapshot until the control plane answers"),
+        Ok(None) => tracing::info!("no persisted snapshot; not ready until the control plane answers"),
+        Err(e) => tracing::warn!(error = %e, "ignoring the persisted snapshot"),
+    }
+
+    let control_plane_http = match Upstream::parse(&config.control_plane_http) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            tracing::warn!(error = %e, "management passthrough disabled");
+            None
+        }
+    };
+
+    let (usage, usage_rx) = UsageSink::new(config.usage_queue, &dataplane_id);
+    let sender = UsageSender::new(
+        SenderConfig {
+            control_plane: config.control_plane.clone(),
+            dataplane_id: dataplane_id.clone(),
+            batch_size: 512,
+            flush_interval: Duration::from_millis(50),
+            memory_backlog: config.usage_memory_backlog,
+            spool_path: state_dir.join("usage.spool"),
+            spool_max_bytes: config.usage_spool_max_bytes,
+        },
+        usage_rx,
+        usage.counters.clone(),
+    );
+    let watcher = Watcher {
+        store: snapshots.clone(),
+        control_plane: config.control_plane.clone(),
+        dataplane_id: dataplane_id.clone(),
+    };
+
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let server_conf = ServerConf {
+        threads,
+        grace_period_seconds: Some(config.grace_period_secs),
+        graceful_shutdown_timeout_seconds: Some(2),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    server.bootstrap();
+
+    let gateway = Gateway {
+        snapshots,
+        usage,
+        connector: Connector::new(Some(ConnectorOptions::new(1024))),
+        timeouts: Timeouts {
+            connect: config.connect_timeout(),
+            read: config.read_timeout(),
+            idle_pool: Duration::from_secs(60),
+        },
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            max_response_bytes: config.max_response_bytes,
+        },
+        control_plane_http,
+    };
+    let mut service = Service::new("switchyard gateway".into(), gateway);
+    service.add_tcp(&config.listen);
+    server.add_service(service);
+    server.add_service(background_service(
+        "control plane link",
+        ControlPlaneLink {
+            parts: Mutex::new(Some((watcher, sender))),
+        },
+    ));
+    tracing::info!(listen = %config.listen, %dataplane_id, threads, "dataplane starting");
+    server.run(RunArgs {
+        shutdown_signal: Box::new(GracefulOnSignal),
+    });
+    tracing::info!("dataplane stopped");
+    Ok(())
+}
+
+/// Runs the snapshot watcher and the usage sender on the background runtime.
+struct ControlPlaneLink {
+    parts: Mutex<Option<(Watcher, UsageSender)>>,
+}
+
+#[async_trait]
+impl BackgroundService for ControlPlaneLink {
+    async fn start(&self, shutdown: ShutdownWatch) {
+        let Some((watcher, sender)) = self.parts.lock().await.take() else {
+            return;
+        };
+        let watch = tokio::spawn(watcher.run(shutdown.clone()));
+        // The sender drains and spools on shutdown; wait for it so no event is lost.
+        sender.run(shutdown).await;
+        let _ = watch.await;
+    }
+}
+
+/// SIGINT and SIGTERM both drain gracefully within the configured grace period (pingora's
+/// default would make SIGINT drop in-flight requests and usage events).
+struct GracefulOnSignal;
+
+#[async_trait]
+impl ShutdownSignalWatch for GracefulOnSignal {
+    async fn recv(&self) -> ShutdownSignal {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) =
+            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+        else {
+            tracing::error!("cannot install signal handlers; shutting down");
+            return ShutdownSignal::FastShutdown;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received; draining"),
+            _ = int.recv() => tracing::info!("SIGINT received; draining"),
+        }
+        ShutdownSignal::GracefulTerminate
+    }
+}

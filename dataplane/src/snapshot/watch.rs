@@ -1,0 +1,115 @@
+//! Follows the control plane's snapshot stream on a background task, with backoff, and
+//! acknowledges or rejects every version it is offered.
+
+use std::sync::Arc;
+
+use prost::Message;
+use std::time::Duration;
+
+use switchyard_proto::config::v1 as pb;
+use switchyard_proto::config::v1::config_service_client::ConfigServiceClient;
+use tokio::sync::watch;
+use tonic::transport::{Channel, Endpoint};
+
+use super::store::{SnapshotStore, StoreError};
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+pub struct Watcher {
+    pub store: Arc<SnapshotStore>,
+    pub control_plane: String,
+    pub dataplane_id: String,
+}
+
+impl Watcher {
+    /// Runs until `shutdown` flips to true. Never returns an error: a lost control plane only
+    /// means the last good snapshot keeps serving.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            let outcome = tokio::select! {
+                outcome = self.follow() => outcome,
+                _ = shutdown.changed() => return,
+            };
+            match outcome {
+                Ok(()) => {
+                    tracing::warn!("control plane closed the snapshot stream; reconnecting");
+                    backoff = MIN_BACKOFF;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?backoff, "snapshot stream unavailable");
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = shutdown.changed() => return,
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    async fn follow(&self) -> Result<(), tonic::Status> {
+        let channel = Endpoint::from_shared(self.control_plane.clone())
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true)
+            .connect()
+            .await
+            .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client = ConfigServiceClient::new(channel.clone());
+        let mut stream = client
+            .watch(pb::WatchRequest {
+                dataplane_id: self.dataplane_id.clone(),
+                known_version: self.store.version().unwrap_or(0),
+            })
+            .await?
+            .into_inner();
+        while let Some(message) = stream.message().await? {
+            self.apply(&channel, message).await;
+        }
+        Ok(())
+    }
+
+    async fn apply(&self, channel: &Channel, message: pb::Snapshot) {
+        let version = message.version;
+        if self.store.version() == Some(version) {
+            return;
+        }
+        let store = self.store.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            // Encoded before `prepare` consumes the message; it is what gets persisted.
+            let encoded = message.encode_to_vec();
+            let snapshot = store.prepare(message)?;
+            Ok::<_, StoreError>((snapshot, encoded))
+        })
+        .await;
+        let verdict = match prepared {
+            Ok(Ok((snapshot, encoded))) => {
+                self.store.publish(snapshot);
+                tracing::info!(version, "snapshot published");
+                let store = self.store.clone();
+                let persisted =
+                    tokio::task::spawn_blocking(move || store.persist(&encoded)).await;
+                if let Ok(Err(e)) = persisted {
+                    tracing::warn!(error = %e, "could not persist snapshot");
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("snapshot preparation failed: {e}")),
+        };
+        if let Err(reason) = &verdict {
+            tracing::error!(version, %reason, "snapshot rejected; keeping the last good one");
+        }
+        let ack = pb::AckRequest {
+            dataplane_id: self.dataplane_id.clone(),
+            version,
+            accepted: verdict.is_ok(),
+            reason: verdict.err().unwrap_or_default(),
+        };
+        if let Err(e) = ConfigServiceClient::new(channel.clone()).ack(ack).await {
+            tracing::warn!(version, error = %e, "could not acknowledge snapshot");
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! meter: what a response cost. Reads the provider's usage from a JSON body or an SSE stream,
+//! prices it from the catalogue, and writes OpenRouter's usage fields (`cost`, `is_byok`, token
+//! details) and the gateway's generation id into what the client receives.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+use crate::money::Picodollars;
+use crate::snapshot::Prices;
+use crate::stages::request::RawMembers;
+
+/// Token counts as the provider reported them (OpenAI's `usage` object).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub cached_tokens: u64,
+    pub reasoning_tokens: u64,
+}
+
+#[derive(Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    prompt_tokens_details: Option<WirePromptDetails>,
+    #[serde(default)]
+    completion_tokens_details: Option<WireCompletionDetails>,
+}
+
+#[derive(Deserialize)]
+struct WirePromptDetails {
+    #[serde(default)]
+    cached_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct WireCompletionDetails {
+    #[serde(default)]
+    reasoning_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Parses an OpenAI `usage` object; `None` for `null` or anything unreadable.
+    pub fn from_raw(raw: &RawValue) -> Option<Usage> {
+        let wire: Option<WireUsage> = serde_json::from_str(raw.get()).ok()?;
+        let wire = wire?;
+        Some(Usage {
+            prompt_tokens: wire.prompt_tokens,
+            completion_tokens: wire.completion_tokens,
+            cached_tokens: wire
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
+            reasoning_tokens: wire
+                .completion_tokens_details
+                .and_then(|d| d.reasoning_tokens)
+                .unwrap_or(0),
+        })
+    }
+
+    /// The cost of this usage at `prices`, or `None` when a price it needs is missing: an
+    /// unknown cost is reported as unknown, never as zero.
+    ///
+    /// Cached prompt tokens are charged at the cache-read price (the prompt price when the
+    /// catalogue has none), and reasoning tokens at the internal-reasoning price when one is
+    /// set (they are part of `completion_tokens`, as OpenAI counts them).
+    pub fn cost(&self, prices: &Prices) -> Option<Picodollars> {
+        let cached = self.cached_tokens.min(self.prompt_tokens);
+        let reasoning = self.reasoning_tokens.min(self.completion_tokens);
+        let prompt_price = prices.prompt?;
+        let completion_price = prices.completion?;
+        let cache_price = prices.input_cache_read.unwrap_or(prompt_price);
+        let (reasoning_price, billed_reasoning) = match prices.internal_reasoning {
+            Some(p) => (p, reasoning),
+            None => (completion_price, 0),
+        };
+        Some(
+            prompt_price
+                .times(self.prompt_tokens - cached)
+                .plus(cache_price.times(cached))
+                .plus(completion_price.times(self.completion_tokens - billed_reasoning))
+                .plus(reasoning_price.times(billed_reasoning))
+                .plus(prices.request.unwrap_or(Picodollars::ZERO)),
+        )
+    }
+
+    /// OpenRouter's `usage` object as the client receives it.
+    pub fn to_json(&self, cost: Option<Picodollars>, is_byok: bool) -> Value {
+        json!({
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
+            "completion_tokens_details": { "reasoning_tokens": self.reasoning_tokens },
+            "cost": cost.map(Picodollars::as_usd_f64),
+            "is_byok": is_byok,
+        })
+    }
+}
+
+/// What the meter learned from one response.
+#[derive(Clone, Debug, Default)]
+pub struct Metered {
+    pub usage: Option<Usage>,
+    pub finish_reason: Option<String>,
+    pub upstream_id: Option<String>,
+    /// Content-bearing stream chunks seen: the completion-token estimate for a cut stream.
+    pub content_chunks: u64,
+}
+
+/// The per-response context the meter writes into the client's view.
+pub struct Pricing<'a> {
+    pub generation_id: &'a str,
+    pub prices: &'a Prices,
+    pub is_byok: bool,
+    /// Public model id, which the client asked for (not the provider's id).
+    pub model: &'a str,
+    pub provider_name: &'a str,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<&'a RawValue>,
+}
+
+/// Rewrites a non-stream chat completion: gateway id, public model id, provider, and the
+/// priced usage object. Returns `None` when the body is not a JSON object, so the caller can
+/// pass it through untouched.
+pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>, Metered)> {
+    let members: Vec<(Cow<'_, str>, &RawValue)> = parse_members(body)?;
+    let mut metered = Metered::default();
+    for (name, value) in &members {
+        match name.as_ref() {
+            "usage" => metered.usage = Usage::from_raw(value),
+            "id" => metered.upstream_id = serde_json::from_str(value.get()).ok(),
+            "choices" => {
+                if let Ok(choices) = serde_json::from_str::<Vec<Choice<'_>>>(value.get()) {
+                    metered.finish_reason = choices
+                        .iter()
+                        .find_map(|c| c.finish_reason.as_deref().map(str::to_owned));
+                }
+            }
+            _ => {}
+        }
+    }
+    let out = write_members(body.len() + 256, &members, pricing, metered.usage.as_ref());
+    Some((out, metered))
+}
+
+fn parse_members(body: &[u8]) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    let RawMembers(members) = serde_json::from_slice(body).ok()?;
+    Some(members)
+}
+
+/// Writes an object with `id`, `model`, `provider` and `usage` replaced (or added) and every
+/// other member copied raw.
+fn write_members(
+    capacity: usize,
+    members: &[(Cow<'_, str>, &RawValue)],
+    pricing: &Pricing<'_>,
+    usage: Option<&Usage>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(capacity);
+    out.push(b'{');
+    let mut first = true;
+    let mut sep = |out: &mut Vec<u8>| {
+        if !std::mem::take(&mut first) {
+            out.push(b',');
+        }
+    };
+    let mut wrote_usage = false;
+    let mut wrote_provider = false;
+    for (name, value) in members {
+        sep(&mut out);
+        write_string(&mut out, name);
+        out.push(b':');
+        match name.as_ref() {
+            "id" => write_string(&mut out, pricing.generation_id),
+            "model" => write_string(&mut out, pricing.model),
+            "provider" => {
+                wrote_provider = true;
+                write_string(&mut out, pricing.provider_name);
+            }
+            "usage" => {
+                wrote_usage = true;
+                match usage {
+                    Some(u) => write_value(&mut out, &priced(u, pricing)),
+                    None => out.extend_from_slice(value.get().as_bytes()),
+                }
+            }
+            _ => out.extend_from_slice(value.get().as_bytes()),
+        }
+    }
+    if !wrote_provider {
+        sep(&mut out);
+        out.extend_from_slice(b"\"provider\":");
+        write_string(&mut out, pricing.provider_name);
+    }
+    if let (false, Some(u)) = (wrote_usage, usage) {
+        sep(&mut out);
+        out.extend_from_slice(b"\"usage\":");
+        write_value(&mut out, &priced(u, pricing));
+    }
+    out.push(b'}');
+    out
+}
+
+fn priced(usage: &Usage, pricing: &Pricing<'_>) -> Value {
+    usage.to_json(usage.cost(pricing.prices), pricing.is_byok)
+}
+
+fn write_string(out: &mut Vec<u8>, s: &str) {
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    let _ = serde_json::to_writer(&mut *out, v);
+}
+
+/// Relays an SSE stream event by event, whatever the read boundaries: each complete `data:`
+/// event is rewritten (gateway id, public model, priced usage) and anything else (comments,
+/// `[DONE]`, unparseable data) passes through unchanged. Output is produced as soon as an event
+/// completes, so nothing is buffered beyond one event.
+pub struct SseRelay {
+    pending: Vec<u8>,
+    pub state: StreamState,
+}
+
+/// What the relay has learned from the events so far.
+#[derive(Default)]
+pub struct StreamState {
+    pub metered: Metered,
+    pub saw_done: bool,
+}
+
+impl Default for SseRelay {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SseRelay {
+    pub fn new() -> Self {
+        SseRelay {
+            pending: Vec::with_capacity(4096),
+            state: StreamState::default(),
+        }
+    }
+
+    /// Feeds bytes read from the provider; appends what the client should receive to `out`.
+    pub fn push(&mut self, input: &[u8], pricing: &Pricing<'_>, out: &mut Vec<u8>) {
+        self.pending.extend_from_slice(input);
+        let mut consumed = 0;
+        while let Some((end, sep_len)) = find_event_end(&self.pending[consumed..]) {
+            let event_end = consumed + end;
+            let event = &self.pending[consumed..event_end];
+            self.state.relay_event(event, pricing, out);
+            out.extend_from_slice(b"\n\n");
+            consumed = event_end + sep_len;
+        }
+        self.pending.drain(..consumed);
+    }
+
+    /// Flushes a trailing event that the provider ended without a blank line.
+    pub fn finish(&mut self, pricing: &Pricing<'_>, out: &mut Vec<u8>) {
+        if self.pending.iter().all(u8::is_ascii_whitespace) {
+            self.pending.clear();
+            return;
+        }
+        let event = std::mem::take(&mut self.pending);
+        self.state.relay_event(&event, pricing, out);
+        out.extend_from_slice(b"\n\n");
+    }
+}
+
+impl StreamState {
+    fn relay_event(&mut self, event: &[u8], pricing: &Pricing<'_>, out: &mut Vec<u8>) {
+        let data = event
+            .strip_prefix(b"data: ")
+            .or_else(|| event.strip_prefix(b"data:"));
+        let Some(data) = data else {
+            out.extend_from_slice(event);
+            return;
+        };
+        let data = data.trim_ascii();
+        if data == b"[DONE]" {
+            self.saw_done = true;
+            out.extend_from_slice(event);
+            return;
+        }
+        let Some(members) = parse_members(data) else {
+            out.extend_from_slice(event);
+            return;
+        };
+        let mut usage = None;
+        for (name, value) in &members {
+            match name.as_ref() {
+                "usage" => usage = Usage::from_raw(value),
+                "id" if self.metered.upstream_id.is_none() => {
+                    self.metered.upstream_id = serde_json::from_str(value.get()).ok();
+                }
+                "choices" => self.observe_choices(value),
+                _ => {}
+            }
+        }
+        if usage.is_some() {
+            self.metered.usage = usage;
+        }
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&write_members(data.len() + 256, &members, pricing, usage.as_ref()));
+    }
+
+    fn observe_choices(&mut self, value: &RawValue) {
+        let Ok(choices) = serde_json::from_str::<Vec<Choice<'_>>>(value.get()) else {
+            return;
+        };
+        for choice in choices {
+            if let Some(reason) = choice.finish_reason {
+                self.metered.finish_reason = Some(reason.into_owned());
+            }
+            if choice.delta.is_some_and(|d| has_content(d.get())) {
+                self.metered.content_chunks += 1;
+            }
+        }
+    }
+}
+
+/// Whether a delta carries generated text (content, reasoning or a tool call).
+fn has_content(delta: &str) -> bool {
+    #[derive(Deserialize)]
+    struct Delta<'a> {
+        #[serde(default, borrow)]
+        content: Option<Cow<'a, str>>,
+        #[serde(default, borrow)]
+        reasoning: Option<Cow<'a, str>>,
+        #[serde(default)]
+        tool_calls: Option<serde::de::IgnoredAny>,
+    }
+    serde_json::from_str::<Delta<'_>>(delta).is_ok_and(|d| {
+        d.content.is_some_and(|c| !c.is_empty())
+            || d.reasoning.is_some_and(|c| !c.is_empty())
+            || d.tool_calls.is_some()
+    })
+}
+
+/// Finds the end of the first complete event: a blank line, `\n\n` or `\r\n\r\n`.
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
+        let i = from + i;
+        match buf.get(i + 1) {
+            Some(b'\n') => return Some((trim_cr(buf, i), i + 2 - trim_cr(buf, i))),
+            Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => {
+                return Some((trim_cr(buf, i), i + 3 - trim_cr(buf, i)));
+            }
+            _ => from = i + 1,
+        }
+    }
+    None
+}
+
+fn trim_cr(buf: &[u8], newline: usize) -> usize {
+    if newline > 0 && buf[newline - 1] == b'\r' {
+        newline - 1
+    } else {
+        newline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prices() -> Prices {
+        Prices {
+            prompt: Some(Picodollars(1_000)),
+            completion: Some(Picodollars(2_000)),
+            request: None,
+            input_cache_read: Some(Picodollars(100)),
+            internal_reasoning: None,
+        }
+    }
+
+    fn pricing(prices: &Prices) -> Pricing<'_> {
+        Pricing {
+            generation_id: "gen-1",
+            prices,
+            is_byok: false,
+            model: "mock/small",
+            provider_name: "Mock",
+        }
+    }
+
+    #[test]
+    fn prices_cached_and_reasoning_tokens() {
+        let u = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 4,
+            reasoning_tokens: 2,
+        };
+        // 6 uncached × 1000 + 4 cached × 100 + 5 completion × 2000
+        assert_eq!(u.cost(&prices()), Some(Picodollars(6_000 + 400 + 10_000)));
+        let mut p = prices();
+        p.internal_reasoning = Some(Picodollars(3_000));
+        assert_eq!(u.cost(&p), Some(Picodollars(6_000 + 400 + 6_000 + 6_000)));
+        p.prompt = None;
+        assert_eq!(u.cost(&p), None, "a missing price makes the cost unknown, not zero");
+    }
+
+    #[test]
+    fn rewrites_a_completion() {
+        let body = br#"{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-x","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":10,"completion_tokens":5,"total_tokens":15}}"#;
+        let p = prices();
+        let (out, metered) = rewrite_completion(body, &pricing(&p)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["id"], "gen-1");
+        assert_eq!(v["model"], "mock/small");
+        assert_eq!(v["provider"], "Mock");
+        assert_eq!(v["usage"]["cost"], 0.00000002);
+        assert_eq!(v["usage"]["is_byok"], false);
+        assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
+        assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
+        assert_eq!(metered.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(metered.upstream_id.as_deref(), Some("chatcmpl-1"));
+    }
+
+    #[test]
+    fn unknown_price_gives_null_cost() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+        let p = Prices::default();
+        let (out, _) = rewrite_completion(body, &pricing(&p)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["usage"]["cost"].is_null());
+        assert!(v["usage"].get("cost").is_some());
+    }
+
+    const STREAM: &str = concat!(
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-x\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+        ": keep-alive\n\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-x\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}]}\r\n\r\n",
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"model\":\"gpt-x\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":2,\"total_tokens\":5}}\n\n",
+        "data: [DONE]\n\n",
+    );
+
+    #[test]
+    fn relays_a_stream_split_at_every_byte() {
+        let p = prices();
+        for split in 1..STREAM.len() {
+            let mut relay = SseRelay::new();
+            let mut out = Vec::new();
+            for chunk in STREAM.as_bytes().chunks(split) {
+                relay.push(chunk, &pricing(&p), &mut out);
+            }
+            relay.finish(&pricing(&p), &mut out);
+            assert!(relay.state.saw_done);
+            assert_eq!(relay.state.metered.content_chunks, 2, "split {split}");
+            assert_eq!(relay.state.metered.finish_reason.as_deref(), Some("stop"));
+            let usage = relay.state.metered.usage.unwrap();
+            assert_eq!((usage.prompt_tokens, usage.completion_tokens), (3, 2));
+            let text = String::from_utf8(out).unwrap();
+            let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+            assert_eq!(events.len(), 6);
+            let last: Value = serde_json::from_str(&events[4]["data: ".len()..]).unwrap();
+            assert_eq!(last["id"], "gen-1");
+            assert_eq!(last["usage"]["cost"], 0.000000007);
+            assert_eq!(events[2], ": keep-alive");
+            assert_eq!(events[5], "data: [DONE]");
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Usage events leave the request path through a bounded queue and reach the control plane in
+//! acknowledged gRPC batches from a background task.
+//!
+//! Bounds, in order of use:
+//! 1. the queue between requests and the sender (`queue_capacity` events); when it is full the
+//!    event is counted in `dropped` and logged, and the request is unaffected;
+//! 2. the sender's in-memory backlog (`memory_backlog` events) while the control plane is slow
+//!    or down;
+//! 3. past that, and at shutdown, a spool file on disk (`spool_max_bytes`), which is resent
+//!    first when the control plane is back, including after a restart.
+//!
+//! Ingest is idempotent by generation id, so resending a batch whose ack was lost is safe.
+
+mod sender;
+mod spool;
+
+pub use sender::{SenderConfig, UsageSender};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use switchyard_proto::usage::v1::UsageEvent;
+use tokio::sync::mpsc;
+
+/// The request path's handle: cheap to clone, never awaits.
+#[derive(Clone)]
+pub struct UsageSink {
+    tx: mpsc::Sender<UsageEvent>,
+    dataplane_id: Arc<str>,
+    pub counters: Arc<UsageCounters>,
+}
+
+#[derive(Default, Debug)]
+pub struct UsageCounters {
+    pub emitted: AtomicU64,
+    pub dropped: AtomicU64,
+    pub sent: AtomicU64,
+    pub spooled: AtomicU64,
+}
+
+impl UsageSink {
+    pub fn new(capacity: usize, dataplane_id: &str) -> (UsageSink, mpsc::Receiver<UsageEvent>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        (
+            UsageSink {
+                tx,
+                dataplane_id: Arc::from(dataplane_id),
+                counters: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    pub fn dataplane_id(&self) -> &str {
+        &self.dataplane_id
+    }
+
+    pub fn emit(&self, event: UsageEvent) {
+        match self.tx.try_send(event) {
+            Ok(()) => {
+                self.counters.emitted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(e) => {
+                let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                let generation_id = match &e {
+                    mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => {
+                        ev.generation_id.as_str()
+                    }
+                };
+                // Logged at powers of two so a flood of drops cannot flood the log too.
+                if dropped.is_power_of_two() {
+                    tracing::error!(dropped, generation_id, "usage queue full; event dropped");
+                }
+            }
+        }
+    }
+}

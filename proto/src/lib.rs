@@ -1,0 +1,14 @@
+//! Generated gRPC types for the Switchyard contract. These are wire types only: each side
+//! converts them into its own domain model (`TryFrom`) and validates them there.
+
+pub mod config {
+    pub mod v1 {
+        tonic::include_proto!("switchyard.config.v1");
+    }
+}
+
+pub mod usage {
+    pub mod v1 {
+        tonic::include_proto!("switchyard.usage.v1");
+    }
+}
