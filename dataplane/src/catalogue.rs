@@ -30,9 +30,10 @@ fn model_json(m: &Model) -> Value {
     // The model's public price is its preferred endpoint's.
     let top = m.endpoints.first();
     let prices = top.map(|e| e.prices).unwrap_or_default();
+    // OpenRouter writes "-1" for a price it does not know; "0" would claim the model is free.
     let mut pricing = json!({
-        "prompt": price(prices.prompt).as_str().unwrap_or("0"),
-        "completion": price(prices.completion).as_str().unwrap_or("0"),
+        "prompt": price(prices.prompt).as_str().unwrap_or("-1"),
+        "completion": price(prices.completion).as_str().unwrap_or("-1"),
     });
     for (name, value) in [
         ("request", prices.request),

@@ -6,18 +6,30 @@ use std::time::Duration;
 use clap::Parser;
 
 #[derive(Debug, Clone, Parser)]
-#[command(name = "switchyard-dataplane", version, about = "Switchyard gateway dataplane")]
+#[command(
+    name = "switchyard-dataplane",
+    version,
+    about = "Switchyard gateway dataplane"
+)]
 pub struct Config {
     /// Address the gateway listens on.
     #[arg(long, env = "SWITCHYARD_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
 
     /// Control plane gRPC endpoint (snapshots and usage).
-    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE",
+        default_value = "http://127.0.0.1:50051"
+    )]
     pub control_plane: String,
 
     /// Control plane REST API, to which `/api/v1/` management calls are passed.
-    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_HTTP", default_value = "http://127.0.0.1:8081")]
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE_HTTP",
+        default_value = "http://127.0.0.1:8081"
+    )]
     pub control_plane_http: String,
 
     /// Where the last good snapshot and the usage spool are kept.

@@ -49,8 +49,13 @@ fn run(config: Config) -> anyhow::Result<()> {
     let state_dir = config.state_dir();
     let snapshots = Arc::new(SnapshotStore::new(Some(state_dir.join("snapshot.pb"))));
     match snapshots.restore() {
-        Ok(Some(version)) => tracing::info!(version, "serving the persisted snapshot until the control plane answers"),
-        Ok(None) => tracing::info!("no persisted snapshot; not ready until the control plane answers"),
+        Ok(Some(version)) => tracing::info!(
+            version,
+            "serving the persisted snapshot until the control plane answers"
+        ),
+        Ok(None) => {
+            tracing::info!("no persisted snapshot; not ready until the control plane answers")
+        }
         Err(e) => tracing::warn!(error = %e, "ignoring the persisted snapshot"),
     }
 
@@ -152,9 +157,10 @@ struct GracefulOnSignal;
 impl ShutdownSignalWatch for GracefulOnSignal {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) =
-            (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-        else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
         };

@@ -102,8 +102,14 @@ mod tests {
 
     #[test]
     fn parses_openrouter_prices_exactly() {
-        assert_eq!(Picodollars::parse_usd("0.00000015"), Ok(Picodollars(150_000)));
-        assert_eq!(Picodollars::parse_usd("0.0000000375"), Ok(Picodollars(37_500)));
+        assert_eq!(
+            Picodollars::parse_usd("0.00000015"),
+            Ok(Picodollars(150_000))
+        );
+        assert_eq!(
+            Picodollars::parse_usd("0.0000000375"),
+            Ok(Picodollars(37_500))
+        );
         assert_eq!(Picodollars::parse_usd("2"), Ok(Picodollars(2 * SCALE)));
         assert_eq!(Picodollars::parse_usd("0"), Ok(Picodollars(0)));
         assert_eq!(Picodollars::parse_usd(".5"), Ok(Picodollars(SCALE / 2)));
@@ -111,10 +117,22 @@ mod tests {
 
     #[test]
     fn rejects_what_it_cannot_represent() {
-        assert!(matches!(Picodollars::parse_usd("-1"), Err(MoneyError::Malformed(_))));
-        assert!(matches!(Picodollars::parse_usd("1e-6"), Err(MoneyError::Malformed(_))));
-        assert!(matches!(Picodollars::parse_usd(""), Err(MoneyError::Malformed(_))));
-        assert!(matches!(Picodollars::parse_usd("."), Err(MoneyError::Malformed(_))));
+        assert!(matches!(
+            Picodollars::parse_usd("-1"),
+            Err(MoneyError::Malformed(_))
+        ));
+        assert!(matches!(
+            Picodollars::parse_usd("1e-6"),
+            Err(MoneyError::Malformed(_))
+        ));
+        assert!(matches!(
+            Picodollars::parse_usd(""),
+            Err(MoneyError::Malformed(_))
+        ));
+        assert!(matches!(
+            Picodollars::parse_usd("."),
+            Err(MoneyError::Malformed(_))
+        ));
         assert!(matches!(
             Picodollars::parse_usd("0.0000000000001"),
             Err(MoneyError::TooPrecise(_))

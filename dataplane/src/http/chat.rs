@@ -168,7 +168,14 @@ impl Exchange<'_> {
         }
     }
 
-    fn settle(&self, metered: &Metered, status: u16, streamed: bool, cancelled: bool, ttfb: Option<u64>) {
+    fn settle(
+        &self,
+        metered: &Metered,
+        status: u16,
+        streamed: bool,
+        cancelled: bool,
+        ttfb: Option<u64>,
+    ) {
         let outcome = Outcome {
             generation_id: self.generation_id,
             key: self.key,
@@ -227,7 +234,10 @@ impl Exchange<'_> {
         let client_ok = match respond::header(200, "text/event-stream", None) {
             Some(mut header) => {
                 let _ = header.insert_header("cache-control", "no-cache");
-                session.write_response_header(Box::new(header)).await.is_ok()
+                session
+                    .write_response_header(Box::new(header))
+                    .await
+                    .is_ok()
             }
             None => false,
         };

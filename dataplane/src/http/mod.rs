@@ -16,8 +16,8 @@ use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 
-pub use chat::now_ms;
 use chat::Ending;
+pub use chat::now_ms;
 use respond::{respond, respond_reject};
 pub use upstream::Timeouts;
 
@@ -78,12 +78,15 @@ impl Gateway {
                 chat::handle(self, session).await
             }
             ("GET", "/api/v1/models" | "/v1/models") => self.models(session).await,
-            ("GET", "/health/live") => ending(respond(session, 200, "text/plain", Bytes::from_static(b"ok\n")).await),
+            ("GET", "/health/live") => {
+                ending(respond(session, 200, "text/plain", Bytes::from_static(b"ok\n")).await)
+            }
             ("GET", "/health/ready") => self.ready(session).await,
             (_, p) if p.starts_with("/api/v1/") => passthrough::handle(self, session).await,
-            (_, "/api/v1/chat/completions" | "/v1/chat/completions") => self
-                .refuse(session, Reject::new(Kind::MethodNotAllowed, "Use POST"))
-                .await,
+            (_, "/api/v1/chat/completions" | "/v1/chat/completions") => {
+                self.refuse(session, Reject::new(Kind::MethodNotAllowed, "Use POST"))
+                    .await
+            }
             _ => {
                 let reject = Reject::new(Kind::NotFound, "Not found");
                 self.refuse(session, reject).await

@@ -47,8 +47,8 @@ async fn relay(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reje
         .map(|p| p.as_str())
         .unwrap_or("/");
     let internal = |_| Reject::new(Kind::Internal, "Cannot build the management request");
-    let mut request = RequestHeader::build(downstream.method.clone(), path.as_bytes(), None)
-        .map_err(internal)?;
+    let mut request =
+        RequestHeader::build(downstream.method.clone(), path.as_bytes(), None).map_err(internal)?;
     for (name, value) in downstream.headers.iter() {
         if !HOP_BY_HOP.contains(&name.as_str()) && name != "host" {
             request
@@ -90,7 +90,11 @@ async fn relay(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reje
                 .map_err(internal)?;
         }
     }
-    if session.write_response_header(Box::new(response)).await.is_err() {
+    if session
+        .write_response_header(Box::new(response))
+        .await
+        .is_err()
+    {
         upstream.shutdown().await;
         return Ok(Ending::Close);
     }

@@ -18,7 +18,11 @@ pub async fn respond(
         Some(h) => h,
         None => return false,
     };
-    if session.write_response_header(Box::new(header)).await.is_err() {
+    if session
+        .write_response_header(Box::new(header))
+        .await
+        .is_err()
+    {
         return false;
     }
     session.write_response_body(body, true).await.is_ok()

@@ -86,7 +86,9 @@ pub async fn open(
         return Ok(Opened { session, peer });
     }
     // Read the provider's error (bounded) so the client sees why.
-    let raw = read_capped(&mut session, 64 * 1024).await.unwrap_or_default();
+    let raw = read_capped(&mut session, 64 * 1024)
+        .await
+        .unwrap_or_default();
     connector
         .release_http_session(session, &peer, Some(timeouts.idle_pool))
         .await;

@@ -246,7 +246,9 @@ impl TryFrom<pb::Key> for ApiKey {
     fn try_from(k: pb::Key) -> Result<Self, Self::Error> {
         let mut hash = [0u8; 32];
         let well_formed = k.hash.len() == 64
-            && k.hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && k.hash
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
             && hex::decode_to_slice(&k.hash, &mut hash).is_ok();
         if !well_formed {
             return Err(SnapshotError::BadKeyHash { hash: k.hash });

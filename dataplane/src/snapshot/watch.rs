@@ -89,8 +89,7 @@ impl Watcher {
                 self.store.publish(snapshot);
                 tracing::info!(version, "snapshot published");
                 let store = self.store.clone();
-                let persisted =
-                    tokio::task::spawn_blocking(move || store.persist(&encoded)).await;
+                let persisted = tokio::task::spawn_blocking(move || store.persist(&encoded)).await;
                 if let Ok(Err(e)) = persisted {
                     tracing::warn!(error = %e, "could not persist snapshot");
                 }

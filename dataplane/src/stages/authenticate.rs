@@ -57,10 +57,12 @@ mod tests {
 
     #[test]
     fn accepts_a_live_inference_key() {
-        let (snapshot, secret) = SnapshotBuilder::new().with_inference_key().build_with_secret();
+        let (snapshot, secret) = SnapshotBuilder::new()
+            .with_inference_key()
+            .build_with_secret();
         let header = format!("Bearer {secret}");
-        let key = authenticate(&snapshot, Some(header.as_bytes()), Purpose::Inference, NOW)
-            .unwrap();
+        let key =
+            authenticate(&snapshot, Some(header.as_bytes()), Purpose::Inference, NOW).unwrap();
         assert_eq!(key.kind, KeyKind::Inference);
     }
 
@@ -71,13 +73,17 @@ mod tests {
                 .unwrap_err()
                 .status()
         };
-        let (snapshot, _) = SnapshotBuilder::new().with_inference_key().build_with_secret();
+        let (snapshot, _) = SnapshotBuilder::new()
+            .with_inference_key()
+            .build_with_secret();
         assert_eq!(check(&snapshot, None), 401);
         assert_eq!(check(&snapshot, Some("Bearer ")), 401);
         assert_eq!(check(&snapshot, Some("Basic abc")), 401);
         assert_eq!(check(&snapshot, Some("Bearer sk-sy-v1-unknown")), 401);
 
-        let (snapshot, secret) = SnapshotBuilder::new().with_disabled_key().build_with_secret();
+        let (snapshot, secret) = SnapshotBuilder::new()
+            .with_disabled_key()
+            .build_with_secret();
         assert_eq!(check(&snapshot, Some(&format!("Bearer {secret}"))), 401);
 
         let (snapshot, secret) = SnapshotBuilder::new()
@@ -85,7 +91,9 @@ mod tests {
             .build_with_secret();
         assert_eq!(check(&snapshot, Some(&format!("Bearer {secret}"))), 401);
 
-        let (snapshot, secret) = SnapshotBuilder::new().with_management_key().build_with_secret();
+        let (snapshot, secret) = SnapshotBuilder::new()
+            .with_management_key()
+            .build_with_secret();
         assert_eq!(check(&snapshot, Some(&format!("Bearer {secret}"))), 403);
     }
 }

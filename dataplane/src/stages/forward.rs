@@ -53,11 +53,13 @@ pub fn upstream_header(
     stream: bool,
 ) -> Result<RequestHeader, Reject> {
     let internal = |e: pingora_error::BError| {
-        Reject::new(Kind::Internal, format!("cannot build upstream request: {e}"))
+        Reject::new(
+            Kind::Internal,
+            format!("cannot build upstream request: {e}"),
+        )
     };
-    let mut header =
-        RequestHeader::build("POST", endpoint.upstream.chat_path.as_bytes(), Some(6))
-            .map_err(internal)?;
+    let mut header = RequestHeader::build("POST", endpoint.upstream.chat_path.as_bytes(), Some(6))
+        .map_err(internal)?;
     header
         .insert_header("host", &endpoint.upstream.host)
         .map_err(internal)?;
@@ -109,8 +111,7 @@ mod tests {
         let snapshot = SnapshotBuilder::new().build();
         let endpoint = &snapshot.models["mock/small"].endpoints[0];
         let req = ChatRequest::parse(br#"{"model":"mock/small","messages":[]}"#).unwrap();
-        let v: serde_json::Value =
-            serde_json::from_slice(&upstream_body(&req, endpoint)).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&upstream_body(&req, endpoint)).unwrap();
         assert!(v.get("stream_options").is_none());
     }
 

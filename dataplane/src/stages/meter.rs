@@ -317,7 +317,12 @@ impl StreamState {
             self.metered.usage = usage;
         }
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&write_members(data.len() + 256, &members, pricing, usage.as_ref()));
+        out.extend_from_slice(&write_members(
+            data.len() + 256,
+            &members,
+            pricing,
+            usage.as_ref(),
+        ));
     }
 
     fn observe_choices(&mut self, value: &RawValue) {
@@ -415,7 +420,11 @@ mod tests {
         p.internal_reasoning = Some(Picodollars(3_000));
         assert_eq!(u.cost(&p), Some(Picodollars(6_000 + 400 + 6_000 + 6_000)));
         p.prompt = None;
-        assert_eq!(u.cost(&p), None, "a missing price makes the cost unknown, not zero");
+        assert_eq!(
+            u.cost(&p),
+            None,
+            "a missing price makes the cost unknown, not zero"
+        );
     }
 
     #[test]
@@ -430,7 +439,10 @@ mod tests {
         assert_eq!(v["usage"]["cost"], 0.00000002);
         assert_eq!(v["usage"]["is_byok"], false);
         assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 0);
-        assert_eq!(v["usage"]["completion_tokens_details"]["reasoning_tokens"], 0);
+        assert_eq!(
+            v["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            0
+        );
         assert_eq!(metered.finish_reason.as_deref(), Some("stop"));
         assert_eq!(metered.upstream_id.as_deref(), Some("chatcmpl-1"));
     }

@@ -124,7 +124,10 @@ mod tests {
         assert!(r.stream);
         assert_eq!(r.max_output_tokens, Some(7));
         assert_eq!(r.fields.len(), 5);
-        assert_eq!(r.fields[1].1.get(), r#"[{"role":"user","content":"hi \"x\""}]"#);
+        assert_eq!(
+            r.fields[1].1.get(),
+            r#"[{"role":"user","content":"hi \"x\""}]"#
+        );
     }
 
     #[test]

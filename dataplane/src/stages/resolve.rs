@@ -9,8 +9,11 @@ use crate::snapshot::{Model, Snapshot};
 
 pub fn resolve(snapshot: &Snapshot, model: &str) -> Result<Arc<Model>, Reject> {
     snapshot.models.get(model).cloned().ok_or_else(|| {
-        Reject::new(Kind::UnknownModel, format!("{model} is not a valid model ID"))
-            .with_metadata(json!({ "model": model }))
+        Reject::new(
+            Kind::UnknownModel,
+            format!("{model} is not a valid model ID"),
+        )
+        .with_metadata(json!({ "model": model }))
     })
 }
 

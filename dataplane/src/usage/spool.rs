@@ -95,7 +95,9 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sy-spool-{}", std::process::id()));
         let spool = Spool::new(dir.join("usage.spool"), 64);
         assert!(spool.is_empty());
-        let refused = spool.append((0..10).map(|i| event(&format!("gen-{i}")))).unwrap();
+        let refused = spool
+            .append((0..10).map(|i| event(&format!("gen-{i}"))))
+            .unwrap();
         assert!(refused > 0, "a 64-byte spool cannot hold ten events");
         let back = spool.take_all().unwrap();
         assert_eq!(back.len() as u64 + refused, 10);

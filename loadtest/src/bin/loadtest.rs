@@ -1,1 +1,4 @@
-fn main() {}
+//! `switchyard-loadtest`: placeholder until the load generator lands (issue: measure it).
+fn main() {
+    eprintln!("switchyard-loadtest: see `make bench`");
+}

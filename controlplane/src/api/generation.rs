@@ -1,0 +1,94 @@
+//! `GET /api/v1/generation?id=`: one generation's record, as OpenRouter's SDK reads it.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Caller;
+use super::error::ApiError;
+use super::{ApiQuery, ApiState, iso8601};
+
+#[derive(Deserialize)]
+pub struct GenerationQuery {
+    id: Option<String>,
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    Caller(caller): Caller,
+    ApiQuery(q): ApiQuery<GenerationQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let id =
+        q.id.filter(|id| !id.is_empty())
+            .ok_or_else(|| ApiError::BadRequest("id is required".into()))?;
+    let not_found = || ApiError::NotFound(format!("Generation {id} not found"));
+    let g = state.store.generation(&id).await?.ok_or_else(not_found)?;
+    // Another organization's generation is indistinguishable from a missing one.
+    if g.organization_id != caller.organization_id {
+        return Err(not_found());
+    }
+    let cost = g.cost_usd.as_deref().and_then(|c| c.parse::<f64>().ok());
+    let provider_name = state
+        .store
+        .catalogue()
+        .await?
+        .providers
+        .into_iter()
+        .find(|p| p.id == g.provider_id)
+        .map_or_else(|| g.provider_id.clone(), |p| p.name);
+    Ok(Json(json!({
+        "data": {
+            "id": g.id,
+            "created_at": iso8601(g.created_at),
+            "model": g.model,
+            "origin": "",
+            "usage": cost.unwrap_or(0.0),
+            "total_cost": cost.unwrap_or(0.0),
+            "upstream_inference_cost": cost,
+            "is_byok": g.is_byok,
+            "data_region": "global",
+            "api_type": "completions",
+            "provider_name": provider_name,
+            "upstream_id": g.upstream_id,
+            "tokens_prompt": g.prompt_tokens,
+            "tokens_completion": g.completion_tokens,
+            "native_tokens_prompt": g.prompt_tokens,
+            "native_tokens_completion": g.completion_tokens,
+            "native_tokens_cached": g.cached_tokens,
+            "native_tokens_reasoning": g.reasoning_tokens,
+            "native_tokens_completion_images": null,
+            "latency": g.ttfb_ms,
+            "generation_time": g.latency_ms,
+            "moderation_latency": null,
+            "streamed": g.streamed,
+            "cancelled": g.cancelled,
+            "finish_reason": g.finish_reason,
+            "native_finish_reason": g.finish_reason,
+            "workspace_id": g.workspace_id,
+            "app_id": null,
+            "cache_discount": null,
+            "external_user": null,
+            "http_referer": null,
+            "num_fetches": null,
+            "num_input_audio_prompt": null,
+            "num_media_completion": null,
+            "num_media_prompt": null,
+            "num_search_results": null,
+            "preset_id": null,
+            "provider_responses": [{
+                "status": g.status,
+                "provider_name": provider_name,
+                "id": g.upstream_id,
+                "is_byok": g.is_byok,
+                "latency": g.latency_ms,
+            }],
+            "router": null,
+            "service_tier": null,
+            "user_agent": null,
+            "web_search_engine": null,
+            "request_id": g.id,
+            "key_hash": g.key_hash,
+        }
+    })))
+}

@@ -1,0 +1,53 @@
+//! Command-line and environment configuration of the control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "switchyard-controlplane",
+    version,
+    about = "Switchyard control plane"
+)]
+pub struct Config {
+    /// Management REST API address.
+    #[arg(long, env = "SWITCHYARD_HTTP_LISTEN", default_value = "127.0.0.1:8081")]
+    pub http_listen: SocketAddr,
+
+    /// gRPC address for dataplanes (snapshots and usage).
+    #[arg(
+        long,
+        env = "SWITCHYARD_GRPC_LISTEN",
+        default_value = "127.0.0.1:50051"
+    )]
+    pub grpc_listen: SocketAddr,
+
+    /// Where the embedded database and bootstrap credentials live.
+    /// Defaults to `$HOME/.local/share/switchyard`.
+    #[arg(long, env = "SWITCHYARD_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Database URL (`sqlite://…` or `postgres://…`); defaults to SQLite in the data dir.
+    #[arg(long, env = "SWITCHYARD_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Model catalogue file; defaults to the built-in development catalogue (the mock provider).
+    #[arg(long, env = "SWITCHYARD_CATALOGUE")]
+    pub catalogue: Option<PathBuf>,
+}
+
+impl Config {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".local/share/switchyard"))
+                .unwrap_or_else(|| PathBuf::from(".switchyard"))
+        })
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir().join("controlplane")
+    }
+}

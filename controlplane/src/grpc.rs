@@ -1,0 +1,132 @@
+//! The gRPC side of the control plane: snapshot streams to dataplanes and usage ingest.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use futures::Stream;
+use switchyard_proto::config::v1 as config;
+use switchyard_proto::config::v1::config_service_server::ConfigService;
+use switchyard_proto::usage::v1 as usage;
+use switchyard_proto::usage::v1::usage_service_server::UsageService;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::WatchStream;
+use tonic::{Request, Response, Status};
+
+use crate::publisher::{AckRecord, Publisher};
+use crate::store::{Generation, Store};
+
+pub struct ConfigApi {
+    pub publisher: Arc<Publisher>,
+}
+
+type SnapshotStream = Pin<Box<dyn Stream<Item = Result<config::Snapshot, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ConfigService for ConfigApi {
+    type WatchStream = SnapshotStream;
+
+    async fn watch(
+        &self,
+        request: Request<config::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let request = request.into_inner();
+        tracing::info!(
+            dataplane = %request.dataplane_id,
+            known_version = request.known_version,
+            "dataplane connected"
+        );
+        // WatchStream yields the current snapshot at once, then every newer one.
+        let stream = WatchStream::new(self.publisher.subscribe())
+            .map(|snapshot| Ok(config::Snapshot::clone(&snapshot)));
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn ack(
+        &self,
+        request: Request<config::AckRequest>,
+    ) -> Result<Response<config::AckResponse>, Status> {
+        let ack = request.into_inner();
+        if ack.accepted {
+            tracing::debug!(dataplane = %ack.dataplane_id, version = ack.version, "snapshot applied");
+        } else {
+            tracing::error!(dataplane = %ack.dataplane_id, version = ack.version, reason = %ack.reason, "snapshot rejected by dataplane");
+        }
+        self.publisher.record_ack(
+            ack.dataplane_id,
+            AckRecord {
+                version: ack.version,
+                accepted: ack.accepted,
+                reason: ack.reason,
+            },
+        );
+        Ok(Response::new(config::AckResponse {}))
+    }
+}
+
+pub struct UsageApi {
+    pub store: Store,
+}
+
+#[tonic::async_trait]
+impl UsageService for UsageApi {
+    async fn report(
+        &self,
+        request: Request<usage::UsageBatch>,
+    ) -> Result<Response<usage::UsageAck>, Status> {
+        let batch = request.into_inner();
+        let mut generations = Vec::with_capacity(batch.events.len());
+        for event in batch.events {
+            match generation(event) {
+                Ok(g) => generations.push(g),
+                Err(reason) => return Err(Status::invalid_argument(reason)),
+            }
+        }
+        let total = generations.len() as u32;
+        let recorded = self
+            .store
+            .insert_generations(&generations)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "usage batch not recorded");
+                Status::unavailable("usage store unavailable")
+            })? as u32;
+        Ok(Response::new(usage::UsageAck {
+            recorded,
+            duplicates: total - recorded,
+        }))
+    }
+}
+
+fn generation(e: usage::UsageEvent) -> Result<Generation, String> {
+    if !e.generation_id.starts_with("gen-") || e.generation_id.len() > 128 {
+        return Err(format!("invalid generation id {:?}", e.generation_id));
+    }
+    if e.key_hash.len() != 64 {
+        return Err(format!("generation {}: invalid key hash", e.generation_id));
+    }
+    Ok(Generation {
+        id: e.generation_id,
+        key_hash: e.key_hash,
+        organization_id: e.organization_id,
+        workspace_id: e.workspace_id,
+        model: e.model,
+        provider_id: e.provider_id,
+        upstream_model: e.upstream_model,
+        upstream_id: e.upstream_id,
+        created_at: e.created_at_ms,
+        prompt_tokens: i64::from(e.prompt_tokens),
+        completion_tokens: i64::from(e.completion_tokens),
+        cached_tokens: i64::from(e.cached_tokens),
+        reasoning_tokens: i64::from(e.reasoning_tokens),
+        cost_usd: (!e.cost_usd.is_empty()).then_some(e.cost_usd),
+        streamed: e.streamed,
+        finish_reason: (!e.finish_reason.is_empty()).then_some(e.finish_reason),
+        latency_ms: i64::from(e.latency_ms),
+        ttfb_ms: i64::from(e.time_to_first_byte_ms),
+        status: i64::from(e.status),
+        cancelled: e.cancelled,
+        is_byok: e.is_byok,
+        app_title: e.app_title,
+        dataplane_id: e.dataplane_id,
+    })
+}

@@ -1,0 +1,19 @@
+#![recursion_limit = "256"]
+//! Switchyard's control plane: the source of truth. It keeps the store, serves the management
+//! REST API, builds and pushes configuration snapshots over gRPC, and records usage.
+
+pub mod api;
+pub mod catalogue;
+pub mod config;
+pub mod grpc;
+pub mod keys;
+pub mod publisher;
+pub mod seed;
+pub mod store;
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

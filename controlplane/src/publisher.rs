@@ -1,0 +1,199 @@
+//! Builds configuration snapshots from the store and pushes each new version to every
+//! connected dataplane through a `watch` channel (latest value wins; a slow dataplane skips
+//! straight to the newest version).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex as StdMutex};
+
+use switchyard_proto::config::v1 as pb;
+use tokio::sync::{Mutex, watch};
+
+use crate::keys::{KeyKind, LimitReset};
+use crate::store::{Store, StoreError};
+
+/// What a dataplane last said about a version.
+#[derive(Clone, Debug)]
+pub struct AckRecord {
+    pub version: u64,
+    pub accepted: bool,
+    pub reason: String,
+}
+
+pub struct Publisher {
+    store: Store,
+    tx: watch::Sender<Arc<pb::Snapshot>>,
+    /// Serialises builds so versions increase in the order changes were made.
+    last_version: Mutex<u64>,
+    acks: StdMutex<HashMap<String, AckRecord>>,
+}
+
+impl Publisher {
+    pub async fn start(store: Store) -> Result<Arc<Publisher>, StoreError> {
+        let version = next_version(0);
+        let snapshot = build(&store, version).await?;
+        let (tx, _) = watch::channel(Arc::new(snapshot));
+        Ok(Arc::new(Publisher {
+            store,
+            tx,
+            last_version: Mutex::new(version),
+            acks: StdMutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Rebuilds from the store and pushes the new version. Called after every change.
+    pub async fn publish(&self) -> Result<u64, StoreError> {
+        let mut last = self.last_version.lock().await;
+        let version = next_version(*last);
+        let snapshot = build(&self.store, version).await?;
+        *last = version;
+        self.tx.send_replace(Arc::new(snapshot));
+        tracing::debug!(version, "snapshot published");
+        Ok(version)
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<pb::Snapshot>> {
+        self.tx.subscribe()
+    }
+
+    pub fn current_version(&self) -> u64 {
+        self.tx.borrow().version
+    }
+
+    pub fn record_ack(&self, dataplane_id: String, record: AckRecord) {
+        if let Ok(mut acks) = self.acks.lock() {
+            acks.insert(dataplane_id, record);
+        }
+    }
+
+    pub fn acks(&self) -> HashMap<String, AckRecord> {
+        self.acks.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+}
+
+/// Versions are wall-clock milliseconds, bumped past the last one: they keep increasing across
+/// control-plane restarts, so dataplanes never mistake a new snapshot for a stale one.
+fn next_version(last: u64) -> u64 {
+    let now = u64::try_from(crate::now_ms()).unwrap_or(0);
+    now.max(last + 1)
+}
+
+async fn build(store: &Store, version: u64) -> Result<pb::Snapshot, StoreError> {
+    let organizations = store
+        .organizations()
+        .await?
+        .into_iter()
+        .map(|o| pb::Organization {
+            id: o.id,
+            name: o.name,
+        })
+        .collect();
+    let workspaces = store
+        .workspaces()
+        .await?
+        .into_iter()
+        .map(|w| pb::Workspace {
+            id: w.id,
+            organization_id: w.organization_id,
+            name: w.name,
+        })
+        .collect();
+    let keys = store
+        .all_keys()
+        .await?
+        .into_iter()
+        .map(|k| pb::Key {
+            hash: k.hash,
+            kind: match k.kind {
+                KeyKind::Inference => pb::KeyKind::Inference,
+                KeyKind::Management => pb::KeyKind::Management,
+            } as i32,
+            owner_user_id: k.creator_user_id,
+            organization_id: k.organization_id,
+            workspace_id: k.workspace_id,
+            disabled: k.disabled,
+            expires_at_ms: k.expires_at.unwrap_or(0),
+            limit_usd: k.limit_usd.unwrap_or_default(),
+            limit_reset: match k.limit_reset {
+                None => pb::LimitReset::Never,
+                Some(LimitReset::Daily) => pb::LimitReset::Daily,
+                Some(LimitReset::Weekly) => pb::LimitReset::Weekly,
+                Some(LimitReset::Monthly) => pb::LimitReset::Monthly,
+            } as i32,
+            include_byok_in_limit: k.include_byok_in_limit,
+            label: k.label,
+        })
+        .collect();
+    let catalogue = store.catalogue().await?;
+    let providers: HashMap<&str, _> = catalogue
+        .providers
+        .iter()
+        .map(|p| (p.id.as_str(), p))
+        .collect();
+    let mut models = Vec::with_capacity(catalogue.models.len());
+    for m in &catalogue.models {
+        let mut endpoints = Vec::with_capacity(m.endpoints.len());
+        for e in &m.endpoints {
+            let provider = providers.get(e.provider_id.as_str()).ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "model {} names unknown provider {}",
+                    m.id, e.provider_id
+                ))
+            })?;
+            let api_key = if provider.api_key_env.is_empty() {
+                String::new()
+            } else {
+                std::env::var(&provider.api_key_env).unwrap_or_default()
+            };
+            endpoints.push(pb::Endpoint {
+                provider_id: e.provider_id.clone(),
+                base_url: provider.base_url.clone(),
+                upstream_model: e.upstream_model.clone(),
+                price: Some(pb::Price {
+                    prompt: e.price_prompt.clone(),
+                    completion: e.price_completion.clone(),
+                    request: e.price_request.clone(),
+                    image: e.price_image.clone(),
+                    input_cache_read: e.price_input_cache_read.clone(),
+                    input_cache_write: e.price_input_cache_write.clone(),
+                    internal_reasoning: e.price_internal_reasoning.clone(),
+                }),
+                context_length: clamp(e.context_length),
+                max_output_tokens: clamp(e.max_output_tokens),
+                api_key,
+                priority: i32::try_from(e.priority).unwrap_or(i32::MAX),
+            });
+        }
+        models.push(pb::Model {
+            id: m.id.clone(),
+            name: m.name.clone(),
+            context_length: clamp(m.context_length),
+            endpoints,
+            created: m.created,
+            description: m.description.clone(),
+        });
+    }
+    let providers = catalogue
+        .providers
+        .iter()
+        .map(|p| pb::Provider {
+            id: p.id.clone(),
+            name: p.name.clone(),
+            api: pb::ProviderApi::OpenaiChat as i32,
+        })
+        .collect();
+    Ok(pb::Snapshot {
+        version,
+        created_at_ms: crate::now_ms(),
+        resources: Some(pb::Resources {
+            keys,
+            organizations,
+            workspaces,
+            models,
+            providers,
+        }),
+    })
+}
+
+fn clamp(n: i64) -> u32 {
+    u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,119 @@
+//! Generation records: one per request, written idempotently from usage events.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::{Store, StoreError, flag};
+
+#[derive(Clone, Debug, Default)]
+pub struct Generation {
+    pub id: String,
+    pub key_hash: String,
+    pub organization_id: String,
+    pub workspace_id: String,
+    pub model: String,
+    pub provider_id: String,
+    pub upstream_model: String,
+    pub upstream_id: String,
+    pub created_at: i64,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub cached_tokens: i64,
+    pub reasoning_tokens: i64,
+    /// Exact decimal USD; `None` when the cost is unknown.
+    pub cost_usd: Option<String>,
+    pub streamed: bool,
+    pub finish_reason: Option<String>,
+    pub latency_ms: i64,
+    pub ttfb_ms: i64,
+    pub status: i64,
+    pub cancelled: bool,
+    pub is_byok: bool,
+    pub app_title: String,
+    pub dataplane_id: String,
+}
+
+const COLUMNS: &str = "id, key_hash, organization_id, workspace_id, model, provider_id, \
+    upstream_model, upstream_id, created_at, prompt_tokens, completion_tokens, cached_tokens, \
+    reasoning_tokens, cost_usd, streamed, finish_reason, latency_ms, ttfb_ms, status, cancelled, \
+    is_byok, app_title, dataplane_id";
+
+impl Store {
+    /// Records generations; a generation id seen before is ignored (idempotent ingest).
+    /// Returns how many were new.
+    pub async fn insert_generations(&self, generations: &[Generation]) -> Result<u64, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let mut inserted = 0;
+        for g in generations {
+            let done = sqlx::query(&format!(
+                "INSERT INTO generations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
+                 ON CONFLICT (id) DO NOTHING"
+            ))
+            .bind(&g.id)
+            .bind(&g.key_hash)
+            .bind(&g.organization_id)
+            .bind(&g.workspace_id)
+            .bind(&g.model)
+            .bind(&g.provider_id)
+            .bind(&g.upstream_model)
+            .bind(&g.upstream_id)
+            .bind(g.created_at)
+            .bind(g.prompt_tokens)
+            .bind(g.completion_tokens)
+            .bind(g.cached_tokens)
+            .bind(g.reasoning_tokens)
+            .bind(g.cost_usd.clone())
+            .bind(flag(g.streamed))
+            .bind(g.finish_reason.clone())
+            .bind(g.latency_ms)
+            .bind(g.ttfb_ms)
+            .bind(g.status)
+            .bind(flag(g.cancelled))
+            .bind(flag(g.is_byok))
+            .bind(&g.app_title)
+            .bind(&g.dataplane_id)
+            .execute(&mut *tx)
+            .await?;
+            inserted += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(inserted)
+    }
+
+    pub async fn generation(&self, id: &str) -> Result<Option<Generation>, StoreError> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(generation).transpose()
+    }
+}
+
+fn generation(r: &AnyRow) -> Result<Generation, StoreError> {
+    Ok(Generation {
+        id: r.try_get("id")?,
+        key_hash: r.try_get("key_hash")?,
+        organization_id: r.try_get("organization_id")?,
+        workspace_id: r.try_get("workspace_id")?,
+        model: r.try_get("model")?,
+        provider_id: r.try_get("provider_id")?,
+        upstream_model: r.try_get("upstream_model")?,
+        upstream_id: r.try_get("upstream_id")?,
+        created_at: r.try_get("created_at")?,
+        prompt_tokens: r.try_get("prompt_tokens")?,
+        completion_tokens: r.try_get("completion_tokens")?,
+        cached_tokens: r.try_get("cached_tokens")?,
+        reasoning_tokens: r.try_get("reasoning_tokens")?,
+        cost_usd: r.try_get("cost_usd")?,
+        streamed: r.try_get::<i64, _>("streamed")? != 0,
+        finish_reason: r.try_get("finish_reason")?,
+        latency_ms: r.try_get("latency_ms")?,
+        ttfb_ms: r.try_get("ttfb_ms")?,
+        status: r.try_get("status")?,
+        cancelled: r.try_get::<i64, _>("cancelled")? != 0,
+        is_byok: r.try_get::<i64, _>("is_byok")? != 0,
+        app_title: r.try_get("app_title")?,
+        dataplane_id: r.try_get("dataplane_id")?,
+    })
+}

@@ -1,0 +1,3 @@
+//! Load generation and mock providers for Switchyard.
+
+pub mod mock;

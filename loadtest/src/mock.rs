@@ -1,0 +1,389 @@
+//! A mock LLM provider that speaks OpenAI's chat-completions wire format exactly (JSON, and SSE
+//! with a usage chunk) and can be scripted: latency to first byte, inter-token delay, token
+//! counts, an error rate, 429s, a hard outage and streams cut mid-way.
+//!
+//! The script can be changed while it runs (`POST /__mock/script` with a JSON `Script`), and the
+//! last request it received can be read back (`GET /__mock/last-request`), which tests use to
+//! check what the gateway forwarded.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+/// What the mock does with each request. Every field can be changed at run time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Script {
+    /// Delay before the response header (and first token).
+    pub ttfb_ms: u64,
+    /// Delay between stream chunks.
+    pub inter_token_ms: u64,
+    /// Completion tokens per response (capped by the request's max tokens).
+    pub completion_tokens: u64,
+    /// Cached prompt tokens to report.
+    pub cached_tokens: u64,
+    /// Reasoning tokens to report (part of `completion_tokens`).
+    pub reasoning_tokens: u64,
+    /// Fraction of requests answered with `error_status`, 0.0–1.0.
+    pub error_rate: f64,
+    pub error_status: u16,
+    /// Every request gets a 503 (hard outage).
+    pub outage: bool,
+    /// When set, streams close the connection abruptly after this many content chunks.
+    pub cut_after_chunks: Option<u64>,
+    /// When false, streams never send the usage chunk even if asked.
+    pub stream_usage: bool,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Script {
+            ttfb_ms: 0,
+            inter_token_ms: 0,
+            completion_tokens: 16,
+            cached_tokens: 0,
+            reasoning_tokens: 0,
+            error_rate: 0.0,
+            error_status: 500,
+            outage: false,
+            cut_after_chunks: None,
+            stream_usage: true,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct MockState {
+    script: RwLock<Script>,
+    last_request: RwLock<Value>,
+    requests: AtomicU64,
+}
+
+impl MockState {
+    pub fn new(script: Script) -> Self {
+        MockState {
+            script: RwLock::new(script),
+            ..MockState::default()
+        }
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+#[derive(Deserialize)]
+struct ChatHead {
+    model: Option<String>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<u64>,
+    max_completion_tokens: Option<u64>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// Serves until the process ends.
+pub async fn serve(listener: TcpListener, state: Arc<MockState>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| handle(req, state.clone()));
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    state: Arc<MockState>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    Ok(match (req.method().clone(), path.as_str()) {
+        (Method::POST, "/v1/chat/completions" | "/chat/completions") => chat(req, &state).await,
+        (Method::GET, "/v1/models" | "/models") => json_response(
+            StatusCode::OK,
+            json!({"object":"list","data":[{"id":"mock-small-1","object":"model","created":0,"owned_by":"mock"}]}),
+        ),
+        (Method::POST, "/__mock/script") => set_script(req, &state).await,
+        (Method::GET, "/__mock/script") => {
+            let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
+            json_response(StatusCode::OK, json!(script))
+        }
+        (Method::GET, "/__mock/last-request") => {
+            let last = state
+                .last_request
+                .read()
+                .map(|v| v.clone())
+                .unwrap_or(Value::Null);
+            json_response(StatusCode::OK, last)
+        }
+        (Method::GET, "/__mock/stats") => json_response(
+            StatusCode::OK,
+            json!({"requests": state.requests.load(Ordering::Relaxed)}),
+        ),
+        _ => error_response(StatusCode::NOT_FOUND, "not found"),
+    })
+}
+
+async fn set_script(req: Request<Incoming>, state: &MockState) -> Response<Body> {
+    let Ok(body) = req.into_body().collect().await else {
+        return error_response(StatusCode::BAD_REQUEST, "unreadable body");
+    };
+    match serde_json::from_slice::<Script>(&body.to_bytes()) {
+        Ok(script) => {
+            if let Ok(mut s) = state.script.write() {
+                *s = script.clone();
+            }
+            json_response(StatusCode::OK, json!(script))
+        }
+        Err(e) => error_response(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+async fn chat(req: Request<Incoming>, state: &MockState) -> Response<Body> {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok(body) = req.into_body().collect().await else {
+        return error_response(StatusCode::BAD_REQUEST, "unreadable body");
+    };
+    let body = body.to_bytes();
+    let head: ChatHead = match serde_json::from_slice(&body) {
+        Ok(h) => h,
+        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+    };
+    let include_usage = head
+        .stream_options
+        .as_ref()
+        .is_some_and(|o| o.include_usage);
+    if let Ok(mut last) = state.last_request.write() {
+        *last = json!({
+            "authorization": authorization,
+            "model": head.model,
+            "stream": head.stream,
+            "include_usage": include_usage,
+            "body_bytes": body.len(),
+        });
+    }
+    if script.ttfb_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
+    }
+    if script.outage {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "mock provider outage");
+    }
+    if script.error_rate > 0.0
+        && ((n as f64 * script.error_rate).fract() + script.error_rate >= 1.0)
+    {
+        let status =
+            StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return error_response(status, "scripted mock error");
+    }
+    let model = head.model.unwrap_or_else(|| "mock".into());
+    let completion = head
+        .max_completion_tokens
+        .or(head.max_tokens)
+        .map_or(script.completion_tokens, |m| {
+            m.min(script.completion_tokens)
+        });
+    let usage = Usage {
+        prompt: (body.len() as u64).div_ceil(4),
+        completion,
+        cached: script.cached_tokens,
+        reasoning: script.reasoning_tokens.min(completion),
+    };
+    let id = format!("chatcmpl-mock-{n}");
+    if head.stream {
+        stream_response(
+            id,
+            model,
+            usage,
+            include_usage && script.stream_usage,
+            &script,
+        )
+    } else {
+        json_response(StatusCode::OK, completion_json(&id, &model, &usage))
+    }
+}
+
+struct Usage {
+    prompt: u64,
+    completion: u64,
+    cached: u64,
+    reasoning: u64,
+}
+
+impl Usage {
+    fn json(&self) -> Value {
+        json!({
+            "prompt_tokens": self.prompt,
+            "completion_tokens": self.completion,
+            "total_tokens": self.prompt + self.completion,
+            "prompt_tokens_details": {"cached_tokens": self.cached, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": self.reasoning, "audio_tokens": 0,
+                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},
+        })
+    }
+}
+
+fn created() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn words(n: u64) -> String {
+    (0..n)
+        .map(|i| if i == 0 { "tok" } else { " tok" })
+        .collect()
+}
+
+fn completion_json(id: &str, model: &str, usage: &Usage) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": created(),
+        "model": model,
+        "system_fingerprint": "fp_mock",
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": words(usage.completion), "refusal": null},
+            "logprobs": null,
+            "finish_reason": "stop",
+        }],
+        "usage": usage.json(),
+    })
+}
+
+fn stream_response(
+    id: String,
+    model: String,
+    usage: Usage,
+    include_usage: bool,
+    script: &Script,
+) -> Response<Body> {
+    let chunk = move |delta: Value, finish: Value, usage: Option<Value>| {
+        let mut v = json!({
+            "id": id,
+            "object": "chat.completion.chunk",
+            "created": created(),
+            "model": model,
+            "system_fingerprint": "fp_mock",
+            "choices": if usage.is_some() { json!([]) } else {
+                json!([{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}])
+            },
+        });
+        if let Some(u) = usage {
+            v["usage"] = u;
+        }
+        Bytes::from(format!("data: {v}\n\n"))
+    };
+    let delay = Duration::from_millis(script.inter_token_ms);
+    let cut_after = script.cut_after_chunks;
+    let total = usage.completion;
+    let events = futures::stream::unfold(0u64, move |i| {
+        let chunk = chunk.clone();
+        let usage_json = usage.json();
+        async move {
+            // i = 0: role chunk; 1..=total: tokens; total+1: finish; total+2: usage; then [DONE].
+            if i > 0 && i <= total && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            if cut_after.is_some_and(|c| i > c && i <= total) {
+                return Some((Err(std::io::Error::other("scripted cut")), u64::MAX));
+            }
+            let frame = match i {
+                0 => chunk(
+                    json!({"role": "assistant", "content": ""}),
+                    Value::Null,
+                    None,
+                ),
+                i if i <= total => {
+                    let text = if i == 1 { "tok" } else { " tok" };
+                    chunk(json!({"content": text}), Value::Null, None)
+                }
+                i if i == total + 1 => chunk(json!({}), json!("stop"), None),
+                i if i == total + 2 && include_usage => {
+                    chunk(json!({}), Value::Null, Some(usage_json))
+                }
+                i if i <= total + 3 => Bytes::from_static(b"data: [DONE]\n\n"),
+                _ => return None,
+            };
+            let next = if i == total + 1 && !include_usage {
+                total + 3
+            } else {
+                i + 1
+            };
+            Some((Ok(frame), next))
+        }
+    })
+    .map(|r| r.map(Frame::data));
+    let body = BodyExt::boxed(StreamBody::new(events));
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("content-type", "text/event-stream")
+        .header("cache-control", "no-cache")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(empty()))
+}
+
+fn empty() -> Body {
+    Full::new(Bytes::new())
+        .map_err(|e: Infallible| match e {})
+        .boxed()
+}
+
+fn json_response(status: StatusCode, value: Value) -> Response<Body> {
+    let body = Full::new(Bytes::from(value.to_string()))
+        .map_err(|e: Infallible| match e {})
+        .boxed();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap_or_else(|_| Response::new(empty()))
+}
+
+/// OpenAI's error shape: `{"error":{"message","type","param","code"}}`.
+fn error_response(status: StatusCode, message: &str) -> Response<Body> {
+    let kind = match status.as_u16() {
+        429 => "rate_limit_exceeded",
+        400..=499 => "invalid_request_error",
+        _ => "server_error",
+    };
+    json_response(
+        status,
+        json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
+    )
+}
