@@ -321,6 +321,8 @@ fn stream_response(
                 tokio::time::sleep(delay).await;
             }
             if cut_after.is_some_and(|c| i > c && i <= total) {
+                // Let what was sent so far reach the client first, so the cut is mid-stream.
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 return Some((Err(std::io::Error::other("scripted cut")), u64::MAX));
             }
             let frame = match i {

@@ -164,7 +164,7 @@ impl Exchange<'_> {
             prices: &self.endpoint.prices,
             is_byok: false,
             model: self.model,
-            provider_name: &self.endpoint.provider_id,
+            provider_name: &self.endpoint.provider_name,
         }
     }
 
@@ -299,7 +299,7 @@ impl Exchange<'_> {
             "choices": [{ "index": 0, "delta": {}, "finish_reason": "error" }],
             "error": {
                 "code": 502,
-                "message": format!("Provider {} stream was cut off", self.endpoint.provider_id),
+                "message": format!("Provider {} stream was cut off", self.endpoint.provider_name),
                 "metadata": { "error_type": "provider_unavailable" },
             },
         })

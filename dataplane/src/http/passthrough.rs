@@ -38,7 +38,7 @@ pub async fn handle(gw: &Gateway, session: &mut ServerSession) -> Ending {
 async fn relay(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reject> {
     let unavailable = || Reject::new(Kind::NotReady, "The management API is unavailable");
     let control_plane = gw.control_plane_http.as_ref().ok_or_else(unavailable)?;
-    let peer = peer(control_plane, &gw.timeouts);
+    let peer = peer(control_plane, &gw.timeouts).ok_or_else(unavailable)?;
 
     let downstream = session.req_header();
     let path = downstream

@@ -22,13 +22,14 @@ pub struct Timeouts {
     pub idle_pool: Duration,
 }
 
-pub fn peer(upstream: &Upstream, timeouts: &Timeouts) -> HttpPeer {
-    let mut peer = HttpPeer::new(upstream.addr, upstream.tls, upstream.sni().to_owned());
+/// A pingora peer for a resolved upstream; `None` if its host did not resolve.
+pub fn peer(upstream: &Upstream, timeouts: &Timeouts) -> Option<HttpPeer> {
+    let mut peer = HttpPeer::new(upstream.addr?, upstream.tls, upstream.sni().to_owned());
     peer.options.connection_timeout = Some(timeouts.connect);
     peer.options.read_timeout = Some(timeouts.read);
     peer.options.write_timeout = Some(timeouts.read);
     peer.options.idle_timeout = Some(timeouts.idle_pool);
-    peer
+    Some(peer)
 }
 
 /// An upstream response whose header has been read and is a success.
@@ -47,7 +48,6 @@ pub async fn open(
     stream: bool,
     timeouts: &Timeouts,
 ) -> Result<Opened, Reject> {
-    let peer = peer(&endpoint.upstream, timeouts);
     let header = forward::upstream_header(endpoint, body.len(), stream)?;
     let unavailable = |what: &str, e: &pingora_error::Error| {
         let kind = if matches!(
@@ -60,9 +60,18 @@ pub async fn open(
         } else {
             Kind::UpstreamUnavailable
         };
-        Reject::new(kind, format!("Provider {} {what}", endpoint.provider_id))
-            .with_metadata(json!({ "provider_name": endpoint.provider_id }))
+        Reject::new(kind, format!("Provider {} {what}", endpoint.provider_name))
+            .with_metadata(json!({ "provider_name": endpoint.provider_name }))
     };
+    let peer = peer(&endpoint.upstream, timeouts).ok_or_else(|| {
+        Reject::new(
+            Kind::UpstreamUnavailable,
+            format!(
+                "Provider {} has no resolvable address",
+                endpoint.provider_id
+            ),
+        )
+    })?;
     let (mut session, _reused) = connector
         .get_http_session(&peer)
         .await
@@ -97,7 +106,7 @@ pub async fn open(
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("Provider returned error {status}"));
-    let metadata = json!({ "provider_name": endpoint.provider_id, "raw": raw_text });
+    let metadata = json!({ "provider_name": endpoint.provider_name, "raw": raw_text });
     let kind = if status == 429 || status >= 500 {
         Kind::UpstreamUnavailable
     } else {

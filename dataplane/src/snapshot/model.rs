@@ -91,6 +91,8 @@ pub struct Prices {
 #[derive(Debug)]
 pub struct Endpoint {
     pub provider_id: String,
+    /// Display name, as OpenRouter reports `provider`.
+    pub provider_name: String,
     pub upstream_model: String,
     pub upstream: Upstream,
     pub prices: Prices,
@@ -105,7 +107,9 @@ pub struct Endpoint {
 /// pingora's `HttpPeer::new` would resolve names with blocking DNS and panic on a bad address.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    pub addr: SocketAddr,
+    /// `None` when the host did not resolve: the endpoint stays in the snapshot but is skipped
+    /// by routing, so one unresolvable provider cannot make a whole snapshot invalid.
+    pub addr: Option<SocketAddr>,
     pub tls: bool,
     /// Host header and TLS SNI.
     pub host: String,
@@ -216,9 +220,14 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             keys.insert(key.hash, Arc::new(key));
         }
 
+        let provider_names: HashMap<String, String> = resources
+            .providers
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect();
         let mut models = HashMap::with_capacity(resources.models.len());
         for m in resources.models {
-            let model = Model::try_from(m)?;
+            let model = Model::from_proto(m, &provider_names)?;
             if models.contains_key(&model.id) {
                 return Err(SnapshotError::BadModel {
                     model: model.id,
@@ -286,10 +295,11 @@ impl TryFrom<pb::Key> for ApiKey {
     }
 }
 
-impl TryFrom<pb::Model> for Model {
-    type Error = SnapshotError;
-
-    fn try_from(m: pb::Model) -> Result<Self, Self::Error> {
+impl Model {
+    fn from_proto(
+        m: pb::Model,
+        provider_names: &HashMap<String, String>,
+    ) -> Result<Self, SnapshotError> {
         if m.id.is_empty() {
             return Err(SnapshotError::BadModel {
                 model: m.id,
@@ -304,7 +314,8 @@ impl TryFrom<pb::Model> for Model {
         }
         let mut endpoints = Vec::with_capacity(m.endpoints.len());
         for e in m.endpoints {
-            endpoints.push(Arc::new(endpoint(&m.id, e)?));
+            let name = provider_names.get(&e.provider_id).cloned();
+            endpoints.push(Arc::new(endpoint(&m.id, e, name)?));
         }
         endpoints.sort_by_key(|e| e.priority);
         Ok(Model {
@@ -318,7 +329,11 @@ impl TryFrom<pb::Model> for Model {
     }
 }
 
-fn endpoint(model: &str, e: pb::Endpoint) -> Result<Endpoint, SnapshotError> {
+fn endpoint(
+    model: &str,
+    e: pb::Endpoint,
+    provider_name: Option<String>,
+) -> Result<Endpoint, SnapshotError> {
     let upstream = Upstream::parse(&e.base_url).map_err(|reason| SnapshotError::BadBaseUrl {
         model: model.to_owned(),
         provider: e.provider_id.clone(),
@@ -345,6 +360,7 @@ fn endpoint(model: &str, e: pb::Endpoint) -> Result<Endpoint, SnapshotError> {
         } else {
             e.upstream_model
         },
+        provider_name: provider_name.unwrap_or_else(|| e.provider_id.clone()),
         provider_id: e.provider_id,
         upstream,
         prices,
@@ -382,11 +398,16 @@ impl Upstream {
             _ => (authority, default_port),
         };
         let host_only = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = (host_only, port)
-            .to_socket_addrs()
-            .map_err(|e| format!("cannot resolve {host_only:?}: {e}"))?
-            .next()
-            .ok_or_else(|| format!("{host_only:?} resolved to no address"))?;
+        if host_only.is_empty() {
+            return Err("missing host".into());
+        }
+        let addr = match (host_only, port).to_socket_addrs() {
+            Ok(mut addrs) => addrs.next(),
+            Err(e) => {
+                tracing::warn!(host = host_only, error = %e, "provider host does not resolve; endpoint unavailable");
+                None
+            }
+        };
         Ok(Upstream {
             addr,
             tls,
@@ -415,14 +436,14 @@ mod tests {
     #[test]
     fn parses_base_urls() {
         let u = Upstream::parse("http://127.0.0.1:9000/v1").unwrap();
-        assert_eq!(u.addr.port(), 9000);
+        assert_eq!(u.addr.unwrap().port(), 9000);
         assert!(!u.tls);
         assert_eq!(u.host, "127.0.0.1:9000");
         assert_eq!(u.chat_path, "/v1/chat/completions");
         assert_eq!(u.sni(), "127.0.0.1");
 
         let u = Upstream::parse("http://localhost/").unwrap();
-        assert_eq!(u.addr.port(), 80);
+        assert_eq!(u.addr.unwrap().port(), 80);
         assert_eq!(u.chat_path, "/chat/completions");
         assert_eq!(u.host, "localhost");
     }
@@ -433,5 +454,11 @@ mod tests {
         assert!(Upstream::parse("http:///v1").is_err());
         assert!(Upstream::parse("http://127.0.0.1:notaport/v1").is_err());
         assert!(Upstream::parse("http://user@127.0.0.1/v1").is_err());
+    }
+
+    #[test]
+    fn unresolvable_host_makes_the_endpoint_unavailable_not_the_snapshot_invalid() {
+        let u = Upstream::parse("https://no-such-host.invalid/v1").unwrap();
+        assert!(u.addr.is_none());
     }
 }

@@ -85,9 +85,10 @@ impl UsageSender {
 
     async fn flush(&mut self) {
         if !self.backoff.is_zero() {
-            // Honour the backoff without blocking intake: skip this tick.
+            // The control plane is unreachable: honour the backoff without blocking intake, and
+            // put new events on disk at once so that even a crash cannot lose them.
             self.backoff = self.backoff.saturating_sub(self.config.flush_interval);
-            self.spill(self.config.memory_backlog);
+            self.spill(0);
             return;
         }
         if self.backlog.is_empty() && !self.spool.is_empty() {
@@ -107,14 +108,16 @@ impl UsageSender {
                     self.backlog.drain(..n);
                     self.counters.sent.fetch_add(n as u64, Ordering::Relaxed);
                     self.backoff = Duration::ZERO;
+                    // Connected but lagging: bound memory, keep the excess on disk.
+                    self.spill(self.config.memory_backlog);
                 }
                 Err(e) => {
                     self.client = None;
                     self.backoff = (self.backoff * 2)
                         .max(Duration::from_millis(200))
                         .min(MAX_BACKOFF);
-                    tracing::warn!(error = %e, backlog = self.backlog.len(), "usage batch not delivered; will retry");
-                    self.spill(self.config.memory_backlog);
+                    tracing::warn!(error = %e, backlog = self.backlog.len(), "usage batch not delivered; spooling to disk and retrying");
+                    self.spill(0);
                     return;
                 }
             }

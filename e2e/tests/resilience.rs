@@ -1,0 +1,196 @@
+//! The dataplane without its control plane: serving on, restarting cold, keeping usage, and
+//! refusing invalid snapshots.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::controller::MockController;
+use support::{Mock, Process, Stack, TempDir, chat_body, client, eventually, free_port};
+use switchyard_proto::config::v1 as pb;
+
+#[tokio::test]
+async fn serves_on_when_the_control_plane_dies_and_restarts_cold_from_disk() {
+    let mut stack = Stack::start().await;
+    stack.kill_control_plane();
+    let r = stack
+        .chat(&stack.inference_key, chat_body("mock/fast"))
+        .await;
+    assert_eq!(r.status(), 200, "the last good snapshot keeps serving");
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // A restarted dataplane serves from the persisted snapshot while the control plane is away.
+    stack.stop_dataplane();
+    stack.start_dataplane().await;
+    stack.wait_ready().await;
+    let r = stack
+        .chat(&stack.inference_key, chat_body("mock/smart"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let id2 = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // No usage event was lost: both generations are recorded once the control plane is back.
+    stack.start_control_plane().await;
+    assert_eq!(stack.generation(&id).await["data"]["model"], "mock/fast");
+    assert_eq!(stack.generation(&id2).await["data"]["model"], "mock/smart");
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut stack = Stack::start().await;
+    let dp = stack.dataplane.as_mut().unwrap();
+    dp.signal("TERM");
+    let status = dp
+        .wait_exit(Duration::from_secs(30))
+        .expect("dataplane exits after SIGTERM");
+    assert!(status.success(), "clean exit, got {status}");
+    assert!(dp.log().contains("SIGTERM received"));
+}
+
+fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
+    pb::Snapshot {
+        version,
+        created_at_ms: 0,
+        resources: Some(pb::Resources {
+            organizations: vec![pb::Organization {
+                id: "org".into(),
+                name: "Org".into(),
+            }],
+            workspaces: vec![pb::Workspace {
+                id: "ws".into(),
+                organization_id: "org".into(),
+                name: "Default".into(),
+            }],
+            keys: vec![pb::Key {
+                hash: key_hash.into(),
+                kind: pb::KeyKind::Inference as i32,
+                owner_user_id: "user".into(),
+                organization_id: "org".into(),
+                workspace_id: "ws".into(),
+                ..Default::default()
+            }],
+            models: vec![pb::Model {
+                id: "mock/fast".into(),
+                name: "Fast".into(),
+                context_length: 1000,
+                endpoints: vec![pb::Endpoint {
+                    provider_id: "mock".into(),
+                    base_url: format!("{mock_url}/v1"),
+                    upstream_model: "m".into(),
+                    price: Some(pb::Price {
+                        prompt: "0.000001".into(),
+                        completion: "0.000002".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            providers: vec![],
+        }),
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_snapshot_is_rejected_and_the_old_one_kept() {
+    let dir = TempDir::new("invalid");
+    let mock = Mock::start("mock", &dir.0).await;
+    let grpc_port = free_port();
+    let controller = MockController::start(SocketAddr::from(([127, 0, 0, 1], grpc_port))).await;
+    let secret = "sk-sy-v1-test";
+    let hash = sha256_hex(secret).expect("sha256sum is available");
+    controller.push(snapshot(10, &mock.url, &hash));
+
+    let dp_port = free_port();
+    let _dp = Process::spawn(
+        "dataplane",
+        "switchyard-dataplane",
+        &[
+            "--data-dir".into(),
+            dir.0.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{dp_port}"),
+            "--control-plane".into(),
+            format!("http://127.0.0.1:{grpc_port}"),
+            "--control-plane-http".into(),
+            "http://127.0.0.1:9".into(),
+        ],
+        &[],
+        &dir.0,
+    );
+    let c = client();
+    let chat = |c: reqwest::Client| async move {
+        c.post(format!(
+            "http://127.0.0.1:{dp_port}/api/v1/chat/completions"
+        ))
+        .bearer_auth(secret)
+        .json(&chat_body("mock/fast"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0)
+    };
+    eventually("snapshot 10 served", Duration::from_secs(20), || {
+        let c = c.clone();
+        async move { (chat(c).await == 200).then_some(()) }
+    })
+    .await;
+
+    // Version 11 names a workspace that does not exist.
+    let mut bad = snapshot(11, &mock.url, &hash);
+    bad.resources.as_mut().unwrap().keys[0].workspace_id = "ws-missing".into();
+    controller.push(bad);
+    let ack = eventually("version 11 acknowledged", Duration::from_secs(10), || {
+        let acks = controller.acks();
+        async move { acks.into_iter().find(|a| a.version == 11) }
+    })
+    .await;
+    assert!(!ack.accepted);
+    assert!(ack.reason.contains("ws-missing"), "reason: {}", ack.reason);
+    assert!(
+        controller
+            .acks()
+            .iter()
+            .any(|a| a.version == 10 && a.accepted)
+    );
+
+    assert_eq!(
+        chat(c.clone()).await,
+        200,
+        "the last good snapshot still serves"
+    );
+    let ready: Value = c
+        .get(format!("http://127.0.0.1:{dp_port}/health/ready"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["snapshot_version"], 10);
+}
+
+/// SHA-256 via the system's `sha256sum`, to keep the test independent of the code under test.
+fn sha256_hex(text: &str) -> Option<String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take()?.write_all(text.as_bytes()).ok()?;
+    let out = child.wait_with_output().ok()?;
+    String::from_utf8(out.stdout)
+        .ok()?
+        .split_whitespace()
+        .next()
+        .map(str::to_owned)
+}

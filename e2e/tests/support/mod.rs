@@ -1,0 +1,474 @@
+//! Test support for end-to-end tests: free ports, the workspace's binaries as child processes,
+//! a whole gateway stack (mock providers, control plane, dataplane), and a scriptable mock
+//! control plane for feeding a dataplane snapshots by hand.
+//!
+//! Binaries come from the same target directory as the test executable, so run
+//! `cargo build --workspace --bins` first (`make test` does).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
+
+pub mod controller;
+
+use std::collections::HashSet;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A port on 127.0.0.1 that was free when bound, never handed out twice by this process.
+pub fn free_port() -> u16 {
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("bind an ephemeral port")
+            .port();
+        let mut given = GIVEN.lock().unwrap();
+        if given.get_or_insert_with(HashSet::new).insert(port) {
+            return port;
+        }
+    }
+}
+
+/// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("test executable lives in target/<profile>/deps");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// A child process that is killed when dropped; its output goes to a log file.
+pub struct Process {
+    pub name: String,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Process {
+    pub fn spawn(
+        name: &str,
+        binary: &str,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+    ) -> Process {
+        std::fs::create_dir_all(log_dir).unwrap();
+        let log = log_dir.join(format!("{name}.log"));
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let mut cmd = Command::new(bin(binary));
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {binary}: {e}"));
+        Process {
+            name: name.into(),
+            child: Some(child),
+            log,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Sends a signal (e.g. "TERM", "INT", "KILL").
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {}", self.name);
+    }
+
+    /// Waits for the process to exit on its own, up to `limit`; `None` if it did not.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let child = self.child.as_mut()?;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- last lines of {} ----", self.name);
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Polls `check` every 20 ms until it returns `Some`, failing the test after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-e2e-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+/// A mock provider process and its URL.
+pub struct Mock {
+    pub process: Process,
+    pub url: String,
+}
+
+impl Mock {
+    pub async fn start(name: &str, dir: &Path) -> Mock {
+        let port = free_port();
+        let process = Process::spawn(
+            name,
+            "switchyard-mock",
+            &["--listen".into(), format!("127.0.0.1:{port}")],
+            &[],
+            dir,
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let c = client();
+        eventually(&format!("{name} up"), Duration::from_secs(10), || {
+            let c = c.clone();
+            let url = url.clone();
+            async move {
+                c.get(format!("{url}/__mock/stats"))
+                    .send()
+                    .await
+                    .ok()
+                    .map(|_| ())
+            }
+        })
+        .await;
+        Mock { process, url }
+    }
+
+    /// Replaces the mock's script (see `switchyard_loadtest::mock::Script`).
+    pub async fn script(&self, script: Value) {
+        let r = client()
+            .post(format!("{}/__mock/script", self.url))
+            .json(&script)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "mock script refused");
+    }
+
+    pub async fn last_request(&self) -> Value {
+        client()
+            .get(format!("{}/__mock/last-request", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    pub async fn requests(&self) -> u64 {
+        let v: Value = client()
+            .get(format!("{}/__mock/stats", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        v["requests"].as_u64().unwrap()
+    }
+}
+
+/// The whole gateway: two mock providers, a control plane and a dataplane, on free ports.
+pub struct Stack {
+    pub dir: TempDir,
+    pub mock_a: Mock,
+    pub mock_b: Mock,
+    pub control_plane: Option<Process>,
+    pub dataplane: Option<Process>,
+    pub cp_http: u16,
+    pub cp_grpc: u16,
+    pub dp_port: u16,
+    pub management_key: String,
+    pub inference_key: String,
+    dp_args: Vec<String>,
+}
+
+impl Stack {
+    pub async fn start() -> Stack {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts the stack; `dp_args` are extra dataplane flags.
+    pub async fn start_with(dp_args: &[&str]) -> Stack {
+        let dir = TempDir::new("stack");
+        let mock_a = Mock::start("mock-a", &dir.0).await;
+        let mock_b = Mock::start("mock-b", &dir.0).await;
+        let mut stack = Stack {
+            mock_a,
+            mock_b,
+            control_plane: None,
+            dataplane: None,
+            cp_http: free_port(),
+            cp_grpc: free_port(),
+            dp_port: free_port(),
+            management_key: String::new(),
+            inference_key: String::new(),
+            dp_args: dp_args.iter().map(|s| s.to_string()).collect(),
+            dir,
+        };
+        stack.start_control_plane().await;
+        let credentials =
+            std::fs::read_to_string(stack.dir.0.join("controlplane/credentials.env")).unwrap();
+        for line in credentials.lines() {
+            if let Some(v) = line.strip_prefix("SWITCHYARD_MANAGEMENT_KEY=") {
+                stack.management_key = v.into();
+            }
+            if let Some(v) = line.strip_prefix("SWITCHYARD_INFERENCE_KEY=") {
+                stack.inference_key = v.into();
+            }
+        }
+        stack.start_dataplane().await;
+        stack.wait_ready().await;
+        stack
+    }
+
+    pub async fn start_control_plane(&mut self) {
+        let args = vec![
+            "--data-dir".into(),
+            self.dir.0.display().to_string(),
+            "--http-listen".into(),
+            format!("127.0.0.1:{}", self.cp_http),
+            "--grpc-listen".into(),
+            format!("127.0.0.1:{}", self.cp_grpc),
+        ];
+        let env = [
+            ("SWITCHYARD_MOCK_URL", format!("{}/v1", self.mock_a.url)),
+            ("SWITCHYARD_MOCK_URL_B", format!("{}/v1", self.mock_b.url)),
+        ];
+        self.control_plane = Some(Process::spawn(
+            "controlplane",
+            "switchyard-controlplane",
+            &args,
+            &env,
+            &self.dir.0,
+        ));
+        let url = format!("http://127.0.0.1:{}/health", self.cp_http);
+        eventually("control plane up", Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                client()
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    pub async fn start_dataplane(&mut self) {
+        let mut args = vec![
+            "--data-dir".into(),
+            self.dir.0.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{}", self.dp_port),
+            "--control-plane".into(),
+            format!("http://127.0.0.1:{}", self.cp_grpc),
+            "--control-plane-http".into(),
+            format!("http://127.0.0.1:{}", self.cp_http),
+            "--grace-period-secs".into(),
+            "1".into(),
+            "--threads".into(),
+            "2".into(),
+        ];
+        args.extend(self.dp_args.iter().cloned());
+        self.dataplane = Some(Process::spawn(
+            "dataplane",
+            "switchyard-dataplane",
+            &args,
+            &[],
+            &self.dir.0,
+        ));
+    }
+
+    pub async fn wait_ready(&self) {
+        let url = format!("{}/health/ready", self.base());
+        eventually("dataplane ready", Duration::from_secs(20), || {
+            let url = url.clone();
+            async move {
+                client()
+                    .get(url)
+                    .send()
+                    .await
+                    .ok()
+                    .filter(|r| r.status().is_success())
+                    .map(|_| ())
+            }
+        })
+        .await;
+    }
+
+    /// The gateway's single base URL, as a client configures it.
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}/api/v1", self.dp_port)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://127.0.0.1:{}", self.dp_port)
+    }
+
+    pub async fn chat(&self, key: &str, body: Value) -> reqwest::Response {
+        client()
+            .post(format!("{}/chat/completions", self.api()))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Polls `GET /generation?id=` until the control plane has recorded it.
+    pub async fn generation(&self, id: &str) -> Value {
+        let url = format!("{}/generation?id={id}", self.api());
+        let key = self.inference_key.clone();
+        eventually(
+            &format!("generation {id} recorded"),
+            Duration::from_secs(15),
+            || {
+                let url = url.clone();
+                let key = key.clone();
+                async move {
+                    let r = client().get(url).bearer_auth(key).send().await.ok()?;
+                    if r.status().is_success() {
+                        r.json::<Value>().await.ok()
+                    } else {
+                        None
+                    }
+                }
+            },
+        )
+        .await
+    }
+
+    pub fn kill_control_plane(&mut self) {
+        if let Some(mut p) = self.control_plane.take() {
+            p.kill();
+        }
+    }
+
+    /// Stops the dataplane the way an orchestrator does: SIGTERM, then wait.
+    pub fn stop_dataplane(&mut self) {
+        if let Some(mut p) = self.dataplane.take() {
+            p.signal("TERM");
+            assert!(
+                p.wait_exit(Duration::from_secs(30)).is_some(),
+                "dataplane stops on SIGTERM"
+            );
+        }
+    }
+
+    pub fn kill_dataplane(&mut self) {
+        if let Some(mut p) = self.dataplane.take() {
+            p.kill();
+        }
+    }
+}
+
+/// A minimal valid chat body.
+pub fn chat_body(model: &str) -> Value {
+    json!({ "model": model, "messages": [{ "role": "user", "content": "Hello" }] })
+}
+
+/// Asserts OpenRouter's error shape and returns the message.
+pub async fn expect_error(response: reqwest::Response, status: u16) -> String {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let body: Value = response.json().await.expect("error body is JSON");
+    assert_eq!(body["error"]["code"], status, "error.code in {body}");
+    body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error.message in {body}"))
+        .to_owned()
+}
