@@ -1,5 +1,7 @@
 //! Chat completions through the whole gateway: pricing, streaming, bodies, bad input.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use futures::StreamExt;
@@ -179,7 +181,7 @@ async fn a_client_that_disconnects_mid_stream_still_produces_a_usage_event() {
     assert_eq!(data["streamed"], true);
     let completion = data["tokens_completion"].as_u64().unwrap();
     assert!(
-        completion >= 1 && completion < 200,
+        (1..200).contains(&completion),
         "counted {completion} generated tokens"
     );
     assert!(data["tokens_prompt"].as_u64().unwrap() > 0);

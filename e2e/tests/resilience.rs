@@ -1,6 +1,8 @@
 //! The dataplane without its control plane: serving on, restarting cold, keeping usage, and
 //! refusing invalid snapshots.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 use std::net::SocketAddr;

@@ -1,0 +1,178 @@
+"""Drives a running Switchyard gateway with the official SDKs, unchanged but for the base URL.
+
+Environment: SWITCHYARD_BASE_URL (…/api/v1), SWITCHYARD_INFERENCE_KEY, SWITCHYARD_MANAGEMENT_KEY.
+Prints one line per check and a closing "N passed, M failed"; exits non-zero on any failure.
+"""
+
+import os
+import sys
+import time
+import traceback
+
+import openai
+from openrouter import OpenRouter, errors
+
+BASE = os.environ["SWITCHYARD_BASE_URL"]
+INFERENCE = os.environ["SWITCHYARD_INFERENCE_KEY"]
+MANAGEMENT = os.environ["SWITCHYARD_MANAGEMENT_KEY"]
+MODEL = "mock/fast"
+MESSAGES = [{"role": "user", "content": "Say hello"}]
+
+passed, failed = 0, 0
+
+
+def check(name):
+    def run(fn):
+        global passed, failed
+        try:
+            fn()
+            passed += 1
+            print(f"PASS {name}")
+        except Exception:  # noqa: BLE001 - report every failure and keep going
+            failed += 1
+            print(f"FAIL {name}")
+            traceback.print_exc()
+        return fn
+
+    return run
+
+
+oa = openai.OpenAI(base_url=BASE, api_key=INFERENCE, max_retries=0)
+# retries=None on every call below: the SDK otherwise retries 5xx for up to an hour.
+inference = OpenRouter(api_key=INFERENCE, server_url=BASE)
+management = OpenRouter(api_key=MANAGEMENT, server_url=BASE)
+
+
+def wait_for_generation(gen_id):
+    deadline = time.time() + 15
+    while True:
+        try:
+            return inference.generations.get_generation(id=gen_id, retries=None)
+        except errors.NotFoundResponseError:
+            if time.time() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+@check("openai: chat non-stream")
+def _():
+    r = oa.chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert r.id.startswith("gen-"), r.id
+    assert r.choices[0].message.content
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert r.usage.model_extra["cost"] > 0
+
+
+@check("openai: chat stream with usage")
+def _():
+    chunks = list(
+        oa.chat.completions.create(
+            model=MODEL, messages=MESSAGES, stream=True, stream_options={"include_usage": True}
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text.startswith("tok"), text
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens > 0
+    assert usage.model_extra["cost"] > 0
+
+
+@check("openai: models.list")
+def _():
+    ids = [m.id for m in oa.models.list()]
+    assert MODEL in ids, ids
+
+
+@check("openai: bad key raises AuthenticationError")
+def _():
+    bad = openai.OpenAI(base_url=BASE, api_key="sk-sy-v1-wrong", max_retries=0)
+    try:
+        bad.chat.completions.create(model=MODEL, messages=MESSAGES)
+    except openai.AuthenticationError as e:
+        assert e.status_code == 401
+    else:
+        raise AssertionError("expected 401")
+
+
+@check("openrouter: chat.send non-stream and generation lookup")
+def _():
+    r = inference.chat.send(model=MODEL, messages=MESSAGES, retries=None)
+    assert r.id.startswith("gen-")
+    assert r.usage.cost > 0 and r.usage.is_byok is False
+    g = wait_for_generation(r.id).data
+    assert g.id == r.id and g.model == MODEL
+    assert g.tokens_prompt == r.usage.prompt_tokens
+    assert g.tokens_completion == r.usage.completion_tokens
+    assert abs(g.total_cost - r.usage.cost) < 1e-12
+    assert g.streamed is False
+
+
+@check("openrouter: chat.send stream")
+def _():
+    chunks = list(
+        inference.chat.send(
+            model=MODEL,
+            messages=MESSAGES,
+            stream=True,
+            stream_options={"include_usage": True},
+            retries=None,
+        )
+    )
+    assert all(c.id == chunks[0].id for c in chunks)
+    final = chunks[-1]
+    assert final.usage is not None and final.usage.cost > 0
+    g = wait_for_generation(final.id).data
+    assert g.streamed is True
+
+
+@check("openrouter: models.list")
+def _():
+    r = inference.models.list(retries=None)
+    ids = [m.id for m in r.result.data]
+    assert MODEL in ids and r.result.total_count == len(ids)
+    fast = next(m for m in r.result.data if m.id == MODEL)
+    assert fast.pricing.prompt == "0.00000015"
+
+
+@check("openrouter: api_keys create/get/list/update/delete and get_current_key_metadata")
+def _():
+    created = management.api_keys.create(name="sdk", limit=2.5, limit_reset="weekly", retries=None)
+    secret, key_hash = created.key, created.data.hash
+    assert secret.startswith("sk-sy-v1-") and created.data.limit == 2.5
+    assert management.api_keys.get(hash=key_hash, retries=None).data.name == "sdk"
+    assert key_hash in [k.hash for k in management.api_keys.list(retries=None).data]
+    updated = management.api_keys.update(hash=key_hash, name="sdk-renamed", limit=None, retries=None)
+    assert updated.data.name == "sdk-renamed" and updated.data.limit is None
+    me = OpenRouter(api_key=secret, server_url=BASE).api_keys.get_current_key_metadata(retries=None)
+    assert me.data.is_management_key is False
+    assert management.api_keys.delete(hash=key_hash, retries=None)
+    try:
+        management.api_keys.get(hash=key_hash, retries=None)
+    except errors.NotFoundResponseError:
+        pass
+    else:
+        raise AssertionError("deleted key still found")
+
+
+@check("openrouter: inference key cannot manage")
+def _():
+    try:
+        inference.api_keys.create(name="nope", retries=None)
+    except errors.ForbiddenResponseError as e:
+        assert e.data.error.code == 403
+    else:
+        raise AssertionError("expected 403")
+
+
+@check("openrouter: unknown model is a typed 400")
+def _():
+    try:
+        inference.chat.send(model="nope/nope", messages=MESSAGES, retries=None)
+    except errors.BadRequestResponseError as e:
+        assert "nope/nope" in e.data.error.message
+    else:
+        raise AssertionError("expected 400")
+
+
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
