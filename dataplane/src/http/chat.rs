@@ -31,6 +31,14 @@ pub async fn handle(gw: &Gateway, session: &mut ServerSession) -> Ending {
     match run(gw, session, started, created_at_ms).await {
         Ok(ending) => ending,
         Err(reject) => {
+            // Read a small unread body before answering, so the client sees the error rather
+            // than a reset connection; a large one is not worth reading just to refuse it.
+            if reject.kind != Kind::PayloadTooLarge
+                && !session.is_body_done()
+                && declared_length(session).is_some_and(|len| len <= DRAIN_LIMIT)
+            {
+                let _ = session.drain_request_body().await;
+            }
             let ok = respond_reject(session, &reject).await;
             // An unread request body would corrupt the next request on this connection.
             if ok && session.is_body_done() {
@@ -108,6 +116,16 @@ async fn run(
     Err(last.unwrap_or_else(|| Reject::new(Kind::UpstreamUnavailable, "No provider available")))
 }
 
+/// Largest unread body drained before an error response.
+const DRAIN_LIMIT: usize = 1024 * 1024;
+
+fn declared_length(session: &ServerSession) -> Option<usize> {
+    session
+        .get_header("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
 /// Reads the request body, refusing more than `max` bytes with 413 before reading it all.
 async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Reject> {
     let too_large = || {
@@ -116,10 +134,7 @@ async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Rej
             format!("Request body exceeds the limit of {max} bytes"),
         )
     };
-    let declared = session
-        .get_header("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared = declared_length(session);
     if declared.is_some_and(|len| len > max) {
         return Err(too_large());
     }

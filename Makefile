@@ -1,0 +1,46 @@
+# Switchyard: the two commands are `make dev` and `make test` (see README.md).
+
+CARGO ?= cargo
+VENV  := .venv
+PY    := python3
+
+.PHONY: dev test build release lint fmt bench clean-data
+
+## make dev: build, then run mock provider + control plane + dataplane in the foreground.
+dev:
+	bash deploy/dev.sh
+
+## make test: every test (unit, end-to-end over real processes, SDK conformance).
+test: $(VENV)/.installed
+	$(CARGO) build --workspace --bins
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+# The official SDKs for the conformance test, pinned in e2e/sdk/requirements.txt.
+$(VENV)/.installed: e2e/sdk/requirements.txt
+	$(PY) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r e2e/sdk/requirements.txt
+	touch $@
+
+build:
+	$(CARGO) build --workspace --bins
+
+release:
+	$(CARGO) build --release --workspace --bins
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## make bench: release build, then requests/s through the gateway against the mock directly.
+bench:
+	bash bench/run.sh
+
+clean-data:
+	rm -rf .data

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# `make dev`: builds Switchyard and runs a working gateway on embedded defaults: the mock
+# provider, the control plane (SQLite under $SWITCHYARD_DATA_DIR) and one dataplane. Stays in
+# the foreground until Ctrl-C. No Redis or PostgreSQL needed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA_DIR="${SWITCHYARD_DATA_DIR:-$PWD/.data}"
+mkdir -p "$DATA_DIR"
+DATA_DIR="$(cd "$DATA_DIR" && pwd)"
+LOGS="$DATA_DIR/logs"
+mkdir -p "$LOGS"
+
+# First free port at or after $1.
+free_port() {
+  local port=$1
+  while (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do port=$((port + 1)); done
+  echo "$port"
+}
+GATEWAY_PORT=$(free_port "${SWITCHYARD_PORT:-8080}")
+CP_HTTP_PORT=$(free_port 8081)
+[ "$CP_HTTP_PORT" = "$GATEWAY_PORT" ] && CP_HTTP_PORT=$(free_port $((GATEWAY_PORT + 1)))
+CP_GRPC_PORT=$(free_port 50051)
+MOCK_PORT=$(free_port 9000)
+
+echo "Building Switchyard (first build takes a few minutes)..."
+cargo build --workspace --bins --quiet
+BIN=target/debug
+
+pids=()
+stopping=
+cleanup() {
+  stopping=1
+  trap - INT TERM EXIT
+  echo
+  echo "Stopping Switchyard..."
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+wait_http() { # url what
+  for _ in $(seq 1 200); do
+    if curl -fsS -o /dev/null "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "error: $2 did not come up; see $LOGS" >&2
+  exit 1
+}
+
+MOCK_URL="http://127.0.0.1:$MOCK_PORT/v1"
+"$BIN/switchyard-mock" --listen "127.0.0.1:$MOCK_PORT" --ttfb-ms 150 --inter-token-ms 20 \
+  >"$LOGS/mock.log" 2>&1 &
+pids+=($!)
+
+SWITCHYARD_MOCK_URL="$MOCK_URL" SWITCHYARD_MOCK_URL_B="$MOCK_URL" \
+  "$BIN/switchyard-controlplane" --data-dir "$DATA_DIR" \
+  --http-listen "127.0.0.1:$CP_HTTP_PORT" --grpc-listen "127.0.0.1:$CP_GRPC_PORT" \
+  >"$LOGS/controlplane.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$CP_HTTP_PORT/health" "the control plane"
+
+"$BIN/switchyard-dataplane" --data-dir "$DATA_DIR" --listen "127.0.0.1:$GATEWAY_PORT" \
+  --control-plane "http://127.0.0.1:$CP_GRPC_PORT" \
+  --control-plane-http "http://127.0.0.1:$CP_HTTP_PORT" --grace-period-secs 1 \
+  >"$LOGS/dataplane.log" 2>&1 &
+pids+=($!)
+wait_http "http://127.0.0.1:$GATEWAY_PORT/health/ready" "the dataplane"
+
+CREDENTIALS="$DATA_DIR/controlplane/credentials.env"
+if [ -f "$CREDENTIALS" ]; then
+  # shellcheck disable=SC1090
+  . "$CREDENTIALS"
+else
+  SWITCHYARD_MANAGEMENT_KEY="<shown at first start; delete $DATA_DIR to start afresh>"
+  SWITCHYARD_INFERENCE_KEY="<shown at first start>"
+fi
+
+cat <<MSG
+
+  Switchyard is running: one base URL for inference and management.
+
+    gateway        http://127.0.0.1:$GATEWAY_PORT/api/v1
+    control plane  http://127.0.0.1:$CP_HTTP_PORT (REST), 127.0.0.1:$CP_GRPC_PORT (gRPC)
+    mock provider  $MOCK_URL
+    data           $DATA_DIR (logs in $LOGS)
+
+  Paste these into another shell:
+
+export OPENAI_BASE_URL=http://127.0.0.1:$GATEWAY_PORT/api/v1
+export OPENAI_API_KEY=$SWITCHYARD_INFERENCE_KEY
+export SWITCHYARD_MANAGEMENT_KEY=$SWITCHYARD_MANAGEMENT_KEY
+export SWITCHYARD_MOCK_URL=$MOCK_URL
+
+  Then try:
+
+curl -s \$OPENAI_BASE_URL/chat/completions -H "Authorization: Bearer \$OPENAI_API_KEY" -H 'Content-Type: application/json' -d '{"model":"mock/fast","messages":[{"role":"user","content":"Hello"}]}'
+
+  Models: mock/fast, mock/smart (two providers each), mock/free, mock/unpriced.
+  Press Ctrl-C to stop.
+MSG
+
+# Stay in the foreground; stop everything if any part exits.
+wait -n "${pids[@]}" || true
+[ -n "$stopping" ] || echo "a Switchyard process exited; see $LOGS" >&2
