@@ -3,6 +3,7 @@
 //! straight to the newest version).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 
 use switchyard_proto::config::v1 as pb;
@@ -24,6 +25,10 @@ pub struct Publisher {
     tx: watch::Sender<Arc<pb::Snapshot>>,
     /// Serialises builds so versions increase in the order changes were made.
     last_version: Mutex<u64>,
+    /// Publish requests issued, and the highest one a published snapshot is known to cover:
+    /// concurrent changes share one rebuild instead of one each.
+    requested: AtomicU64,
+    covered: AtomicU64,
     acks: StdMutex<HashMap<String, AckRecord>>,
 }
 
@@ -36,17 +41,29 @@ impl Publisher {
             store,
             tx,
             last_version: Mutex::new(version),
+            requested: AtomicU64::new(0),
+            covered: AtomicU64::new(0),
             acks: StdMutex::new(HashMap::new()),
         }))
     }
 
-    /// Rebuilds from the store and pushes the new version. Called after every change.
+    /// Called after every committed change; returns once a published snapshot includes it.
+    ///
+    /// Each call takes a ticket after its change committed. A build notes the highest ticket
+    /// issued *before* it reads the store, so every change with a ticket up to that one is in
+    /// it; callers whose ticket is already covered return without building again.
     pub async fn publish(&self) -> Result<u64, StoreError> {
+        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
         let mut last = self.last_version.lock().await;
+        if self.covered.load(Ordering::SeqCst) >= ticket {
+            return Ok(*last);
+        }
+        let through = self.requested.load(Ordering::SeqCst);
         let version = next_version(*last);
         let snapshot = build(&self.store, version).await?;
         *last = version;
         self.tx.send_replace(Arc::new(snapshot));
+        self.covered.store(through, Ordering::SeqCst);
         tracing::debug!(version, "snapshot published");
         Ok(version)
     }

@@ -37,7 +37,10 @@ async fn official_sdks_work_unchanged_against_the_gateway() {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     println!("{stdout}");
-    assert!(output.status.success(), "SDK conformance failed:\n{stdout}\n{stderr}");
+    assert!(
+        output.status.success(),
+        "SDK conformance failed:\n{stdout}\n{stderr}"
+    );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
 }

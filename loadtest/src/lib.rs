@@ -1,3 +1,5 @@
 //! Load generation and mock providers for Switchyard.
 
+pub mod load;
 pub mod mock;
+pub mod report;

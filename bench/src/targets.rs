@@ -1,0 +1,236 @@
+//! The processes a bench run compares: the mock provider, nginx in front of it, and Switchyard
+//! (control plane + dataplane) in front of it, each on a free port.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A child process killed on drop.
+pub struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// CPU pinning: proxies (nginx, the dataplane) on one core, everything else on the others, so
+/// that both proxies get the same core and never compete with the load generator.
+#[derive(Clone, Debug)]
+pub struct Pinning {
+    pub proxy_cpus: Option<String>,
+    pub other_cpus: Option<String>,
+}
+
+fn spawn(
+    binary: &Path,
+    args: &[String],
+    env: &[(&str, String)],
+    cpus: Option<&str>,
+    log: &Path,
+) -> anyhow::Result<Proc> {
+    let out = std::fs::File::create(log)?;
+    let mut cmd = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(binary);
+            c
+        }
+        None => Command::new(binary),
+    };
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    Ok(Proc(child))
+}
+
+pub async fn wait_http(url: &str, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let client = reqwest::Client::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{what} did not come up at {url}")
+}
+
+pub struct Mock {
+    _proc: Proc,
+    pub port: u16,
+}
+
+pub async fn mock(bin_dir: &Path, dir: &Path, pin: &Pinning) -> anyhow::Result<Mock> {
+    let port = free_port()?;
+    let proc = spawn(
+        &bin_dir.join("switchyard-mock"),
+        &[
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--threads".into(),
+            "1".into(),
+        ],
+        &[],
+        pin.other_cpus.as_deref(),
+        &dir.join("mock.log"),
+    )?;
+    wait_http(&format!("http://127.0.0.1:{port}/__mock/stats"), "mock").await?;
+    Ok(Mock { _proc: proc, port })
+}
+
+pub struct Nginx {
+    _proc: Proc,
+    pub port: u16,
+}
+
+/// Debian's nginx with upstream keepalive, as a plain `proxy_pass`.
+pub async fn nginx(
+    dir: &Path,
+    upstream: u16,
+    workers: usize,
+    pin: &Pinning,
+) -> anyhow::Result<Nginx> {
+    let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .context("nginx is not installed (apt-get install nginx-light)")?;
+    let port = free_port()?;
+    let root = dir.join("nginx");
+    std::fs::create_dir_all(&root)?;
+    let conf = root.join("nginx.conf");
+    let r = root.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nmaster_process on;\nworker_processes {workers};\nuser root;\npid {r}/nginx.pid;\n\
+             error_log {r}/error.log warn;\nevents {{ worker_connections 8192; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {r}/body;\n  proxy_temp_path {r}/proxy;\n\
+               fastcgi_temp_path {r}/fastcgi;\n  uwsgi_temp_path {r}/uwsgi;\n  scgi_temp_path {r}/scgi;\n\
+               client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  keepalive_requests 1000000;\n\
+               upstream mock {{ server 127.0.0.1:{upstream}; keepalive 256; keepalive_requests 1000000; }}\n\
+               server {{\n    listen 127.0.0.1:{port} backlog=4096;\n    location / {{\n\
+                   proxy_pass http://mock;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n\
+                   proxy_buffering off;\n    }}\n  }}\n}}\n"
+        ),
+    )?;
+    let proc = spawn(
+        &binary,
+        &[
+            "-c".into(),
+            conf.display().to_string(),
+            "-p".into(),
+            r.to_string(),
+        ],
+        &[],
+        pin.proxy_cpus.as_deref(),
+        &root.join("stdout.log"),
+    )?;
+    wait_http(&format!("http://127.0.0.1:{port}/__mock/stats"), "nginx").await?;
+    Ok(Nginx { _proc: proc, port })
+}
+
+pub struct Switchyard {
+    _cp: Proc,
+    _dp: Proc,
+    pub port: u16,
+    pub inference_key: String,
+    pub management_key: String,
+    pub cp_http: u16,
+}
+
+/// The full pipeline: control plane (SQLite), dataplane with authentication, metering and usage
+/// events to the control plane.
+pub async fn switchyard(
+    bin_dir: &Path,
+    dir: &Path,
+    mock_port: u16,
+    threads: usize,
+    pin: &Pinning,
+) -> anyhow::Result<Switchyard> {
+    let (cp_http, cp_grpc, port) = (free_port()?, free_port()?, free_port()?);
+    let data = dir.join("switchyard");
+    let mock_url = format!("http://127.0.0.1:{mock_port}/v1");
+    let cp = spawn(
+        &bin_dir.join("switchyard-controlplane"),
+        &[
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--http-listen".into(),
+            format!("127.0.0.1:{cp_http}"),
+            "--grpc-listen".into(),
+            format!("127.0.0.1:{cp_grpc}"),
+        ],
+        &[
+            ("SWITCHYARD_MOCK_URL", mock_url.clone()),
+            ("SWITCHYARD_MOCK_URL_B", mock_url),
+            ("RUST_LOG", "warn".into()),
+        ],
+        pin.other_cpus.as_deref(),
+        &dir.join("controlplane.log"),
+    )?;
+    wait_http(
+        &format!("http://127.0.0.1:{cp_http}/health"),
+        "control plane",
+    )
+    .await?;
+    let dp = spawn(
+        &bin_dir.join("switchyard-dataplane"),
+        &[
+            "--data-dir".into(),
+            data.display().to_string(),
+            "--listen".into(),
+            format!("127.0.0.1:{port}"),
+            "--control-plane".into(),
+            format!("http://127.0.0.1:{cp_grpc}"),
+            "--control-plane-http".into(),
+            format!("http://127.0.0.1:{cp_http}"),
+            "--threads".into(),
+            threads.to_string(),
+            "--grace-period-secs".into(),
+            "0".into(),
+        ],
+        &[("RUST_LOG", "warn".into())],
+        pin.proxy_cpus.as_deref(),
+        &dir.join("dataplane.log"),
+    )?;
+    wait_http(
+        &format!("http://127.0.0.1:{port}/health/ready"),
+        "dataplane",
+    )
+    .await?;
+    let credentials = std::fs::read_to_string(data.join("controlplane/credentials.env"))?;
+    let value = |name: &str| {
+        credentials
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::to_owned)
+            .unwrap_or_default()
+    };
+    Ok(Switchyard {
+        _cp: cp,
+        _dp: dp,
+        port,
+        inference_key: value("SWITCHYARD_INFERENCE_KEY="),
+        management_key: value("SWITCHYARD_MANAGEMENT_KEY="),
+        cp_http,
+    })
+}
