@@ -87,7 +87,7 @@ async fn run(
             Ok(opened) => {
                 let exchange = Exchange {
                     gw,
-                    key: &key,
+                    key,
                     endpoint,
                     model: &model.id,
                     generation_id: &generation_id,

@@ -6,7 +6,7 @@ mod store;
 pub mod watch;
 
 pub use model::{
-    ApiKey, Endpoint, KeyKind, LimitReset, Model, Organization, Prices, Snapshot, SnapshotError,
-    Upstream, Workspace,
+    ApiKey, Endpoint, KeyIndex, KeyKind, LimitReset, Model, Organization, Prices, Snapshot,
+    SnapshotError, Upstream, Workspace,
 };
 pub use store::{SnapshotStore, StoreError};

@@ -14,12 +14,91 @@ use crate::money::{MoneyError, Picodollars};
 #[derive(Debug)]
 pub struct Snapshot {
     pub version: u64,
-    pub keys: Arc<HashMap<[u8; 32], Arc<ApiKey>>>,
+    pub keys: Arc<KeyIndex>,
     pub organizations: Arc<HashMap<String, Organization>>,
     pub workspaces: Arc<HashMap<String, Workspace>>,
     pub models: Arc<HashMap<String, Arc<Model>>>,
     /// `GET /api/v1/models`, rendered once per snapshot rather than once per request.
     pub models_document: Bytes,
+}
+
+/// Keys sorted by their SHA-256, with a radix directory over the digests' leading bits.
+///
+/// Digests are uniform, so a directory of about n/4 buckets (indexed by the top bits) points
+/// at a run of ~4 keys. A lookup reads the directory entry, scans that run's leading 8 bytes in
+/// a separate packed array (one cache line), and confirms the full digest on the one candidate:
+/// three memory touches whatever the size, no hashing, and about 9 bytes per key of index
+/// beside the keys themselves (a hash map would waste its empty buckets).
+#[derive(Debug, Default)]
+pub struct KeyIndex {
+    keys: Vec<ApiKey>,
+    /// `leads[i]` is the first 8 bytes (big-endian) of `keys[i].hash`.
+    leads: Vec<u64>,
+    /// `directory[b]..directory[b + 1]` is the range of keys whose top `bits` bits equal `b`.
+    directory: Vec<u32>,
+    bits: u32,
+}
+
+fn lead(hash: &[u8; 32]) -> u64 {
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&hash[..8]);
+    u64::from_be_bytes(head)
+}
+
+impl KeyIndex {
+    /// Sorts the keys; a duplicate hash is an error, reported with that hash.
+    fn new(mut keys: Vec<ApiKey>) -> Result<KeyIndex, [u8; 32]> {
+        keys.sort_unstable_by_key(|k| k.hash);
+        if let Some(pair) = keys.windows(2).find(|w| w[0].hash == w[1].hash) {
+            return Err(pair[0].hash);
+        }
+        keys.shrink_to_fit();
+        let leads: Vec<u64> = keys.iter().map(|k| lead(&k.hash)).collect();
+        // About four keys per bucket; at least one bit so the shift below stays in range.
+        let bits = (usize::BITS - (keys.len() / 4).leading_zeros()).clamp(1, 31);
+        let buckets = 1usize << bits;
+        let mut directory = Vec::with_capacity(buckets + 1);
+        let mut i = 0;
+        for b in 0..buckets as u64 {
+            while i < leads.len() && (leads[i] >> (64 - bits)) < b {
+                i += 1;
+            }
+            directory.push(i as u32);
+        }
+        directory.push(leads.len() as u32);
+        Ok(KeyIndex {
+            keys,
+            leads,
+            directory,
+            bits,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    pub fn get(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
+        let lead = lead(hash);
+        let bucket = (lead >> (64 - self.bits)) as usize;
+        let start = *self.directory.get(bucket)? as usize;
+        let end = *self.directory.get(bucket + 1)? as usize;
+        let run = self.leads.get(start..end)?;
+        run.iter()
+            .position(|&l| l == lead)
+            .map(|i| start + i)
+            .and_then(|i| {
+                // Equal leads are possible in principle; check every one of them.
+                self.keys[i..end]
+                    .iter()
+                    .take_while(|k| self::lead(&k.hash) == lead)
+                    .find(|k| k.hash == *hash)
+            })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,21 +115,43 @@ pub enum LimitReset {
     Monthly,
 }
 
+/// Kept small because a snapshot may hold millions: ids shared by many keys (owner,
+/// organization, workspace) are interned `Arc<str>`s, and the hash is stored once, as bytes.
 #[derive(Debug)]
 pub struct ApiKey {
     pub hash: [u8; 32],
-    pub hash_hex: String,
     pub kind: KeyKind,
-    pub owner_user_id: String,
-    pub organization_id: String,
-    pub workspace_id: String,
+    pub owner_user_id: Arc<str>,
+    pub organization_id: Arc<str>,
+    pub workspace_id: Arc<str>,
     pub disabled: bool,
     /// Unix milliseconds; `None` never expires.
     pub expires_at_ms: Option<i64>,
     pub limit: Option<Picodollars>,
     pub limit_reset: LimitReset,
     pub include_byok_in_limit: bool,
-    pub label: String,
+}
+
+impl ApiKey {
+    /// The hash as lowercase hex: the key's id in the API and in usage events.
+    pub fn hash_hex(&self) -> String {
+        hex::encode(self.hash)
+    }
+}
+
+/// Shares one allocation among equal strings while a snapshot is built.
+#[derive(Default)]
+struct Interner(HashMap<String, Arc<str>>);
+
+impl Interner {
+    fn intern(&mut self, s: String) -> Arc<str> {
+        if let Some(shared) = self.0.get(&s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s.as_str());
+        self.0.insert(s, shared.clone());
+        shared
+    }
 }
 
 #[derive(Debug)]
@@ -195,30 +296,31 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             );
         }
 
-        let mut keys = HashMap::with_capacity(resources.keys.len());
+        let mut keys = Vec::with_capacity(resources.keys.len());
+        let mut interner = Interner::default();
         for k in resources.keys {
-            let key = ApiKey::try_from(k)?;
-            match workspaces.get(&key.workspace_id) {
+            let key = ApiKey::from_proto(k, &mut interner)?;
+            match workspaces.get(&*key.workspace_id) {
                 None => {
                     return Err(SnapshotError::UnknownWorkspace {
-                        hash: key.hash_hex,
-                        workspace: key.workspace_id,
+                        hash: key.hash_hex(),
+                        workspace: key.workspace_id.to_string(),
                     });
                 }
-                Some(w) if w.organization_id != key.organization_id => {
+                Some(w) if *w.organization_id != *key.organization_id => {
                     return Err(SnapshotError::WorkspaceOutsideOrganization {
-                        hash: key.hash_hex,
-                        workspace: key.workspace_id,
-                        organization: key.organization_id,
+                        hash: key.hash_hex(),
+                        workspace: key.workspace_id.to_string(),
+                        organization: key.organization_id.to_string(),
                     });
                 }
                 Some(_) => {}
             }
-            if keys.contains_key(&key.hash) {
-                return Err(SnapshotError::DuplicateKey { hash: key.hash_hex });
-            }
-            keys.insert(key.hash, Arc::new(key));
+            keys.push(key);
         }
+        let keys = KeyIndex::new(keys).map_err(|hash| SnapshotError::DuplicateKey {
+            hash: hex::encode(hash),
+        })?;
 
         let provider_names: HashMap<String, String> = resources
             .providers
@@ -249,10 +351,8 @@ impl TryFrom<pb::Snapshot> for Snapshot {
     }
 }
 
-impl TryFrom<pb::Key> for ApiKey {
-    type Error = SnapshotError;
-
-    fn try_from(k: pb::Key) -> Result<Self, Self::Error> {
+impl ApiKey {
+    fn from_proto(k: pb::Key, interner: &mut Interner) -> Result<Self, SnapshotError> {
         let mut hash = [0u8; 32];
         let well_formed = k.hash.len() == 64
             && k.hash
@@ -281,16 +381,14 @@ impl TryFrom<pb::Key> for ApiKey {
         Ok(ApiKey {
             hash,
             kind,
-            owner_user_id: k.owner_user_id,
-            organization_id: k.organization_id,
-            workspace_id: k.workspace_id,
+            owner_user_id: interner.intern(k.owner_user_id),
+            organization_id: interner.intern(k.organization_id),
+            workspace_id: interner.intern(k.workspace_id),
             disabled: k.disabled,
             expires_at_ms: (k.expires_at_ms > 0).then_some(k.expires_at_ms),
             limit,
             limit_reset,
             include_byok_in_limit: k.include_byok_in_limit,
-            label: k.label,
-            hash_hex: k.hash,
         })
     }
 }
@@ -454,6 +552,54 @@ mod tests {
         assert!(Upstream::parse("http:///v1").is_err());
         assert!(Upstream::parse("http://127.0.0.1:notaport/v1").is_err());
         assert!(Upstream::parse("http://user@127.0.0.1/v1").is_err());
+    }
+
+    fn key(hash: [u8; 32]) -> ApiKey {
+        ApiKey {
+            hash,
+            kind: KeyKind::Inference,
+            owner_user_id: Arc::from("u"),
+            organization_id: Arc::from("o"),
+            workspace_id: Arc::from("w"),
+            disabled: false,
+            expires_at_ms: None,
+            limit: None,
+            limit_reset: LimitReset::Never,
+            include_byok_in_limit: false,
+        }
+    }
+
+    #[test]
+    fn key_index_finds_every_key_and_nothing_else() {
+        use sha2::{Digest, Sha256};
+        for n in [0usize, 1, 2, 3, 10, 1000] {
+            let hashes: Vec<[u8; 32]> = (0..n)
+                .map(|i| Sha256::digest(format!("k{i}").as_bytes()).into())
+                .collect();
+            let index = KeyIndex::new(hashes.iter().copied().map(key).collect()).unwrap();
+            assert_eq!(index.len(), n);
+            for h in &hashes {
+                assert_eq!(index.get(h).map(|k| k.hash), Some(*h));
+            }
+            let missing: [u8; 32] = Sha256::digest(b"missing").into();
+            assert!(index.get(&missing).is_none());
+            assert!(index.get(&[0u8; 32]).is_none());
+            assert!(index.get(&[0xffu8; 32]).is_none());
+        }
+        // Skewed hashes (not digests) still work, just with a longer search.
+        let skewed: Vec<[u8; 32]> = (0..100u8)
+            .map(|i| {
+                let mut h = [0u8; 32];
+                h[31] = i;
+                h
+            })
+            .collect();
+        let index = KeyIndex::new(skewed.iter().copied().map(key).collect()).unwrap();
+        assert!(skewed.iter().all(|h| index.get(h).is_some()));
+        assert_eq!(
+            KeyIndex::new(vec![key([1; 32]), key([1; 32])]).unwrap_err(),
+            [1; 32]
+        );
     }
 
     #[test]

@@ -1,7 +1,5 @@
 //! authenticate: `Authorization: Bearer <secret>` → the key it names, by SHA-256 lookup.
 
-use std::sync::Arc;
-
 use sha2::{Digest, Sha256};
 
 use crate::reject::{Kind, Reject};
@@ -13,12 +11,12 @@ pub enum Purpose {
     Inference,
 }
 
-pub fn authenticate(
-    snapshot: &Snapshot,
+pub fn authenticate<'s>(
+    snapshot: &'s Snapshot,
     authorization: Option<&[u8]>,
     purpose: Purpose,
     now_ms: i64,
-) -> Result<Arc<ApiKey>, Reject> {
+) -> Result<&'s ApiKey, Reject> {
     let secret = authorization
         .and_then(bearer)
         .ok_or_else(|| Reject::new(Kind::Unauthenticated, "No auth credentials found"))?;
@@ -30,7 +28,7 @@ pub fn authenticate(
         return Err(invalid());
     }
     match (purpose, key.kind) {
-        (Purpose::Inference, KeyKind::Inference) => Ok(key.clone()),
+        (Purpose::Inference, KeyKind::Inference) => Ok(key),
         (Purpose::Inference, KeyKind::Management) => Err(Reject::new(
             Kind::Forbidden,
             "Management keys cannot be used for inference; use an inference key",

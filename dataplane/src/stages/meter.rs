@@ -6,7 +6,6 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use serde_json::{Value, json};
 
 use crate::money::Picodollars;
 use crate::snapshot::Prices;
@@ -90,17 +89,44 @@ impl Usage {
         )
     }
 
-    /// OpenRouter's `usage` object as the client receives it.
-    pub fn to_json(&self, cost: Option<Picodollars>, is_byok: bool) -> Value {
-        json!({
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-            "prompt_tokens_details": { "cached_tokens": self.cached_tokens },
-            "completion_tokens_details": { "reasoning_tokens": self.reasoning_tokens },
-            "cost": cost.map(Picodollars::as_usd_f64),
-            "is_byok": is_byok,
-        })
+    /// Writes OpenRouter's `usage` object as the client receives it. Written by hand rather
+    /// than through a `serde_json::Value`: this runs for every response.
+    pub fn write_json(&self, out: &mut Vec<u8>, cost: Option<Picodollars>, is_byok: bool) {
+        let mut n = itoa::Buffer::new();
+        let mut field = |out: &mut Vec<u8>, name: &[u8], value: u64| {
+            out.extend_from_slice(name);
+            out.extend_from_slice(n.format(value).as_bytes());
+        };
+        field(out, b"{\"prompt_tokens\":", self.prompt_tokens);
+        field(out, b",\"completion_tokens\":", self.completion_tokens);
+        field(
+            out,
+            b",\"total_tokens\":",
+            self.prompt_tokens + self.completion_tokens,
+        );
+        field(
+            out,
+            b",\"prompt_tokens_details\":{\"cached_tokens\":",
+            self.cached_tokens,
+        );
+        field(
+            out,
+            b"},\"completion_tokens_details\":{\"reasoning_tokens\":",
+            self.reasoning_tokens,
+        );
+        out.extend_from_slice(b"},\"cost\":");
+        match cost {
+            // Writing into a Vec cannot fail.
+            Some(c) => {
+                let _ = serde_json::to_writer(&mut *out, &c.as_usd_f64());
+            }
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(if is_byok {
+            b",\"is_byok\":true}"
+        } else {
+            b",\"is_byok\":false}"
+        });
     }
 }
 
@@ -129,7 +155,65 @@ struct Choice<'a> {
     #[serde(default, borrow)]
     finish_reason: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    delta: Option<&'a RawValue>,
+    delta: Option<Delta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<serde::de::IgnoredAny>,
+}
+
+impl Delta<'_> {
+    /// Whether the delta carries generated text (content, reasoning or a tool call).
+    fn has_content(&self) -> bool {
+        self.content.as_deref().is_some_and(|c| !c.is_empty())
+            || self.reasoning.as_deref().is_some_and(|c| !c.is_empty())
+            || self.tool_calls.is_some()
+    }
+}
+
+/// What the meter needs from a `choices` array, read element by element without collecting.
+#[derive(Default)]
+struct ChoicesSummary {
+    finish_reason: Option<String>,
+    content_chunks: u64,
+}
+
+impl<'de> Deserialize<'de> for ChoicesSummary {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = ChoicesSummary;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<ChoicesSummary, A::Error> {
+                let mut summary = ChoicesSummary::default();
+                while let Some(choice) = seq.next_element::<Choice<'de>>()? {
+                    if let Some(reason) = choice.finish_reason {
+                        summary.finish_reason = Some(reason.into_owned());
+                    }
+                    if choice.delta.is_some_and(|d| d.has_content()) {
+                        summary.content_chunks += 1;
+                    }
+                }
+                Ok(summary)
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
+fn summarize_choices(raw: &RawValue) -> ChoicesSummary {
+    serde_json::from_str(raw.get()).unwrap_or_default()
 }
 
 /// Rewrites a non-stream chat completion: gateway id, public model id, provider, and the
@@ -142,13 +226,7 @@ pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>
         match name.as_ref() {
             "usage" => metered.usage = Usage::from_raw(value),
             "id" => metered.upstream_id = serde_json::from_str(value.get()).ok(),
-            "choices" => {
-                if let Ok(choices) = serde_json::from_str::<Vec<Choice<'_>>>(value.get()) {
-                    metered.finish_reason = choices
-                        .iter()
-                        .find_map(|c| c.finish_reason.as_deref().map(str::to_owned));
-                }
-            }
+            "choices" => metered.finish_reason = summarize_choices(value).finish_reason,
             _ => {}
         }
     }
@@ -193,7 +271,7 @@ fn write_members(
             "usage" => {
                 wrote_usage = true;
                 match usage {
-                    Some(u) => write_value(&mut out, &priced(u, pricing)),
+                    Some(u) => u.write_json(&mut out, u.cost(pricing.prices), pricing.is_byok),
                     None => out.extend_from_slice(value.get().as_bytes()),
                 }
             }
@@ -208,23 +286,15 @@ fn write_members(
     if let (false, Some(u)) = (wrote_usage, usage) {
         sep(&mut out);
         out.extend_from_slice(b"\"usage\":");
-        write_value(&mut out, &priced(u, pricing));
+        u.write_json(&mut out, u.cost(pricing.prices), pricing.is_byok);
     }
     out.push(b'}');
     out
 }
 
-fn priced(usage: &Usage, pricing: &Pricing<'_>) -> Value {
-    usage.to_json(usage.cost(pricing.prices), pricing.is_byok)
-}
-
 fn write_string(out: &mut Vec<u8>, s: &str) {
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
-}
-
-fn write_value(out: &mut Vec<u8>, v: &Value) {
-    let _ = serde_json::to_writer(&mut *out, v);
 }
 
 /// Relays an SSE stream event by event, whatever the read boundaries: each complete `data:`
@@ -326,36 +396,12 @@ impl StreamState {
     }
 
     fn observe_choices(&mut self, value: &RawValue) {
-        let Ok(choices) = serde_json::from_str::<Vec<Choice<'_>>>(value.get()) else {
-            return;
-        };
-        for choice in choices {
-            if let Some(reason) = choice.finish_reason {
-                self.metered.finish_reason = Some(reason.into_owned());
-            }
-            if choice.delta.is_some_and(|d| has_content(d.get())) {
-                self.metered.content_chunks += 1;
-            }
+        let summary = summarize_choices(value);
+        if summary.finish_reason.is_some() {
+            self.metered.finish_reason = summary.finish_reason;
         }
+        self.metered.content_chunks += summary.content_chunks;
     }
-}
-
-/// Whether a delta carries generated text (content, reasoning or a tool call).
-fn has_content(delta: &str) -> bool {
-    #[derive(Deserialize)]
-    struct Delta<'a> {
-        #[serde(default, borrow)]
-        content: Option<Cow<'a, str>>,
-        #[serde(default, borrow)]
-        reasoning: Option<Cow<'a, str>>,
-        #[serde(default)]
-        tool_calls: Option<serde::de::IgnoredAny>,
-    }
-    serde_json::from_str::<Delta<'_>>(delta).is_ok_and(|d| {
-        d.content.is_some_and(|c| !c.is_empty())
-            || d.reasoning.is_some_and(|c| !c.is_empty())
-            || d.tool_calls.is_some()
-    })
 }
 
 /// Finds the end of the first complete event: a blank line, `\n\n` or `\r\n\r\n`.
@@ -385,6 +431,7 @@ fn trim_cr(buf: &[u8], newline: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn prices() -> Prices {
         Prices {

@@ -45,9 +45,9 @@ impl Outcome<'_> {
         let cost = self.endpoint.and_then(|e| usage.cost(&e.prices));
         UsageEvent {
             generation_id: self.generation_id.to_owned(),
-            key_hash: self.key.hash_hex.clone(),
-            organization_id: self.key.organization_id.clone(),
-            workspace_id: self.key.workspace_id.clone(),
+            key_hash: self.key.hash_hex(),
+            organization_id: self.key.organization_id.to_string(),
+            workspace_id: self.key.workspace_id.to_string(),
             model: self.model.to_owned(),
             provider_id: self
                 .endpoint
