@@ -37,45 +37,60 @@ const COLUMNS: &str = "id, key_hash, organization_id, workspace_id, model, provi
     upstream_model, upstream_id, created_at, prompt_tokens, completion_tokens, cached_tokens, \
     reasoning_tokens, cost_usd, streamed, finish_reason, latency_ms, ttfb_ms, status, cancelled, \
     is_byok, app_title, dataplane_id";
+const COLUMN_COUNT: usize = 23;
 
 impl Store {
     /// Records generations; a generation id seen before is ignored (idempotent ingest).
-    /// Returns how many were new.
+    /// Returns how many were new. Rows go in multi-row statements (one per `ROWS_PER_INSERT`)
+    /// inside one transaction: ingest runs at the request rate of every dataplane.
     pub async fn insert_generations(&self, generations: &[Generation]) -> Result<u64, StoreError> {
+        const ROWS_PER_INSERT: usize = 200; // 23 columns: within SQLite's and PostgreSQL's bind limits
         let mut tx = self.pool.begin().await?;
         let mut inserted = 0;
-        for g in generations {
-            let done = sqlx::query(&format!(
-                "INSERT INTO generations ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-                 $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23) \
-                 ON CONFLICT (id) DO NOTHING"
-            ))
-            .bind(&g.id)
-            .bind(&g.key_hash)
-            .bind(&g.organization_id)
-            .bind(&g.workspace_id)
-            .bind(&g.model)
-            .bind(&g.provider_id)
-            .bind(&g.upstream_model)
-            .bind(&g.upstream_id)
-            .bind(g.created_at)
-            .bind(g.prompt_tokens)
-            .bind(g.completion_tokens)
-            .bind(g.cached_tokens)
-            .bind(g.reasoning_tokens)
-            .bind(g.cost_usd.clone())
-            .bind(flag(g.streamed))
-            .bind(g.finish_reason.clone())
-            .bind(g.latency_ms)
-            .bind(g.ttfb_ms)
-            .bind(g.status)
-            .bind(flag(g.cancelled))
-            .bind(flag(g.is_byok))
-            .bind(&g.app_title)
-            .bind(&g.dataplane_id)
-            .execute(&mut *tx)
-            .await?;
-            inserted += done.rows_affected();
+        for chunk in generations.chunks(ROWS_PER_INSERT) {
+            let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
+            for row in 0..chunk.len() {
+                if row > 0 {
+                    sql.push(',');
+                }
+                sql.push('(');
+                for col in 0..COLUMN_COUNT {
+                    if col > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&format!("${}", row * COLUMN_COUNT + col + 1));
+                }
+                sql.push(')');
+            }
+            sql.push_str(" ON CONFLICT (id) DO NOTHING");
+            let mut query = sqlx::query(&sql);
+            for g in chunk {
+                query = query
+                    .bind(&g.id)
+                    .bind(&g.key_hash)
+                    .bind(&g.organization_id)
+                    .bind(&g.workspace_id)
+                    .bind(&g.model)
+                    .bind(&g.provider_id)
+                    .bind(&g.upstream_model)
+                    .bind(&g.upstream_id)
+                    .bind(g.created_at)
+                    .bind(g.prompt_tokens)
+                    .bind(g.completion_tokens)
+                    .bind(g.cached_tokens)
+                    .bind(g.reasoning_tokens)
+                    .bind(g.cost_usd.clone())
+                    .bind(flag(g.streamed))
+                    .bind(g.finish_reason.clone())
+                    .bind(g.latency_ms)
+                    .bind(g.ttfb_ms)
+                    .bind(g.status)
+                    .bind(flag(g.cancelled))
+                    .bind(flag(g.is_byok))
+                    .bind(&g.app_title)
+                    .bind(&g.dataplane_id);
+            }
+            inserted += query.execute(&mut *tx).await?.rows_affected();
         }
         tx.commit().await?;
         Ok(inserted)
