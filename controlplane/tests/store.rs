@@ -118,7 +118,7 @@ async fn exercise(url: &str) {
     };
     assert_eq!(
         store
-            .insert_generations(&[generation.clone()])
+            .insert_generations(std::slice::from_ref(&generation))
             .await
             .unwrap(),
         1
