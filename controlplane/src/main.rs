@@ -77,6 +77,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
 
     let publisher = Publisher::start(store.clone()).await?;
+    tokio::spawn(publisher.clone().retry_unpublished());
     let grpc = tonic::transport::Server::builder()
         .add_service(ConfigServiceServer::new(ConfigApi {
             publisher: publisher.clone(),

@@ -52,8 +52,36 @@ impl Publisher {
     /// Each call takes a ticket after its change committed. A build notes the highest ticket
     /// issued *before* it reads the store, so every change with a ticket up to that one is in
     /// it; callers whose ticket is already covered return without building again.
-    pub async fn publish(&self) -> Result<u64, StoreError> {
+    ///
+    /// The build runs on its own task, so a caller that goes away (a client disconnect) cannot
+    /// leave a committed change unpublished; `retry_unpublished` covers builds that failed.
+    pub async fn publish(self: &Arc<Self>) -> Result<u64, StoreError> {
         let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+        let this = self.clone();
+        match tokio::spawn(async move { this.publish_through(ticket).await }).await {
+            Ok(result) => result,
+            Err(e) => Err(StoreError::Corrupt(format!(
+                "snapshot build task failed: {e}"
+            ))),
+        }
+    }
+
+    /// Rebuilds every second while some committed change is not yet in a published snapshot
+    /// (a build failed, say, because the database was briefly unavailable).
+    pub async fn retry_unpublished(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let requested = self.requested.load(Ordering::SeqCst);
+            if self.covered.load(Ordering::SeqCst) < requested
+                && let Err(e) = self.publish_through(requested).await
+            {
+                tracing::error!(error = %e, "snapshot rebuild failed; retrying");
+            }
+        }
+    }
+
+    async fn publish_through(&self, ticket: u64) -> Result<u64, StoreError> {
         let mut last = self.last_version.lock().await;
         if self.covered.load(Ordering::SeqCst) >= ticket {
             return Ok(*last);

@@ -69,10 +69,6 @@ pub struct Config {
     #[arg(long, default_value_t = 65_536)]
     pub usage_queue: usize,
 
-    /// Usage events held in memory while the control plane is unreachable; more go to disk.
-    #[arg(long, default_value_t = 100_000)]
-    pub usage_memory_backlog: usize,
-
     /// Largest usage spool file on disk, bytes.
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub usage_spool_max_bytes: u64,

@@ -74,9 +74,12 @@ fn run(config: Config) -> anyhow::Result<()> {
             dataplane_id: dataplane_id.clone(),
             batch_size: 512,
             flush_interval: Duration::from_millis(50),
-            memory_backlog: config.usage_memory_backlog,
-            spool_path: state_dir.join("usage.spool"),
+            spool_dir: state_dir.join("usage-spool"),
             spool_max_bytes: config.usage_spool_max_bytes,
+            // A little inside the grace period, so the final spool write happens before pingora
+            // shuts the background runtime down.
+            drain_period: Duration::from_secs(config.grace_period_secs)
+                .saturating_sub(Duration::from_millis(250)),
         },
         usage_rx,
         usage.counters.clone(),

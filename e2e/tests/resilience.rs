@@ -46,6 +46,43 @@ async fn serves_on_when_the_control_plane_dies_and_restarts_cold_from_disk() {
 }
 
 #[tokio::test]
+async fn a_stream_in_flight_at_sigterm_finishes_and_is_metered() {
+    let mut stack = Stack::start().await;
+    stack
+        .mock_a
+        .script(serde_json::json!({"completion_tokens": 20, "inter_token_ms": 20}))
+        .await;
+    let mut body = chat_body("mock/fast");
+    body["stream"] = serde_json::json!(true);
+    let response = stack.chat(&stack.inference_key, body).await;
+    assert_eq!(response.status(), 200);
+    // SIGTERM while the provider is still generating (20 × 20 ms, grace period 1 s).
+    stack.dataplane.as_ref().unwrap().signal("TERM");
+    let text = response.text().await.unwrap();
+    assert!(
+        text.ends_with("data: [DONE]\n\n"),
+        "the stream completes during the drain"
+    );
+    let id = text
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let status = stack
+        .dataplane
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(30));
+    assert!(status.is_some_and(|s| s.success()));
+    // Its usage event was delivered (or spooled and delivered by the next start).
+    stack.dataplane = None;
+    stack.start_dataplane().await;
+    let g = stack.generation(&id).await;
+    assert_eq!(g["data"]["tokens_completion"], 20);
+}
+
+#[tokio::test]
 async fn sigterm_drains_and_exits_cleanly() {
     let mut stack = Stack::start().await;
     let dp = stack.dataplane.as_mut().unwrap();

@@ -262,10 +262,14 @@ impl Exchange<'_> {
         while !cancelled {
             match upstream.read_response_body().await {
                 Ok(Some(chunk)) => {
-                    relay.push(&chunk, &pricing, &mut out);
+                    if !relay.push(&chunk, &pricing, &mut out) {
+                        tracing::warn!(provider = %self.endpoint.provider_id, "provider sent an oversized stream event");
+                        provider_failed = true;
+                        break;
+                    }
                     if !out.is_empty() {
-                        let data = Bytes::copy_from_slice(&out);
-                        out.clear();
+                        let next = Vec::with_capacity(out.capacity());
+                        let data = Bytes::from(std::mem::replace(&mut out, next));
                         if session.write_response_body(data, false).await.is_err() {
                             cancelled = true;
                         }

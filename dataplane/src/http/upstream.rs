@@ -106,6 +106,19 @@ pub async fn open(
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("Provider returned error {status}"));
+    if matches!(status, 401 | 403 | 407) {
+        // The gateway's own provider credential was refused. That is not the client's fault,
+        // and the provider's message may quote part of the credential: log it, answer 502.
+        tracing::error!(provider = %endpoint.provider_id, status, "provider refused the gateway's credential");
+        return Err(Reject::new(
+            Kind::UpstreamUnavailable,
+            format!(
+                "Provider {} refused the gateway's credentials",
+                endpoint.provider_name
+            ),
+        )
+        .with_metadata(json!({ "provider_name": endpoint.provider_name })));
+    }
     let metadata = json!({ "provider_name": endpoint.provider_name, "raw": raw_text });
     let kind = if status == 429 || status >= 500 {
         Kind::UpstreamUnavailable

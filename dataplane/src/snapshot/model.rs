@@ -29,7 +29,7 @@ pub struct Snapshot {
 /// a separate packed array (one cache line), and confirms the full digest on the one candidate:
 /// three memory touches whatever the size, no hashing, and about 9 bytes per key of index
 /// beside the keys themselves (a hash map would waste its empty buckets).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct KeyIndex {
     keys: Vec<ApiKey>,
     /// `leads[i]` is the first 8 bytes (big-endian) of `keys[i].hash`.
@@ -488,12 +488,22 @@ impl Upstream {
             return Err("missing or invalid host".into());
         }
         let default_port = if tls { 443 } else { 80 };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
-                let port = p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?;
-                (h, port)
+        // `host`, `host:port`, `[v6]` or `[v6]:port`; the host keeps its brackets for Host.
+        let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+            let (v6, after) = rest
+                .split_once(']')
+                .ok_or_else(|| "unclosed [ in host".to_owned())?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?,
+                None if after.is_empty() => default_port,
+                None => return Err("junk after ]".into()),
+            };
+            (&authority[..v6.len() + 2], port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?),
+                None => (authority, default_port),
             }
-            _ => (authority, default_port),
         };
         let host_only = host.trim_start_matches('[').trim_end_matches(']');
         if host_only.is_empty() {
@@ -510,20 +520,21 @@ impl Upstream {
             addr,
             tls,
             host: if port == default_port {
-                host_only.to_owned()
+                host.to_owned()
             } else {
-                authority.to_owned()
+                format!("{host}:{port}")
             },
             chat_path: format!("{path}/chat/completions"),
         })
     }
 
-    /// SNI name: the host without a port.
+    /// SNI name: the host without a port or brackets.
     pub fn sni(&self) -> &str {
-        match self.host.rsplit_once(':') {
-            Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
+        let host = match self.host.rsplit_once(':') {
+            Some((h, p)) if !self.host.ends_with(']') && p.bytes().all(|b| b.is_ascii_digit()) => h,
             _ => &self.host,
-        }
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
     }
 }
 
@@ -544,6 +555,19 @@ mod tests {
         assert_eq!(u.addr.unwrap().port(), 80);
         assert_eq!(u.chat_path, "/chat/completions");
         assert_eq!(u.host, "localhost");
+    }
+
+    #[test]
+    fn parses_ipv6_base_urls() {
+        let u = Upstream::parse("http://[::1]:9000/v1").unwrap();
+        assert_eq!(u.addr.unwrap().port(), 9000);
+        assert_eq!(u.host, "[::1]:9000");
+        assert_eq!(u.sni(), "::1");
+        let u = Upstream::parse("http://[::1]/v1").unwrap();
+        assert_eq!(u.addr.unwrap().port(), 80);
+        assert_eq!(u.host, "[::1]");
+        assert_eq!(u.sni(), "::1");
+        assert!(Upstream::parse("http://[::1/v1").is_err());
     }
 
     #[test]

@@ -15,6 +15,8 @@ use super::store::{SnapshotStore, StoreError};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Largest snapshot accepted (about 1M keys take 100 MiB encoded).
+const MAX_SNAPSHOT_BYTES: usize = 1024 * 1024 * 1024;
 
 pub struct Watcher {
     pub store: Arc<SnapshotStore>,
@@ -28,15 +30,17 @@ impl Watcher {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = MIN_BACKOFF;
         loop {
+            let mut received = false;
             let outcome = tokio::select! {
-                outcome = self.follow() => outcome,
+                outcome = self.follow(&mut received) => outcome,
                 _ = shutdown.changed() => return,
             };
+            if received {
+                // The link worked until now: reconnect promptly.
+                backoff = MIN_BACKOFF;
+            }
             match outcome {
-                Ok(()) => {
-                    tracing::warn!("control plane closed the snapshot stream; reconnecting");
-                    backoff = MIN_BACKOFF;
-                }
+                Ok(()) => tracing::warn!("control plane closed the snapshot stream; reconnecting"),
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "snapshot stream unavailable");
                 }
@@ -49,7 +53,7 @@ impl Watcher {
         }
     }
 
-    async fn follow(&self) -> Result<(), tonic::Status> {
+    async fn follow(&self, received: &mut bool) -> Result<(), tonic::Status> {
         let channel = Endpoint::from_shared(self.control_plane.clone())
             .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
             .connect_timeout(Duration::from_secs(2))
@@ -57,7 +61,9 @@ impl Watcher {
             .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let mut client = ConfigServiceClient::new(channel.clone());
+        // Snapshots of millions of keys are far beyond tonic's default 4 MiB message limit.
+        let mut client =
+            ConfigServiceClient::new(channel.clone()).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
         let mut stream = client
             .watch(pb::WatchRequest {
                 dataplane_id: self.dataplane_id.clone(),
@@ -66,6 +72,7 @@ impl Watcher {
             .await?
             .into_inner();
         while let Some(message) = stream.message().await? {
+            *received = true;
             self.apply(&channel, message).await;
         }
         Ok(())

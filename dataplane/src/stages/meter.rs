@@ -230,7 +230,8 @@ pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>
             _ => {}
         }
     }
-    let out = write_members(body.len() + 256, &members, pricing, metered.usage.as_ref());
+    let mut out = Vec::with_capacity(body.len() + 256);
+    write_members(&mut out, &members, pricing, metered.usage.as_ref());
     Some((out, metered))
 }
 
@@ -242,12 +243,11 @@ fn parse_members(body: &[u8]) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
 /// Writes an object with `id`, `model`, `provider` and `usage` replaced (or added) and every
 /// other member copied raw.
 fn write_members(
-    capacity: usize,
+    out: &mut Vec<u8>,
     members: &[(Cow<'_, str>, &RawValue)],
     pricing: &Pricing<'_>,
     usage: Option<&Usage>,
-) -> Vec<u8> {
-    let mut out = Vec::with_capacity(capacity);
+) {
     out.push(b'{');
     let mut first = true;
     let mut sep = |out: &mut Vec<u8>| {
@@ -258,20 +258,20 @@ fn write_members(
     let mut wrote_usage = false;
     let mut wrote_provider = false;
     for (name, value) in members {
-        sep(&mut out);
-        write_string(&mut out, name);
+        sep(out);
+        write_string(out, name);
         out.push(b':');
         match name.as_ref() {
-            "id" => write_string(&mut out, pricing.generation_id),
-            "model" => write_string(&mut out, pricing.model),
+            "id" => write_string(out, pricing.generation_id),
+            "model" => write_string(out, pricing.model),
             "provider" => {
                 wrote_provider = true;
-                write_string(&mut out, pricing.provider_name);
+                write_string(out, pricing.provider_name);
             }
             "usage" => {
                 wrote_usage = true;
                 match usage {
-                    Some(u) => u.write_json(&mut out, u.cost(pricing.prices), pricing.is_byok),
+                    Some(u) => u.write_json(out, u.cost(pricing.prices), pricing.is_byok),
                     None => out.extend_from_slice(value.get().as_bytes()),
                 }
             }
@@ -279,17 +279,16 @@ fn write_members(
         }
     }
     if !wrote_provider {
-        sep(&mut out);
+        sep(out);
         out.extend_from_slice(b"\"provider\":");
-        write_string(&mut out, pricing.provider_name);
+        write_string(out, pricing.provider_name);
     }
     if let (false, Some(u)) = (wrote_usage, usage) {
-        sep(&mut out);
+        sep(out);
         out.extend_from_slice(b"\"usage\":");
-        u.write_json(&mut out, u.cost(pricing.prices), pricing.is_byok);
+        u.write_json(out, u.cost(pricing.prices), pricing.is_byok);
     }
     out.push(b'}');
-    out
 }
 
 fn write_string(out: &mut Vec<u8>, s: &str) {
@@ -303,8 +302,15 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
 /// completes, so nothing is buffered beyond one event.
 pub struct SseRelay {
     pending: Vec<u8>,
+    /// Where the search for the next event end resumes, so a long event split over many reads
+    /// is not rescanned from its start each time.
+    scanned: usize,
     pub state: StreamState,
 }
+
+/// Longest single SSE event accepted from a provider; beyond it the stream is treated as broken
+/// rather than buffered without bound.
+pub const MAX_EVENT_BYTES: usize = 4 * 1024 * 1024;
 
 /// What the relay has learned from the events so far.
 #[derive(Default)]
@@ -323,22 +329,29 @@ impl SseRelay {
     pub fn new() -> Self {
         SseRelay {
             pending: Vec::with_capacity(4096),
+            scanned: 0,
             state: StreamState::default(),
         }
     }
 
     /// Feeds bytes read from the provider; appends what the client should receive to `out`.
-    pub fn push(&mut self, input: &[u8], pricing: &Pricing<'_>, out: &mut Vec<u8>) {
+    /// False when an event grew past `MAX_EVENT_BYTES`: the stream should be abandoned.
+    pub fn push(&mut self, input: &[u8], pricing: &Pricing<'_>, out: &mut Vec<u8>) -> bool {
         self.pending.extend_from_slice(input);
         let mut consumed = 0;
-        while let Some((end, sep_len)) = find_event_end(&self.pending[consumed..]) {
-            let event_end = consumed + end;
+        // An event end is at most 4 bytes (`\r\n\r\n`): resume a little before the old end.
+        let mut from = self.scanned.saturating_sub(3);
+        while let Some((end, sep_len)) = find_event_end(&self.pending[from..]) {
+            let event_end = from + end;
             let event = &self.pending[consumed..event_end];
             self.state.relay_event(event, pricing, out);
             out.extend_from_slice(b"\n\n");
             consumed = event_end + sep_len;
+            from = consumed;
         }
         self.pending.drain(..consumed);
+        self.scanned = self.pending.len();
+        self.pending.len() <= MAX_EVENT_BYTES
     }
 
     /// Flushes a trailing event that the provider ended without a blank line.
@@ -348,6 +361,7 @@ impl SseRelay {
             return;
         }
         let event = std::mem::take(&mut self.pending);
+        self.scanned = 0;
         self.state.relay_event(&event, pricing, out);
         out.extend_from_slice(b"\n\n");
     }
@@ -387,12 +401,7 @@ impl StreamState {
             self.metered.usage = usage;
         }
         out.extend_from_slice(b"data: ");
-        out.extend_from_slice(&write_members(
-            data.len() + 256,
-            &members,
-            pricing,
-            usage.as_ref(),
-        ));
+        write_members(out, &members, pricing, usage.as_ref());
     }
 
     fn observe_choices(&mut self, value: &RawValue) {

@@ -4,13 +4,15 @@
 //! Bounds, in order of use:
 //! 1. the queue between requests and the sender (`queue_capacity` events); when it is full the
 //!    event is counted in `dropped` and logged, and the request is unaffected;
-//! 2. the sender's in-memory backlog, at most `memory_backlog` events while the control plane
-//!    is reachable but slower than the request rate;
-//! 3. a spool file on disk (`spool_max_bytes`): everything unsent goes there as soon as a
-//!    delivery fails, on every flush tick while the control plane stays unreachable, and at
-//!    shutdown. It is resent first when the control plane is back, including after a restart.
-//!    Only events still in memory when the process is killed (one flush interval's worth) can
-//!    be lost.
+//! 2. the sender's batch in memory (at most about one batch while delivery keeps up);
+//! 3. a spool on disk (`spool_max_bytes`, segment files): everything unsent goes there as soon
+//!    as a delivery fails, on every flush tick while the control plane stays unreachable, and at
+//!    shutdown. Spooled segments are resent oldest first, one per flush tick even under load,
+//!    and deleted only once acknowledged, including across restarts. Only events still in memory
+//!    when the process is killed outright (one flush interval's worth) can be lost.
+//!
+//! On SIGTERM the sender keeps taking events for the drain period (the dataplane's grace
+//! period), so requests that finish during the drain are metered too.
 //!
 //! Ingest is idempotent by generation id, so resending a batch whose ack was lost is safe.
 
