@@ -298,7 +298,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.proxy_threads,
         match &pin.proxy_cpus {
             Some(c) => format!(
-                " pinned to CPU {c}, generator and mock on CPU {}",
+                " pinned to CPU {c} (with Switchyard's control plane), generator and mock on CPU {}",
                 pin.other_cpus.clone().unwrap_or_default()
             ),
             None => String::new(),
