@@ -4,6 +4,7 @@
 //! is noisy. Results go to `bench/results/<date>.{md,json}` with a machine description.
 
 mod machine;
+mod sse_memory;
 mod targets;
 
 use std::collections::BTreeMap;
@@ -59,6 +60,10 @@ struct Args {
     no_pin: bool,
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
+    /// Instead of the throughput and latency phases, hold this many SSE streams open through
+    /// each proxy and report resident memory per stream.
+    #[arg(long)]
+    sse_memory: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -160,6 +165,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mock = targets::mock(&bin_dir, &dir, &pin).await?;
     let nginx = targets::nginx(&dir, mock.port, args.proxy_threads, &pin).await?;
     let sy = targets::switchyard(&bin_dir, &dir, mock.port, args.proxy_threads, &pin).await?;
+    if let Some(streams) = args.sse_memory {
+        return sse_memory_phase(&mock, &nginx, &sy, streams).await;
+    }
     let mut keys = vec![sy.inference_key.clone()];
     if args.keys > 1 {
         keys.extend(create_keys(sy.cp_http, &sy.management_key, args.keys - 1).await?);
@@ -371,4 +379,56 @@ async fn create_keys(cp_http: u16, management_key: &str, n: usize) -> anyhow::Re
     }
     eprintln!("created {} keys", keys.len());
     Ok(keys)
+}
+
+/// Resident memory per open stream through nginx and Switchyard, the mock trickling tokens.
+async fn sse_memory_phase(
+    mock: &targets::Mock,
+    nginx: &targets::Nginx,
+    sy: &targets::Switchyard,
+    streams: usize,
+) -> anyhow::Result<()> {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/__mock/script", mock.port))
+        .body(r#"{"completion_tokens": 600, "inter_token_ms": 200}"#)
+        .send()
+        .await?;
+    for (name, port, path, key, pids) in [
+        (
+            "nginx proxy_pass",
+            nginx.port,
+            "/v1/chat/completions",
+            None,
+            nginx.worker_pids(),
+        ),
+        (
+            "switchyard",
+            sy.port,
+            "/api/v1/chat/completions",
+            Some(sy.inference_key.as_str()),
+            vec![sy.dataplane_pid()],
+        ),
+    ] {
+        let before: u64 = pids
+            .iter()
+            .map(|p| sse_memory::rss_bytes(*p).unwrap_or(0))
+            .sum();
+        let open = sse_memory::open_streams(port, path, key, streams).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after: u64 = pids
+            .iter()
+            .map(|p| sse_memory::rss_bytes(*p).unwrap_or(0))
+            .sum();
+        let per = after.saturating_sub(before) as f64 / open.len() as f64;
+        println!(
+            "{name}: {} streams open; RSS {:.1} MiB -> {:.1} MiB; {:.1} KiB per stream (target ≤ 32 KiB)",
+            open.len(),
+            before as f64 / 1048576.0,
+            after as f64 / 1048576.0,
+            per / 1024.0
+        );
+        drop(open);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    Ok(())
 }

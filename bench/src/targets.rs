@@ -99,6 +99,20 @@ pub async fn mock(bin_dir: &Path, dir: &Path, pin: &Pinning) -> anyhow::Result<M
 pub struct Nginx {
     _proc: Proc,
     pub port: u16,
+    pid_file: PathBuf,
+}
+
+impl Nginx {
+    /// The worker processes (children of the master), whose memory holds the connections.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        let master = std::fs::read_to_string(&self.pid_file).unwrap_or_default();
+        let master = master.trim();
+        std::fs::read_to_string(format!("/proc/{master}/task/{master}/children"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect()
+    }
 }
 
 /// Debian's nginx with upstream keepalive, as a plain `proxy_pass`.
@@ -122,7 +136,7 @@ pub async fn nginx(
         &conf,
         format!(
             "daemon off;\nmaster_process on;\nworker_processes {workers};\nuser root;\npid {r}/nginx.pid;\n\
-             error_log {r}/error.log warn;\nevents {{ worker_connections 8192; }}\n\
+             error_log {r}/error.log warn;\nworker_rlimit_nofile 20000;\nevents {{ worker_connections 20000; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {r}/body;\n  proxy_temp_path {r}/proxy;\n\
                fastcgi_temp_path {r}/fastcgi;\n  uwsgi_temp_path {r}/uwsgi;\n  scgi_temp_path {r}/scgi;\n\
                client_max_body_size 32m;\n  client_body_buffer_size 1m;\n  keepalive_requests 1000000;\n\
@@ -145,16 +159,26 @@ pub async fn nginx(
         &root.join("stdout.log"),
     )?;
     wait_http(&format!("http://127.0.0.1:{port}/__mock/stats"), "nginx").await?;
-    Ok(Nginx { _proc: proc, port })
+    Ok(Nginx {
+        _proc: proc,
+        port,
+        pid_file: root.join("nginx.pid"),
+    })
 }
 
 pub struct Switchyard {
     _cp: Proc,
-    _dp: Proc,
+    dp: Proc,
     pub port: u16,
     pub inference_key: String,
     pub management_key: String,
     pub cp_http: u16,
+}
+
+impl Switchyard {
+    pub fn dataplane_pid(&self) -> u32 {
+        self.dp.0.id()
+    }
 }
 
 /// The full pipeline: control plane (SQLite), dataplane with authentication, metering and usage
@@ -227,7 +251,7 @@ pub async fn switchyard(
     };
     Ok(Switchyard {
         _cp: cp,
-        _dp: dp,
+        dp,
         port,
         inference_key: value("SWITCHYARD_INFERENCE_KEY="),
         management_key: value("SWITCHYARD_MANAGEMENT_KEY="),

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use clap::Parser;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::connectors::http::Connector;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora_core::services::background::{BackgroundService, background_service};
@@ -26,6 +27,9 @@ use tokio::sync::Mutex;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Bytes of L4 read buffer per client connection (Pingora defaults to 64 KiB).
+const DOWNSTREAM_READ_BUFFER: usize = 4096;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -118,7 +122,12 @@ fn run(config: Config) -> anyhow::Result<()> {
         control_plane_http,
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
-    service.add_tcp(&config.listen);
+    // Pingora's default 64 KiB read buffer per client connection would dominate the memory of a
+    // held-open stream; header reads fit in 4 KiB and body reads bypass it with their own buffer.
+    service.add_listener(
+        ListenerConfig::tcp(config.listen.clone())
+            .l4_buffer(L4BufferSettings::default().read(DOWNSTREAM_READ_BUFFER)),
+    );
     server.add_service(service);
     server.add_service(background_service(
         "control plane link",

@@ -258,7 +258,8 @@ impl Exchange<'_> {
         };
         let mut cancelled = !client_ok;
         let mut provider_failed = false;
-        let mut out = Vec::with_capacity(8 * 1024);
+        // Sized per chunk rather than kept large: thousands of streams sit idle between tokens.
+        let mut out = Vec::new();
         while !cancelled {
             match upstream.read_response_body().await {
                 Ok(Some(chunk)) => {
@@ -268,8 +269,7 @@ impl Exchange<'_> {
                         break;
                     }
                     if !out.is_empty() {
-                        let next = Vec::with_capacity(out.capacity());
-                        let data = Bytes::from(std::mem::replace(&mut out, next));
+                        let data = Bytes::from(std::mem::take(&mut out));
                         if session.write_response_body(data, false).await.is_err() {
                             cancelled = true;
                         }

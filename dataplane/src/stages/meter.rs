@@ -328,7 +328,7 @@ impl Default for SseRelay {
 impl SseRelay {
     pub fn new() -> Self {
         SseRelay {
-            pending: Vec::with_capacity(4096),
+            pending: Vec::new(),
             scanned: 0,
             state: StreamState::default(),
         }
