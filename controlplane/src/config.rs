@@ -36,6 +36,29 @@ pub struct Config {
     /// Model catalogue file; defaults to the built-in development catalogue (the mock provider).
     #[arg(long, env = "SWITCHYARD_CATALOGUE")]
     pub catalogue: Option<PathBuf>,
+
+    /// BYOK master key (32 bytes, base64). Prefer `--master-key-file` in production.
+    #[arg(long, env = "SWITCHYARD_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// File holding the BYOK master key. Without either option, a key is generated on first
+    /// start at `<data dir>/controlplane/master.key` (mode 0600).
+    #[arg(long, env = "SWITCHYARD_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Previous master keys (files), still able to unwrap until every record is re-wrapped
+    /// under the current one, which happens at start.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RETIRED_MASTER_KEY_FILES",
+        value_delimiter = ','
+    )]
+    pub retired_master_key_files: Vec<PathBuf>,
+
+    /// Token the operator gRPC API (`switchyard.admin.v1`) requires. Without it, a token is
+    /// generated on first start at `<data dir>/controlplane/operator.token` (mode 0600).
+    #[arg(long, env = "SWITCHYARD_OPERATOR_TOKEN", hide_env_values = true)]
+    pub operator_token: Option<String>,
 }
 
 impl Config {

@@ -7,9 +7,11 @@ pub mod catalogue;
 pub mod config;
 pub mod grpc;
 pub mod keys;
+pub mod manage;
 pub mod publisher;
 pub mod seed;
 pub mod store;
+pub mod vault;
 
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

@@ -6,7 +6,9 @@
 //! ```
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
@@ -14,9 +16,11 @@ use switchyard_controlplane::api::{self, ApiState};
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::config::Config;
 use switchyard_controlplane::grpc::{ConfigApi, UsageApi};
+use switchyard_controlplane::manage::Manage;
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed;
 use switchyard_controlplane::store::Store;
+use switchyard_controlplane::vault::Vault;
 use switchyard_proto::config::v1::config_service_server::ConfigServiceServer;
 use switchyard_proto::usage::v1::usage_service_server::UsageServiceServer;
 
@@ -76,8 +80,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "first start: bootstrap keys written (shown once)");
     }
 
+    let vault = Arc::new(load_vault(&config, &state_dir)?);
     let publisher = Publisher::start(store.clone()).await?;
     tokio::spawn(publisher.clone().retry_unpublished());
+    let manage = Manage {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        vault,
+    };
     let grpc = tonic::transport::Server::builder()
         .add_service(ConfigServiceServer::new(ConfigApi {
             publisher: publisher.clone(),
@@ -89,13 +99,58 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-    let app = api::router(ApiState { store, publisher });
+    let app = api::router(ApiState {
+        store,
+        publisher,
+        manage,
+    });
     tracing::info!(http = %config.http_listen, grpc = %config.grpc_listen, "control plane ready");
     let http = axum::serve(http, app).with_graceful_shutdown(shutdown_signal());
     let (grpc, http) = tokio::join!(grpc, http);
     grpc.context("gRPC server failed")?;
     http.context("HTTP server failed")?;
     Ok(())
+}
+
+/// The BYOK vault: the configured master key, or one generated once under the state dir.
+fn load_vault(config: &Config, state_dir: &Path) -> anyhow::Result<Vault> {
+    let current = match (&config.master_key, &config.master_key_file) {
+        (Some(key), _) => key.clone(),
+        (None, Some(path)) => std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read master key {}", path.display()))?,
+        (None, None) => {
+            let path = state_dir.join("master.key");
+            read_or_create_secret(&path, Vault::generate_master_key)?
+        }
+    };
+    let retired = config
+        .retired_master_key_files
+        .iter()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read retired master key {}", p.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Vault::new(&current, &retired).context("invalid master key")
+}
+
+/// Reads a secret file, or creates it (mode 0600) with a generated value.
+fn read_or_create_secret(path: &Path, generate: fn() -> String) -> anyhow::Result<String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(text) = std::fs::read_to_string(path) {
+        return Ok(text.trim().to_owned());
+    }
+    let value = generate();
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{value}")?;
+    tracing::info!(path = %path.display(), "generated a new secret");
+    Ok(value)
 }
 
 async fn shutdown_signal() {

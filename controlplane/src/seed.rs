@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::keys::{self, KeyKind};
-use crate::store::{NewKey, Store, StoreError, WorkspaceRow};
+use crate::store::{NewKey, OrganizationRow, Store, StoreError, UserRow, WorkspaceRow};
 
 pub struct Seeded {
     pub management_key: String,
@@ -21,25 +21,40 @@ pub async fn seed_if_empty(store: &Store) -> Result<Option<Seeded>, StoreError> 
     let user_id = format!("user_{}", uuid::Uuid::now_v7().simple());
     let workspace_id = format!("ws_{}", uuid::Uuid::now_v7().simple());
     store
-        .insert_organization(&organization_id, "Default Organization", now)
+        .insert_organization(&OrganizationRow {
+            id: organization_id.clone(),
+            name: "Default Organization".into(),
+            kind: "organization".into(),
+            owner_user_id: None,
+            member_cap: DEFAULT_MEMBER_CAP,
+            filtered_model_catalog: false,
+            created_at: now,
+        })
         .await?;
     store
-        .insert_user(&user_id, "admin@localhost", "Administrator", now)
+        .insert_user(&UserRow {
+            id: user_id.clone(),
+            email: "admin@localhost".into(),
+            name: "Administrator".into(),
+            created_at: now,
+        })
+        .await?;
+    store
+        .insert_organization(&personal_account(&user_id, "Administrator", now))
         .await?;
     store
         .insert_membership(&organization_id, &user_id, "admin", now)
         .await?;
     store
-        .insert_workspace(
-            &WorkspaceRow {
-                id: workspace_id.clone(),
-                organization_id: organization_id.clone(),
-                name: "Default".into(),
-                is_default: true,
-            },
-            "default",
+        .insert_workspace(&default_workspace(
+            &workspace_id,
+            &organization_id,
+            Some(&user_id),
             now,
-        )
+        ))
+        .await?;
+    store
+        .add_workspace_member(&workspace_id, &user_id, now)
         .await?;
     let mut secrets = Vec::new();
     for (kind, name) in [
@@ -63,6 +78,7 @@ pub async fn seed_if_empty(store: &Store) -> Result<Option<Seeded>, StoreError> 
                 expires_at: None,
                 created_at: now,
                 updated_at: None,
+                rotated_from: None,
             })
             .await?;
         secrets.push(generated.secret);
@@ -73,6 +89,43 @@ pub async fn seed_if_empty(store: &Store) -> Result<Option<Seeded>, StoreError> 
         management_key,
         inference_key,
     }))
+}
+
+/// OpenRouter's default member cap per organization (0 means unlimited).
+pub const DEFAULT_MEMBER_CAP: i64 = 10;
+
+/// A user's personal account: an owner of keys and credits with that one member.
+pub fn personal_account(user_id: &str, name: &str, now: i64) -> OrganizationRow {
+    OrganizationRow {
+        id: format!("personal-{user_id}"),
+        name: name.to_owned(),
+        kind: "personal".into(),
+        owner_user_id: Some(user_id.to_owned()),
+        member_cap: 1,
+        filtered_model_catalog: false,
+        created_at: now,
+    }
+}
+
+/// Every organization's Default workspace, which all its members join.
+pub fn default_workspace(
+    id: &str,
+    organization_id: &str,
+    created_by: Option<&str>,
+    now: i64,
+) -> WorkspaceRow {
+    WorkspaceRow {
+        id: id.to_owned(),
+        organization_id: organization_id.to_owned(),
+        name: "Default".into(),
+        slug: "default".into(),
+        description: None,
+        is_default: true,
+        created_by: created_by.map(str::to_owned),
+        created_at: now,
+        updated_at: None,
+        settings: serde_json::Map::new(),
+    }
 }
 
 /// Writes the bootstrap secrets as shell exports, mode 0600.

@@ -75,6 +75,7 @@ async fn exercise(url: &str) {
         expires_at: None,
         created_at: 1,
         updated_at: None,
+        rotated_from: None,
     };
     store.insert_key(&key).await.unwrap();
     let listed = store

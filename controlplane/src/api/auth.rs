@@ -6,13 +6,14 @@ use axum::http::request::Parts;
 use super::ApiState;
 use super::error::ApiError;
 use crate::keys::{self, KeyKind};
+use crate::manage::{Actor, Role};
 use crate::store::KeyRow;
 
 /// An authenticated caller: a live key of either kind.
 pub struct Caller(pub KeyRow);
 
-/// A caller holding a management key.
-pub struct Manager(pub KeyRow);
+/// A caller holding a management key, acting with its user's role in the key's organization.
+pub struct Manager(pub KeyRow, pub Actor);
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
@@ -49,6 +50,23 @@ impl FromRequestParts<ApiState> for Manager {
                 "This endpoint requires a management key; inference keys cannot manage".into(),
             ));
         }
-        Ok(Manager(key))
+        // The key acts as its user does today: a demoted or removed member loses the power.
+        let role = state
+            .store
+            .membership(&key.organization_id, &key.creator_user_id)
+            .await?
+            .and_then(|m| m.role.parse::<Role>().ok())
+            .ok_or_else(|| {
+                ApiError::Forbidden(
+                    "This key's user is no longer a member of its organization".into(),
+                )
+            })?;
+        let actor = Actor::Member {
+            user_id: key.creator_user_id.clone(),
+            organization_id: key.organization_id.clone(),
+            role,
+            key_hash: key.hash.clone(),
+        };
+        Ok(Manager(key, actor))
     }
 }

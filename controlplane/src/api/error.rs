@@ -6,6 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::manage::ManageError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,10 +19,30 @@ pub enum ApiError {
     Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    PaymentRequired(String),
     #[error("internal error")]
     Store(#[from] StoreError),
     #[error("internal error")]
     Publish(StoreError),
+    #[error("internal error")]
+    Internal,
+}
+
+impl From<ManageError> for ApiError {
+    fn from(e: ManageError) -> ApiError {
+        match e {
+            ManageError::Invalid(m) | ManageError::Conflict(m) => ApiError::BadRequest(m),
+            ManageError::Forbidden(m) => ApiError::Forbidden(m),
+            ManageError::NotFound(m) => ApiError::NotFound(m),
+            ManageError::InsufficientCredits(m) => ApiError::PaymentRequired(m),
+            ManageError::Store(e) => ApiError::Store(e),
+            ManageError::Vault(e) => {
+                tracing::error!(error = %e, "vault failure");
+                ApiError::Internal
+            }
+        }
+    }
 }
 
 impl ApiError {
@@ -31,7 +52,10 @@ impl ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Store(_) | ApiError::Publish(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::Store(_) | ApiError::Publish(_) | ApiError::Internal => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         }
     }
 }

@@ -30,7 +30,7 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<ApiState>,
-    Manager(caller): Manager,
+    Manager(caller, _): Manager,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let offset = q.offset.unwrap_or(0);
@@ -74,7 +74,7 @@ pub struct CreateBody {
 
 pub async fn create(
     State(state): State<ApiState>,
-    Manager(caller): Manager,
+    Manager(caller, _): Manager,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
     let name = valid_name(body.name.as_deref().unwrap_or_default())?;
@@ -107,6 +107,7 @@ pub async fn create(
         expires_at,
         created_at: now,
         updated_at: None,
+        rotated_from: None,
     };
     state.store.insert_key(&key).await?;
     state.publish().await?;
@@ -117,7 +118,7 @@ pub async fn create(
 
 pub async fn get(
     State(state): State<ApiState>,
-    Manager(caller): Manager,
+    Manager(caller, _): Manager,
     Path(hash): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = state.owned_key(&caller, &hash).await?;
@@ -142,7 +143,7 @@ pub struct UpdateBody {
 
 pub async fn update(
     State(state): State<ApiState>,
-    Manager(caller): Manager,
+    Manager(caller, _): Manager,
     Path(hash): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
@@ -180,7 +181,7 @@ pub async fn update(
 
 pub async fn delete(
     State(state): State<ApiState>,
-    Manager(caller): Manager,
+    Manager(caller, _): Manager,
     Path(hash): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = state.owned_key(&caller, &hash).await?;

@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer};
 
 pub use error::ApiError;
 
+use crate::manage::Manage;
 use crate::publisher::Publisher;
 use crate::store::{KeyRow, Store};
 
@@ -25,6 +26,7 @@ use crate::store::{KeyRow, Store};
 pub struct ApiState {
     pub store: Store,
     pub publisher: Arc<Publisher>,
+    pub manage: Manage,
 }
 
 impl ApiState {

@@ -23,6 +23,8 @@ pub struct KeyRow {
     pub expires_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: Option<i64>,
+    /// The key this one replaced by rotation.
+    pub rotated_from: Option<String>,
 }
 
 pub type NewKey = KeyRow;
@@ -39,7 +41,8 @@ pub struct KeyPatch {
 }
 
 const COLUMNS: &str = "hash, kind, name, label, organization_id, workspace_id, creator_user_id, \
-    disabled, limit_usd, limit_reset, include_byok_in_limit, expires_at, created_at, updated_at";
+    disabled, limit_usd, limit_reset, include_byok_in_limit, expires_at, created_at, updated_at, \
+    rotated_from";
 
 fn key(r: &AnyRow) -> Result<KeyRow, StoreError> {
     let kind: String = r.try_get("kind")?;
@@ -62,13 +65,14 @@ fn key(r: &AnyRow) -> Result<KeyRow, StoreError> {
         expires_at: r.try_get("expires_at")?,
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
+        rotated_from: r.try_get("rotated_from")?,
     })
 }
 
 impl Store {
     pub async fn insert_key(&self, k: &NewKey) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO api_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+            "INSERT INTO api_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
         ))
         .bind(&k.hash)
         .bind(k.kind.as_str())
@@ -84,6 +88,7 @@ impl Store {
         .bind(k.expires_at)
         .bind(k.created_at)
         .bind(k.updated_at)
+        .bind(k.rotated_from.clone())
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -8,6 +8,7 @@ mod catalogue;
 mod generations;
 mod keys;
 mod tenancy;
+mod workspaces;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -18,7 +19,8 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub use catalogue::{CatalogueRows, EndpointRow, ModelRow, ProviderRow};
 pub use generations::Generation;
 pub use keys::{KeyPatch, KeyRow, NewKey};
-pub use tenancy::{OrganizationRow, WorkspaceRow};
+pub use tenancy::{AuditRow, MemberRow, OrganizationRow, UserRow};
+pub use workspaces::WorkspaceRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
