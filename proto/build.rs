@@ -2,6 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files = [
+        "switchyard/admin/v1/admin.proto",
         "switchyard/config/v1/config.proto",
         "switchyard/usage/v1/usage.proto",
     ];

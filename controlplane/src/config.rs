@@ -59,6 +59,23 @@ pub struct Config {
     /// generated on first start at `<data dir>/controlplane/operator.token` (mode 0600).
     #[arg(long, env = "SWITCHYARD_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
+
+    /// Operator gRPC API address (`swctl`), apart from the dataplanes' port so that it can stay
+    /// on loopback or behind its own firewall rule.
+    #[arg(
+        long,
+        env = "SWITCHYARD_ADMIN_LISTEN",
+        default_value = "127.0.0.1:50052"
+    )]
+    pub admin_listen: SocketAddr,
+
+    /// PEM certificate chain for the operator API; with `--admin-tls-key`, it serves TLS.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TLS_CERT", requires = "admin_tls_key")]
+    pub admin_tls_cert: Option<PathBuf>,
+
+    /// PEM private key for the operator API's certificate.
+    #[arg(long, env = "SWITCHYARD_ADMIN_TLS_KEY", requires = "admin_tls_cert")]
+    pub admin_tls_key: Option<PathBuf>,
 }
 
 impl Config {

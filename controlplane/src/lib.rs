@@ -2,6 +2,7 @@
 //! Switchyard's control plane: the source of truth. It keeps the store, serves the management
 //! REST API, builds and pushes configuration snapshots over gRPC, and records usage.
 
+pub mod admin;
 pub mod api;
 pub mod catalogue;
 pub mod config;

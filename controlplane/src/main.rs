@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use switchyard_controlplane::admin::{self, OperatorToken, TlsFiles};
 use switchyard_controlplane::api::{self, ApiState};
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::config::Config;
@@ -88,6 +89,31 @@ async fn run(config: Config) -> anyhow::Result<()> {
         publisher: publisher.clone(),
         vault,
     };
+    // Re-wrap BYOK data keys under the current master key before serving, so a retired master
+    // key is needed for one start only.
+    let rewrapped = manage
+        .rewrap_byok()
+        .await
+        .context("cannot re-wrap BYOK credentials")?;
+    tracing::info!(
+        rewrapped,
+        "BYOK credentials re-wrapped under the current master key"
+    );
+    let operator_token = load_operator_token(&config, &state_dir)?;
+    let admin_tls = match (&config.admin_tls_cert, &config.admin_tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        _ => None,
+    };
+    let admin = admin::serve(
+        manage.clone(),
+        config.admin_listen,
+        admin_tls,
+        operator_token,
+        shutdown_signal(),
+    );
     let grpc = tonic::transport::Server::builder()
         .add_service(ConfigServiceServer::new(ConfigApi {
             publisher: publisher.clone(),
@@ -106,9 +132,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     tracing::info!(http = %config.http_listen, grpc = %config.grpc_listen, "control plane ready");
     let http = axum::serve(http, app).with_graceful_shutdown(shutdown_signal());
-    let (grpc, http) = tokio::join!(grpc, http);
+    let (grpc, http, admin) = tokio::join!(grpc, http, admin);
     grpc.context("gRPC server failed")?;
     http.context("HTTP server failed")?;
+    admin?;
     Ok(())
 }
 
@@ -132,6 +159,21 @@ fn load_vault(config: &Config, state_dir: &Path) -> anyhow::Result<Vault> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Vault::new(&current, &retired).context("invalid master key")
+}
+
+/// The operator API's token: the configured one, or one generated once under the state dir.
+/// Only the file's path is logged, never the token.
+fn load_operator_token(config: &Config, state_dir: &Path) -> anyhow::Result<OperatorToken> {
+    let token = match &config.operator_token {
+        Some(token) => token.clone(),
+        None => {
+            let path = state_dir.join("operator.token");
+            let token = read_or_create_secret(&path, admin::generate_token)?;
+            tracing::info!(path = %path.display(), "operator token (for swctl --token-file)");
+            token
+        }
+    };
+    OperatorToken::new(&token)
 }
 
 /// Reads a secret file, or creates it (mode 0600) with a generated value.

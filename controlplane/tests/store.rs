@@ -79,7 +79,7 @@ async fn exercise(url: &str) {
     };
     store.insert_key(&key).await.unwrap();
     let listed = store
-        .keys_of_organization(&org, Some(&workspace.id), false, 0, 100)
+        .keys_of_organization(&org, Some(&workspace.id), None, false, 0, 100)
         .await
         .unwrap();
     assert_eq!(listed.len(), 3);
@@ -97,12 +97,12 @@ async fn exercise(url: &str) {
     assert!(updated.disabled && updated.limit_usd.is_none() && updated.limit_reset.is_none());
     assert_eq!(updated.updated_at, Some(2));
     let active = store
-        .keys_of_organization(&org, None, false, 0, 100)
+        .keys_of_organization(&org, None, None, false, 0, 100)
         .await
         .unwrap();
     assert_eq!(active.len(), 2, "disabled keys are hidden unless asked for");
     let page = store
-        .keys_of_organization(&org, None, true, 1, 1)
+        .keys_of_organization(&org, None, None, true, 1, 1)
         .await
         .unwrap();
     assert_eq!(page.len(), 1, "offset and limit page");

@@ -174,5 +174,87 @@ def _():
         raise AssertionError("expected 400")
 
 
+@check("openrouter: organization list_members, get_settings, update_settings")
+def _():
+    members = management.organization.list_members(retries=None)
+    assert members.result.total_count >= 1
+    assert members.result.data[0].role == "org:admin"
+    settings = management.organization.get_settings(retries=None)
+    assert settings.data.is_filtered_model_catalog_enabled is False
+    updated = management.organization.update_settings(is_filtered_model_catalog_enabled=True, retries=None)
+    assert updated.data.is_filtered_model_catalog_enabled is True
+    management.organization.update_settings(is_filtered_model_catalog_enabled=False, retries=None)
+
+
+@check("openrouter: credits.get_credits")
+def _():
+    r = management.credits.get_credits(retries=None)
+    assert r.data.total_credits >= 0 and r.data.total_usage >= 0
+
+
+@check("openrouter: workspaces create/get/list/update/members/budgets/delete")
+def _():
+    created = management.workspaces.create(name="SDK team", slug="sdk-team", description="from the SDK", retries=None)
+    ws = created.data
+    assert ws.slug == "sdk-team"
+    assert management.workspaces.get(id=ws.id, retries=None).data.name == "SDK team"
+    listed = management.workspaces.list(retries=None)
+    assert ws.id in [w.id for w in listed.result.data]
+    updated = management.workspaces.update(id=ws.id, name="SDK team 2", retries=None)
+    assert updated.data.name == "SDK team 2"
+    me = management.organization.list_members(retries=None).result.data[0].id
+    added = management.workspaces.bulk_add_members(id=ws.id, user_ids=[me], retries=None)
+    assert added.added_count in (0, 1)
+    members = management.workspaces.list_members(id=ws.id, retries=None)
+    assert me in [m.user_id for m in members.result.data]
+    budget = management.workspaces.set_budget(workspace_ref=ws.id, interval="monthly", limit_usd=12.5, retries=None)
+    assert budget.data.limit_usd == 12.5
+    assert management.workspaces.get_budget(workspace_ref=ws.id, interval="monthly", retries=None).data.limit_usd == 12.5
+    assert len(management.workspaces.list_budgets(workspace_ref=ws.id, retries=None).data) == 1
+    management.workspaces.delete_budget(workspace_ref=ws.id, interval="monthly", retries=None)
+    management.workspaces.bulk_remove_members(id=ws.id, user_ids=[me], retries=None)
+    assert management.workspaces.delete(id=ws.id, retries=None).deleted is True
+
+
+@check("openrouter: presets list/get/list_versions/get_version")
+def _():
+    import httpx
+
+    r = httpx.post(
+        f"{BASE}/presets",
+        headers={"Authorization": f"Bearer {MANAGEMENT}"},
+        json={"slug": "sdk-preset", "name": "SDK preset", "config": {"model": MODEL}, "system_prompt": "Be brief."},
+    )
+    assert r.status_code in (200, 201), r.text
+    listed = management.presets.list(retries=None)
+    assert "sdk-preset" in [p.slug for p in listed.result.data]
+    got = management.presets.get(slug="sdk-preset", retries=None)
+    assert got.data.designated_version is not None
+    versions = management.presets.list_versions(slug="sdk-preset", retries=None)
+    assert versions.result.data[0].version == 1
+    v = management.presets.get_version(slug="sdk-preset", version=1, retries=None)
+    assert v.data.system_prompt == "Be brief."
+
+
+@check("openrouter: byok create/get/list/update/delete never returns the secret")
+def _():
+    secret = "sk-test-byok-0123456789abcdef"
+    created = management.byok.create(provider="openai", key=secret, name="sdk byok", retries=None)
+    assert secret not in created.model_dump_json()
+    byok_id = created.data.id
+    assert management.byok.get(id=byok_id, retries=None).data.provider == "openai"
+    assert byok_id in [k.id for k in management.byok.list(retries=None).result.data]
+    updated = management.byok.update(id=byok_id, disabled=True, retries=None)
+    assert updated.data.disabled is True
+    assert secret not in updated.model_dump_json()
+    assert management.byok.delete(id=byok_id, retries=None).deleted is True
+
+
+@check("openrouter: providers.list")
+def _():
+    r = management.providers.list(retries=None)
+    assert len(r.data) >= 1 and r.data[0].slug
+
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

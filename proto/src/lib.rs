@@ -1,6 +1,12 @@
 //! Generated gRPC types for the Switchyard contract. These are wire types only: each side
 //! converts them into its own domain model (`TryFrom`) and validates them there.
 
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("switchyard.admin.v1");
+    }
+}
+
 pub mod config {
     pub mod v1 {
         tonic::include_proto!("switchyard.config.v1");

@@ -13,7 +13,8 @@ use crate::store::KeyRow;
 pub struct Caller(pub KeyRow);
 
 /// A caller holding a management key, acting with its user's role in the key's organization.
-pub struct Manager(pub KeyRow, pub Actor);
+/// The key itself stays available to handlers that report on it.
+pub struct Manager(#[allow(dead_code)] pub KeyRow, pub Actor);
 
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;

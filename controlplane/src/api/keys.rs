@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use super::auth::{Caller, Manager};
 use super::error::ApiError;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
-use crate::keys::{self, KeyKind, LimitReset};
-use crate::store::{KeyPatch, KeyRow, NewKey};
+use crate::keys::{KeyKind, LimitReset};
+use crate::manage::keys::{KeyFilter, KeyUpdate, NewKeyInput};
+use crate::store::KeyRow;
 
 /// Keys per page of `GET /keys`.
 const PAGE_SIZE: i64 = 100;
@@ -30,24 +31,19 @@ pub struct ListQuery {
 
 pub async fn list(
     State(state): State<ApiState>,
-    Manager(caller, _): Manager,
+    Manager(_, actor): Manager,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let offset = q.offset.unwrap_or(0);
-    if offset < 0 {
-        return Err(ApiError::BadRequest("offset must not be negative".into()));
-    }
     let now = crate::now_ms();
     let include_expired = q.include_expired.unwrap_or(false);
+    let filter = KeyFilter {
+        organization_id: None,
+        workspace: q.workspace_id,
+        include_disabled: q.include_disabled.unwrap_or(false),
+    };
     let rows = state
-        .store
-        .keys_of_organization(
-            &caller.organization_id,
-            q.workspace_id.as_deref(),
-            q.include_disabled.unwrap_or(false),
-            offset,
-            PAGE_SIZE,
-        )
+        .manage
+        .keys(&actor, &filter, q.offset.unwrap_or(0), PAGE_SIZE)
         .await?;
     let data: Vec<Value> = rows
         .iter()
@@ -74,29 +70,16 @@ pub struct CreateBody {
 
 pub async fn create(
     State(state): State<ApiState>,
-    Manager(caller, _): Manager,
+    Manager(_, actor): Manager,
     ApiJson(body): ApiJson<CreateBody>,
 ) -> Result<Response, ApiError> {
-    let name = valid_name(body.name.as_deref().unwrap_or_default())?;
-    let now = crate::now_ms();
-    let workspace_id = state
-        .workspace_for(&caller, body.workspace_id.as_deref())
-        .await?;
-    let expires_at = match body.expires_at.flatten() {
-        Some(text) => Some(future_instant(&text, now)?),
-        None => None,
-    };
-    let generated = keys::generate();
-    let key = NewKey {
-        hash: generated.hash,
+    let input = NewKeyInput {
+        name: body.name.unwrap_or_default(),
         kind: KeyKind::Inference,
-        name,
-        label: generated.label,
-        organization_id: caller.organization_id.clone(),
-        workspace_id,
-        creator_user_id: caller.creator_user_id.clone(),
-        disabled: false,
-        limit_usd: body.limit.flatten().map(limit_usd).transpose()?,
+        workspace: body.workspace_id,
+        organization_id: None,
+        owner_user_id: None,
+        limit_usd: body.limit.flatten(),
         limit_reset: body
             .limit_reset
             .flatten()
@@ -104,24 +87,24 @@ pub async fn create(
             .map(limit_reset)
             .transpose()?,
         include_byok_in_limit: body.include_byok_in_limit.unwrap_or(false),
-        expires_at,
-        created_at: now,
-        updated_at: None,
-        rotated_from: None,
+        expires_at: body
+            .expires_at
+            .flatten()
+            .as_deref()
+            .map(instant)
+            .transpose()?,
     };
-    state.store.insert_key(&key).await?;
-    state.publish().await?;
-    tracing::info!(hash = %key.hash, label = %key.label, "key created");
-    let body = json!({ "data": key_json(&key), "key": generated.secret });
+    let (key, secret) = state.manage.create_key(&actor, input).await?;
+    let body = json!({ "data": key_json(&key), "key": secret });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 pub async fn get(
     State(state): State<ApiState>,
-    Manager(caller, _): Manager,
+    Manager(_, actor): Manager,
     Path(hash): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = state.owned_key(&caller, &hash).await?;
+    let key = state.manage.key(&actor, &hash).await?;
     Ok(Json(json!({ "data": key_json(&key) })))
 }
 
@@ -143,57 +126,53 @@ pub struct UpdateBody {
 
 pub async fn update(
     State(state): State<ApiState>,
-    Manager(caller, _): Manager,
+    Manager(_, actor): Manager,
     Path(hash): Path<String>,
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let existing = state.owned_key(&caller, &hash).await?;
-    if existing.hash == caller.hash && body.disabled == Some(true) {
-        return Err(ApiError::BadRequest("A key cannot disable itself".into()));
-    }
-    let workspace_id = match body.workspace_id.as_deref() {
-        Some(w) => Some(state.workspace_for(&caller, Some(w)).await?),
-        None => None,
-    };
-    let patch = KeyPatch {
-        name: body.name.as_deref().map(valid_name).transpose()?,
+    let update = KeyUpdate {
+        name: body.name,
         disabled: body.disabled,
-        limit_usd: body
-            .limit
-            .map(|l| l.map(limit_usd).transpose())
-            .transpose()?,
+        limit_usd: body.limit,
         limit_reset: body
             .limit_reset
             .map(|r| r.as_deref().map(limit_reset).transpose())
             .transpose()?,
         include_byok_in_limit: body.include_byok_in_limit,
-        workspace_id,
+        workspace: body.workspace_id,
     };
-    let key = state
-        .store
-        .update_key(&hash, &patch, crate::now_ms())
-        .await?
-        .ok_or_else(|| not_found(&hash))?;
-    state.publish().await?;
-    tracing::info!(hash = %key.hash, disabled = key.disabled, "key updated");
+    let key = state.manage.update_key(&actor, &hash, update).await?;
     Ok(Json(json!({ "data": key_json(&key) })))
 }
 
 pub async fn delete(
     State(state): State<ApiState>,
-    Manager(caller, _): Manager,
+    Manager(_, actor): Manager,
     Path(hash): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let key = state.owned_key(&caller, &hash).await?;
-    if key.hash == caller.hash {
-        return Err(ApiError::BadRequest("A key cannot delete itself".into()));
-    }
-    if !state.store.delete_key(&hash).await? {
-        return Err(not_found(&hash));
-    }
-    state.publish().await?;
-    tracing::info!(hash = %hash, "key deleted");
+    state.manage.delete_key(&actor, &hash).await?;
     Ok(Json(json!({ "deleted": true })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateBody {
+    #[serde(default)]
+    grace_seconds: Option<u64>,
+}
+
+/// `POST /keys/{hash}/rotate` (a Switchyard extension): a new key with the same settings; the
+/// old one keeps working for `grace_seconds` (default one hour), then expires.
+pub async fn rotate(
+    State(state): State<ApiState>,
+    Manager(_, actor): Manager,
+    Path(hash): Path<String>,
+    ApiJson(body): ApiJson<RotateBody>,
+) -> Result<Response, ApiError> {
+    let grace = body.grace_seconds.unwrap_or(3600);
+    let (key, secret) = state.manage.rotate_key(&actor, &hash, grace).await?;
+    let body = json!({ "data": key_json(&key), "key": secret, "rotated_from": hash });
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `GET /key`: the calling key itself, whatever its kind.
@@ -248,35 +227,6 @@ pub fn key_json(k: &KeyRow) -> Value {
     })
 }
 
-fn not_found(hash: &str) -> ApiError {
-    ApiError::NotFound(format!("Key {hash} not found"))
-}
-
-fn valid_name(name: &str) -> Result<String, ApiError> {
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(ApiError::BadRequest("name is required".into()));
-    }
-    if name.chars().count() > 256 {
-        return Err(ApiError::BadRequest(
-            "name must be at most 256 characters".into(),
-        ));
-    }
-    Ok(name.to_owned())
-}
-
-/// A USD limit as an exact decimal string, to the micro-dollar.
-fn limit_usd(limit: f64) -> Result<String, ApiError> {
-    if !limit.is_finite() || !(0.0..=1e9).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit must be a number of USD between 0 and 1000000000".into(),
-        ));
-    }
-    let text = format!("{limit:.6}");
-    let text = text.trim_end_matches('0').trim_end_matches('.');
-    Ok(text.to_owned())
-}
-
 fn limit_reset(value: &str) -> Result<LimitReset, ApiError> {
     value.parse().map_err(|()| {
         ApiError::BadRequest(format!(
@@ -285,30 +235,10 @@ fn limit_reset(value: &str) -> Result<LimitReset, ApiError> {
     })
 }
 
-fn future_instant(text: &str, now: i64) -> Result<i64, ApiError> {
-    let at = chrono::DateTime::parse_from_rfc3339(text)
+fn instant(text: &str) -> Result<i64, ApiError> {
+    Ok(chrono::DateTime::parse_from_rfc3339(text)
         .map_err(|_| {
             ApiError::BadRequest(format!("expires_at {text:?} is not an ISO 8601 date-time"))
         })?
-        .timestamp_millis();
-    if at <= now {
-        return Err(ApiError::BadRequest(
-            "expires_at must be in the future".into(),
-        ));
-    }
-    Ok(at)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn limits_are_exact_decimals() {
-        assert_eq!(limit_usd(5.5).unwrap(), "5.5");
-        assert_eq!(limit_usd(10.0).unwrap(), "10");
-        assert_eq!(limit_usd(0.1).unwrap(), "0.1");
-        assert!(limit_usd(-1.0).is_err());
-        assert!(limit_usd(f64::NAN).is_err());
-    }
+        .timestamp_millis())
 }

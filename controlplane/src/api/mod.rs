@@ -2,16 +2,22 @@
 //! dataplane, which passes `/api/v1/` management paths through.
 
 mod auth;
+mod byok;
+mod credits;
 mod error;
 mod generation;
 mod keys;
 mod models;
+mod organization;
+mod presets;
+mod providers;
+mod workspaces;
 
 use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::routing::get;
+use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -20,52 +26,13 @@ pub use error::ApiError;
 
 use crate::manage::Manage;
 use crate::publisher::Publisher;
-use crate::store::{KeyRow, Store};
+use crate::store::Store;
 
 #[derive(Clone)]
 pub struct ApiState {
     pub store: Store,
     pub publisher: Arc<Publisher>,
     pub manage: Manage,
-}
-
-impl ApiState {
-    async fn publish(&self) -> Result<(), ApiError> {
-        self.publisher.publish().await.map_err(ApiError::Publish)?;
-        Ok(())
-    }
-
-    /// Resolves a requested workspace (or the organization's default) within the caller's
-    /// organization. A workspace of another organization is reported as not found.
-    async fn workspace_for(
-        &self,
-        caller: &KeyRow,
-        requested: Option<&str>,
-    ) -> Result<String, ApiError> {
-        let workspace = match requested {
-            Some(id) => self.store.workspace(id).await?,
-            None => {
-                self.store
-                    .default_workspace(&caller.organization_id)
-                    .await?
-            }
-        };
-        match workspace {
-            Some(w) if w.organization_id == caller.organization_id => Ok(w.id),
-            _ => Err(ApiError::BadRequest(format!(
-                "Workspace {} not found",
-                requested.unwrap_or("(default)")
-            ))),
-        }
-    }
-
-    /// A key of the caller's organization; others are reported as not found.
-    async fn owned_key(&self, caller: &KeyRow, hash: &str) -> Result<KeyRow, ApiError> {
-        match self.store.key(hash).await? {
-            Some(k) if k.organization_id == caller.organization_id => Ok(k),
-            _ => Err(ApiError::NotFound(format!("Key {hash} not found"))),
-        }
-    }
 }
 
 pub fn router(state: ApiState) -> Router {
@@ -76,7 +43,71 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/keys/{hash}",
             get(keys::get).patch(keys::update).delete(keys::delete),
         )
+        .route("/api/v1/keys/{hash}/rotate", post(keys::rotate))
         .route("/api/v1/key", get(keys::current))
+        .route(
+            "/api/v1/organization/members",
+            get(organization::members).post(organization::add_member),
+        )
+        .route(
+            "/api/v1/organization/members/{user_id}",
+            patch(organization::set_role).delete(organization::remove_member),
+        )
+        .route(
+            "/api/v1/organization/settings",
+            get(organization::settings).patch(organization::update_settings),
+        )
+        .route("/api/v1/credits", get(credits::get).post(credits::grant))
+        .route("/api/v1/credits/ledger", get(credits::ledger))
+        // One parameter name per segment (the router requires it): `{id}` is the SDK's `id`
+        // or `workspace_ref`, a workspace id or slug.
+        .route(
+            "/api/v1/workspaces",
+            get(workspaces::list).post(workspaces::create),
+        )
+        .route(
+            "/api/v1/workspaces/{id}",
+            get(workspaces::get)
+                .patch(workspaces::update)
+                .delete(workspaces::delete),
+        )
+        .route("/api/v1/workspaces/{id}/members", get(workspaces::members))
+        .route(
+            "/api/v1/workspaces/{id}/members/add",
+            axum::routing::post(workspaces::add_members),
+        )
+        .route(
+            "/api/v1/workspaces/{id}/members/remove",
+            axum::routing::post(workspaces::remove_members),
+        )
+        .route("/api/v1/workspaces/{id}/budgets", get(workspaces::budgets))
+        .route(
+            "/api/v1/workspaces/{id}/budgets/{interval}",
+            get(workspaces::get_budget)
+                .put(workspaces::put_budget)
+                .delete(workspaces::delete_budget),
+        )
+        .route("/api/v1/presets", get(presets::list).post(presets::create))
+        .route(
+            "/api/v1/presets/{slug}",
+            get(presets::get)
+                .patch(presets::update)
+                .delete(presets::delete),
+        )
+        .route(
+            "/api/v1/presets/{slug}/versions",
+            get(presets::versions).post(presets::add_version),
+        )
+        .route(
+            "/api/v1/presets/{slug}/versions/{version}",
+            get(presets::version),
+        )
+        .route("/api/v1/byok", get(byok::list).post(byok::create))
+        .route(
+            "/api/v1/byok/{id}",
+            get(byok::get).patch(byok::update).delete(byok::delete),
+        )
+        .route("/api/v1/providers", get(providers::list))
         .route("/api/v1/models", get(models::list))
         .route(
             "/api/v1/models/{author}/{slug}/endpoints",

@@ -1,1 +1,360 @@
-//! (in progress)
+//! API keys: who may create, see and change which, and zero-downtime rotation.
+
+use serde_json::{Value, json};
+
+use super::{Actor, Manage, ManageError, ManageResult, Role, usd_text, valid_name};
+use crate::keys::{self as secrets, KeyKind, LimitReset};
+use crate::store::{KeyPatch, KeyRow, NewKey, WorkspaceRow};
+
+/// A key to create. Members create inference keys for themselves; the operator may create
+/// either kind for any member of any organization.
+#[derive(Clone, Debug)]
+pub struct NewKeyInput {
+    pub name: String,
+    pub kind: KeyKind,
+    /// Workspace id or slug; the organization's Default workspace when absent.
+    pub workspace: Option<String>,
+    /// Operator only: the organization, and the member who will own the key.
+    pub organization_id: Option<String>,
+    pub owner_user_id: Option<String>,
+    pub limit_usd: Option<f64>,
+    pub limit_reset: Option<LimitReset>,
+    pub include_byok_in_limit: bool,
+    pub expires_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct KeyFilter {
+    /// Operator only (members see their own organization).
+    pub organization_id: Option<String>,
+    pub workspace: Option<String>,
+    pub include_disabled: bool,
+}
+
+/// A change to a key; nested options tell "unchanged" from "cleared".
+#[derive(Clone, Debug, Default)]
+pub struct KeyUpdate {
+    pub name: Option<String>,
+    pub disabled: Option<bool>,
+    pub limit_usd: Option<Option<f64>>,
+    pub limit_reset: Option<Option<LimitReset>>,
+    pub include_byok_in_limit: Option<bool>,
+    pub workspace: Option<String>,
+}
+
+/// Longest rotation grace period.
+pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+
+/// The audit view of a key: no secret, only its hash and label.
+fn audit_view(k: &KeyRow) -> Value {
+    json!({
+        "hash": k.hash, "label": k.label, "name": k.name, "kind": k.kind.as_str(),
+        "workspace_id": k.workspace_id, "disabled": k.disabled, "limit": k.limit_usd,
+        "limit_reset": k.limit_reset.map(LimitReset::as_str), "expires_at": k.expires_at,
+        "creator_user_id": k.creator_user_id,
+    })
+}
+
+impl Manage {
+    pub async fn create_key(
+        &self,
+        actor: &Actor,
+        input: NewKeyInput,
+    ) -> ManageResult<(KeyRow, String)> {
+        let organization_id = actor.target_organization(input.organization_id.as_deref())?;
+        let owner = match (actor, &input.owner_user_id) {
+            (Actor::Member { user_id, .. }, None) => user_id.clone(),
+            (Actor::Member { user_id, .. }, Some(o)) if o == user_id => user_id.clone(),
+            (Actor::Member { .. }, Some(_)) => {
+                return Err(ManageError::Forbidden(
+                    "Members create keys only for themselves".into(),
+                ));
+            }
+            (Actor::Operator, Some(o)) => o.clone(),
+            (Actor::Operator, None) => {
+                return Err(ManageError::Invalid(
+                    "owner_user_id is required for operator requests".into(),
+                ));
+            }
+        };
+        if input.kind == KeyKind::Management && !actor.is_operator() {
+            return Err(ManageError::Forbidden(
+                "Management keys are issued by operators".into(),
+            ));
+        }
+        if self
+            .store
+            .membership(&organization_id, &owner)
+            .await?
+            .is_none()
+        {
+            return Err(ManageError::Invalid(format!(
+                "User {owner} is not a member of organization {organization_id}"
+            )));
+        }
+        let workspace = self
+            .usable_workspace(actor, &organization_id, &owner, input.workspace.as_deref())
+            .await?;
+        let now = crate::now_ms();
+        if input.expires_at.is_some_and(|t| t <= now) {
+            return Err(ManageError::Invalid(
+                "expires_at must be in the future".into(),
+            ));
+        }
+        let generated = secrets::generate();
+        let key = NewKey {
+            hash: generated.hash,
+            kind: input.kind,
+            name: valid_name("name", &input.name, 256)?,
+            label: generated.label,
+            organization_id,
+            workspace_id: workspace.id,
+            creator_user_id: owner,
+            disabled: false,
+            limit_usd: input.limit_usd.map(|l| usd_text("limit", l)).transpose()?,
+            limit_reset: input.limit_reset,
+            include_byok_in_limit: input.include_byok_in_limit,
+            expires_at: input.expires_at,
+            created_at: now,
+            updated_at: None,
+            rotated_from: None,
+        };
+        self.store.insert_key(&key).await?;
+        self.audit(
+            actor,
+            Some(&key.organization_id),
+            "key.create",
+            &key.hash,
+            None,
+            Some(&audit_view(&key)),
+        )
+        .await?;
+        self.publish().await?;
+        Ok((key, generated.secret))
+    }
+
+    /// Admins (and the operator) list every key of the organization; members their own.
+    pub async fn keys(
+        &self,
+        actor: &Actor,
+        filter: &KeyFilter,
+        offset: i64,
+        limit: i64,
+    ) -> ManageResult<Vec<KeyRow>> {
+        let organization_id = actor.target_organization(filter.organization_id.as_deref())?;
+        if offset < 0 {
+            return Err(ManageError::Invalid("offset must not be negative".into()));
+        }
+        let workspace = match &filter.workspace {
+            Some(w) => Some(
+                self.store
+                    .workspace_by_ref(&organization_id, w)
+                    .await?
+                    .ok_or_else(|| ManageError::NotFound(format!("Workspace {w} not found")))?
+                    .id,
+            ),
+            None => None,
+        };
+        let own_only = match actor {
+            Actor::Member { user_id, role, .. } if *role != Role::Admin => Some(user_id.as_str()),
+            _ => None,
+        };
+        Ok(self
+            .store
+            .keys_of_organization(
+                &organization_id,
+                workspace.as_deref(),
+                own_only,
+                filter.include_disabled,
+                offset,
+                limit.clamp(1, 1000),
+            )
+            .await?)
+    }
+
+    /// A key the actor may see: admins any of their organization's, members their own. Anything
+    /// else is "not found", so hashes cannot be probed.
+    pub async fn key(&self, actor: &Actor, hash: &str) -> ManageResult<KeyRow> {
+        let not_found = || ManageError::NotFound(format!("Key {hash} not found"));
+        let key = self.store.key(hash).await?.ok_or_else(not_found)?;
+        let visible = match actor {
+            Actor::Operator => true,
+            Actor::Member {
+                organization_id,
+                user_id,
+                role,
+                ..
+            } => {
+                *organization_id == key.organization_id
+                    && (*role == Role::Admin || *user_id == key.creator_user_id)
+            }
+        };
+        if visible { Ok(key) } else { Err(not_found()) }
+    }
+
+    pub async fn update_key(
+        &self,
+        actor: &Actor,
+        hash: &str,
+        update: KeyUpdate,
+    ) -> ManageResult<KeyRow> {
+        let before = self.key(actor, hash).await?;
+        if let Actor::Member { key_hash, .. } = actor
+            && *key_hash == before.hash
+            && update.disabled == Some(true)
+        {
+            return Err(ManageError::Invalid("A key cannot disable itself".into()));
+        }
+        let workspace_id = match update.workspace.as_deref() {
+            Some(w) => Some(
+                self.usable_workspace(
+                    actor,
+                    &before.organization_id,
+                    &before.creator_user_id,
+                    Some(w),
+                )
+                .await?
+                .id,
+            ),
+            None => None,
+        };
+        let patch = KeyPatch {
+            name: update
+                .name
+                .as_deref()
+                .map(|n| valid_name("name", n, 256))
+                .transpose()?,
+            disabled: update.disabled,
+            limit_usd: update
+                .limit_usd
+                .map(|l| l.map(|v| usd_text("limit", v)).transpose())
+                .transpose()?,
+            limit_reset: update.limit_reset,
+            include_byok_in_limit: update.include_byok_in_limit,
+            workspace_id,
+            expires_at: None,
+        };
+        let after = self
+            .store
+            .update_key(hash, &patch, crate::now_ms())
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("Key {hash} not found")))?;
+        self.audit(
+            actor,
+            Some(&after.organization_id),
+            "key.update",
+            hash,
+            Some(&audit_view(&before)),
+            Some(&audit_view(&after)),
+        )
+        .await?;
+        self.publish().await?;
+        Ok(after)
+    }
+
+    pub async fn delete_key(&self, actor: &Actor, hash: &str) -> ManageResult<()> {
+        let before = self.key(actor, hash).await?;
+        if let Actor::Member { key_hash, .. } = actor
+            && *key_hash == before.hash
+        {
+            return Err(ManageError::Invalid("A key cannot delete itself".into()));
+        }
+        if !self.store.delete_key(hash).await? {
+            return Err(ManageError::NotFound(format!("Key {hash} not found")));
+        }
+        self.audit(
+            actor,
+            Some(&before.organization_id),
+            "key.delete",
+            hash,
+            Some(&audit_view(&before)),
+            None,
+        )
+        .await?;
+        self.publish().await?;
+        Ok(())
+    }
+
+    /// Issues a new key with the same settings; the old one keeps working for `grace_seconds`
+    /// and then expires, so clients can switch over without a failed request.
+    pub async fn rotate_key(
+        &self,
+        actor: &Actor,
+        hash: &str,
+        grace_seconds: u64,
+    ) -> ManageResult<(KeyRow, String)> {
+        let old = self.key(actor, hash).await?;
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(ManageError::Invalid(format!(
+                "grace_seconds must be at most {MAX_GRACE_SECONDS}"
+            )));
+        }
+        if old.disabled {
+            return Err(ManageError::Invalid(
+                "A disabled key cannot be rotated".into(),
+            ));
+        }
+        let now = crate::now_ms();
+        let generated = secrets::generate();
+        let new = NewKey {
+            hash: generated.hash,
+            label: generated.label,
+            created_at: now,
+            updated_at: None,
+            rotated_from: Some(old.hash.clone()),
+            ..old.clone()
+        };
+        self.store.insert_key(&new).await?;
+        let grace_end = now.saturating_add(i64::try_from(grace_seconds * 1000).unwrap_or(i64::MAX));
+        let patch = KeyPatch {
+            expires_at: Some(grace_end),
+            ..KeyPatch::default()
+        };
+        let old_after = self
+            .store
+            .update_key(&old.hash, &patch, now)
+            .await?
+            .ok_or_else(|| ManageError::NotFound(format!("Key {hash} not found")))?;
+        self.audit(
+            actor,
+            Some(&new.organization_id),
+            "key.rotate",
+            &old.hash,
+            Some(&audit_view(&old)),
+            Some(&json!({ "old": audit_view(&old_after), "new": audit_view(&new) })),
+        )
+        .await?;
+        self.publish().await?;
+        Ok((new, generated.secret))
+    }
+
+    /// The workspace a key of `owner` may live in: the requested one (id or slug) or the
+    /// Default; a member must belong to it, an admin may use any of the organization's.
+    async fn usable_workspace(
+        &self,
+        actor: &Actor,
+        organization_id: &str,
+        owner: &str,
+        requested: Option<&str>,
+    ) -> ManageResult<WorkspaceRow> {
+        let workspace = match requested {
+            Some(w) => self.store.workspace_by_ref(organization_id, w).await?,
+            None => self.store.default_workspace(organization_id).await?,
+        }
+        .ok_or_else(|| {
+            ManageError::NotFound(format!(
+                "Workspace {} not found",
+                requested.unwrap_or("(default)")
+            ))
+        })?;
+        if !actor.is_admin_of(organization_id)
+            && !self.store.is_workspace_member(&workspace.id, owner).await?
+        {
+            return Err(ManageError::Forbidden(format!(
+                "You are not a member of workspace {}",
+                workspace.slug
+            )));
+        }
+        Ok(workspace)
+    }
+}

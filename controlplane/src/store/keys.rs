@@ -38,6 +38,8 @@ pub struct KeyPatch {
     pub limit_reset: Option<Option<LimitReset>>,
     pub include_byok_in_limit: Option<bool>,
     pub workspace_id: Option<String>,
+    /// Set by rotation: the grace period's end (never extends an earlier expiry).
+    pub expires_at: Option<i64>,
 }
 
 const COLUMNS: &str = "hash, kind, name, label, organization_id, workspace_id, creator_user_id, \
@@ -107,17 +109,20 @@ impl Store {
         &self,
         organization_id: &str,
         workspace_id: Option<&str>,
+        creator_user_id: Option<&str>,
         include_disabled: bool,
         offset: i64,
         limit: i64,
     ) -> Result<Vec<KeyRow>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM api_keys WHERE organization_id = $1 \
-             AND ($2 = '' OR workspace_id = $2) AND ($3 = 1 OR disabled = 0) \
-             ORDER BY created_at DESC, hash LIMIT $4 OFFSET $5"
+             AND ($2 = '' OR workspace_id = $2) AND ($3 = '' OR creator_user_id = $3) \
+             AND ($4 = 1 OR disabled = 0) \
+             ORDER BY created_at DESC, hash LIMIT $5 OFFSET $6"
         ))
         .bind(organization_id)
         .bind(workspace_id.unwrap_or(""))
+        .bind(creator_user_id.unwrap_or(""))
         .bind(flag(include_disabled))
         .bind(limit)
         .bind(offset)
@@ -166,10 +171,14 @@ impl Store {
         if let Some(workspace) = &patch.workspace_id {
             k.workspace_id = workspace.clone();
         }
+        if let Some(at) = patch.expires_at {
+            k.expires_at = Some(k.expires_at.map_or(at, |t| t.min(at)));
+        }
         k.updated_at = Some(now);
         sqlx::query(
             "UPDATE api_keys SET name = $1, disabled = $2, limit_usd = $3, limit_reset = $4, \
-             include_byok_in_limit = $5, workspace_id = $6, updated_at = $7 WHERE hash = $8",
+             include_byok_in_limit = $5, workspace_id = $6, updated_at = $7, expires_at = $8 \
+             WHERE hash = $9",
         )
         .bind(&k.name)
         .bind(flag(k.disabled))
@@ -178,6 +187,7 @@ impl Store {
         .bind(flag(k.include_byok_in_limit))
         .bind(&k.workspace_id)
         .bind(now)
+        .bind(k.expires_at)
         .bind(hash)
         .execute(&mut *tx)
         .await?;

@@ -4,9 +4,12 @@
 //! Portability rules: placeholders are `$1, $2, …` in order of first use; integers are BIGINT and
 //! read as `i64`; booleans are BIGINT 0/1; timestamps are Unix milliseconds.
 
+mod byok;
 mod catalogue;
+mod credits;
 mod generations;
 mod keys;
+mod presets;
 mod tenancy;
 mod workspaces;
 
@@ -16,11 +19,14 @@ use std::str::FromStr;
 use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 
+pub use byok::ByokRow;
 pub use catalogue::{CatalogueRows, EndpointRow, ModelRow, ProviderRow};
+pub use credits::LedgerRow;
 pub use generations::Generation;
 pub use keys::{KeyPatch, KeyRow, NewKey};
+pub use presets::{PresetRow, PresetVersionRow};
 pub use tenancy::{AuditRow, MemberRow, OrganizationRow, UserRow};
-pub use workspaces::WorkspaceRow;
+pub use workspaces::{WorkspaceBudgetRow, WorkspaceContents, WorkspaceRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

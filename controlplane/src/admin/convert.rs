@@ -1,0 +1,255 @@
+//! Store rows to `switchyard.admin.v1` messages, and wire enums and JSON text to domain values.
+//! Nothing here decides anything: validation stays in the manage layer.
+
+use serde_json::{Map, Value};
+use switchyard_proto::admin::v1 as pb;
+use tonic::Status;
+
+use crate::keys::{KeyKind, LimitReset};
+use crate::manage::Role;
+use crate::manage::credits::Credits;
+use crate::manage::presets::PresetView;
+use crate::store::{
+    AuditRow, KeyRow, LedgerRow, MemberRow, OrganizationRow, PresetRow, PresetVersionRow, UserRow,
+};
+
+pub fn organization(o: OrganizationRow) -> pb::Organization {
+    let kind = if o.is_personal() {
+        pb::OrganizationKind::Personal
+    } else {
+        pb::OrganizationKind::Organization
+    };
+    pb::Organization {
+        id: o.id,
+        name: o.name,
+        kind: kind.into(),
+        owner_user_id: o.owner_user_id.unwrap_or_default(),
+        member_cap: o.member_cap,
+        filtered_model_catalog: o.filtered_model_catalog,
+        created_at_ms: o.created_at,
+    }
+}
+
+pub fn user(u: UserRow) -> pb::User {
+    pb::User {
+        id: u.id,
+        email: u.email,
+        name: u.name,
+        created_at_ms: u.created_at,
+    }
+}
+
+pub fn member(m: MemberRow) -> pb::Member {
+    let role = match m.role.parse::<Role>() {
+        Ok(Role::Admin) => pb::Role::Admin,
+        Ok(Role::Member) => pb::Role::Member,
+        Err(()) => pb::Role::Unspecified,
+    };
+    pb::Member {
+        organization_id: m.organization_id,
+        user_id: m.user_id,
+        email: m.email,
+        name: m.name,
+        role: role.into(),
+        created_at_ms: m.created_at,
+    }
+}
+
+pub fn role(value: i32) -> Result<Role, Status> {
+    match pb::Role::try_from(value) {
+        Ok(pb::Role::Admin) => Ok(Role::Admin),
+        Ok(pb::Role::Member) => Ok(Role::Member),
+        _ => Err(Status::invalid_argument(
+            "role must be ROLE_ADMIN or ROLE_MEMBER",
+        )),
+    }
+}
+
+pub fn key(k: KeyRow) -> pb::Key {
+    let kind = match k.kind {
+        KeyKind::Inference => pb::KeyKind::Inference,
+        KeyKind::Management => pb::KeyKind::Management,
+    };
+    pb::Key {
+        hash: k.hash,
+        kind: kind.into(),
+        name: k.name,
+        label: k.label,
+        organization_id: k.organization_id,
+        workspace_id: k.workspace_id,
+        creator_user_id: k.creator_user_id,
+        disabled: k.disabled,
+        // Stored as an exact decimal the manage layer wrote, so it always parses.
+        limit_usd: k.limit_usd.and_then(|l| l.parse().ok()),
+        limit_reset: limit_reset_out(k.limit_reset).into(),
+        include_byok_in_limit: k.include_byok_in_limit,
+        expires_at_ms: k.expires_at.unwrap_or(0),
+        created_at_ms: k.created_at,
+        updated_at_ms: k.updated_at.unwrap_or(0),
+        rotated_from: k.rotated_from.unwrap_or_default(),
+    }
+}
+
+pub fn key_kind(value: i32) -> Result<KeyKind, Status> {
+    match pb::KeyKind::try_from(value) {
+        Ok(pb::KeyKind::Unspecified | pb::KeyKind::Inference) => Ok(KeyKind::Inference),
+        Ok(pb::KeyKind::Management) => Ok(KeyKind::Management),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown key kind {value}"
+        ))),
+    }
+}
+
+fn limit_reset_out(reset: Option<LimitReset>) -> pb::LimitReset {
+    match reset {
+        None => pb::LimitReset::Never,
+        Some(LimitReset::Daily) => pb::LimitReset::Daily,
+        Some(LimitReset::Weekly) => pb::LimitReset::Weekly,
+        Some(LimitReset::Monthly) => pb::LimitReset::Monthly,
+    }
+}
+
+/// `None`: leave unchanged (UNSPECIFIED); `Some(None)`: no reset (NEVER).
+pub fn limit_reset(value: i32) -> Result<Option<Option<LimitReset>>, Status> {
+    match pb::LimitReset::try_from(value) {
+        Ok(pb::LimitReset::Unspecified) => Ok(None),
+        Ok(pb::LimitReset::Never) => Ok(Some(None)),
+        Ok(pb::LimitReset::Daily) => Ok(Some(Some(LimitReset::Daily))),
+        Ok(pb::LimitReset::Weekly) => Ok(Some(Some(LimitReset::Weekly))),
+        Ok(pb::LimitReset::Monthly) => Ok(Some(Some(LimitReset::Monthly))),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "unknown limit_reset {value}"
+        ))),
+    }
+}
+
+pub fn credits(owner_id: String, c: Credits) -> pb::Credits {
+    pb::Credits {
+        owner_id,
+        total_credits: c.total_credits,
+        total_usage: c.total_usage,
+    }
+}
+
+pub fn ledger_entry(e: LedgerRow) -> pb::LedgerEntry {
+    pb::LedgerEntry {
+        id: e.id,
+        owner_id: e.owner_id,
+        amount_usd: crate::manage::micros_usd(e.amount_micros),
+        kind: e.kind,
+        reason: e.reason,
+        actor: e.actor,
+        counterpart_id: e.counterpart_id.unwrap_or_default(),
+        created_at_ms: e.created_at,
+    }
+}
+
+pub fn preset(p: PresetRow) -> pb::Preset {
+    pb::Preset {
+        id: p.id,
+        organization_id: p.organization_id,
+        workspace_id: p.workspace_id,
+        slug: p.slug,
+        name: p.name,
+        description: p.description.unwrap_or_default(),
+        status: p.status,
+        designated_version_id: p.designated_version_id.unwrap_or_default(),
+        created_at_ms: p.created_at,
+        updated_at_ms: p.updated_at,
+        versions: Vec::new(),
+        designated_version: 0,
+    }
+}
+
+pub fn preset_view(v: PresetView) -> pb::Preset {
+    let number = v.designated.as_ref().map_or(0, |d| d.version);
+    pb::Preset {
+        designated_version: number,
+        ..preset(v.preset)
+    }
+}
+
+pub fn preset_version(v: PresetVersionRow) -> pb::PresetVersion {
+    pb::PresetVersion {
+        id: v.id,
+        version: v.version,
+        config_json: Value::Object(v.config).to_string(),
+        system_prompt: v.system_prompt.unwrap_or_default(),
+        creator_id: v.creator_id,
+        created_at_ms: v.created_at,
+    }
+}
+
+pub fn audit_entry(a: AuditRow) -> pb::AuditEntry {
+    pb::AuditEntry {
+        id: a.id,
+        at_ms: a.at,
+        actor: a.actor,
+        organization_id: a.organization_id.unwrap_or_default(),
+        action: a.action,
+        target: a.target,
+        before_json: a.before.unwrap_or_default(),
+        after_json: a.after.unwrap_or_default(),
+    }
+}
+
+/// A JSON value from a request field; empty text is `None`.
+pub fn json(field: &str, text: &str) -> Result<Option<Value>, Status> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    serde_json::from_str(text)
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(format!("{field} is not valid JSON: {e}")))
+}
+
+/// A JSON object from a request field; empty text is an empty object.
+pub fn json_object(field: &str, text: &str) -> Result<Map<String, Value>, Status> {
+    match json(field, text)? {
+        None => Ok(Map::new()),
+        Some(Value::Object(map)) => Ok(map),
+        Some(_) => Err(Status::invalid_argument(format!(
+            "{field} must be a JSON object"
+        ))),
+    }
+}
+
+/// Empty strings in requests mean "not given".
+pub fn non_empty(text: &str) -> Option<&str> {
+    let text = text.trim();
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_enums_round_trip_and_unknown_values_are_refused() {
+        assert_eq!(role(pb::Role::Admin.into()).unwrap(), Role::Admin);
+        assert!(role(pb::Role::Unspecified.into()).is_err());
+        assert!(role(99).is_err());
+        assert_eq!(
+            limit_reset(pb::LimitReset::Unspecified.into()).unwrap(),
+            None
+        );
+        assert_eq!(
+            limit_reset(pb::LimitReset::Never.into()).unwrap(),
+            Some(None)
+        );
+        assert_eq!(
+            limit_reset(pb::LimitReset::Weekly.into()).unwrap(),
+            Some(Some(LimitReset::Weekly))
+        );
+        assert_eq!(key_kind(0).unwrap(), KeyKind::Inference);
+        assert!(key_kind(7).is_err());
+    }
+
+    #[test]
+    fn json_fields_must_be_objects() {
+        assert!(json_object("settings_json", "").unwrap().is_empty());
+        assert_eq!(json_object("s", r#"{"a":1}"#).unwrap().len(), 1);
+        assert!(json_object("s", "[1]").is_err());
+        assert!(json_object("s", "{").is_err());
+    }
+}

@@ -1,0 +1,204 @@
+//! The operator gRPC API (`switchyard.admin.v1`), which `swctl` speaks. It listens apart from
+//! the dataplane gRPC port (by default on loopback only), requires the operator token on every
+//! call, and only translates: each RPC calls one [`Manage`] operation as [`Actor::Operator`].
+//!
+//! ```sh
+//! switchyard-controlplane --operator-token "$TOKEN" --admin-listen 127.0.0.1:50052
+//! swctl --token "$TOKEN" get orgs
+//! ```
+//!
+//! [`Actor::Operator`]: crate::manage::Actor::Operator
+
+mod convert;
+mod service;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use switchyard_proto::admin::v1::admin_service_server::AdminServiceServer;
+use tonic::service::Interceptor;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{Code, Request, Status};
+
+pub use service::AdminApi;
+
+use crate::manage::{Manage, ManageError};
+
+/// The operator token, kept only as its SHA-256 so that comparing it takes the same time
+/// whatever the presented token is (length included).
+#[derive(Clone)]
+pub struct OperatorToken {
+    digest: [u8; 32],
+}
+
+impl OperatorToken {
+    /// Fails on an empty token, which would let any empty `Bearer` through.
+    pub fn new(token: &str) -> anyhow::Result<OperatorToken> {
+        let token = token.trim();
+        anyhow::ensure!(!token.is_empty(), "the operator token must not be empty");
+        Ok(OperatorToken {
+            digest: Sha256::digest(token.as_bytes()).into(),
+        })
+    }
+
+    pub fn matches(&self, presented: &str) -> bool {
+        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
+        presented[..].ct_eq(&self.digest[..]).into()
+    }
+}
+
+/// A new operator token: 256 random bits, hex, with a prefix that tells what it is.
+pub fn generate_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("sy-operator-{}", hex::encode(bytes))
+}
+
+impl Interceptor for OperatorToken {
+    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
+        let presented = request
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(bearer);
+        match presented {
+            Some(token) if self.matches(token) => Ok(request),
+            Some(_) => Err(Status::unauthenticated("invalid operator token")),
+            None => Err(Status::unauthenticated(
+                "missing `authorization: Bearer <operator token>`",
+            )),
+        }
+    }
+}
+
+fn bearer(header: &str) -> Option<&str> {
+    let (scheme, token) = header.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim())
+        .filter(|t| !t.is_empty())
+}
+
+/// The one place manage errors become gRPC statuses. `conflict` is the code a conflict takes in
+/// this RPC: ALREADY_EXISTS for creations, FAILED_PRECONDITION for changes of existing state.
+pub(crate) fn status(e: ManageError, conflict: Code) -> Status {
+    match e {
+        ManageError::Invalid(m) => Status::invalid_argument(m),
+        ManageError::Forbidden(m) => Status::permission_denied(m),
+        ManageError::NotFound(m) => Status::not_found(m),
+        ManageError::Conflict(m) => Status::new(conflict, m),
+        ManageError::InsufficientCredits(m) => Status::failed_precondition(m),
+        ManageError::Store(e) => {
+            // Logged here, once; the client gets no internals.
+            tracing::error!(error = %e, "admin request failed in the store");
+            Status::internal("internal error")
+        }
+        ManageError::Vault(e) => {
+            tracing::error!(error = %e, "admin request failed in the vault");
+            Status::internal("internal error")
+        }
+    }
+}
+
+/// PEM files of the admin listener's certificate chain and private key.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Serves the admin API on `addr` until `shutdown` completes.
+pub async fn serve(
+    manage: Manage,
+    addr: SocketAddr,
+    tls: Option<TlsFiles>,
+    token: OperatorToken,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let mut builder = Server::builder();
+    if let Some(tls) = &tls {
+        let cert = std::fs::read(&tls.cert)
+            .with_context(|| format!("cannot read {}", tls.cert.display()))?;
+        let key = std::fs::read(&tls.key)
+            .with_context(|| format!("cannot read {}", tls.key.display()))?;
+        builder = builder
+            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+            .context("invalid admin TLS configuration")?;
+    }
+    // Bound here, not inside `serve`, so that a taken port fails with a clear message.
+    let incoming = TcpIncoming::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(admin = %addr, tls = tls.is_some(), "operator API ready");
+    builder
+        .add_service(AdminServiceServer::with_interceptor(
+            AdminApi::new(manage),
+            token,
+        ))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+        .context("admin gRPC server failed")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(token: &mut OperatorToken, header: Option<&str>) -> Result<(), Code> {
+        let mut request = Request::new(());
+        if let Some(h) = header {
+            request
+                .metadata_mut()
+                .insert("authorization", h.parse().unwrap());
+        }
+        token.call(request).map(|_| ()).map_err(|s| s.code())
+    }
+
+    #[test]
+    fn only_the_operator_token_is_let_through() {
+        let mut token = OperatorToken::new("s3cret").unwrap();
+        assert_eq!(call(&mut token, Some("Bearer s3cret")), Ok(()));
+        assert_eq!(call(&mut token, Some("bearer s3cret")), Ok(()));
+        assert_eq!(
+            call(&mut token, Some("Bearer s3cre")),
+            Err(Code::Unauthenticated)
+        );
+        assert_eq!(
+            call(&mut token, Some("Basic s3cret")),
+            Err(Code::Unauthenticated)
+        );
+        assert_eq!(
+            call(&mut token, Some("Bearer ")),
+            Err(Code::Unauthenticated)
+        );
+        assert_eq!(call(&mut token, None), Err(Code::Unauthenticated));
+        assert!(OperatorToken::new("  ").is_err());
+    }
+
+    #[test]
+    fn generated_tokens_differ() {
+        let (a, b) = (generate_token(), generate_token());
+        assert_ne!(a, b);
+        assert!(a.len() > 64);
+    }
+
+    #[test]
+    fn manage_errors_map_to_fixed_codes_and_hide_internals() {
+        let s = status(ManageError::Conflict("dup".into()), Code::AlreadyExists);
+        assert_eq!((s.code(), s.message()), (Code::AlreadyExists, "dup"));
+        let s = status(
+            ManageError::InsufficientCredits("poor".into()),
+            Code::AlreadyExists,
+        );
+        assert_eq!(s.code(), Code::FailedPrecondition);
+        let s = status(
+            ManageError::Store(crate::store::StoreError::Corrupt("secret detail".into())),
+            Code::AlreadyExists,
+        );
+        assert_eq!((s.code(), s.message()), (Code::Internal, "internal error"));
+    }
+}

@@ -1,0 +1,683 @@
+//! `AdminService`: each RPC is one call into [`Manage`] as the operator, with its request and
+//! response translated by `convert`.
+
+use switchyard_proto::admin::v1 as pb;
+use switchyard_proto::admin::v1::admin_service_server::AdminService;
+use tonic::{Code, Request, Response, Status};
+
+use super::convert::{self, non_empty};
+use super::status;
+use crate::manage::keys::{KeyFilter, KeyUpdate, NewKeyInput};
+use crate::manage::organizations::OrganizationPatch;
+use crate::manage::presets::{NewPreset, NewPresetVersion, PresetPatch};
+use crate::manage::{Actor, Manage, ManageError, Role};
+
+/// Page size when a list request leaves `limit` at 0.
+const DEFAULT_PAGE: i64 = 100;
+/// Largest page a list request may ask for.
+const MAX_PAGE: i64 = 1000;
+
+pub struct AdminApi {
+    manage: Manage,
+}
+
+impl AdminApi {
+    pub fn new(manage: Manage) -> AdminApi {
+        AdminApi { manage }
+    }
+}
+
+/// Every RPC acts as the operator: the token was checked by the interceptor.
+const OPERATOR: &Actor = &Actor::Operator;
+
+type RpcResult<T> = Result<Response<T>, Status>;
+
+/// Errors of RPCs that create something: a conflict means it already exists.
+fn on_create(e: ManageError) -> Status {
+    status(e, Code::AlreadyExists)
+}
+
+/// Errors of RPCs that read or change existing state.
+fn on_change(e: ManageError) -> Status {
+    status(e, Code::FailedPrecondition)
+}
+
+fn page(limit: i64) -> i64 {
+    if limit <= 0 {
+        DEFAULT_PAGE
+    } else {
+        limit.min(MAX_PAGE)
+    }
+}
+
+fn ok<T>(message: T) -> RpcResult<T> {
+    Ok(Response::new(message))
+}
+
+impl AdminApi {
+    /// The user an operator-created key acts for: the one named, or the organization's first
+    /// admin (oldest membership), so that `swctl create key` works without looking one up.
+    async fn key_owner(&self, organization_id: &str, requested: &str) -> Result<String, Status> {
+        if let Some(user) = non_empty(requested) {
+            return Ok(user.to_owned());
+        }
+        let (members, _) = self
+            .manage
+            .members(OPERATOR, Some(organization_id), 0, MAX_PAGE)
+            .await
+            .map_err(on_change)?;
+        members
+            .into_iter()
+            .find(|m| m.role == Role::Admin.as_str())
+            .map(|m| m.user_id)
+            .ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "organization {organization_id} has no admin to own the key: name a user"
+                ))
+            })
+    }
+
+    /// A workspace id from an id or slug of the organization.
+    async fn workspace_id(&self, organization_id: &str, reference: &str) -> Result<String, Status> {
+        let workspace = self
+            .manage
+            .store
+            .workspace_by_ref(organization_id, reference)
+            .await
+            .map_err(|e| on_change(e.into()))?;
+        workspace
+            .map(|w| w.id)
+            .ok_or_else(|| Status::not_found(format!("Workspace {reference} not found")))
+    }
+}
+
+#[tonic::async_trait]
+impl AdminService for AdminApi {
+    // ---- organizations --------------------------------------------------------------------
+
+    async fn create_organization(
+        &self,
+        request: Request<pb::CreateOrganizationRequest>,
+    ) -> RpcResult<pb::Organization> {
+        let r = request.into_inner();
+        let org = self
+            .manage
+            .create_organization(OPERATOR, &r.name, r.member_cap)
+            .await
+            .map_err(on_create)?;
+        ok(convert::organization(org))
+    }
+
+    async fn list_organizations(
+        &self,
+        _: Request<pb::ListOrganizationsRequest>,
+    ) -> RpcResult<pb::ListOrganizationsResponse> {
+        let rows = self
+            .manage
+            .organizations(OPERATOR)
+            .await
+            .map_err(on_change)?;
+        ok(pb::ListOrganizationsResponse {
+            organizations: rows.into_iter().map(convert::organization).collect(),
+        })
+    }
+
+    async fn get_organization(
+        &self,
+        request: Request<pb::GetOrganizationRequest>,
+    ) -> RpcResult<pb::Organization> {
+        let r = request.into_inner();
+        let org = self
+            .manage
+            .organization(OPERATOR, Some(&r.id))
+            .await
+            .map_err(on_change)?;
+        ok(convert::organization(org))
+    }
+
+    async fn update_organization(
+        &self,
+        request: Request<pb::UpdateOrganizationRequest>,
+    ) -> RpcResult<pb::Organization> {
+        let r = request.into_inner();
+        let patch = OrganizationPatch {
+            name: r.name,
+            member_cap: r.member_cap,
+            filtered_model_catalog: r.filtered_model_catalog,
+        };
+        let org = self
+            .manage
+            .update_organization(OPERATOR, Some(&r.id), patch)
+            .await
+            .map_err(on_change)?;
+        ok(convert::organization(org))
+    }
+
+    // ---- users and members ----------------------------------------------------------------
+
+    async fn create_user(&self, request: Request<pb::CreateUserRequest>) -> RpcResult<pb::User> {
+        let r = request.into_inner();
+        let user = self
+            .manage
+            .create_user(OPERATOR, &r.email, &r.name)
+            .await
+            .map_err(on_create)?;
+        ok(convert::user(user))
+    }
+
+    async fn list_users(
+        &self,
+        _: Request<pb::ListUsersRequest>,
+    ) -> RpcResult<pb::ListUsersResponse> {
+        let rows = self.manage.users(OPERATOR).await.map_err(on_change)?;
+        ok(pb::ListUsersResponse {
+            users: rows.into_iter().map(convert::user).collect(),
+        })
+    }
+
+    async fn add_member(&self, request: Request<pb::AddMemberRequest>) -> RpcResult<pb::Member> {
+        let r = request.into_inner();
+        let role = convert::role(r.role)?;
+        let member = self
+            .manage
+            .add_member(OPERATOR, Some(&r.organization_id), &r.user_id, role)
+            .await
+            .map_err(on_create)?;
+        ok(convert::member(member))
+    }
+
+    async fn set_member_role(
+        &self,
+        request: Request<pb::SetMemberRoleRequest>,
+    ) -> RpcResult<pb::Member> {
+        let r = request.into_inner();
+        let role = convert::role(r.role)?;
+        let member = self
+            .manage
+            .set_member_role(OPERATOR, Some(&r.organization_id), &r.user_id, role)
+            .await
+            .map_err(on_change)?;
+        ok(convert::member(member))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<pb::RemoveMemberRequest>,
+    ) -> RpcResult<pb::RemoveMemberResponse> {
+        let r = request.into_inner();
+        self.manage
+            .remove_member(OPERATOR, Some(&r.organization_id), &r.user_id)
+            .await
+            .map_err(on_change)?;
+        ok(pb::RemoveMemberResponse {})
+    }
+
+    async fn list_members(
+        &self,
+        request: Request<pb::ListMembersRequest>,
+    ) -> RpcResult<pb::ListMembersResponse> {
+        let r = request.into_inner();
+        if r.offset < 0 {
+            return Err(Status::invalid_argument("offset must not be negative"));
+        }
+        let (rows, total) = self
+            .manage
+            .members(OPERATOR, Some(&r.organization_id), r.offset, page(r.limit))
+            .await
+            .map_err(on_change)?;
+        ok(pb::ListMembersResponse {
+            members: rows.into_iter().map(convert::member).collect(),
+            total,
+        })
+    }
+
+    // ---- workspaces -----------------------------------------------------------------------
+
+    async fn create_workspace(
+        &self,
+        _: Request<pb::CreateWorkspaceRequest>,
+    ) -> RpcResult<pb::Workspace> {
+        Err(Status::unimplemented("workspaces: pending"))
+    }
+
+    async fn list_workspaces(
+        &self,
+        _: Request<pb::ListWorkspacesRequest>,
+    ) -> RpcResult<pb::ListWorkspacesResponse> {
+        Err(Status::unimplemented("workspaces: pending"))
+    }
+
+    async fn get_workspace(&self, _: Request<pb::GetWorkspaceRequest>) -> RpcResult<pb::Workspace> {
+        Err(Status::unimplemented("workspaces: pending"))
+    }
+
+    async fn update_workspace(
+        &self,
+        _: Request<pb::UpdateWorkspaceRequest>,
+    ) -> RpcResult<pb::Workspace> {
+        Err(Status::unimplemented("workspaces: pending"))
+    }
+
+    async fn delete_workspace(
+        &self,
+        _: Request<pb::DeleteWorkspaceRequest>,
+    ) -> RpcResult<pb::DeleteWorkspaceResponse> {
+        Err(Status::unimplemented("workspaces: pending"))
+    }
+
+    async fn add_workspace_member(
+        &self,
+        _: Request<pb::AddWorkspaceMemberRequest>,
+    ) -> RpcResult<pb::AddWorkspaceMemberResponse> {
+        Err(Status::unimplemented("workspaces: pending"))
+    }
+
+    async fn remove_workspace_member(
+        &self,
+        _: Request<pb::RemoveWorkspaceMemberRequest>,
+    ) -> RpcResult<pb::RemoveWorkspaceMemberResponse> {
+        Err(Status::unimplemented("workspaces: pending"))
+    }
+
+    // ---- keys -----------------------------------------------------------------------------
+
+    async fn create_key(
+        &self,
+        request: Request<pb::CreateKeyRequest>,
+    ) -> RpcResult<pb::KeyWithSecret> {
+        let r = request.into_inner();
+        let owner = self.key_owner(&r.organization_id, &r.user_id).await?;
+        let input = NewKeyInput {
+            name: r.name,
+            kind: convert::key_kind(r.kind)?,
+            workspace: non_empty(&r.workspace).map(str::to_owned),
+            organization_id: Some(r.organization_id),
+            owner_user_id: Some(owner),
+            limit_usd: r.limit_usd,
+            limit_reset: convert::limit_reset(r.limit_reset)?.flatten(),
+            include_byok_in_limit: r.include_byok_in_limit,
+            expires_at: (r.expires_at_ms != 0).then_some(r.expires_at_ms),
+        };
+        let (mut key, secret) = self
+            .manage
+            .create_key(OPERATOR, input)
+            .await
+            .map_err(on_create)?;
+        if r.disabled {
+            // Keys are created enabled; a key declared disabled is switched off at once.
+            let update = KeyUpdate {
+                disabled: Some(true),
+                ..KeyUpdate::default()
+            };
+            key = self
+                .manage
+                .update_key(OPERATOR, &key.hash, update)
+                .await
+                .map_err(on_change)?;
+        }
+        ok(pb::KeyWithSecret {
+            key: Some(convert::key(key)),
+            secret,
+        })
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<pb::ListKeysRequest>,
+    ) -> RpcResult<pb::ListKeysResponse> {
+        let r = request.into_inner();
+        let filter = KeyFilter {
+            organization_id: Some(r.organization_id),
+            workspace: non_empty(&r.workspace).map(str::to_owned),
+            include_disabled: r.include_disabled,
+        };
+        let rows = self
+            .manage
+            .keys(OPERATOR, &filter, r.offset, page(r.limit))
+            .await
+            .map_err(on_change)?;
+        ok(pb::ListKeysResponse {
+            keys: rows.into_iter().map(convert::key).collect(),
+        })
+    }
+
+    async fn get_key(&self, request: Request<pb::GetKeyRequest>) -> RpcResult<pb::Key> {
+        let r = request.into_inner();
+        let key = self
+            .manage
+            .key(OPERATOR, &r.hash)
+            .await
+            .map_err(on_change)?;
+        ok(convert::key(key))
+    }
+
+    async fn update_key(&self, request: Request<pb::UpdateKeyRequest>) -> RpcResult<pb::Key> {
+        let r = request.into_inner();
+        let limit_usd = if r.clear_limit {
+            Some(None)
+        } else {
+            r.limit_usd.map(Some)
+        };
+        let update = KeyUpdate {
+            name: r.name,
+            disabled: r.disabled,
+            limit_usd,
+            limit_reset: convert::limit_reset(r.limit_reset)?,
+            include_byok_in_limit: r.include_byok_in_limit,
+            workspace: None,
+        };
+        let key = self
+            .manage
+            .update_key(OPERATOR, &r.hash, update)
+            .await
+            .map_err(on_change)?;
+        ok(convert::key(key))
+    }
+
+    async fn delete_key(
+        &self,
+        request: Request<pb::DeleteKeyRequest>,
+    ) -> RpcResult<pb::DeleteKeyResponse> {
+        let r = request.into_inner();
+        self.manage
+            .delete_key(OPERATOR, &r.hash)
+            .await
+            .map_err(on_change)?;
+        ok(pb::DeleteKeyResponse {})
+    }
+
+    async fn rotate_key(
+        &self,
+        request: Request<pb::RotateKeyRequest>,
+    ) -> RpcResult<pb::KeyWithSecret> {
+        let r = request.into_inner();
+        let (key, secret) = self
+            .manage
+            .rotate_key(OPERATOR, &r.hash, r.grace_seconds)
+            .await
+            .map_err(on_change)?;
+        ok(pb::KeyWithSecret {
+            key: Some(convert::key(key)),
+            secret,
+        })
+    }
+
+    // ---- credits --------------------------------------------------------------------------
+
+    async fn get_credits(&self, request: Request<pb::GetCreditsRequest>) -> RpcResult<pb::Credits> {
+        let r = request.into_inner();
+        let credits = self
+            .manage
+            .credits(OPERATOR, Some(&r.owner_id))
+            .await
+            .map_err(on_change)?;
+        ok(convert::credits(r.owner_id, credits))
+    }
+
+    async fn grant_credits(
+        &self,
+        request: Request<pb::GrantCreditsRequest>,
+    ) -> RpcResult<pb::LedgerEntry> {
+        let r = request.into_inner();
+        let entry = self
+            .manage
+            .grant_credits(OPERATOR, Some(&r.owner_id), r.amount_usd, &r.reason)
+            .await
+            .map_err(on_change)?;
+        ok(convert::ledger_entry(entry))
+    }
+
+    async fn transfer_credits(
+        &self,
+        request: Request<pb::TransferCreditsRequest>,
+    ) -> RpcResult<pb::TransferCreditsResponse> {
+        let r = request.into_inner();
+        self.manage
+            .transfer_personal_credits(
+                OPERATOR,
+                &r.user_id,
+                &r.organization_id,
+                r.amount_usd,
+                &r.reason,
+            )
+            .await
+            .map_err(on_change)?;
+        ok(pb::TransferCreditsResponse {})
+    }
+
+    async fn list_ledger(
+        &self,
+        request: Request<pb::ListLedgerRequest>,
+    ) -> RpcResult<pb::ListLedgerResponse> {
+        let r = request.into_inner();
+        let rows = self
+            .manage
+            .ledger(OPERATOR, Some(&r.owner_id), page(r.limit))
+            .await
+            .map_err(on_change)?;
+        ok(pb::ListLedgerResponse {
+            entries: rows.into_iter().map(convert::ledger_entry).collect(),
+        })
+    }
+
+    // ---- presets --------------------------------------------------------------------------
+
+    async fn list_presets(
+        &self,
+        request: Request<pb::ListPresetsRequest>,
+    ) -> RpcResult<pb::ListPresetsResponse> {
+        let r = request.into_inner();
+        let org = Some(r.organization_id.as_str());
+        let workspace = match non_empty(&r.workspace) {
+            Some(w) => Some(self.workspace_id(&r.organization_id, w).await?),
+            None => None,
+        };
+        let mut presets = Vec::new();
+        let mut offset = 0;
+        // All pages: an organization's presets are few, and callers want them whole.
+        loop {
+            let (rows, total) = self
+                .manage
+                .presets(OPERATOR, org, offset, MAX_PAGE)
+                .await
+                .map_err(on_change)?;
+            let fetched = rows.len() as i64;
+            presets.extend(rows);
+            offset += fetched;
+            if fetched == 0 || offset >= total {
+                break;
+            }
+        }
+        presets.retain(|p| workspace.as_ref().is_none_or(|w| *w == p.workspace_id));
+        let mut out = Vec::with_capacity(presets.len());
+        for p in presets {
+            let view = self
+                .manage
+                .preset(OPERATOR, org, &p.slug)
+                .await
+                .map_err(on_change)?;
+            let mut message = convert::preset_view(view);
+            if r.include_versions {
+                message.versions = self.versions(org, &p.slug).await?;
+            }
+            out.push(message);
+        }
+        ok(pb::ListPresetsResponse { presets: out })
+    }
+
+    async fn get_preset(&self, request: Request<pb::GetPresetRequest>) -> RpcResult<pb::Preset> {
+        let r = request.into_inner();
+        let org = Some(r.organization_id.as_str());
+        let view = self
+            .manage
+            .preset(OPERATOR, org, &r.slug)
+            .await
+            .map_err(on_change)?;
+        let mut message = convert::preset_view(view);
+        if r.include_versions {
+            message.versions = self.versions(org, &r.slug).await?;
+        }
+        ok(message)
+    }
+
+    async fn create_preset(
+        &self,
+        request: Request<pb::CreatePresetRequest>,
+    ) -> RpcResult<pb::Preset> {
+        let r = request.into_inner();
+        let workspace_id = match non_empty(&r.workspace) {
+            Some(w) => Some(self.workspace_id(&r.organization_id, w).await?),
+            None => None,
+        };
+        let new = NewPreset {
+            slug: r.slug,
+            name: r.name,
+            description: r.description,
+            workspace_id,
+            config: convert::json("config_json", &r.config_json)?
+                .ok_or_else(|| Status::invalid_argument("config_json is required"))?,
+            system_prompt: r.system_prompt,
+        };
+        let view = self
+            .manage
+            .create_preset(OPERATOR, Some(&r.organization_id), new)
+            .await
+            .map_err(on_create)?;
+        let versions = view.designated.iter().cloned().map(convert::preset_version);
+        let versions = versions.collect();
+        ok(pb::Preset {
+            versions,
+            ..convert::preset_view(view)
+        })
+    }
+
+    async fn add_preset_version(
+        &self,
+        request: Request<pb::AddPresetVersionRequest>,
+    ) -> RpcResult<pb::PresetVersion> {
+        let r = request.into_inner();
+        let new = NewPresetVersion {
+            config: convert::json("config_json", &r.config_json)?
+                .ok_or_else(|| Status::invalid_argument("config_json is required"))?,
+            system_prompt: r.system_prompt,
+            designate: r.designate,
+        };
+        let version = self
+            .manage
+            .add_preset_version(OPERATOR, Some(&r.organization_id), &r.slug, new)
+            .await
+            .map_err(on_change)?;
+        ok(convert::preset_version(version))
+    }
+
+    async fn update_preset(
+        &self,
+        request: Request<pb::UpdatePresetRequest>,
+    ) -> RpcResult<pb::Preset> {
+        let r = request.into_inner();
+        let patch = PresetPatch {
+            name: r.name,
+            description: r.description.map(|d| non_empty(&d).map(str::to_owned)),
+            status: r.status,
+            designated_version_id: r.designated_version_id,
+            designated_version: r.designated_version,
+        };
+        let view = self
+            .manage
+            .update_preset(OPERATOR, Some(&r.organization_id), &r.slug, patch)
+            .await
+            .map_err(on_change)?;
+        ok(convert::preset_view(view))
+    }
+
+    async fn delete_preset(
+        &self,
+        request: Request<pb::DeletePresetRequest>,
+    ) -> RpcResult<pb::DeletePresetResponse> {
+        let r = request.into_inner();
+        self.manage
+            .delete_preset(OPERATOR, Some(&r.organization_id), &r.slug)
+            .await
+            .map_err(on_change)?;
+        ok(pb::DeletePresetResponse {})
+    }
+
+    // ---- BYOK -----------------------------------------------------------------------------
+
+    async fn list_byok_credentials(
+        &self,
+        _: Request<pb::ListByokCredentialsRequest>,
+    ) -> RpcResult<pb::ListByokCredentialsResponse> {
+        Err(Status::unimplemented("byok: pending"))
+    }
+
+    async fn create_byok_credential(
+        &self,
+        _: Request<pb::CreateByokCredentialRequest>,
+    ) -> RpcResult<pb::ByokCredential> {
+        Err(Status::unimplemented("byok: pending"))
+    }
+
+    async fn update_byok_credential(
+        &self,
+        _: Request<pb::UpdateByokCredentialRequest>,
+    ) -> RpcResult<pb::ByokCredential> {
+        Err(Status::unimplemented("byok: pending"))
+    }
+
+    async fn delete_byok_credential(
+        &self,
+        _: Request<pb::DeleteByokCredentialRequest>,
+    ) -> RpcResult<pb::DeleteByokCredentialResponse> {
+        Err(Status::unimplemented("byok: pending"))
+    }
+
+    // ---- audit ----------------------------------------------------------------------------
+
+    async fn list_audit_log(
+        &self,
+        request: Request<pb::ListAuditLogRequest>,
+    ) -> RpcResult<pb::ListAuditLogResponse> {
+        let r = request.into_inner();
+        // The operator may read every organization's log, so there is nothing to authorize:
+        // this reads the store directly.
+        let rows = self
+            .manage
+            .store
+            .audit_log(non_empty(&r.organization_id), page(r.limit))
+            .await
+            .map_err(|e| on_change(e.into()))?;
+        ok(pb::ListAuditLogResponse {
+            entries: rows.into_iter().map(convert::audit_entry).collect(),
+        })
+    }
+}
+
+impl AdminApi {
+    /// Every version of a preset, oldest first.
+    async fn versions(
+        &self,
+        organization_id: Option<&str>,
+        slug: &str,
+    ) -> Result<Vec<pb::PresetVersion>, Status> {
+        let mut versions = Vec::new();
+        loop {
+            let (rows, total) = self
+                .manage
+                .preset_versions(
+                    OPERATOR,
+                    organization_id,
+                    slug,
+                    versions.len() as i64,
+                    MAX_PAGE,
+                )
+                .await
+                .map_err(on_change)?;
+            let fetched = rows.len();
+            versions.extend(rows.into_iter().map(convert::preset_version));
+            if fetched == 0 || versions.len() as i64 >= total {
+                return Ok(versions);
+            }
+        }
+    }
+}

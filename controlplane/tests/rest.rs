@@ -1,0 +1,555 @@
+//! The management REST API over a real socket, on SQLite and on a throwaway PostgreSQL
+//! database: the role matrix (every endpoint under every kind of caller), and the tenancy rules
+//! behind it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use sqlx::Connection;
+use switchyard_controlplane::api::{self, ApiState};
+use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
+use switchyard_controlplane::keys::KeyKind;
+use switchyard_controlplane::manage::keys::NewKeyInput;
+use switchyard_controlplane::manage::{Actor, Manage, Role};
+use switchyard_controlplane::publisher::Publisher;
+use switchyard_controlplane::seed::{self, default_workspace};
+use switchyard_controlplane::store::Store;
+use switchyard_controlplane::vault::Vault;
+
+/// The callers of the matrix, in the order each case runs them: refusals first, so a caller
+/// that may change state does so after every caller that must not.
+const CALLERS: [&str; 6] = [
+    "none",
+    "inference",
+    "other_org",
+    "outsider",
+    "member",
+    "admin",
+];
+
+struct Fixture {
+    base: String,
+    store: Store,
+    org: String,
+    keys: HashMap<&'static str, String>,
+    /// Ids the cases refer to.
+    ids: HashMap<&'static str, String>,
+}
+
+async fn management_key(manage: &Manage, org: &str, user: &str) -> String {
+    let (_, secret) = manage
+        .create_key(
+            &Actor::Operator,
+            NewKeyInput {
+                name: format!("management key of {user}"),
+                kind: KeyKind::Management,
+                workspace: None,
+                organization_id: Some(org.into()),
+                owner_user_id: Some(user.into()),
+                limit_usd: None,
+                limit_reset: None,
+                include_byok_in_limit: false,
+                expires_at: None,
+            },
+        )
+        .await
+        .unwrap();
+    secret
+}
+
+async fn fixture(url: &str) -> Fixture {
+    let store = Store::open(url).await.unwrap();
+    store
+        .replace_catalogue(
+            &Catalogue::parse(DEV_CATALOGUE)
+                .unwrap()
+                .rows(&HashMap::new()),
+        )
+        .await
+        .unwrap();
+    let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
+    let admin_key = store
+        .key(&switchyard_controlplane::keys::hash(&seeded.management_key))
+        .await
+        .unwrap()
+        .unwrap();
+    let org = admin_key.organization_id.clone();
+    let publisher = Publisher::start(store.clone()).await.unwrap();
+    let manage = Manage {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+    };
+    let op = Actor::Operator;
+
+    // A member who also belongs to a second workspace, "team".
+    let member = manage
+        .create_user(&op, "mia@example.com", "Mia Member")
+        .await
+        .unwrap();
+    manage
+        .add_member(&op, Some(&org), &member.id, Role::Member)
+        .await
+        .unwrap();
+    let team = default_workspace("ws_team", &org, None, 1);
+    let team = switchyard_controlplane::store::WorkspaceRow {
+        name: "Team".into(),
+        slug: "team".into(),
+        is_default: false,
+        ..team
+    };
+    store.insert_workspace(&team).await.unwrap();
+    store
+        .add_workspace_member(&team.id, &member.id, 1)
+        .await
+        .unwrap();
+    // A member of the organization who is not in "team".
+    let outsider = manage
+        .create_user(&op, "otto@example.com", "Otto Outsider")
+        .await
+        .unwrap();
+    manage
+        .add_member(&op, Some(&org), &outsider.id, Role::Member)
+        .await
+        .unwrap();
+    // The admin of another organization.
+    let other_org = manage
+        .create_organization(&op, "Other Org", None)
+        .await
+        .unwrap();
+    let other = manage
+        .create_user(&op, "olga@example.com", "Olga Other")
+        .await
+        .unwrap();
+    manage
+        .add_member(&op, Some(&other_org.id), &other.id, Role::Admin)
+        .await
+        .unwrap();
+    // Someone to invite.
+    let invitee = manage
+        .create_user(&op, "ivy@example.com", "Ivy")
+        .await
+        .unwrap();
+
+    let mut keys = HashMap::new();
+    keys.insert("admin", seeded.management_key.clone());
+    keys.insert("inference", seeded.inference_key.clone());
+    keys.insert("member", management_key(&manage, &org, &member.id).await);
+    keys.insert(
+        "outsider",
+        management_key(&manage, &org, &outsider.id).await,
+    );
+    keys.insert(
+        "other_org",
+        management_key(&manage, &other_org.id, &other.id).await,
+    );
+
+    let member_actor = Actor::Member {
+        user_id: member.id.clone(),
+        organization_id: org.clone(),
+        role: Role::Member,
+        key_hash: "test".into(),
+    };
+    let inference = |name: &str| NewKeyInput {
+        name: name.into(),
+        kind: KeyKind::Inference,
+        workspace: None,
+        organization_id: None,
+        owner_user_id: None,
+        limit_usd: None,
+        limit_reset: None,
+        include_byok_in_limit: false,
+        expires_at: None,
+    };
+    let (members_key, _) = manage
+        .create_key(&member_actor, inference("mia's"))
+        .await
+        .unwrap();
+    let admin_actor = Actor::Member {
+        user_id: admin_key.creator_user_id.clone(),
+        organization_id: org.clone(),
+        role: Role::Admin,
+        key_hash: admin_key.hash.clone(),
+    };
+    let (doomed, _) = manage
+        .create_key(&admin_actor, inference("doomed"))
+        .await
+        .unwrap();
+    let seeded_inference = switchyard_controlplane::keys::hash(&seeded.inference_key);
+
+    let mut ids = HashMap::new();
+    ids.insert("members_key", members_key.hash);
+    ids.insert("admins_key", seeded_inference);
+    ids.insert("doomed_key", doomed.hash);
+    ids.insert("invitee", invitee.id);
+    ids.insert("outsider", outsider.id.clone());
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let app = api::router(ApiState {
+        store: store.clone(),
+        publisher,
+        manage,
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Fixture {
+        base,
+        store,
+        org,
+        keys,
+        ids,
+    }
+}
+
+struct Case {
+    method: &'static str,
+    path: String,
+    body: Option<Value>,
+    /// Expected status per caller, in `CALLERS` order.
+    expect: [u16; 6],
+}
+
+fn case(method: &'static str, path: String, body: Option<Value>, expect: [u16; 6]) -> Case {
+    Case {
+        method,
+        path,
+        body,
+        expect,
+    }
+}
+
+async fn run_matrix(f: &Fixture) -> usize {
+    let id = |k: &str| f.ids[k].clone();
+    // Callers:     none inference other_org outsider member admin
+    let cases = vec![
+        case("GET", "/keys".into(), None, [401, 403, 200, 200, 200, 200]),
+        case(
+            "POST",
+            "/keys".into(),
+            Some(json!({"name": "k"})),
+            [401, 403, 201, 201, 201, 201],
+        ),
+        case(
+            "POST",
+            "/keys".into(),
+            Some(json!({"name": "k", "workspace_id": "team"})),
+            [401, 403, 404, 403, 201, 201],
+        ),
+        case(
+            "GET",
+            format!("/keys/{}", id("admins_key")),
+            None,
+            [401, 403, 404, 404, 404, 200],
+        ),
+        case(
+            "GET",
+            format!("/keys/{}", id("members_key")),
+            None,
+            [401, 403, 404, 404, 200, 200],
+        ),
+        case(
+            "PATCH",
+            format!("/keys/{}", id("members_key")),
+            Some(json!({"name": "renamed"})),
+            [401, 403, 404, 404, 200, 200],
+        ),
+        case(
+            "POST",
+            format!("/keys/{}/rotate", id("members_key")),
+            Some(json!({"grace_seconds": 60})),
+            [401, 403, 404, 404, 201, 201],
+        ),
+        case(
+            "DELETE",
+            format!("/keys/{}", id("doomed_key")),
+            None,
+            [401, 403, 404, 404, 404, 200],
+        ),
+        case("GET", "/key".into(), None, [401, 200, 200, 200, 200, 200]),
+        case(
+            "GET",
+            "/organization/members".into(),
+            None,
+            [401, 403, 200, 200, 200, 200],
+        ),
+        case(
+            "POST",
+            "/organization/members".into(),
+            Some(json!({"user_id": id("invitee"), "role": "member"})),
+            [401, 403, 201, 403, 403, 201],
+        ),
+        case(
+            "PATCH",
+            format!("/organization/members/{}", id("invitee")),
+            Some(json!({"role": "admin"})),
+            [401, 403, 200, 403, 403, 200],
+        ),
+        case(
+            "DELETE",
+            format!("/organization/members/{}", id("invitee")),
+            None,
+            [401, 403, 200, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            "/organization/settings".into(),
+            None,
+            [401, 403, 200, 200, 200, 200],
+        ),
+        case(
+            "PATCH",
+            "/organization/settings".into(),
+            Some(json!({"is_filtered_model_catalog_enabled": true})),
+            [401, 403, 200, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            "/credits".into(),
+            None,
+            [401, 403, 200, 200, 200, 200],
+        ),
+        case(
+            "POST",
+            "/credits".into(),
+            Some(json!({"amount": 25.5, "reason": "invoice 42"})),
+            [401, 403, 201, 403, 403, 201],
+        ),
+        case(
+            "GET",
+            "/credits/ledger".into(),
+            None,
+            [401, 403, 200, 403, 403, 200],
+        ),
+        // Workspaces: "team" holds the member but not the outsider.
+        case(
+            "GET",
+            "/workspaces".into(),
+            None,
+            [401, 403, 200, 200, 200, 200],
+        ),
+        case(
+            "GET",
+            "/workspaces/team".into(),
+            None,
+            [401, 403, 404, 404, 200, 200],
+        ),
+        case(
+            "PATCH",
+            "/workspaces/team".into(),
+            Some(json!({"description": "the team"})),
+            [401, 403, 404, 404, 403, 200],
+        ),
+        case(
+            "POST",
+            "/workspaces".into(),
+            Some(json!({"name": "Matrix", "slug": "matrix"})),
+            [401, 403, 201, 403, 403, 201],
+        ),
+        case(
+            "GET",
+            "/workspaces/team/members".into(),
+            None,
+            [401, 403, 404, 404, 200, 200],
+        ),
+        case(
+            "PUT",
+            "/workspaces/team/budgets/monthly".into(),
+            Some(json!({"limit_usd": 10.0})),
+            [401, 403, 404, 404, 403, 200],
+        ),
+        case(
+            "GET",
+            "/workspaces/team/budgets".into(),
+            None,
+            [401, 403, 404, 404, 200, 200],
+        ),
+        case(
+            "POST",
+            "/workspaces/team/members/add".into(),
+            Some(json!({"user_ids": [id("outsider")]})),
+            [401, 403, 404, 404, 403, 200],
+        ),
+        case(
+            "DELETE",
+            "/workspaces/matrix".into(),
+            None,
+            [401, 403, 200, 404, 404, 200],
+        ),
+    ];
+    let c = reqwest::Client::new();
+    let mut failures = Vec::new();
+    for case in &cases {
+        for (i, caller) in CALLERS.iter().enumerate() {
+            let url = format!("{}{}", f.base, case.path);
+            let mut req = match case.method {
+                "GET" => c.get(&url),
+                "POST" => c.post(&url),
+                "PATCH" => c.patch(&url),
+                "PUT" => c.put(&url),
+                "DELETE" => c.delete(&url),
+                m => panic!("method {m}"),
+            };
+            if let Some(key) = f.keys.get(caller) {
+                req = req.bearer_auth(key);
+            }
+            if let Some(body) = &case.body {
+                req = req.json(body);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap_or(Value::Null);
+            if status >= 400 {
+                // Every refusal is in OpenRouter's shape.
+                assert_eq!(
+                    body["error"]["code"], status,
+                    "{} {} as {caller}: {body}",
+                    case.method, case.path
+                );
+                assert!(body["error"]["message"].is_string());
+            }
+            if status != case.expect[i] {
+                failures.push(format!(
+                    "{} {} as {caller}: expected {}, got {status} {body}",
+                    case.method, case.path, case.expect[i]
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "role matrix:\n{}", failures.join("\n"));
+    cases.len() * CALLERS.len()
+}
+
+async fn get(f: &Fixture, caller: &str, path: &str) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}{path}", f.base))
+        .bearer_auth(&f.keys[caller])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn exercise(url: &str) {
+    let f = fixture(url).await;
+    let cells = run_matrix(&f).await;
+    eprintln!("role matrix: {cells} cells passed");
+
+    // Members see only their own keys; admins see all of the organization's.
+    let mine = get(&f, "member", "/keys").await;
+    let all = get(&f, "admin", "/keys").await;
+    let theirs = get(&f, "other_org", "/keys").await;
+    let hashes = |v: &Value| -> Vec<String> {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["hash"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(hashes(&mine).contains(&f.ids["members_key"]));
+    assert!(!hashes(&mine).contains(&f.ids["admins_key"]));
+    assert!(hashes(&all).contains(&f.ids["admins_key"]));
+    assert!(hashes(&all).len() > hashes(&mine).len());
+    assert!(hashes(&theirs).iter().all(|h| !hashes(&all).contains(h)));
+
+    // Both grants landed in the ledger with who and why; the balance adds up.
+    let credits = get(&f, "admin", "/credits").await;
+    assert_eq!(credits["data"]["total_credits"], 25.5);
+    assert_eq!(credits["data"]["total_usage"], 0.0);
+    let ledger = get(&f, "admin", "/credits/ledger").await;
+    assert_eq!(ledger["data"][0]["reason"], "invoice 42");
+    assert!(
+        ledger["data"][0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("user:")
+    );
+
+    // Members are listed in the SDK's shape, with their role.
+    let members = get(&f, "admin", "/organization/members").await;
+    assert_eq!(members["total_count"], 3);
+    assert!(
+        members["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["role"] == "org:admin")
+    );
+
+    // Rotation: the old key keeps working through the grace period, with an expiry set.
+    let rotated = get(&f, "admin", &format!("/keys/{}", f.ids["members_key"])).await;
+    assert!(rotated["data"]["expires_at"].is_string());
+    assert_eq!(rotated["data"]["disabled"], false);
+
+    // Everything above was audited, and no secret reached the audit log.
+    let audit = f.store.audit_log(Some(&f.org), 1000).await.unwrap();
+    for action in [
+        "key.create",
+        "key.update",
+        "key.rotate",
+        "key.delete",
+        "member.add",
+        "member.role",
+        "member.remove",
+        "credits.grant",
+        "organization.update",
+    ] {
+        assert!(
+            audit.iter().any(|a| a.action == action),
+            "no audit record of {action}"
+        );
+    }
+    for secret in f.keys.values() {
+        assert!(audit.iter().all(|a| {
+            !a.before.as_deref().unwrap_or("").contains(secret.as_str())
+                && !a.after.as_deref().unwrap_or("").contains(secret.as_str())
+        }));
+    }
+}
+
+#[tokio::test]
+async fn role_matrix_sqlite() {
+    let dir = std::env::temp_dir().join(format!(
+        "switchyard-rest-{}-{}",
+        std::process::id(),
+        suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    exercise(&Store::sqlite_url(&dir)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Needs a PostgreSQL server: `SWITCHYARD_TEST_POSTGRES` (default: the local one, as `.ci/run`
+/// ensures). The test creates and drops its own database.
+#[tokio::test]
+async fn role_matrix_postgres() {
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
+    let name = format!("switchyard_rest_{}_{}", std::process::id(), suffix());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    exercise(&format!("{base}/{name}")).await;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+fn suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}

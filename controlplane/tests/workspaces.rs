@@ -1,0 +1,904 @@
+//! Workspaces end to end: the manage layer as an admin, a member and an admin of another
+//! organization, then the REST routes over a real socket; each on SQLite and on a throwaway
+//! PostgreSQL database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchyard_controlplane::api::{self, ApiState};
+use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
+use switchyard_controlplane::keys::{self, KeyKind};
+use switchyard_controlplane::manage::workspaces::{BudgetInterval, WorkspaceInput};
+use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};
+use switchyard_controlplane::publisher::Publisher;
+use switchyard_controlplane::seed;
+use switchyard_controlplane::store::{
+    NewKey, OrganizationRow, Store, StoreError, UserRow, WorkspaceRow,
+};
+use switchyard_controlplane::vault::Vault;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct Fixture {
+    manage: Manage,
+    store: Store,
+    publisher: Arc<Publisher>,
+    organization_id: String,
+    admin: Actor,
+    admin_user: String,
+    member: Actor,
+    member_user: String,
+    outsider: Actor,
+    outsider_user: String,
+    management_secret: String,
+}
+
+async fn fixture(url: &str) -> Fixture {
+    let store = Store::open(url).await.unwrap();
+    store
+        .replace_catalogue(
+            &Catalogue::parse(DEV_CATALOGUE)
+                .unwrap()
+                .rows(&HashMap::new()),
+        )
+        .await
+        .unwrap();
+    let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
+    let management = store
+        .key(&keys::hash(&seeded.management_key))
+        .await
+        .unwrap()
+        .unwrap();
+    let organization_id = management.organization_id.clone();
+    let admin_user = management.creator_user_id.clone();
+    let default = store
+        .default_workspace(&organization_id)
+        .await
+        .unwrap()
+        .unwrap();
+
+    let member_user = add_user(&store, "member@example.com").await;
+    store
+        .insert_membership(&organization_id, &member_user, "member", 1)
+        .await
+        .unwrap();
+    store
+        .add_workspace_member(&default.id, &member_user, 1)
+        .await
+        .unwrap();
+
+    let other_org = "org_other".to_owned();
+    store
+        .insert_organization(&OrganizationRow {
+            id: other_org.clone(),
+            name: "Other".into(),
+            kind: "organization".into(),
+            owner_user_id: None,
+            member_cap: 10,
+            filtered_model_catalog: false,
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    let outsider_user = add_user(&store, "outsider@example.com").await;
+    store
+        .insert_membership(&other_org, &outsider_user, "admin", 1)
+        .await
+        .unwrap();
+    store
+        .insert_workspace(&seed::default_workspace(
+            "ws_other_default",
+            &other_org,
+            Some(&outsider_user),
+            1,
+        ))
+        .await
+        .unwrap();
+
+    let publisher = Publisher::start(store.clone()).await.unwrap();
+    let manage = Manage {
+        store: store.clone(),
+        publisher: publisher.clone(),
+        vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+    };
+    Fixture {
+        manage,
+        store,
+        publisher,
+        admin: Actor::Member {
+            user_id: admin_user.clone(),
+            organization_id: organization_id.clone(),
+            role: Role::Admin,
+            key_hash: management.hash.clone(),
+        },
+        member: Actor::Member {
+            user_id: member_user.clone(),
+            organization_id: organization_id.clone(),
+            role: Role::Member,
+            key_hash: "m".repeat(64),
+        },
+        outsider: Actor::Member {
+            user_id: outsider_user.clone(),
+            organization_id: other_org,
+            role: Role::Admin,
+            key_hash: "o".repeat(64),
+        },
+        organization_id,
+        admin_user,
+        member_user,
+        outsider_user,
+        management_secret: seeded.management_key,
+    }
+}
+
+async fn add_user(store: &Store, email: &str) -> String {
+    let id = format!("user_{}", email.split('@').next().unwrap());
+    store
+        .insert_user(&UserRow {
+            id: id.clone(),
+            email: email.into(),
+            name: email.into(),
+            created_at: 1,
+        })
+        .await
+        .unwrap();
+    store
+        .insert_organization(&seed::personal_account(&id, email, 1))
+        .await
+        .unwrap();
+    id
+}
+
+async fn add_key(
+    store: &Store,
+    f: &Fixture,
+    workspace_id: &str,
+    user: &str,
+    kind: KeyKind,
+) -> String {
+    let generated = keys::generate();
+    store
+        .insert_key(&NewKey {
+            hash: generated.hash.clone(),
+            kind,
+            name: "k".into(),
+            label: generated.label,
+            organization_id: f.organization_id.clone(),
+            workspace_id: workspace_id.to_owned(),
+            creator_user_id: user.to_owned(),
+            disabled: false,
+            limit_usd: None,
+            limit_reset: None,
+            include_byok_in_limit: false,
+            expires_at: None,
+            created_at: 1,
+            updated_at: None,
+            rotated_from: None,
+        })
+        .await
+        .unwrap();
+    generated.hash
+}
+
+fn named(name: &str, slug: &str) -> WorkspaceInput {
+    WorkspaceInput {
+        name: Some(name.into()),
+        slug: Some(slug.into()),
+        ..WorkspaceInput::default()
+    }
+}
+
+fn is_invalid<T: std::fmt::Debug>(r: Result<T, ManageError>) -> String {
+    match r {
+        Err(ManageError::Invalid(m) | ManageError::Conflict(m)) => m,
+        other => panic!("expected a 400-class refusal, got {other:?}"),
+    }
+}
+
+fn is_not_found<T: std::fmt::Debug>(r: Result<T, ManageError>) {
+    assert!(matches!(r, Err(ManageError::NotFound(_))), "{r:?}");
+}
+
+fn is_forbidden<T: std::fmt::Debug>(r: Result<T, ManageError>) {
+    assert!(matches!(r, Err(ManageError::Forbidden(_))), "{r:?}");
+}
+
+async fn workspaces_members_and_budgets(url: &str) {
+    let f = fixture(url).await;
+    let m = &f.manage;
+
+    // Create, with settings validated against the catalogue and the SDK's enums.
+    let version = f.publisher.current_version();
+    let team = m
+        .create_workspace(
+            &f.admin,
+            None,
+            &WorkspaceInput {
+                description: Some(Some("Team A".into())),
+                default_text_model: Some(Some("mock/fast".into())),
+                default_provider_sort: Some(Some("price".into())),
+                io_logging_sampling_rate: Some(0.5),
+                disabled_server_tools: Some(Some(vec!["openrouter:web_search".into()])),
+                ..named("Team A", "team-a")
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!team.is_default);
+    assert_eq!(team.created_by.as_deref(), Some(f.admin_user.as_str()));
+    assert_eq!(team.settings["default_text_model"], "mock/fast");
+    assert!(
+        f.publisher.current_version() > version,
+        "creation is published"
+    );
+    assert!(
+        is_invalid(
+            m.create_workspace(&f.admin, None, &named("Again", "team-a"))
+                .await
+        )
+        .contains("already exists")
+    );
+    assert!(
+        is_invalid(
+            m.create_workspace(
+                &f.admin,
+                None,
+                &WorkspaceInput {
+                    default_image_model: Some(Some("mock/nope".into())),
+                    ..named("X", "x")
+                },
+            )
+            .await
+        )
+        .contains("not in the catalogue")
+    );
+    is_invalid(
+        m.create_workspace(&f.admin, None, &WorkspaceInput::default())
+            .await,
+    );
+    is_forbidden(
+        m.create_workspace(&f.member, None, &named("Mine", "mine"))
+            .await,
+    );
+    // A slug taken between the check and the write is caught by the unique index, which the
+    // manage layer turns into a 400: the error must be recognisable through the Any driver.
+    let racing = WorkspaceRow {
+        id: "ws_racing".into(),
+        ..team.clone()
+    };
+    match f.store.create_workspace(&racing, None).await {
+        Err(StoreError::Database(sqlx::Error::Database(db))) => assert!(db.is_unique_violation()),
+        other => panic!("expected a unique violation, got {other:?}"),
+    }
+    // Slugs are unique per organization, not globally.
+    m.create_workspace(&f.outsider, None, &named("Theirs", "team-a"))
+        .await
+        .unwrap();
+
+    // Visibility: admins see all, members the Default and their own, others nothing.
+    let (all, total) = m.list_workspaces(&f.admin, None, 0, 50).await.unwrap();
+    assert_eq!(total, 2);
+    assert!(all[0].is_default, "the Default comes first");
+    assert_eq!(all[1].id, team.id);
+    let (page, total) = m.list_workspaces(&f.admin, None, 1, 1).await.unwrap();
+    assert_eq!((page.len(), total), (1, 2));
+    let (mine, total) = m.list_workspaces(&f.member, None, 0, 50).await.unwrap();
+    assert_eq!((mine.len(), total), (1, 1));
+    is_not_found(m.get_workspace(&f.member, &team.id).await);
+    is_not_found(m.get_workspace(&f.outsider, &team.id).await);
+    is_not_found(m.list_workspace_members(&f.outsider, &team.id, 0, 50).await);
+    is_not_found(m.list_workspaces(&f.member, Some("org_other"), 0, 50).await);
+    assert_eq!(
+        m.get_workspace(&f.admin, "team-a").await.unwrap().id,
+        team.id
+    );
+
+    // The helper other modules resolve workspaces with.
+    is_forbidden(m.workspace_for_actor(&f.member, Some("team-a")).await);
+    assert!(
+        m.workspace_for_actor(&f.member, None)
+            .await
+            .unwrap()
+            .is_default
+    );
+    assert_eq!(
+        m.workspace_for_actor(&f.admin, Some("team-a"))
+            .await
+            .unwrap()
+            .id,
+        team.id
+    );
+    is_not_found(m.workspace_for_actor(&f.outsider, Some(&team.id)).await);
+    is_invalid(m.workspace_for_actor(&Actor::Operator, None).await);
+    assert_eq!(
+        m.workspace_for_actor(&Actor::Operator, Some(&team.id))
+            .await
+            .unwrap()
+            .id,
+        team.id
+    );
+
+    // Members: only the organization's users, and all or nothing.
+    assert!(
+        is_invalid(
+            m.add_workspace_members(
+                &f.admin,
+                "team-a",
+                &[f.member_user.clone(), f.outsider_user.clone()]
+            )
+            .await
+        )
+        .contains(&f.outsider_user)
+    );
+    is_forbidden(
+        m.add_workspace_members(&f.member, "default", std::slice::from_ref(&f.member_user))
+            .await,
+    );
+    let added = m
+        .add_workspace_members(&f.admin, "team-a", std::slice::from_ref(&f.member_user))
+        .await
+        .unwrap();
+    assert_eq!(added.len(), 1);
+    assert_eq!(added[0].role, Role::Member);
+    assert_eq!(added[0].id, format!("{}:{}", team.id, f.member_user));
+    let again = m
+        .add_workspace_members(&f.admin, "team-a", std::slice::from_ref(&f.member_user))
+        .await
+        .unwrap();
+    assert!(again.is_empty(), "already a member");
+    assert_eq!(
+        m.get_workspace(&f.member, "team-a").await.unwrap().id,
+        team.id
+    );
+    assert_eq!(
+        m.workspace_for_actor(&f.member, Some("team-a"))
+            .await
+            .unwrap()
+            .id,
+        team.id
+    );
+    let (members, total) = m
+        .list_workspace_members(&f.member, "team-a", 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(total, 2, "the creator and the added member");
+    let roles: Vec<(String, Role)> = members
+        .iter()
+        .map(|w| (w.user_id.clone(), w.role))
+        .collect();
+    assert!(roles.contains(&(f.admin_user.clone(), Role::Admin)));
+    assert!(roles.contains(&(f.member_user.clone(), Role::Member)));
+    let (everyone, total) = m
+        .list_workspace_members(&f.admin, "default", 0, 50)
+        .await
+        .unwrap();
+    assert_eq!(
+        (everyone.len(), total),
+        (2, 2),
+        "the Default holds every member"
+    );
+    assert!(
+        is_invalid(
+            m.remove_workspace_members(&f.admin, "default", std::slice::from_ref(&f.member_user))
+                .await
+        )
+        .contains("Default")
+    );
+
+    // Updates: admins only; the Default keeps its slug; slugs stay unique.
+    is_forbidden(
+        m.update_workspace(
+            &f.member,
+            "team-a",
+            &WorkspaceInput {
+                name: Some("Nope".into()),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    let version = f.publisher.current_version();
+    let renamed = m
+        .update_workspace(
+            &f.admin,
+            "team-a",
+            &WorkspaceInput {
+                name: Some("Team B".into()),
+                slug: Some("team-b".into()),
+                default_text_model: Some(None),
+                is_observability_io_logging_enabled: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (renamed.slug.as_str(), renamed.name.as_str()),
+        ("team-b", "Team B")
+    );
+    assert!(renamed.updated_at.is_some());
+    assert_eq!(renamed.settings["default_text_model"], Value::Null);
+    assert_eq!(
+        renamed.settings["default_provider_sort"], "price",
+        "untouched fields stay"
+    );
+    assert!(
+        f.publisher.current_version() > version,
+        "updates are published"
+    );
+    is_invalid(
+        m.update_workspace(
+            &f.admin,
+            "default",
+            &WorkspaceInput {
+                slug: Some("main".into()),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+    m.update_workspace(
+        &f.admin,
+        "default",
+        &WorkspaceInput {
+            name: Some("Main".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(
+        is_invalid(
+            m.update_workspace(
+                &f.admin,
+                "team-b",
+                &WorkspaceInput {
+                    slug: Some("default".into()),
+                    ..Default::default()
+                }
+            )
+            .await
+        )
+        .contains("already exists")
+    );
+    is_invalid(
+        m.update_workspace(
+            &f.admin,
+            "team-b",
+            &WorkspaceInput {
+                io_logging_sampling_rate: Some(0.0),
+                ..Default::default()
+            },
+        )
+        .await,
+    );
+
+    // Budgets: admins write, the workspace's members read, limits narrow with the interval.
+    let (daily, byok) = m
+        .upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily, 10.0, None)
+        .await
+        .unwrap();
+    assert_eq!((daily.limit_usd.as_str(), byok), ("10", false));
+    m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Monthly, 100.0, None)
+        .await
+        .unwrap();
+    assert!(
+        is_invalid(
+            m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Weekly, 5.0, None)
+                .await
+        )
+        .contains("strictly decrease")
+    );
+    is_invalid(
+        m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Lifetime, 50.0, None)
+            .await,
+    );
+    is_invalid(
+        m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Lifetime, 0.0, None)
+            .await,
+    );
+    let (weekly, byok) = m
+        .upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Weekly, 50.5, Some(true))
+        .await
+        .unwrap();
+    assert!(byok && weekly.include_byok);
+    let (replaced, _) = m
+        .upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily, 20.0, None)
+        .await
+        .unwrap();
+    assert_eq!(replaced.id, daily.id, "an upsert keeps the budget's id");
+    assert_eq!(replaced.limit_usd, "20");
+    is_forbidden(
+        m.upsert_workspace_budget(&f.member, "team-b", BudgetInterval::Lifetime, 500.0, None)
+            .await,
+    );
+    let budgets = m.list_workspace_budgets(&f.member, "team-b").await.unwrap();
+    assert_eq!(budgets.budgets.len(), 3);
+    assert!(budgets.include_byok_in_budgets);
+    assert!(
+        budgets.budgets.iter().all(|b| b.include_byok),
+        "BYOK inclusion is workspace-wide"
+    );
+    let (got, _) = m
+        .get_workspace_budget(&f.member, "team-b", BudgetInterval::Weekly)
+        .await
+        .unwrap();
+    assert_eq!(got.limit_usd, "50.5");
+    is_not_found(
+        m.get_workspace_budget(&f.member, "team-b", BudgetInterval::Lifetime)
+            .await,
+    );
+    is_not_found(m.list_workspace_budgets(&f.outsider, "team-b").await);
+    is_forbidden(
+        m.delete_workspace_budget(&f.member, "team-b", BudgetInterval::Daily)
+            .await,
+    );
+    m.delete_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily)
+        .await
+        .unwrap();
+    m.delete_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily)
+        .await
+        .unwrap();
+    assert_eq!(
+        m.list_workspace_budgets(&f.admin, "team-b")
+            .await
+            .unwrap()
+            .budgets
+            .len(),
+        2
+    );
+
+    // Removing a member with a live key in the workspace is refused.
+    let member_key = add_key(&f.store, &f, &team.id, &f.member_user, KeyKind::Inference).await;
+    assert!(
+        is_invalid(
+            m.remove_workspace_members(&f.admin, "team-b", std::slice::from_ref(&f.member_user))
+                .await
+        )
+        .contains("active API keys")
+    );
+    assert_eq!(
+        m.remove_workspace_members(&f.admin, "team-b", std::slice::from_ref(&f.admin_user))
+            .await
+            .unwrap(),
+        1
+    );
+
+    // Deletion: never the Default, not while it holds keys unless forced.
+    is_invalid(m.delete_workspace(&f.admin, "default", true).await);
+    is_forbidden(m.delete_workspace(&f.member, "team-b", true).await);
+    is_not_found(m.delete_workspace(&f.outsider, &team.id, true).await);
+    let refusal = is_invalid(m.delete_workspace(&f.admin, "team-b", false).await);
+    assert!(
+        refusal.contains("1 API key") && refusal.contains("force=true"),
+        "{refusal}"
+    );
+    assert!(
+        f.store.key(&member_key).await.unwrap().is_some(),
+        "a refusal changes nothing"
+    );
+    let version = f.publisher.current_version();
+    let held = m.delete_workspace(&f.admin, "team-b", true).await.unwrap();
+    assert_eq!(held.key_hashes, vec![member_key.clone()]);
+    assert!(
+        f.publisher.current_version() > version,
+        "deletion is published"
+    );
+    assert!(
+        f.store.key(&member_key).await.unwrap().is_none(),
+        "its keys go with it"
+    );
+    assert!(f.store.workspace(&team.id).await.unwrap().is_none());
+    assert!(
+        f.store
+            .workspace_budgets(&team.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        !f.store
+            .is_workspace_member(&team.id, &f.member_user)
+            .await
+            .unwrap()
+    );
+    is_not_found(m.get_workspace(&f.admin, &team.id).await);
+
+    // A key cannot delete the workspace it lives in.
+    let empty = m
+        .create_workspace(&f.admin, None, &named("Empty", "empty"))
+        .await
+        .unwrap();
+    let own_key = add_key(&f.store, &f, &empty.id, &f.admin_user, KeyKind::Management).await;
+    let in_it = Actor::Member {
+        user_id: f.admin_user.clone(),
+        organization_id: f.organization_id.clone(),
+        role: Role::Admin,
+        key_hash: own_key,
+    };
+    assert!(is_invalid(m.delete_workspace(&in_it, "empty", true).await).contains("calling key"));
+    m.delete_workspace(&f.admin, "empty", true).await.unwrap();
+
+    // Every mutation is audited, with its before and after.
+    let audit = f
+        .store
+        .audit_log(Some(&f.organization_id), 100)
+        .await
+        .unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    for action in [
+        "workspace.create",
+        "workspace.update",
+        "workspace.delete",
+        "workspace.members.add",
+        "workspace.members.remove",
+        "workspace.budget.upsert",
+        "workspace.budget.delete",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+    let deletion = audit
+        .iter()
+        .find(|a| a.action == "workspace.delete" && a.target == team.id)
+        .unwrap();
+    assert!(deletion.before.as_deref().unwrap().contains(&member_key));
+    assert!(deletion.after.is_none());
+}
+
+/// A request over a plain socket (the crate has no HTTP client); returns status and JSON body.
+async fn call(
+    addr: std::net::SocketAddr,
+    secret: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = body.unwrap_or("");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {secret}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let (_, json) = text.split_once("\r\n\r\n").unwrap();
+    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+}
+
+async fn rest_routes(url: &str) {
+    let f = fixture(url).await;
+    let app = api::router(ApiState {
+        store: f.store.clone(),
+        publisher: f.publisher.clone(),
+        manage: f.manage.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let key = f.management_secret.as_str();
+
+    let (status, body) = call(
+        addr,
+        key,
+        "POST",
+        "/api/v1/workspaces",
+        Some(r#"{"name":"Research","slug":"research","default_provider_sort":"throughput","io_logging_api_key_ids":[1,2]}"#),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let w = &body["data"];
+    let id = w["id"].as_str().unwrap().to_owned();
+    assert_eq!(w["slug"], "research");
+    assert_eq!(w["default_provider_sort"], "throughput");
+    assert_eq!(w["io_logging_api_key_ids"], serde_json::json!([1, 2]));
+    assert_eq!(w["io_logging_sampling_rate"], 1.0);
+    assert_eq!(w["default_guardrail_id"], format!("gr_default_{id}"));
+    assert_eq!(w["disabled_server_tools"], Value::Null);
+    assert_eq!(w["include_byok_in_budgets"], false);
+    assert!(w["created_at"].as_str().unwrap().ends_with('Z'));
+
+    let (status, body) = call(
+        addr,
+        key,
+        "GET",
+        "/api/v1/workspaces?offset=0&limit=50",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["total_count"], 2);
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    let (status, _) = call(addr, key, "GET", "/api/v1/workspaces?limit=500", None).await;
+    assert_eq!(status, 400);
+
+    let (status, body) = call(
+        addr,
+        key,
+        "PATCH",
+        "/api/v1/workspaces/research",
+        Some(r#"{"description":"R&D"}"#),
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"]["description"].as_str()),
+        (200, Some("R&D"))
+    );
+
+    let (status, body) = call(addr, key, "GET", "/api/v1/workspaces/nope", None).await;
+    assert_eq!(status, 404);
+    assert_eq!(body["error"]["code"], 404);
+    assert!(body["error"]["message"].as_str().unwrap().contains("nope"));
+
+    let (status, body) = call(
+        addr,
+        key,
+        "POST",
+        &format!("/api/v1/workspaces/{id}/members/add"),
+        Some(&format!(r#"{{"user_ids":["{}"]}}"#, f.member_user)),
+    )
+    .await;
+    assert_eq!(
+        (status, body["added_count"].as_i64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    assert_eq!(body["data"][0]["role"], "member");
+    let (status, body) = call(
+        addr,
+        key,
+        "GET",
+        &format!("/api/v1/workspaces/{id}/members"),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["total_count"].as_i64()), (200, Some(2)));
+    let (status, body) = call(
+        addr,
+        key,
+        "POST",
+        "/api/v1/workspaces/research/members/remove",
+        Some(&format!(r#"{{"user_ids":["{}"]}}"#, f.member_user)),
+    )
+    .await;
+    assert_eq!((status, body["removed_count"].as_i64()), (200, Some(1)));
+
+    let (status, body) = call(
+        addr,
+        key,
+        "PUT",
+        "/api/v1/workspaces/research/budgets/lifetime",
+        Some(r#"{"limit_usd":250,"include_byok_in_budgets":true}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["reset_interval"],
+        Value::Null,
+        "lifetime reads as null"
+    );
+    assert_eq!(body["data"]["limit_usd"], 250.0);
+    assert_eq!(body["include_byok_in_budgets"], true);
+    let (status, body) = call(
+        addr,
+        key,
+        "GET",
+        "/api/v1/workspaces/research/budgets",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["data"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
+    let (status, _) = call(
+        addr,
+        key,
+        "GET",
+        "/api/v1/workspaces/research/budgets/yearly",
+        None,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = call(
+        addr,
+        key,
+        "GET",
+        "/api/v1/workspaces/research/budgets/daily",
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, body) = call(
+        addr,
+        key,
+        "DELETE",
+        "/api/v1/workspaces/research/budgets/lifetime",
+        None,
+    )
+    .await;
+    assert_eq!((status, body["deleted"].as_bool()), (200, Some(true)));
+
+    let (status, body) = call(addr, key, "DELETE", "/api/v1/workspaces/default", None).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call(
+        addr,
+        key,
+        "DELETE",
+        &format!("/api/v1/workspaces/{id}?force=true"),
+        None,
+    )
+    .await;
+    assert_eq!((status, body["deleted"].as_bool()), (200, Some(true)));
+    let (status, body) = call(addr, key, "GET", "/api/v1/workspaces", None).await;
+    assert_eq!((status, body["total_count"].as_i64()), (200, Some(1)));
+}
+
+#[tokio::test]
+async fn sqlite_manage() {
+    on_sqlite("manage", |url| async move {
+        workspaces_members_and_budgets(&url).await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sqlite_rest() {
+    on_sqlite("rest", |url| async move { rest_routes(&url).await }).await;
+}
+
+#[tokio::test]
+async fn postgres_manage() {
+    on_postgres(|url| async move { workspaces_members_and_budgets(&url).await }).await;
+}
+
+#[tokio::test]
+async fn postgres_rest() {
+    on_postgres(|url| async move { rest_routes(&url).await }).await;
+}
+
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{}_{nanos}", std::process::id())
+}
+
+async fn on_sqlite<F: std::future::Future<Output = ()>>(name: &str, run: impl FnOnce(String) -> F) {
+    let dir = std::env::temp_dir().join(format!("switchyard-workspaces-{name}-{}", unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    run(Store::sqlite_url(&dir)).await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Needs a PostgreSQL server, as `tests/store.rs` does: `SWITCHYARD_TEST_POSTGRES` (default:
+/// the local one). The test creates and drops its own database.
+async fn on_postgres<F: std::future::Future<Output = ()>>(run: impl FnOnce(String) -> F) {
+    use sqlx::Connection;
+    sqlx::any::install_default_drivers();
+    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut admin = sqlx::AnyConnection::connect(&admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
+    let name = format!("switchyard_ws_{}", unique());
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = match admin_url.rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{name}"),
+        None => panic!("unexpected URL {admin_url}"),
+    };
+    run(url).await;
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
