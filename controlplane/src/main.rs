@@ -88,6 +88,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         publisher: publisher.clone(),
         vault,
+        serial: Default::default(),
     };
     // Re-wrap BYOK data keys under the current master key before serving, so a retired master
     // key is needed for one start only.

@@ -44,6 +44,7 @@ async fn manage(store: &Store, current: &str, retired: &[String]) -> Manage {
         store: store.clone(),
         publisher: Publisher::start(store.clone()).await.unwrap(),
         vault: Arc::new(Vault::new(current, retired).unwrap()),
+        serial: Default::default(),
     }
 }
 

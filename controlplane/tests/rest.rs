@@ -82,6 +82,7 @@ async fn fixture(url: &str) -> Fixture {
         store: store.clone(),
         publisher: publisher.clone(),
         vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+        serial: Default::default(),
     };
     let op = Actor::Operator;
 
@@ -260,7 +261,22 @@ async fn run_matrix(f: &Fixture) -> usize {
             "POST",
             format!("/keys/{}/rotate", id("members_key")),
             Some(json!({"grace_seconds": 60})),
-            [401, 403, 404, 404, 201, 201],
+            // Only the owner rotates (an admin would get a secret acting as the member).
+            [401, 403, 404, 404, 201, 403],
+        ),
+        case(
+            "POST",
+            format!("/keys/{}/rotate", id("members_key")),
+            Some(json!({"grace_seconds": 60})),
+            // Already rotated: rotate the successor instead.
+            [401, 403, 404, 404, 400, 403],
+        ),
+        case(
+            "PATCH",
+            format!("/keys/{}", id("members_key")),
+            Some(json!({"limit": null})),
+            // Members cannot lift limits (this key has none, so clearing is a no-op for them).
+            [401, 403, 404, 404, 200, 200],
         ),
         case(
             "DELETE",

@@ -102,6 +102,7 @@ async fn fixture(url: &str) -> Fixture {
         store: store.clone(),
         publisher: publisher.clone(),
         vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+        serial: Default::default(),
     };
     Fixture {
         manage,

@@ -1,16 +1,20 @@
 //! Store rows to `switchyard.admin.v1` messages, and wire enums and JSON text to domain values.
 //! Nothing here decides anything: validation stays in the manage layer.
 
+use serde::{Deserialize, Deserializer};
 use serde_json::{Map, Value};
 use switchyard_proto::admin::v1 as pb;
 use tonic::Status;
 
 use crate::keys::{KeyKind, LimitReset};
 use crate::manage::Role;
+use crate::manage::byok::{ByokPatch, ByokSettings};
 use crate::manage::credits::Credits;
 use crate::manage::presets::PresetView;
+use crate::manage::workspaces::WorkspaceInput;
 use crate::store::{
-    AuditRow, KeyRow, LedgerRow, MemberRow, OrganizationRow, PresetRow, PresetVersionRow, UserRow,
+    AuditRow, ByokRow, KeyRow, LedgerRow, MemberRow, OrganizationRow, PresetRow, PresetVersionRow,
+    UserRow, WorkspaceRow,
 };
 
 pub fn organization(o: OrganizationRow) -> pb::Organization {
@@ -63,6 +67,157 @@ pub fn role(value: i32) -> Result<Role, Status> {
             "role must be ROLE_ADMIN or ROLE_MEMBER",
         )),
     }
+}
+
+pub fn workspace(w: WorkspaceRow) -> pb::Workspace {
+    pb::Workspace {
+        id: w.id,
+        organization_id: w.organization_id,
+        name: w.name,
+        slug: w.slug,
+        description: w.description.unwrap_or_default(),
+        is_default: w.is_default,
+        created_by: w.created_by.unwrap_or_default(),
+        created_at_ms: w.created_at,
+        updated_at_ms: w.updated_at.unwrap_or(0),
+        settings_json: Value::Object(w.settings).to_string(),
+    }
+}
+
+/// The settings fields a workspace request may set, as the SDK names them. Unknown fields are
+/// refused so that a misspelt one fails instead of being ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkspaceSettingsPatch {
+    #[serde(default, deserialize_with = "present")]
+    default_text_model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    default_image_model: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    default_provider_sort: Option<Option<String>>,
+    io_logging_sampling_rate: Option<f64>,
+    is_data_discount_logging_enabled: Option<bool>,
+    is_observability_broadcast_enabled: Option<bool>,
+    is_observability_io_logging_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    io_logging_api_key_ids: Option<Option<Vec<i64>>>,
+    #[serde(default, deserialize_with = "present")]
+    disabled_server_tools: Option<Option<Vec<String>>>,
+}
+
+/// Tells a field given as `null` (`Some(None)`) from one left out (`None`).
+fn present<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn settings<T: for<'de> Deserialize<'de> + Default>(field: &str, text: &str) -> Result<T, Status> {
+    let map = json_object(field, text)?;
+    serde_json::from_value(Value::Object(map))
+        .map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+}
+
+/// A workspace creation or change: the named fields, and the settings fields of `settings_json`.
+pub fn workspace_input(
+    name: Option<String>,
+    slug: Option<String>,
+    description: Option<String>,
+    settings_json: &str,
+) -> Result<WorkspaceInput, Status> {
+    let s: WorkspaceSettingsPatch = settings("settings_json", settings_json)?;
+    Ok(WorkspaceInput {
+        name,
+        slug,
+        // An empty description clears it.
+        description: description.map(|d| non_empty(&d).map(str::to_owned)),
+        default_text_model: s.default_text_model,
+        default_image_model: s.default_image_model,
+        default_provider_sort: s.default_provider_sort,
+        io_logging_sampling_rate: s.io_logging_sampling_rate,
+        is_data_discount_logging_enabled: s.is_data_discount_logging_enabled,
+        is_observability_broadcast_enabled: s.is_observability_broadcast_enabled,
+        is_observability_io_logging_enabled: s.is_observability_io_logging_enabled,
+        io_logging_api_key_ids: s.io_logging_api_key_ids,
+        disabled_server_tools: s.disabled_server_tools,
+    })
+}
+
+pub fn byok(c: ByokRow) -> pb::ByokCredential {
+    // Built field by field: the sealed key never leaves the store row.
+    pb::ByokCredential {
+        id: c.id,
+        organization_id: c.organization_id,
+        workspace_id: c.workspace_id,
+        provider: c.provider,
+        name: c.name.unwrap_or_default(),
+        label: c.label,
+        settings_json: Value::Object(c.settings).to_string(),
+        disabled: c.disabled,
+        sort_order: c.sort_order,
+        created_at_ms: c.created_at,
+        updated_at_ms: c.updated_at.unwrap_or(0),
+    }
+}
+
+/// The settings fields a BYOK request may set, as the SDK names them.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByokSettingsPatch {
+    #[serde(default, deserialize_with = "present")]
+    allowed_api_key_hashes: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    allowed_models: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    allowed_user_ids: Option<Option<Vec<String>>>,
+    #[serde(default, deserialize_with = "present")]
+    declared_region: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    declared_zdr: Option<Option<bool>>,
+    is_byok_only: Option<bool>,
+    is_fallback: Option<bool>,
+    is_required: Option<bool>,
+}
+
+pub fn byok_settings(settings_json: &str) -> Result<ByokSettings, Status> {
+    let s: ByokSettingsPatch = settings("settings_json", settings_json)?;
+    Ok(ByokSettings {
+        allowed_api_key_hashes: s.allowed_api_key_hashes.flatten(),
+        allowed_models: s.allowed_models.flatten(),
+        allowed_user_ids: s.allowed_user_ids.flatten(),
+        declared_region: s.declared_region.flatten(),
+        declared_zdr: s.declared_zdr.flatten(),
+        is_byok_only: s.is_byok_only.unwrap_or(false),
+        is_fallback: s.is_fallback.unwrap_or(false),
+        is_required: s.is_required.unwrap_or(false),
+    })
+}
+
+pub fn byok_patch(
+    name: Option<String>,
+    secret: Option<String>,
+    disabled: Option<bool>,
+    settings_json: Option<&str>,
+) -> Result<ByokPatch, Status> {
+    let s: ByokSettingsPatch = match settings_json {
+        Some(text) => settings("settings_json", text)?,
+        None => ByokSettingsPatch::default(),
+    };
+    Ok(ByokPatch {
+        key: secret,
+        name: name.map(|n| non_empty(&n).map(str::to_owned)),
+        disabled,
+        allowed_api_key_hashes: s.allowed_api_key_hashes,
+        allowed_models: s.allowed_models,
+        allowed_user_ids: s.allowed_user_ids,
+        declared_region: s.declared_region,
+        declared_zdr: s.declared_zdr,
+        is_byok_only: s.is_byok_only,
+        is_fallback: s.is_fallback,
+        is_required: s.is_required,
+    })
 }
 
 pub fn key(k: KeyRow) -> pb::Key {
@@ -243,6 +398,30 @@ mod tests {
         );
         assert_eq!(key_kind(0).unwrap(), KeyKind::Inference);
         assert!(key_kind(7).is_err());
+    }
+
+    #[test]
+    fn settings_fields_are_typed_and_unknown_ones_refused() {
+        let input = workspace_input(
+            None,
+            None,
+            Some(String::new()),
+            r#"{"default_text_model": null, "io_logging_sampling_rate": 0.5}"#,
+        )
+        .unwrap();
+        assert_eq!(input.description, Some(None));
+        assert_eq!(input.default_text_model, Some(None));
+        assert_eq!(input.default_image_model, None);
+        assert_eq!(input.io_logging_sampling_rate, Some(0.5));
+        assert!(workspace_input(None, None, None, r#"{"defualt_text_model": "a/b"}"#).is_err());
+        assert!(workspace_input(None, None, None, r#"{"io_logging_sampling_rate": "x"}"#).is_err());
+        let byok = byok_settings(r#"{"is_fallback": true, "allowed_models": ["a/b"]}"#).unwrap();
+        assert!(byok.is_fallback);
+        assert_eq!(byok.allowed_models, Some(vec!["a/b".to_owned()]));
+        assert!(byok_settings(r#"{"secret": "x"}"#).is_err());
+        let patch = byok_patch(None, None, None, Some(r#"{"declared_region": null}"#)).unwrap();
+        assert_eq!(patch.declared_region, Some(None));
+        assert_eq!(patch.allowed_models, None);
     }
 
     #[test]

@@ -7,10 +7,12 @@ use tonic::{Code, Request, Response, Status};
 
 use super::convert::{self, non_empty};
 use super::status;
+use crate::manage::byok::NewByok;
 use crate::manage::keys::{KeyFilter, KeyUpdate, NewKeyInput};
 use crate::manage::organizations::OrganizationPatch;
 use crate::manage::presets::{NewPreset, NewPresetVersion, PresetPatch};
-use crate::manage::{Actor, Manage, ManageError, Role};
+use crate::manage::{Actor, Manage, ManageError, Role, workspaces};
+use crate::store::WorkspaceRow;
 
 /// Page size when a list request leaves `limit` at 0.
 const DEFAULT_PAGE: i64 = 100;
@@ -77,17 +79,52 @@ impl AdminApi {
             })
     }
 
-    /// A workspace id from an id or slug of the organization.
+    /// Every workspace of an organization, the Default first.
+    async fn workspaces(&self, organization_id: &str) -> Result<Vec<WorkspaceRow>, Status> {
+        let mut all = Vec::new();
+        loop {
+            let (rows, total) = self
+                .manage
+                .list_workspaces(
+                    OPERATOR,
+                    Some(organization_id),
+                    all.len() as i64,
+                    workspaces::MAX_PAGE,
+                )
+                .await
+                .map_err(on_change)?;
+            let fetched = rows.len();
+            all.extend(rows);
+            if fetched == 0 || all.len() as i64 >= total {
+                return Ok(all);
+            }
+        }
+    }
+
+    /// A workspace id from an id or a slug: the manage layer takes ids from the operator, who
+    /// has no organization to look slugs up in, but operators think in slugs.
     async fn workspace_id(&self, organization_id: &str, reference: &str) -> Result<String, Status> {
-        let workspace = self
-            .manage
-            .store
-            .workspace_by_ref(organization_id, reference)
-            .await
-            .map_err(|e| on_change(e.into()))?;
-        workspace
+        let reference = reference.trim();
+        self.workspaces(organization_id)
+            .await?
+            .into_iter()
+            .find(|w| w.id == reference || w.slug == reference)
             .map(|w| w.id)
             .ok_or_else(|| Status::not_found(format!("Workspace {reference} not found")))
+    }
+
+    /// Fails unless the credential belongs to the organization the request names, so that an
+    /// id cannot reach across organizations by mistake.
+    async fn byok_of(&self, organization_id: &str, id: &str) -> Result<(), Status> {
+        let row = self
+            .manage
+            .byok_key(OPERATOR, id)
+            .await
+            .map_err(on_change)?;
+        if row.organization_id != organization_id {
+            return Err(Status::not_found(format!("BYOK credential {id} not found")));
+        }
+        Ok(())
     }
 }
 
@@ -235,48 +272,116 @@ impl AdminService for AdminApi {
 
     async fn create_workspace(
         &self,
-        _: Request<pb::CreateWorkspaceRequest>,
+        request: Request<pb::CreateWorkspaceRequest>,
     ) -> RpcResult<pb::Workspace> {
-        Err(Status::unimplemented("workspaces: pending"))
+        let r = request.into_inner();
+        let input =
+            convert::workspace_input(Some(r.name), Some(r.slug), r.description, &r.settings_json)?;
+        let w = self
+            .manage
+            .create_workspace(OPERATOR, Some(&r.organization_id), &input)
+            .await
+            .map_err(on_create)?;
+        ok(convert::workspace(w))
     }
 
     async fn list_workspaces(
         &self,
-        _: Request<pb::ListWorkspacesRequest>,
+        request: Request<pb::ListWorkspacesRequest>,
     ) -> RpcResult<pb::ListWorkspacesResponse> {
-        Err(Status::unimplemented("workspaces: pending"))
+        let r = request.into_inner();
+        let rows = self.workspaces(&r.organization_id).await?;
+        ok(pb::ListWorkspacesResponse {
+            workspaces: rows.into_iter().map(convert::workspace).collect(),
+        })
     }
 
-    async fn get_workspace(&self, _: Request<pb::GetWorkspaceRequest>) -> RpcResult<pb::Workspace> {
-        Err(Status::unimplemented("workspaces: pending"))
+    async fn get_workspace(
+        &self,
+        request: Request<pb::GetWorkspaceRequest>,
+    ) -> RpcResult<pb::Workspace> {
+        let r = request.into_inner();
+        let id = self.workspace_id(&r.organization_id, &r.workspace).await?;
+        let w = self
+            .manage
+            .get_workspace(OPERATOR, &id)
+            .await
+            .map_err(on_change)?;
+        ok(convert::workspace(w))
     }
 
     async fn update_workspace(
         &self,
-        _: Request<pb::UpdateWorkspaceRequest>,
+        request: Request<pb::UpdateWorkspaceRequest>,
     ) -> RpcResult<pb::Workspace> {
-        Err(Status::unimplemented("workspaces: pending"))
+        let r = request.into_inner();
+        let id = self.workspace_id(&r.organization_id, &r.workspace).await?;
+        let input = convert::workspace_input(
+            r.name,
+            r.slug,
+            r.description,
+            r.settings_json.as_deref().unwrap_or_default(),
+        )?;
+        let w = self
+            .manage
+            .update_workspace(OPERATOR, &id, &input)
+            .await
+            .map_err(on_change)?;
+        ok(convert::workspace(w))
     }
 
     async fn delete_workspace(
         &self,
-        _: Request<pb::DeleteWorkspaceRequest>,
+        request: Request<pb::DeleteWorkspaceRequest>,
     ) -> RpcResult<pb::DeleteWorkspaceResponse> {
-        Err(Status::unimplemented("workspaces: pending"))
+        let r = request.into_inner();
+        let id = self.workspace_id(&r.organization_id, &r.workspace).await?;
+        let deleted = self
+            .manage
+            .delete_workspace(OPERATOR, &id, r.force)
+            .await
+            .map_err(on_change)?;
+        ok(pb::DeleteWorkspaceResponse {
+            deleted_key_hashes: deleted.key_hashes,
+            deleted_presets: deleted.presets,
+            deleted_byok_credentials: deleted.byok_credentials,
+        })
     }
 
     async fn add_workspace_member(
         &self,
-        _: Request<pb::AddWorkspaceMemberRequest>,
+        request: Request<pb::AddWorkspaceMemberRequest>,
     ) -> RpcResult<pb::AddWorkspaceMemberResponse> {
-        Err(Status::unimplemented("workspaces: pending"))
+        let r = request.into_inner();
+        let id = self.workspace_id(&r.organization_id, &r.workspace).await?;
+        let added = self
+            .manage
+            .add_workspace_members(OPERATOR, &id, std::slice::from_ref(&r.user_id))
+            .await
+            .map_err(on_change)?;
+        ok(pb::AddWorkspaceMemberResponse {
+            added: !added.is_empty(),
+        })
     }
 
     async fn remove_workspace_member(
         &self,
-        _: Request<pb::RemoveWorkspaceMemberRequest>,
+        request: Request<pb::RemoveWorkspaceMemberRequest>,
     ) -> RpcResult<pb::RemoveWorkspaceMemberResponse> {
-        Err(Status::unimplemented("workspaces: pending"))
+        let r = request.into_inner();
+        let id = self.workspace_id(&r.organization_id, &r.workspace).await?;
+        let removed = self
+            .manage
+            .remove_workspace_members(OPERATOR, &id, std::slice::from_ref(&r.user_id))
+            .await
+            .map_err(on_change)?;
+        if removed == 0 {
+            return Err(Status::not_found(format!(
+                "User {} is not a member of workspace {}",
+                r.user_id, r.workspace
+            )));
+        }
+        ok(pb::RemoveWorkspaceMemberResponse {})
     }
 
     // ---- keys -----------------------------------------------------------------------------
@@ -606,30 +711,91 @@ impl AdminService for AdminApi {
 
     async fn list_byok_credentials(
         &self,
-        _: Request<pb::ListByokCredentialsRequest>,
+        request: Request<pb::ListByokCredentialsRequest>,
     ) -> RpcResult<pb::ListByokCredentialsResponse> {
-        Err(Status::unimplemented("byok: pending"))
+        let r = request.into_inner();
+        let org = Some(r.organization_id.as_str());
+        let workspaces = match non_empty(&r.workspace) {
+            Some(w) => vec![self.workspace_id(&r.organization_id, w).await?],
+            None => self
+                .workspaces(&r.organization_id)
+                .await?
+                .into_iter()
+                .map(|w| w.id)
+                .collect(),
+        };
+        let provider = non_empty(&r.provider);
+        let mut credentials = Vec::new();
+        for workspace in workspaces {
+            let mut offset = 0;
+            loop {
+                let (rows, total) = self
+                    .manage
+                    .byok_keys(OPERATOR, org, Some(&workspace), provider, offset, MAX_PAGE)
+                    .await
+                    .map_err(on_change)?;
+                let fetched = rows.len() as i64;
+                offset += fetched;
+                credentials.extend(rows.into_iter().map(convert::byok));
+                if fetched == 0 || offset >= total {
+                    break;
+                }
+            }
+        }
+        ok(pb::ListByokCredentialsResponse { credentials })
     }
 
     async fn create_byok_credential(
         &self,
-        _: Request<pb::CreateByokCredentialRequest>,
+        request: Request<pb::CreateByokCredentialRequest>,
     ) -> RpcResult<pb::ByokCredential> {
-        Err(Status::unimplemented("byok: pending"))
+        let r = request.into_inner();
+        let workspace_id = match non_empty(&r.workspace) {
+            Some(w) => Some(self.workspace_id(&r.organization_id, w).await?),
+            None => None,
+        };
+        let new = NewByok {
+            provider: r.provider,
+            key: r.secret,
+            workspace_id,
+            name: non_empty(&r.name).map(str::to_owned),
+            disabled: r.disabled,
+            settings: convert::byok_settings(&r.settings_json)?,
+        };
+        let row = self
+            .manage
+            .create_byok(OPERATOR, Some(&r.organization_id), new)
+            .await
+            .map_err(on_create)?;
+        ok(convert::byok(row))
     }
 
     async fn update_byok_credential(
         &self,
-        _: Request<pb::UpdateByokCredentialRequest>,
+        request: Request<pb::UpdateByokCredentialRequest>,
     ) -> RpcResult<pb::ByokCredential> {
-        Err(Status::unimplemented("byok: pending"))
+        let r = request.into_inner();
+        self.byok_of(&r.organization_id, &r.id).await?;
+        let patch = convert::byok_patch(r.name, r.secret, r.disabled, r.settings_json.as_deref())?;
+        let row = self
+            .manage
+            .update_byok(OPERATOR, &r.id, patch)
+            .await
+            .map_err(on_change)?;
+        ok(convert::byok(row))
     }
 
     async fn delete_byok_credential(
         &self,
-        _: Request<pb::DeleteByokCredentialRequest>,
+        request: Request<pb::DeleteByokCredentialRequest>,
     ) -> RpcResult<pb::DeleteByokCredentialResponse> {
-        Err(Status::unimplemented("byok: pending"))
+        let r = request.into_inner();
+        self.byok_of(&r.organization_id, &r.id).await?;
+        self.manage
+            .delete_byok(OPERATOR, &r.id)
+            .await
+            .map_err(on_change)?;
+        ok(pb::DeleteByokCredentialResponse {})
     }
 
     // ---- audit ----------------------------------------------------------------------------

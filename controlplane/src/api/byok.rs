@@ -262,16 +262,16 @@ mod tests {
                 json!({ "provider": "openai", "key": "k", "is_byok_only": true, "is_fallback": true }),
                 "byok-only fallback",
             ),
-            (
-                json!({ "provider": "openai", "key": "k", "workspace_id": "ws_elsewhere" }),
-                "a workspace of no organization of the caller",
-            ),
             (json!({ "provider": "openai" }), "no key"),
         ] {
             let (status, body) = s.call("admin", "POST", "/api/v1/byok", Some(body)).await;
             assert_eq!(status, 400, "{why}: {body}");
             assert_eq!(body["error"]["code"], 400);
         }
+        // A workspace outside the caller's organization is not found, like any other id.
+        let body = json!({ "provider": "openai", "key": "k", "workspace_id": "ws_elsewhere" });
+        let (status, body) = s.call("admin", "POST", "/api/v1/byok", Some(body)).await;
+        assert_eq!(status, 404, "{body}");
 
         // Members read; only admins write; inference keys do neither.
         let (status, list) = s.call("member", "GET", "/api/v1/byok", None).await;

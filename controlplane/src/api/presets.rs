@@ -465,6 +465,7 @@ pub(super) mod fixture {
             store: store.clone(),
             publisher: publisher.clone(),
             vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+            serial: Default::default(),
         };
         let app = router(ApiState {
             store: store.clone(),

@@ -458,7 +458,7 @@ impl Manage {
         };
         match workspace {
             Some(w) if w.organization_id == organization_id => Ok(w.id),
-            _ => Err(ManageError::Invalid(format!(
+            _ => Err(ManageError::NotFound(format!(
                 "Workspace {} not found",
                 requested.unwrap_or("(default)")
             ))),

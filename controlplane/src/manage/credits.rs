@@ -98,6 +98,9 @@ impl Manage {
         if micros <= 0 {
             return Err(ManageError::Invalid("amount must be more than 0".into()));
         }
+        // The balance check and both entries happen under one lock, so concurrent transfers
+        // cannot both spend the same credits.
+        let _serial = self.serial.lock().await;
         let balance = self.credits(actor, Some(&personal.id)).await?;
         let available = balance.total_credits - balance.total_usage;
         if micros_usd(micros) > available + 1e-9 {

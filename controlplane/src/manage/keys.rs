@@ -205,6 +205,19 @@ impl Manage {
         {
             return Err(ManageError::Invalid("A key cannot disable itself".into()));
         }
+        if !actor.is_admin_of(&before.organization_id) {
+            let re_enables = before.disabled && update.disabled == Some(false);
+            let loosens_limit = match (&update.limit_usd, &before.limit_usd) {
+                (Some(None), Some(_)) => true,
+                (Some(Some(new)), Some(old)) => old.parse::<f64>().is_ok_and(|o| *new > o),
+                _ => false,
+            };
+            if re_enables || loosens_limit {
+                return Err(ManageError::Forbidden(
+                    "Only admins re-enable keys or raise and remove their limits".into(),
+                ));
+            }
+        }
         let workspace_id = match update.workspace.as_deref() {
             Some(w) => Some(
                 self.usable_workspace(
@@ -284,6 +297,18 @@ impl Manage {
         grace_seconds: u64,
     ) -> ManageResult<(KeyRow, String)> {
         let old = self.key(actor, hash).await?;
+        // Rotation hands out a working secret that acts as the key's owner: only the owner (or
+        // the operator) may ask for one, even an admin who can see the key.
+        if actor.user_id().is_some_and(|u| u != old.creator_user_id) {
+            return Err(ManageError::Forbidden(
+                "Only a key's owner can rotate it".into(),
+            ));
+        }
+        if self.store.has_successor(&old.hash).await? {
+            return Err(ManageError::Conflict(
+                "This key was already rotated; rotate its successor instead".into(),
+            ));
+        }
         if grace_seconds > MAX_GRACE_SECONDS {
             return Err(ManageError::Invalid(format!(
                 "grace_seconds must be at most {MAX_GRACE_SECONDS}"
@@ -329,7 +354,7 @@ impl Manage {
     }
 
     /// The workspace a key of `owner` may live in: the requested one (id or slug) or the
-    /// Default; a member must belong to it, an admin may use any of the organization's.
+    /// Default.
     async fn usable_workspace(
         &self,
         actor: &Actor,
@@ -347,9 +372,14 @@ impl Manage {
                 requested.unwrap_or("(default)")
             ))
         })?;
-        if !actor.is_admin_of(organization_id)
-            && !self.store.is_workspace_member(&workspace.id, owner).await?
-        {
+        // The key's owner must belong to the workspace, unless the owner is an admin (who may
+        // use any of the organization's workspaces).
+        let owner_is_admin = self
+            .store
+            .membership(organization_id, owner)
+            .await?
+            .is_some_and(|m| m.role == Role::Admin.as_str());
+        if !owner_is_admin && !self.store.is_workspace_member(&workspace.id, owner).await? {
             return Err(ManageError::Forbidden(format!(
                 "You are not a member of workspace {}",
                 workspace.slug

@@ -196,6 +196,9 @@ pub struct Manage {
     pub store: Store,
     pub publisher: Arc<Publisher>,
     pub vault: Arc<Vault>,
+    /// Serialises check-then-write changes (member cap, last admin, credit transfers) within
+    /// this control plane. Replicas sharing one PostgreSQL would need row locks instead.
+    pub serial: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Manage {

@@ -211,6 +211,7 @@ impl Manage {
                 "A personal account has no other members".into(),
             ));
         }
+        let _serial = self.serial.lock().await;
         let user = self
             .store
             .user(user_id)
@@ -259,6 +260,7 @@ impl Manage {
     ) -> ManageResult<MemberRow> {
         let org = self.organization(actor, organization_id).await?;
         actor.require_admin(&org.id, "Organization")?;
+        let _serial = self.serial.lock().await;
         let before = self.member(&org.id, user_id).await?;
         if role == Role::Member && before.role == Role::Admin.as_str() {
             self.keep_an_admin(&org.id, user_id).await?;
@@ -294,6 +296,7 @@ impl Manage {
                 "A personal account's owner cannot be removed".into(),
             ));
         }
+        let _serial = self.serial.lock().await;
         let before = self.member(&org.id, user_id).await?;
         if before.role == Role::Admin.as_str() {
             self.keep_an_admin(&org.id, user_id).await?;

@@ -379,7 +379,7 @@ impl Manage {
         let workspace = workspace
             .filter(|w| w.organization_id == organization_id)
             .ok_or_else(|| {
-                ManageError::Invalid(format!(
+                ManageError::NotFound(format!(
                     "Workspace {} not found",
                     requested.unwrap_or("(default)")
                 ))

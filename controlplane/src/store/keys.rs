@@ -195,6 +195,15 @@ impl Store {
         Ok(Some(k))
     }
 
+    /// Whether a key was already replaced by rotation.
+    pub async fn has_successor(&self, hash: &str) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE rotated_from = $1")
+            .bind(hash)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
     pub async fn delete_key(&self, hash: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM api_keys WHERE hash = $1")
             .bind(hash)
