@@ -21,6 +21,7 @@ GATEWAY_PORT=$(free_port "${SWITCHYARD_PORT:-8080}")
 CP_HTTP_PORT=$(free_port 8081)
 [ "$CP_HTTP_PORT" = "$GATEWAY_PORT" ] && CP_HTTP_PORT=$(free_port $((GATEWAY_PORT + 1)))
 CP_GRPC_PORT=$(free_port 50051)
+CP_ADMIN_PORT=$(free_port $((CP_GRPC_PORT + 1)))
 MOCK_PORT=$(free_port 9000)
 
 echo "Building Switchyard (first build takes a few minutes)..."
@@ -56,6 +57,7 @@ pids+=($!)
 SWITCHYARD_MOCK_URL="$MOCK_URL" SWITCHYARD_MOCK_URL_B="$MOCK_URL" \
   "$BIN/switchyard-controlplane" --data-dir "$DATA_DIR" \
   --http-listen "127.0.0.1:$CP_HTTP_PORT" --grpc-listen "127.0.0.1:$CP_GRPC_PORT" \
+  --admin-listen "127.0.0.1:$CP_ADMIN_PORT" \
   >"$LOGS/controlplane.log" 2>&1 &
 pids+=($!)
 wait_http "http://127.0.0.1:$CP_HTTP_PORT/health" "the control plane"
@@ -82,6 +84,7 @@ cat <<MSG
 
     gateway        http://127.0.0.1:$GATEWAY_PORT/api/v1
     control plane  http://127.0.0.1:$CP_HTTP_PORT (REST), 127.0.0.1:$CP_GRPC_PORT (gRPC)
+    operator API   http://127.0.0.1:$CP_ADMIN_PORT (swctl --server; token in $DATA_DIR/controlplane/operator.token)
     mock provider  $MOCK_URL
     data           $DATA_DIR (logs in $LOGS)
 

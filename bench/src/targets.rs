@@ -191,6 +191,7 @@ pub async fn switchyard(
     pin: &Pinning,
 ) -> anyhow::Result<Switchyard> {
     let (cp_http, cp_grpc, port) = (free_port()?, free_port()?, free_port()?);
+    let cp_admin = free_port()?;
     let data = dir.join("switchyard");
     let mock_url = format!("http://127.0.0.1:{mock_port}/v1");
     let cp = spawn(
@@ -202,6 +203,8 @@ pub async fn switchyard(
             format!("127.0.0.1:{cp_http}"),
             "--grpc-listen".into(),
             format!("127.0.0.1:{cp_grpc}"),
+            "--admin-listen".into(),
+            format!("127.0.0.1:{cp_admin}"),
         ],
         &[
             ("SWITCHYARD_MOCK_URL", mock_url.clone()),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use switchyard_controlplane::admin::{self, OperatorToken, TlsFiles};
+use switchyard_controlplane::admin::{self, AdminServer, OperatorToken, TlsFiles};
 use switchyard_controlplane::api::{self, ApiState};
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::config::Config;
@@ -108,13 +108,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }),
         _ => None,
     };
-    let admin = admin::serve(
+    let admin = AdminServer::new(
         manage.clone(),
         config.admin_listen,
-        admin_tls,
+        admin_tls.as_ref(),
         operator_token,
-        shutdown_signal(),
-    );
+    )?;
+    // A control plane without its operator API (a taken port, say) must not pass for a healthy
+    // one: any listener failing stops the process.
+    let admin = async move {
+        admin
+            .serve(shutdown_signal())
+            .await
+            .context("operator API failed")
+    };
     let grpc = tonic::transport::Server::builder()
         .add_service(ConfigServiceServer::new(ConfigApi {
             publisher: publisher.clone(),
@@ -133,10 +140,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     });
     tracing::info!(http = %config.http_listen, grpc = %config.grpc_listen, "control plane ready");
     let http = axum::serve(http, app).with_graceful_shutdown(shutdown_signal());
-    let (grpc, http, admin) = tokio::join!(grpc, http, admin);
-    grpc.context("gRPC server failed")?;
-    http.context("HTTP server failed")?;
-    admin?;
+    tokio::try_join!(
+        async { grpc.await.context("gRPC server failed") },
+        async { http.await.context("HTTP server failed") },
+        admin,
+    )?;
     Ok(())
 }
 

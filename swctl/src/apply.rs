@@ -47,8 +47,8 @@ pub async fn apply(client: &mut Admin, file: &Path, prune: bool) -> anyhow::Resu
 }
 
 fn read(file: &Path) -> anyhow::Result<Spec> {
-    let text = std::fs::read_to_string(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     Spec::parse(&text).map_err(|e| anyhow!("{}: {e}", file.display()))
 }
 
@@ -242,6 +242,32 @@ async fn execute(client: &mut Admin, ids: &mut Ids, change: &Change) -> anyhow::
                     organization_id: ids.org(org)?,
                     workspace: slug.clone(),
                     force: true,
+                })
+                .await?;
+        }
+        Change::AddWorkspaceMember {
+            org,
+            workspace,
+            email,
+        } => {
+            client
+                .add_workspace_member(pb::AddWorkspaceMemberRequest {
+                    organization_id: ids.org(org)?,
+                    workspace: workspace.clone(),
+                    user_id: ids.user(email)?,
+                })
+                .await?;
+        }
+        Change::RemoveWorkspaceMember {
+            org,
+            workspace,
+            email,
+        } => {
+            client
+                .remove_workspace_member(pb::RemoveWorkspaceMemberRequest {
+                    organization_id: ids.org(org)?,
+                    workspace: workspace.clone(),
+                    user_id: ids.user(email)?,
                 })
                 .await?;
         }

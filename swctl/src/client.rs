@@ -72,8 +72,9 @@ pub async fn connect(
         let mut tls = ClientTlsConfig::new();
         tls = match ca_cert {
             Some(path) => {
-                let pem = std::fs::read(path)
-                    .with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+                let pem = std::fs::read(path).with_context(|| {
+                    format!("cannot read the CA certificate {}", path.display())
+                })?;
                 tls.ca_certificate(Certificate::from_pem(pem))
             }
             None => tls.with_native_roots(),
@@ -86,5 +87,8 @@ pub async fn connect(
         .connect()
         .await
         .with_context(|| format!("cannot connect to {server}"))?;
-    Ok(AdminServiceClient::with_interceptor(channel, Bearer(header)))
+    Ok(AdminServiceClient::with_interceptor(
+        channel,
+        Bearer(header),
+    ))
 }

@@ -38,7 +38,7 @@ pub struct GetArgs {
     /// optional for audit).
     #[arg(long)]
     pub org: Option<String>,
-    /// Workspace id or slug, to narrow keys, presets or BYOK credentials.
+    /// Workspace id or slug, to narrow members, keys, presets or BYOK credentials.
     #[arg(long)]
     pub workspace: Option<String>,
     /// For credits and ledger: a user's personal account (id or email) instead of --org.
@@ -98,6 +98,16 @@ pub enum Create {
         org: String,
         #[arg(long, value_enum, default_value = "member")]
         role: RoleArg,
+    },
+    /// Adds an organization member to a workspace.
+    WorkspaceMember {
+        /// User id or email.
+        user: String,
+        #[arg(long)]
+        org: String,
+        /// Workspace id or slug.
+        #[arg(long)]
+        workspace: String,
     },
     Workspace {
         slug: String,
@@ -176,7 +186,11 @@ pub enum Create {
         #[arg(long)]
         provider: String,
         /// File holding the provider's API key; `-` for standard input.
-        #[arg(long, required_unless_present = "secret_env", conflicts_with = "secret_env")]
+        #[arg(
+            long,
+            required_unless_present = "secret_env",
+            conflicts_with = "secret_env"
+        )]
         secret_file: Option<PathBuf>,
         /// Environment variable holding the provider's API key.
         #[arg(long)]
@@ -188,8 +202,6 @@ pub enum Create {
         /// Provider-specific options, a JSON object.
         #[arg(long)]
         settings: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        sort_order: i64,
         #[arg(long)]
         disabled: bool,
     },
@@ -203,6 +215,16 @@ pub enum Delete {
         user: String,
         #[arg(long)]
         org: String,
+    },
+    /// Removes a user from a workspace.
+    WorkspaceMember {
+        /// User id or email.
+        user: String,
+        #[arg(long)]
+        org: String,
+        /// Workspace id or slug.
+        #[arg(long)]
+        workspace: String,
     },
     Workspace {
         /// Workspace id or slug.
@@ -362,6 +384,19 @@ pub async fn get(client: &mut Admin, format: Format, a: GetArgs) -> anyhow::Resu
             .iter()
             .map(views::user)
             .collect(),
+        Resource::Members if a.workspace.is_some() => {
+            let org = org_id(client, need(&a.org, "--org", "members")?).await?;
+            let workspace = a.workspace.clone().unwrap_or_default();
+            let members = client
+                .list_workspace_members(pb::ListWorkspaceMembersRequest {
+                    organization_id: org,
+                    workspace,
+                })
+                .await?
+                .into_inner()
+                .members;
+            members.iter().map(views::workspace_member).collect()
+        }
         Resource::Members => {
             let org = org_id(client, need(&a.org, "--org", "members")?).await?;
             let mut out = Vec::new();
@@ -454,6 +489,7 @@ pub async fn get(client: &mut Admin, format: Format, a: GetArgs) -> anyhow::Resu
                 .list_byok_credentials(pb::ListByokCredentialsRequest {
                     organization_id: org,
                     workspace: a.workspace.clone().unwrap_or_default(),
+                    provider: String::new(),
                 })
                 .await?
                 .into_inner()
@@ -566,6 +602,31 @@ pub async fn create(client: &mut Admin, format: Format, what: Create) -> anyhow:
             };
             views::member(&client.add_member(request).await?.into_inner())
         }
+        Create::WorkspaceMember {
+            user,
+            org,
+            workspace,
+        } => {
+            let request = pb::AddWorkspaceMemberRequest {
+                organization_id: org_id(client, &org).await?,
+                workspace: workspace.clone(),
+                user_id: user_id(client, &user).await?,
+            };
+            let added = client
+                .add_workspace_member(request)
+                .await?
+                .into_inner()
+                .added;
+            println!(
+                "{user} {} workspace {workspace}",
+                if added {
+                    "added to"
+                } else {
+                    "already belonged to"
+                }
+            );
+            return Ok(());
+        }
         Create::Workspace {
             slug,
             org,
@@ -578,7 +639,11 @@ pub async fn create(client: &mut Admin, format: Format, what: Create) -> anyhow:
                 name: name.unwrap_or_else(|| slug.clone()),
                 slug,
                 description,
-                settings_json: settings.as_deref().map(json_arg).transpose()?.unwrap_or_default(),
+                settings_json: settings
+                    .as_deref()
+                    .map(json_arg)
+                    .transpose()?
+                    .unwrap_or_default(),
             };
             views::workspace(&client.create_workspace(request).await?.into_inner())
         }
@@ -663,7 +728,6 @@ pub async fn create(client: &mut Admin, format: Format, what: Create) -> anyhow:
             name,
             workspace,
             settings,
-            sort_order,
             disabled,
         } => {
             let request = pb::CreateByokCredentialRequest {
@@ -672,9 +736,12 @@ pub async fn create(client: &mut Admin, format: Format, what: Create) -> anyhow:
                 provider,
                 name: name.unwrap_or_default(),
                 secret: read_secret(secret_file.as_ref(), secret_env.as_deref())?,
-                settings_json: settings.as_deref().map(json_arg).transpose()?.unwrap_or_default(),
+                settings_json: settings
+                    .as_deref()
+                    .map(json_arg)
+                    .transpose()?
+                    .unwrap_or_default(),
                 disabled,
-                sort_order,
             };
             views::byok(&client.create_byok_credential(request).await?.into_inner())
         }
@@ -693,6 +760,19 @@ pub async fn delete(client: &mut Admin, what: Delete) -> anyhow::Result<()> {
             client.remove_member(request).await?;
             format!("removed member {user} from {org}")
         }
+        Delete::WorkspaceMember {
+            user,
+            org,
+            workspace,
+        } => {
+            let request = pb::RemoveWorkspaceMemberRequest {
+                organization_id: org_id(client, &org).await?,
+                workspace: workspace.clone(),
+                user_id: user_id(client, &user).await?,
+            };
+            client.remove_workspace_member(request).await?;
+            format!("removed {user} from workspace {workspace}")
+        }
         Delete::Workspace {
             workspace,
             org,
@@ -703,8 +783,13 @@ pub async fn delete(client: &mut Admin, what: Delete) -> anyhow::Result<()> {
                 workspace: workspace.clone(),
                 force,
             };
-            client.delete_workspace(request).await?;
-            format!("deleted workspace {workspace}")
+            let d = client.delete_workspace(request).await?.into_inner();
+            format!(
+                "deleted workspace {workspace} (with {} keys, {} presets, {} BYOK credentials)",
+                d.deleted_key_hashes.len(),
+                d.deleted_presets,
+                d.deleted_byok_credentials
+            )
         }
         Delete::Key { hash } => {
             client

@@ -59,6 +59,8 @@ pub struct WorkspaceState {
     pub description: Option<String>,
     pub settings: Map<String, Value>,
     pub is_default: bool,
+    /// Emails.
+    pub members: Vec<String>,
     pub keys: Vec<KeyState>,
 }
 
@@ -145,7 +147,7 @@ pub enum Change {
         name: Option<String>,
         /// `Some("")` clears it.
         description: Option<String>,
-        /// The whole settings object to store: the current one with the declared fields over it.
+        /// The settings fields to set; the server leaves the others as they are.
         settings: Option<Map<String, Value>>,
         fields: Vec<FieldChange>,
     },
@@ -154,6 +156,16 @@ pub enum Change {
         slug: String,
         /// Keys still in it, deleted with it.
         keys: usize,
+    },
+    AddWorkspaceMember {
+        org: String,
+        workspace: String,
+        email: String,
+    },
+    RemoveWorkspaceMember {
+        org: String,
+        workspace: String,
+        email: String,
     },
     CreateKey {
         org: String,
@@ -288,8 +300,8 @@ pub fn plan(desired: &Spec, current: &Current, prune: bool) -> Result<Plan, Stri
     }
 
     for m in &desired.memberships {
-        let known = users.contains_key(m.user.as_str())
-            || desired.users.iter().any(|u| u.email == m.user);
+        let known =
+            users.contains_key(m.user.as_str()) || desired.users.iter().any(|u| u.email == m.user);
         if !known {
             return Err(format!(
                 "membership in {} names user {}, who is neither in the file nor on the server",
@@ -329,6 +341,13 @@ pub fn plan(desired: &Spec, current: &Current, prune: bool) -> Result<Plan, Stri
                     description: None,
                     settings: Map::new(),
                     is_default: true,
+                    // Every member joins the default workspace with the organization.
+                    members: desired
+                        .memberships
+                        .iter()
+                        .filter(|m| m.org == org.name)
+                        .map(|m| m.user.clone())
+                        .collect(),
                     keys: Vec::new(),
                 }];
                 &implied
@@ -344,10 +363,13 @@ pub fn plan(desired: &Spec, current: &Current, prune: bool) -> Result<Plan, Stri
                         description: ws.description.clone().filter(|d| !d.is_empty()),
                         settings: ws.settings.clone().unwrap_or_default(),
                     });
+                    plan_members(&mut p, &org.name, ws, &[], false, prune);
                     plan_keys(&mut p, &org.name, ws, &[], prune);
                 }
                 Some(have_ws) => {
                     plan_workspace(&mut p, &org.name, ws, have_ws);
+                    let default = have_ws.is_default;
+                    plan_members(&mut p, &org.name, ws, &have_ws.members, default, prune);
                     plan_keys(&mut p, &org.name, ws, &have_ws.keys, prune);
                 }
             }
@@ -384,18 +406,20 @@ fn plan_workspace(p: &mut Plan, org: &str, ws: &WorkspaceSpec, have: &WorkspaceS
     }
     let mut settings = None;
     if let Some(declared) = &ws.settings {
-        let differs = declared
+        let changed: Map<String, Value> = declared
             .iter()
-            .any(|(k, v)| have.settings.get(k) != Some(v));
-        if differs {
-            let mut merged = have.settings.clone();
-            merged.extend(declared.iter().map(|(k, v)| (k.clone(), v.clone())));
-            fields.push(field(
-                "settings",
-                Value::Object(have.settings.clone()),
-                Value::Object(merged.clone()),
-            ));
-            settings = Some(merged);
+            .filter(|(k, v)| !have.settings.get(*k).is_some_and(|h| same_json(h, v)))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in &changed {
+            fields.push(FieldChange {
+                field: "settings",
+                from: format!("{k}={}", have.settings.get(k).unwrap_or(&Value::Null)),
+                to: format!("{k}={v}"),
+            });
+        }
+        if !changed.is_empty() {
+            settings = Some(changed);
         }
     }
     if !fields.is_empty() {
@@ -407,6 +431,41 @@ fn plan_workspace(p: &mut Plan, org: &str, ws: &WorkspaceSpec, have: &WorkspaceS
             settings,
             fields,
         });
+    }
+}
+
+/// Workspace members go in before keys, whose owners may need to belong. The default
+/// workspace holds every organization member, so nobody is removed from it.
+fn plan_members(
+    p: &mut Plan,
+    org: &str,
+    ws: &WorkspaceSpec,
+    have: &[String],
+    is_default: bool,
+    prune: bool,
+) {
+    let Some(declared) = &ws.members else {
+        return;
+    };
+    for email in declared {
+        if !have.contains(email) {
+            p.changes.push(Change::AddWorkspaceMember {
+                org: org.into(),
+                workspace: ws.slug.clone(),
+                email: email.clone(),
+            });
+        }
+    }
+    if prune && !is_default {
+        for email in have {
+            if !declared.contains(email) {
+                p.changes.push(Change::RemoveWorkspaceMember {
+                    org: org.into(),
+                    workspace: ws.slug.clone(),
+                    email: email.clone(),
+                });
+            }
+        }
     }
 }
 
@@ -476,7 +535,13 @@ fn plan_keys(p: &mut Plan, org: &str, ws: &WorkspaceSpec, have: &[KeyState], pru
     }
 }
 
-fn plan_preset(p: &mut Plan, org: &str, workspace: &str, preset: &PresetSpec, have: &[PresetState]) {
+fn plan_preset(
+    p: &mut Plan,
+    org: &str,
+    workspace: &str,
+    preset: &PresetSpec,
+    have: &[PresetState],
+) {
     let Some(have) = have.iter().find(|x| x.slug == preset.slug) else {
         p.changes.push(Change::CreatePreset {
             org: org.into(),
@@ -590,8 +655,24 @@ fn prune_org(p: &mut Plan, org: &crate::spec::OrganizationSpec, have: &OrgState,
 }
 
 fn same_version(want: &VersionSpec, have: &VersionState) -> bool {
-    want.config == have.config
+    same_json(&want.config, &have.config)
         && want.system_prompt.as_deref().and_then(non_empty) == have.system_prompt.as_deref()
+}
+
+/// JSON equality where numbers compare by value: the file's `1` is the server's `1.0`.
+fn same_json(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_json(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_json(v, w)))
+        }
+        _ => a == b,
+    }
 }
 
 /// Money is stored to the micro-dollar, so compare there.
@@ -655,6 +736,16 @@ impl fmt::Display for Change {
                 }
                 Ok(())
             }
+            Change::AddWorkspaceMember {
+                org,
+                workspace,
+                email,
+            } => write!(f, "+ workspace member {email} of {org}/{workspace}"),
+            Change::RemoveWorkspaceMember {
+                org,
+                workspace,
+                email,
+            } => write!(f, "- workspace member {email} of {org}/{workspace}"),
             Change::CreateKey {
                 org,
                 workspace,
@@ -666,7 +757,11 @@ impl fmt::Display for Change {
                 name,
                 fields,
                 ..
-            } => write!(f, "~ key {org}/{workspace}/{name} ({})", fields_text(fields)),
+            } => write!(
+                f,
+                "~ key {org}/{workspace}/{name} ({})",
+                fields_text(fields)
+            ),
             Change::DeleteKey {
                 org,
                 workspace,
@@ -726,7 +821,8 @@ organizations:
             limit_reset: monthly
       - slug: research
         description: Research team
-        settings: { trace: true }
+        members: [alice@example.com]
+        settings: { is_observability_broadcast_enabled: true, io_logging_sampling_rate: 1 }
         keys:
           - name: lab
             disabled: true
@@ -771,6 +867,7 @@ memberships:
                         description: None,
                         settings: Map::new(),
                         is_default: true,
+                        members: vec![],
                         keys: vec![],
                     }],
                     presets: vec![],
@@ -794,8 +891,14 @@ memberships:
                     email,
                     name,
                 }),
-                Change::AddMember { org: o, email, role } => {
-                    org(current, &o).members.push(MemberState { email, role })
+                Change::AddMember {
+                    org: o,
+                    email,
+                    role,
+                } => {
+                    let o = org(current, &o);
+                    o.workspaces[0].members.push(email.clone());
+                    o.members.push(MemberState { email, role });
                 }
                 Change::SetMemberRole {
                     org: o,
@@ -804,11 +907,29 @@ memberships:
                     ..
                 } => {
                     let o = org(current, &o);
-                    o.members.iter_mut().find(|m| m.email == email).unwrap().role = role;
+                    o.members
+                        .iter_mut()
+                        .find(|m| m.email == email)
+                        .unwrap()
+                        .role = role;
                 }
                 Change::RemoveMember { org: o, email } => {
-                    org(current, &o).members.retain(|m| m.email != email)
+                    let o = org(current, &o);
+                    o.members.retain(|m| m.email != email);
+                    for w in &mut o.workspaces {
+                        w.members.retain(|m| *m != email);
+                    }
                 }
+                Change::AddWorkspaceMember {
+                    org: o,
+                    workspace: w,
+                    email,
+                } => workspace(current, &o, &w).members.push(email),
+                Change::RemoveWorkspaceMember {
+                    org: o,
+                    workspace: w,
+                    email,
+                } => workspace(current, &o, &w).members.retain(|m| *m != email),
                 Change::CreateWorkspace {
                     org: o,
                     slug,
@@ -821,6 +942,7 @@ memberships:
                     description,
                     settings,
                     is_default: false,
+                    members: vec![],
                     keys: vec![],
                 }),
                 Change::UpdateWorkspace {
@@ -839,7 +961,7 @@ memberships:
                         w.description = non_empty(&d).map(str::to_owned);
                     }
                     if let Some(s) = settings {
-                        w.settings = s;
+                        w.settings.extend(s);
                     }
                 }
                 Change::DeleteWorkspace { org: o, slug, .. } => {
@@ -880,8 +1002,7 @@ memberships:
                         k.limit = l;
                     }
                     if let Some(r) = limit_reset {
-                        k.limit_reset =
-                            (r != LimitResetSpec::Never).then(|| r.as_str().to_owned());
+                        k.limit_reset = (r != LimitResetSpec::Never).then(|| r.as_str().to_owned());
                     }
                     if let Some(d) = disabled {
                         k.disabled = d;
@@ -898,8 +1019,7 @@ memberships:
                     workspace,
                     preset,
                 } => {
-                    let versions: Vec<VersionState> =
-                        preset.versions.iter().map(version).collect();
+                    let versions: Vec<VersionState> = preset.versions.iter().map(version).collect();
                     org(current, &o).presets.push(PresetState {
                         slug: preset.slug.clone(),
                         workspace_slug: workspace,
@@ -947,6 +1067,14 @@ memberships:
         }
     }
 
+    /// An empty server after one apply of `desired`.
+    fn converged(desired: &Spec) -> Current {
+        let mut current = Current::default();
+        let first = plan(desired, &current, false).unwrap();
+        execute(&mut current, &first);
+        current
+    }
+
     fn org<'a>(c: &'a mut Current, name: &str) -> &'a mut OrgState {
         c.organizations.iter_mut().find(|o| o.name == name).unwrap()
     }
@@ -960,7 +1088,11 @@ memberships:
     }
 
     fn preset<'a>(c: &'a mut Current, o: &str, slug: &str) -> &'a mut PresetState {
-        org(c, o).presets.iter_mut().find(|p| p.slug == slug).unwrap()
+        org(c, o)
+            .presets
+            .iter_mut()
+            .find(|p| p.slug == slug)
+            .unwrap()
     }
 
     fn version(v: &VersionSpec) -> VersionState {
@@ -986,6 +1118,7 @@ memberships:
                 "~ workspace Acme/default (name: Default -> Main)",
                 "+ key Acme/default/ci",
                 "+ workspace Acme/research",
+                "+ workspace member alice@example.com of Acme/research",
                 "+ key Acme/research/lab",
                 "+ preset Acme/summarize in research (2 versions)",
             ]
@@ -1009,13 +1142,13 @@ memberships:
     #[test]
     fn only_declared_fields_are_compared_and_changed() {
         let desired = spec(FILE);
-        let mut current = Current::default();
-        execute(&mut current, &plan(&desired, &current, false).unwrap());
-        // Server-side drift: another settings field, a changed limit, a pinned old version.
+        let mut current = converged(&desired);
+        // Server-side drift: another settings field, a number written as a float, a changed
+        // limit, a pinned old version.
         let acme = org(&mut current, "Acme");
-        acme.workspaces[1]
-            .settings
-            .insert("other".into(), Value::Bool(true));
+        let settings = &mut acme.workspaces[1].settings;
+        settings.insert("other".into(), Value::Bool(true));
+        settings.insert("io_logging_sampling_rate".into(), serde_json::json!(1.0));
         acme.workspaces[0].keys[0].limit = Some(9.0);
         acme.presets[0].designated = 1;
         let plan = plan(&desired, &current, false).unwrap();
@@ -1031,8 +1164,7 @@ memberships:
     #[test]
     fn deletions_only_with_prune_and_never_the_default_workspace() {
         let desired = spec(FILE);
-        let mut current = Current::default();
-        execute(&mut current, &plan(&desired, &current, false).unwrap());
+        let mut current = converged(&desired);
         let acme = org(&mut current, "Acme");
         acme.members.push(MemberState {
             email: "bob@example.com".into(),
@@ -1044,8 +1176,12 @@ memberships:
             description: None,
             settings: Map::new(),
             is_default: false,
+            members: vec!["alice@example.com".into()],
             keys: vec![],
         });
+        acme.workspaces[1].members.push("bob@example.com".into());
+        // Nobody leaves the default workspace, where every member belongs.
+        acme.workspaces[0].members.push("carol@example.com".into());
         acme.workspaces[0].keys.push(KeyState {
             hash: "h-stray".into(),
             name: "stray".into(),
@@ -1061,6 +1197,7 @@ memberships:
             lines(&pruned),
             [
                 "- key Acme/default/stray",
+                "- workspace member bob@example.com of Acme/research",
                 "- workspace Acme/old",
                 "- member bob@example.com of Acme",
             ]
@@ -1068,14 +1205,17 @@ memberships:
         let mut without_default = desired.clone();
         without_default.organizations[0].workspaces.remove(0);
         let pruned = plan(&without_default, &current, true).unwrap();
-        assert!(!lines(&pruned).iter().any(|l| l.contains("- workspace Acme/default")));
+        assert!(
+            !lines(&pruned)
+                .iter()
+                .any(|l| l.contains("- workspace Acme/default"))
+        );
     }
 
     #[test]
     fn rotated_keys_are_matched_by_their_newest_namesake() {
         let desired = spec(FILE);
-        let mut current = Current::default();
-        execute(&mut current, &plan(&desired, &current, false).unwrap());
+        let mut current = converged(&desired);
         let keys = &mut org(&mut current, "Acme").workspaces[0].keys;
         let mut old = keys[0].clone();
         old.hash = "h-old".into();
@@ -1088,8 +1228,7 @@ memberships:
     #[test]
     fn what_the_api_cannot_change_is_a_warning_not_a_change() {
         let desired = spec(FILE);
-        let mut current = Current::default();
-        execute(&mut current, &plan(&desired, &current, false).unwrap());
+        let mut current = converged(&desired);
         current.users[0].name = "Alicia".into();
         let p = &mut org(&mut current, "Acme").presets[0];
         p.versions[0].system_prompt = Some("Be verbose.".into());
@@ -1101,8 +1240,7 @@ memberships:
     #[test]
     fn new_versions_are_appended() {
         let mut desired = spec(FILE);
-        let mut current = Current::default();
-        execute(&mut current, &plan(&desired, &current, false).unwrap());
+        let current = converged(&desired);
         desired.organizations[0].workspaces[1].presets[0]
             .versions
             .push(VersionSpec {

@@ -75,6 +75,9 @@ pub struct WorkspaceSpec {
     pub description: Option<String>,
     /// Only the fields given are managed; others on the server are left alone.
     pub settings: Option<Map<String, Value>>,
+    /// Emails of the organization members who belong to the workspace (a key's owner must,
+    /// unless an admin). Left out: not managed. Every member belongs to `default` anyway.
+    pub members: Option<Vec<String>>,
     #[serde(default)]
     pub keys: Vec<KeySpec>,
     #[serde(default)]
@@ -172,6 +175,7 @@ impl Spec {
         self.memberships.iter_mut().for_each(|m| email(&mut m.user));
         for org in &mut self.organizations {
             for ws in &mut org.workspaces {
+                ws.members.iter_mut().flatten().for_each(email);
                 for key in &mut ws.keys {
                     if let Some(owner) = &mut key.owner {
                         email(owner);
@@ -183,7 +187,10 @@ impl Spec {
 
     /// Checks what the file alone can tell: natural keys are unique where they must be.
     pub fn validate(&self) -> Result<(), String> {
-        unique("organization", self.organizations.iter().map(|o| o.name.as_str()))?;
+        unique(
+            "organization",
+            self.organizations.iter().map(|o| o.name.as_str()),
+        )?;
         unique("user", self.users.iter().map(|u| u.email.as_str()))?;
         unique(
             "membership",

@@ -45,9 +45,13 @@ pub async fn load(client: &mut Admin, spec: &Spec) -> anyhow::Result<Loaded> {
         .await?
         .into_inner()
         .users;
-    let user_ids = users
+    let user_ids: HashMap<String, String> = users
         .iter()
         .map(|u| (u.email.clone(), u.id.clone()))
+        .collect();
+    let emails: HashMap<String, String> = users
+        .iter()
+        .map(|u| (u.id.clone(), u.email.clone()))
         .collect();
     let mut current = Current {
         organizations: Vec::new(),
@@ -68,7 +72,7 @@ pub async fn load(client: &mut Admin, spec: &Spec) -> anyhow::Result<Loaded> {
             continue;
         };
         current.organizations.push(
-            load_org(client, o)
+            load_org(client, o, &emails)
                 .await
                 .with_context(|| format!("cannot read organization {}", o.name))?,
         );
@@ -84,7 +88,11 @@ pub fn is_organization(o: &pb::Organization) -> bool {
     o.kind != i32::from(pb::OrganizationKind::Personal)
 }
 
-async fn load_org(client: &mut Admin, o: &pb::Organization) -> anyhow::Result<OrgState> {
+async fn load_org(
+    client: &mut Admin,
+    o: &pb::Organization,
+    emails: &HashMap<String, String>,
+) -> anyhow::Result<OrgState> {
     let members = members(client, &o.id).await?;
     let workspaces = client
         .list_workspaces(pb::ListWorkspacesRequest {
@@ -127,6 +135,22 @@ async fn load_org(client: &mut Admin, o: &pb::Organization) -> anyhow::Result<Or
                 .collect(),
         })
         .collect();
+    let mut workspace_members = HashMap::new();
+    for w in &workspaces {
+        let members = client
+            .list_workspace_members(pb::ListWorkspaceMembersRequest {
+                organization_id: o.id.clone(),
+                workspace: w.id.clone(),
+            })
+            .await?
+            .into_inner()
+            .members;
+        let members: Vec<String> = members
+            .iter()
+            .filter_map(|m| emails.get(&m.user_id).cloned())
+            .collect();
+        workspace_members.insert(w.id.clone(), members);
+    }
     let workspaces = workspaces
         .iter()
         .map(|w| WorkspaceState {
@@ -136,6 +160,7 @@ async fn load_org(client: &mut Admin, o: &pb::Organization) -> anyhow::Result<Or
             settings: serde_json::from_str::<Map<String, Value>>(&w.settings_json)
                 .unwrap_or_default(),
             is_default: w.is_default,
+            members: workspace_members.remove(&w.id).unwrap_or_default(),
             keys: keys
                 .iter()
                 .filter(|k| k.workspace_id == w.id)

@@ -80,6 +80,14 @@ pub fn member(m: &pb::Member) -> Record {
         .with("joined_at", time(m.created_at_ms))
 }
 
+pub fn workspace_member(m: &pb::WorkspaceMember) -> Record {
+    Record::new()
+        .with("user_id", m.user_id.as_str())
+        .with("role", role_name(m.role))
+        .with("joined_at", time(m.created_at_ms))
+        .detail("workspace_id", m.workspace_id.as_str())
+}
+
 pub fn workspace(w: &pb::Workspace) -> Record {
     Record::new()
         .with("id", w.id.as_str())

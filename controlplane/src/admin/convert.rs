@@ -11,7 +11,7 @@ use crate::manage::Role;
 use crate::manage::byok::{ByokPatch, ByokSettings};
 use crate::manage::credits::Credits;
 use crate::manage::presets::PresetView;
-use crate::manage::workspaces::WorkspaceInput;
+use crate::manage::workspaces::{WorkspaceInput, WorkspaceMember};
 use crate::store::{
     AuditRow, ByokRow, KeyRow, LedgerRow, MemberRow, OrganizationRow, PresetRow, PresetVersionRow,
     UserRow, WorkspaceRow,
@@ -44,17 +44,29 @@ pub fn user(u: UserRow) -> pb::User {
 }
 
 pub fn member(m: MemberRow) -> pb::Member {
-    let role = match m.role.parse::<Role>() {
-        Ok(Role::Admin) => pb::Role::Admin,
-        Ok(Role::Member) => pb::Role::Member,
-        Err(()) => pb::Role::Unspecified,
-    };
+    let role = m.role.parse().map_or(pb::Role::Unspecified, role_out);
     pb::Member {
         organization_id: m.organization_id,
         user_id: m.user_id,
         email: m.email,
         name: m.name,
         role: role.into(),
+        created_at_ms: m.created_at,
+    }
+}
+
+fn role_out(role: Role) -> pb::Role {
+    match role {
+        Role::Admin => pb::Role::Admin,
+        Role::Member => pb::Role::Member,
+    }
+}
+
+pub fn workspace_member(m: WorkspaceMember) -> pb::WorkspaceMember {
+    pb::WorkspaceMember {
+        workspace_id: m.workspace_id,
+        user_id: m.user_id,
+        role: role_out(m.role).into(),
         created_at_ms: m.created_at,
     }
 }

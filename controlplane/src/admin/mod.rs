@@ -113,35 +113,63 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// Serves the admin API on `addr` until `shutdown` completes.
-pub async fn serve(
+/// The admin API, configured and ready to bind. Building it reads the TLS files, so that a
+/// bad certificate fails the control plane's start rather than the first connection.
+pub struct AdminServer {
     manage: Manage,
     addr: SocketAddr,
-    tls: Option<TlsFiles>,
+    builder: Server,
+    tls: bool,
     token: OperatorToken,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    let mut builder = Server::builder();
-    if let Some(tls) = &tls {
-        let cert = std::fs::read(&tls.cert)
-            .with_context(|| format!("cannot read {}", tls.cert.display()))?;
-        let key = std::fs::read(&tls.key)
-            .with_context(|| format!("cannot read {}", tls.key.display()))?;
-        builder = builder
-            .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
-            .context("invalid admin TLS configuration")?;
-    }
-    // Bound here, not inside `serve`, so that a taken port fails with a clear message.
-    let incoming = TcpIncoming::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
-    tracing::info!(admin = %addr, tls = tls.is_some(), "operator API ready");
-    builder
-        .add_service(AdminServiceServer::with_interceptor(
-            AdminApi::new(manage),
+}
+
+impl AdminServer {
+    pub fn new(
+        manage: Manage,
+        addr: SocketAddr,
+        tls: Option<&TlsFiles>,
+        token: OperatorToken,
+    ) -> anyhow::Result<AdminServer> {
+        let mut builder = Server::builder();
+        if let Some(tls) = tls {
+            let cert = std::fs::read(&tls.cert)
+                .with_context(|| format!("cannot read {}", tls.cert.display()))?;
+            let key = std::fs::read(&tls.key)
+                .with_context(|| format!("cannot read {}", tls.key.display()))?;
+            builder = builder
+                .tls_config(ServerTlsConfig::new().identity(Identity::from_pem(cert, key)))
+                .context("invalid admin TLS certificate or key")?;
+        }
+        Ok(AdminServer {
+            manage,
+            addr,
+            builder,
+            tls: tls.is_some(),
             token,
-        ))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
-        .context("admin gRPC server failed")
+        })
+    }
+
+    /// Binds and serves until `shutdown` completes.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let AdminServer {
+            manage,
+            addr,
+            mut builder,
+            tls,
+            token,
+        } = self;
+        let incoming =
+            TcpIncoming::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(admin = %addr, tls, "operator API ready");
+        builder
+            .add_service(AdminServiceServer::with_interceptor(
+                AdminApi::new(manage),
+                token,
+            ))
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await
+            .context("admin gRPC server failed")
+    }
 }
 
 #[cfg(test)]

@@ -384,6 +384,28 @@ impl AdminService for AdminApi {
         ok(pb::RemoveWorkspaceMemberResponse {})
     }
 
+    async fn list_workspace_members(
+        &self,
+        request: Request<pb::ListWorkspaceMembersRequest>,
+    ) -> RpcResult<pb::ListWorkspaceMembersResponse> {
+        let r = request.into_inner();
+        let id = self.workspace_id(&r.organization_id, &r.workspace).await?;
+        let mut members = Vec::new();
+        loop {
+            let (rows, total) = self
+                .manage
+                .list_workspace_members(OPERATOR, &id, members.len() as i64, workspaces::MAX_PAGE)
+                .await
+                .map_err(on_change)?;
+            let fetched = rows.len();
+            members.extend(rows.into_iter().map(convert::workspace_member));
+            if fetched == 0 || members.len() as i64 >= total {
+                break;
+            }
+        }
+        ok(pb::ListWorkspaceMembersResponse { members })
+    }
+
     // ---- keys -----------------------------------------------------------------------------
 
     async fn create_key(

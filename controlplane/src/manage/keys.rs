@@ -93,7 +93,7 @@ impl Manage {
             )));
         }
         let workspace = self
-            .usable_workspace(actor, &organization_id, &owner, input.workspace.as_deref())
+            .usable_workspace(&organization_id, &owner, input.workspace.as_deref())
             .await?;
         let now = crate::now_ms();
         if input.expires_at.is_some_and(|t| t <= now) {
@@ -220,14 +220,9 @@ impl Manage {
         }
         let workspace_id = match update.workspace.as_deref() {
             Some(w) => Some(
-                self.usable_workspace(
-                    actor,
-                    &before.organization_id,
-                    &before.creator_user_id,
-                    Some(w),
-                )
-                .await?
-                .id,
+                self.usable_workspace(&before.organization_id, &before.creator_user_id, Some(w))
+                    .await?
+                    .id,
             ),
             None => None,
         };
@@ -357,7 +352,6 @@ impl Manage {
     /// Default.
     async fn usable_workspace(
         &self,
-        actor: &Actor,
         organization_id: &str,
         owner: &str,
         requested: Option<&str>,

@@ -268,6 +268,7 @@ pub struct Stack {
     pub dataplane: Option<Process>,
     pub cp_http: u16,
     pub cp_grpc: u16,
+    pub cp_admin: u16,
     pub dp_port: u16,
     pub management_key: String,
     pub inference_key: String,
@@ -291,6 +292,7 @@ impl Stack {
             dataplane: None,
             cp_http: free_port(),
             cp_grpc: free_port(),
+            cp_admin: free_port(),
             dp_port: free_port(),
             management_key: String::new(),
             inference_key: String::new(),
@@ -321,6 +323,8 @@ impl Stack {
             format!("127.0.0.1:{}", self.cp_http),
             "--grpc-listen".into(),
             format!("127.0.0.1:{}", self.cp_grpc),
+            "--admin-listen".into(),
+            format!("127.0.0.1:{}", self.cp_admin),
         ];
         let env = [
             ("SWITCHYARD_MOCK_URL", format!("{}/v1", self.mock_a.url)),
