@@ -213,7 +213,7 @@ def _():
     assert len(management.workspaces.list_budgets(workspace_ref=ws.id, retries=None).data) == 1
     management.workspaces.delete_budget(workspace_ref=ws.id, interval="monthly", retries=None)
     management.workspaces.bulk_remove_members(id=ws.id, user_ids=[me], retries=None)
-    assert management.workspaces.delete(id=ws.id, retries=None).deleted is True
+    assert management.workspaces.delete(id=ws.id, retries=None).DELETED is True
 
 
 @check("openrouter: presets list/get/list_versions/get_version")
@@ -232,7 +232,7 @@ def _():
     assert got.data.designated_version is not None
     versions = management.presets.list_versions(slug="sdk-preset", retries=None)
     assert versions.result.data[0].version == 1
-    v = management.presets.get_version(slug="sdk-preset", version=1, retries=None)
+    v = management.presets.get_version(slug="sdk-preset", version="1", retries=None)
     assert v.data.system_prompt == "Be brief."
 
 
@@ -247,7 +247,7 @@ def _():
     updated = management.byok.update(id=byok_id, disabled=True, retries=None)
     assert updated.data.disabled is True
     assert secret not in updated.model_dump_json()
-    assert management.byok.delete(id=byok_id, retries=None).deleted is True
+    assert management.byok.delete(id=byok_id, retries=None).DELETED is True
 
 
 @check("openrouter: providers.list")

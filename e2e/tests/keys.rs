@@ -160,10 +160,6 @@ async fn inference_keys_cannot_manage_and_bad_input_is_refused() {
             json!({"name": "x", "expires_at": "2001-01-01T00:00:00Z"}),
             "past date",
         ),
-        (
-            json!({"name": "x", "workspace_id": "ws_elsewhere"}),
-            "foreign workspace",
-        ),
     ] {
         let r = c
             .post(format!("{api}/keys"))
@@ -176,6 +172,15 @@ async fn inference_keys_cannot_manage_and_bad_input_is_refused() {
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], 400, "{why}");
     }
+    // A workspace outside the caller's organization is not found, like any id of another one.
+    let r = c
+        .post(format!("{api}/keys"))
+        .bearer_auth(&stack.management_key)
+        .json(&json!({"name": "x", "workspace_id": "ws_elsewhere"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let r = c
         .post(format!("{api}/keys"))
         .bearer_auth(&stack.management_key)
