@@ -4,8 +4,11 @@
 //!
 //! Master keys are 32 random bytes, base64, read from a file or an environment variable. A key's
 //! id is the first 8 bytes of its SHA-256, so a record names the master key that wraps it.
+//!
+//! Both layers authenticate the record's id as associated data: sealed material copied onto
+//! another record (another organization's, say) fails to open instead of decrypting there.
 
-use aes_gcm::aead::{Aead, KeyInit, OsRng, rand_core::RngCore};
+use aes_gcm::aead::{Aead, KeyInit, OsRng, Payload, rand_core::RngCore};
 use aes_gcm::{Aes256Gcm, Key, Nonce};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -65,10 +68,11 @@ impl Vault {
         &self.current.id
     }
 
-    pub fn seal(&self, plaintext: &str) -> Result<Sealed, VaultError> {
+    /// Seals `plaintext` for the record `record_id`, which must be given again to open it.
+    pub fn seal(&self, plaintext: &str, record_id: &str) -> Result<Sealed, VaultError> {
         let data_key = Aes256Gcm::generate_key(OsRng);
-        let ciphertext = encrypt(&Aes256Gcm::new(&data_key), plaintext.as_bytes())?;
-        let wrapped_key = encrypt(&self.current.cipher, data_key.as_slice())?;
+        let ciphertext = encrypt(&Aes256Gcm::new(&data_key), plaintext.as_bytes(), record_id)?;
+        let wrapped_key = encrypt(&self.current.cipher, data_key.as_slice(), record_id)?;
         Ok(Sealed {
             ciphertext,
             wrapped_key,
@@ -76,35 +80,36 @@ impl Vault {
         })
     }
 
-    pub fn open(&self, sealed: &Sealed) -> Result<String, VaultError> {
-        let data_key = self.unwrap_data_key(sealed)?;
+    pub fn open(&self, sealed: &Sealed, record_id: &str) -> Result<String, VaultError> {
+        let data_key = self.unwrap_data_key(sealed, record_id)?;
         let plain = decrypt(
             &Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&data_key)),
             &sealed.ciphertext,
+            record_id,
         )?;
         String::from_utf8(plain).map_err(|_| VaultError::Damaged)
     }
 
     /// The same record with its data key wrapped by the current master key; `None` if it already
     /// is.
-    pub fn rewrap(&self, sealed: &Sealed) -> Result<Option<Sealed>, VaultError> {
+    pub fn rewrap(&self, sealed: &Sealed, record_id: &str) -> Result<Option<Sealed>, VaultError> {
         if sealed.master_key_id == self.current.id {
             return Ok(None);
         }
-        let data_key = self.unwrap_data_key(sealed)?;
+        let data_key = self.unwrap_data_key(sealed, record_id)?;
         Ok(Some(Sealed {
             ciphertext: sealed.ciphertext.clone(),
-            wrapped_key: encrypt(&self.current.cipher, &data_key)?,
+            wrapped_key: encrypt(&self.current.cipher, &data_key, record_id)?,
             master_key_id: self.current.id.clone(),
         }))
     }
 
-    fn unwrap_data_key(&self, sealed: &Sealed) -> Result<Vec<u8>, VaultError> {
+    fn unwrap_data_key(&self, sealed: &Sealed, record_id: &str) -> Result<Vec<u8>, VaultError> {
         let master = std::iter::once(&self.current)
             .chain(&self.retired)
             .find(|m| m.id == sealed.master_key_id)
             .ok_or_else(|| VaultError::UnknownMasterKey(sealed.master_key_id.clone()))?;
-        let key = decrypt(&master.cipher, &sealed.wrapped_key)?;
+        let key = decrypt(&master.cipher, &sealed.wrapped_key, record_id)?;
         if key.len() != 32 {
             return Err(VaultError::Damaged);
         }
@@ -125,25 +130,33 @@ fn master(text: &str) -> Result<MasterKey, VaultError> {
     })
 }
 
-fn encrypt(cipher: &Aes256Gcm, plain: &[u8]) -> Result<String, VaultError> {
+fn encrypt(cipher: &Aes256Gcm, plain: &[u8], aad: &str) -> Result<String, VaultError> {
     let mut nonce = [0u8; NONCE_LEN];
     OsRng.fill_bytes(&mut nonce);
+    let payload = Payload {
+        msg: plain,
+        aad: aad.as_bytes(),
+    };
     let sealed = cipher
-        .encrypt(Nonce::from_slice(&nonce), plain)
+        .encrypt(Nonce::from_slice(&nonce), payload)
         .map_err(|_| VaultError::Damaged)?;
     let mut out = nonce.to_vec();
     out.extend_from_slice(&sealed);
     Ok(B64.encode(out))
 }
 
-fn decrypt(cipher: &Aes256Gcm, text: &str) -> Result<Vec<u8>, VaultError> {
+fn decrypt(cipher: &Aes256Gcm, text: &str, aad: &str) -> Result<Vec<u8>, VaultError> {
     let bytes = B64.decode(text).map_err(|_| VaultError::Damaged)?;
     if bytes.len() < NONCE_LEN {
         return Err(VaultError::Damaged);
     }
     let (nonce, sealed) = bytes.split_at(NONCE_LEN);
+    let payload = Payload {
+        msg: sealed,
+        aad: aad.as_bytes(),
+    };
     cipher
-        .decrypt(Nonce::from_slice(nonce), sealed)
+        .decrypt(Nonce::from_slice(nonce), payload)
         .map_err(|_| VaultError::Damaged)
 }
 
@@ -156,21 +169,21 @@ mod tests {
         let old = Vault::generate_master_key();
         let new = Vault::generate_master_key();
         let v1 = Vault::new(&old, &[]).unwrap();
-        let sealed = v1.seal("sk-provider-secret").unwrap();
+        let sealed = v1.seal("sk-provider-secret", "byok_1").unwrap();
         assert!(!sealed.ciphertext.contains("sk-provider-secret"));
-        assert_eq!(v1.open(&sealed).unwrap(), "sk-provider-secret");
+        assert_eq!(v1.open(&sealed, "byok_1").unwrap(), "sk-provider-secret");
 
         let v2 = Vault::new(&new, std::slice::from_ref(&old)).unwrap();
-        let rewrapped = v2.rewrap(&sealed).unwrap().unwrap();
+        let rewrapped = v2.rewrap(&sealed, "byok_1").unwrap().unwrap();
         assert_eq!(rewrapped.ciphertext, sealed.ciphertext);
         assert_eq!(rewrapped.master_key_id, v2.current_key_id());
-        assert!(v2.rewrap(&rewrapped).unwrap().is_none());
+        assert!(v2.rewrap(&rewrapped, "byok_1").unwrap().is_none());
 
         // After rotation the old master key is no longer needed.
         let v3 = Vault::new(&new, &[]).unwrap();
-        assert_eq!(v3.open(&rewrapped).unwrap(), "sk-provider-secret");
+        assert_eq!(v3.open(&rewrapped, "byok_1").unwrap(), "sk-provider-secret");
         assert!(matches!(
-            v3.open(&sealed),
+            v3.open(&sealed, "byok_1"),
             Err(VaultError::UnknownMasterKey(_))
         ));
     }
@@ -178,9 +191,14 @@ mod tests {
     #[test]
     fn tampering_is_detected() {
         let v = Vault::new(&Vault::generate_master_key(), &[]).unwrap();
-        let mut sealed = v.seal("secret").unwrap();
-        sealed.ciphertext = v.seal("other").unwrap().ciphertext;
-        assert!(v.open(&sealed).is_err());
+        let mut sealed = v.seal("secret", "byok_1").unwrap();
+        // Sealed material moved to another record does not open there.
+        assert!(matches!(
+            v.open(&sealed, "byok_2"),
+            Err(VaultError::Damaged)
+        ));
+        sealed.ciphertext = v.seal("other", "byok_1").unwrap().ciphertext;
+        assert!(v.open(&sealed, "byok_1").is_err());
         assert!(Vault::new("short", &[]).is_err());
     }
 }

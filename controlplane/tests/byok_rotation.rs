@@ -214,11 +214,14 @@ async fn rotation(url: &str) {
     assert_eq!(rows.len(), ids.len());
     for row in &rows {
         assert_eq!(row.sealed.master_key_id, after.vault.current_key_id());
-        assert_eq!(after.vault.open(&row.sealed).unwrap(), ids[&row.id]);
+        assert_eq!(
+            after.vault.open(&row.sealed, &row.id).unwrap(),
+            ids[&row.id]
+        );
     }
     // The vault under A alone can no longer unwrap them.
     let only_a = Vault::new(&key_a, &[]).unwrap();
-    assert!(only_a.open(&rows[0].sealed).is_err());
+    assert!(only_a.open(&rows[0].sealed, &rows[0].id).is_err());
 
     // No plaintext anywhere in the stored rows or the audit log, including the replaced key.
     let text = stored_text(&store).await;
@@ -259,7 +262,10 @@ async fn an_unknown_master_key_is_skipped_not_fatal() {
         "the record is left for a later start"
     );
     assert_eq!(
-        under_a.vault.open(&unchanged.sealed).unwrap(),
+        under_a
+            .vault
+            .open(&unchanged.sealed, &unchanged.id)
+            .unwrap(),
         "sk-0123456789abcdef0123"
     );
 

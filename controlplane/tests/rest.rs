@@ -16,7 +16,7 @@ use switchyard_controlplane::manage::keys::NewKeyInput;
 use switchyard_controlplane::manage::{Actor, Manage, Role};
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed::{self, default_workspace};
-use switchyard_controlplane::store::Store;
+use switchyard_controlplane::store::{Generation, Store};
 use switchyard_controlplane::vault::Vault;
 
 /// The callers of the matrix, in the order each case runs them: refusals first, so a caller
@@ -181,6 +181,23 @@ async fn fixture(url: &str) -> Fixture {
         .unwrap();
     let seeded_inference = switchyard_controlplane::keys::hash(&seeded.inference_key);
 
+    // One generation by the admin's inference key, one by the member's key.
+    let generations: Vec<Generation> = [
+        ("gen-admin", &seeded_inference),
+        ("gen-member", &members_key.hash),
+    ]
+    .into_iter()
+    .map(|(id, key)| Generation {
+        id: id.into(),
+        key_hash: key.clone(),
+        organization_id: org.clone(),
+        workspace_id: members_key.workspace_id.clone(),
+        model: "mock/fast".into(),
+        ..Generation::default()
+    })
+    .collect();
+    store.insert_generations(&generations).await.unwrap();
+
     let mut ids = HashMap::new();
     ids.insert("members_key", members_key.hash);
     ids.insert("admins_key", seeded_inference);
@@ -338,6 +355,20 @@ async fn run_matrix(f: &Fixture) -> usize {
             "/credits/ledger".into(),
             None,
             [401, 403, 200, 403, 403, 200],
+        ),
+        // Generations: a member sees those of their own keys; admins (and an admin's inference
+        // key) see the organization's.
+        case(
+            "GET",
+            "/generation?id=gen-admin".into(),
+            None,
+            [401, 200, 404, 404, 404, 200],
+        ),
+        case(
+            "GET",
+            "/generation?id=gen-member".into(),
+            None,
+            [401, 200, 404, 404, 200, 200],
         ),
         // Workspaces: "team" holds the member but not the outsider.
         case(

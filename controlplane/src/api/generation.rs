@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{ApiQuery, ApiState, iso8601};
+use crate::manage::Role;
 
 #[derive(Deserialize)]
 pub struct GenerationQuery {
@@ -27,6 +28,22 @@ pub async fn get(
     // Another organization's generation is indistinguishable from a missing one.
     if g.organization_id != caller.organization_id {
         return Err(not_found());
+    }
+    // Within the organization, a member sees the generations of their own keys; admins see all.
+    if g.key_hash != caller.hash {
+        let is_admin = state
+            .store
+            .membership(&caller.organization_id, &caller.creator_user_id)
+            .await?
+            .is_some_and(|m| m.role == Role::Admin.as_str());
+        let same_owner = state
+            .store
+            .key(&g.key_hash)
+            .await?
+            .is_some_and(|k| k.creator_user_id == caller.creator_user_id);
+        if !is_admin && !same_owner {
+            return Err(not_found());
+        }
     }
     let cost = g.cost_usd.as_deref().and_then(|c| c.parse::<f64>().ok());
     let provider_name = state

@@ -287,14 +287,15 @@ impl Manage {
         )
         .await?;
         valid_flags(&settings)?;
+        let id = new_id("byok");
         let row = ByokRow {
-            id: new_id("byok"),
+            sealed: self.vault.seal(key, &id)?,
+            id,
             organization_id: organization_id.clone(),
             workspace_id,
             provider,
             name,
             label: mask(key),
-            sealed: self.vault.seal(key)?,
             settings: settings.to_map(),
             disabled: new.disabled,
             sort_order: 0,
@@ -329,7 +330,7 @@ impl Manage {
         if let Some(key) = &patch.key {
             let key = valid_key(key)?;
             after.label = mask(key);
-            after.sealed = self.vault.seal(key)?;
+            after.sealed = self.vault.seal(key, &after.id)?;
         }
         if let Some(name) = patch.name {
             after.name = valid_optional_name(name)?;
@@ -423,7 +424,7 @@ impl Manage {
             if c.sealed.master_key_id == current {
                 continue;
             }
-            match self.vault.rewrap(&c.sealed) {
+            match self.vault.rewrap(&c.sealed, &c.id) {
                 Ok(Some(new)) => {
                     // `false`: the key was replaced meanwhile, sealed under the current key.
                     if self
