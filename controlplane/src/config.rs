@@ -60,6 +60,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_OPERATOR_TOKEN", hide_env_values = true)]
     pub operator_token: Option<String>,
 
+    /// Token dataplanes must present on the gRPC port (snapshots and usage). Without it, a
+    /// token is generated on first start at `<data dir>/controlplane/dataplane.token`
+    /// (mode 0600); a dataplane with the same data dir reads it from there.
+    #[arg(long, env = "SWITCHYARD_DATAPLANE_TOKEN", hide_env_values = true)]
+    pub dataplane_token: Option<String>,
+
     /// Operator gRPC API address (`swctl`), apart from the dataplanes' port so that it can stay
     /// on loopback or behind its own firewall rule.
     #[arg(

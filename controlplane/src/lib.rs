@@ -12,6 +12,7 @@ pub mod manage;
 pub mod publisher;
 pub mod seed;
 pub mod store;
+pub mod token;
 pub mod vault;
 
 pub fn now_ms() -> i64 {

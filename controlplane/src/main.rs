@@ -21,9 +21,13 @@ use switchyard_controlplane::manage::Manage;
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed;
 use switchyard_controlplane::store::Store;
+use switchyard_controlplane::token::{self, BearerToken};
 use switchyard_controlplane::vault::Vault;
 use switchyard_proto::config::v1::config_service_server::ConfigServiceServer;
 use switchyard_proto::usage::v1::usage_service_server::UsageServiceServer;
+
+/// Where a generated dataplane token is kept, under the state dir.
+const DATAPLANE_TOKEN_FILE: &str = "dataplane.token";
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -122,13 +126,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .await
             .context("operator API failed")
     };
+    // Snapshots carry provider credentials and usage events bill: only dataplanes holding the
+    // dataplane token may watch or report.
+    let dataplane_token = load_dataplane_token(&config, &state_dir)?;
     let grpc = tonic::transport::Server::builder()
-        .add_service(ConfigServiceServer::new(ConfigApi {
-            publisher: publisher.clone(),
-        }))
-        .add_service(UsageServiceServer::new(UsageApi {
-            store: store.clone(),
-        }))
+        .add_service(ConfigServiceServer::with_interceptor(
+            ConfigApi {
+                publisher: publisher.clone(),
+            },
+            dataplane_token.clone(),
+        ))
+        .add_service(UsageServiceServer::with_interceptor(
+            UsageApi {
+                store: store.clone(),
+            },
+            dataplane_token,
+        ))
         .serve_with_shutdown(config.grpc_listen, shutdown_signal());
     let http = tokio::net::TcpListener::bind(config.http_listen)
         .await
@@ -182,7 +195,20 @@ fn load_operator_token(config: &Config, state_dir: &Path) -> anyhow::Result<Oper
             token
         }
     };
-    OperatorToken::new(&token)
+    OperatorToken::new("operator token", &token)
+}
+
+/// The token dataplanes present on the config and usage services: the configured one, or one
+/// generated once at `<state dir>/dataplane.token`, where a dataplane sharing the data dir finds
+/// it.
+fn load_dataplane_token(config: &Config, state_dir: &Path) -> anyhow::Result<BearerToken> {
+    let token = match &config.dataplane_token {
+        Some(token) => token.clone(),
+        None => read_or_create_secret(&state_dir.join(DATAPLANE_TOKEN_FILE), || {
+            token::generate("sy-dataplane")
+        })?,
+    };
+    BearerToken::new("dataplane token", &token)
 }
 
 /// Reads a secret file, or creates it (mode 0600) with a generated value.

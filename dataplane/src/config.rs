@@ -24,6 +24,11 @@ pub struct Config {
     )]
     pub control_plane: String,
 
+    /// Token for the control plane's gRPC port. Defaults to the one a control plane sharing
+    /// the data dir generated (`<data dir>/controlplane/dataplane.token`).
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_TOKEN", hide_env_values = true)]
+    pub control_plane_token: Option<String>,
+
     /// Control plane REST API, to which `/api/v1/` management calls are passed.
     #[arg(
         long,
@@ -82,14 +87,17 @@ impl Config {
         })
     }
 
-    /// This dataplane's own directory under the data dir, so several can share one.
-    pub fn state_dir(&self) -> PathBuf {
-        let base = self.data_dir.clone().unwrap_or_else(|| {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
             std::env::var_os("HOME")
                 .map(|h| PathBuf::from(h).join(".local/share/switchyard"))
                 .unwrap_or_else(|| PathBuf::from(".switchyard"))
-        });
-        base.join(self.dataplane_id())
+        })
+    }
+
+    /// This dataplane's own directory under the data dir, so several can share one.
+    pub fn state_dir(&self) -> PathBuf {
+        self.data_dir().join(self.dataplane_id())
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -6,6 +6,7 @@
 pub mod catalogue;
 pub mod config;
 pub mod http;
+pub mod link;
 pub mod money;
 pub mod reject;
 pub mod snapshot;

@@ -20,6 +20,7 @@ use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
 use switchyard_dataplane::config::Config;
 use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
+use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::snapshot::watch::Watcher;
 use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
 use switchyard_dataplane::usage::{SenderConfig, UsageSender, UsageSink};
@@ -71,10 +72,18 @@ fn run(config: Config) -> anyhow::Result<()> {
         }
     };
 
+    let auth = ControlPlaneAuth::resolve(config.control_plane_token.as_deref(), &config.data_dir())
+        .map_err(anyhow::Error::msg)?;
+    if !auth.is_set() {
+        tracing::warn!(
+            "no control plane token (--control-plane-token); the control plane will refuse this dataplane"
+        );
+    }
     let (usage, usage_rx) = UsageSink::new(config.usage_queue, &dataplane_id);
     let sender = UsageSender::new(
         SenderConfig {
             control_plane: config.control_plane.clone(),
+            auth: auth.clone(),
             dataplane_id: dataplane_id.clone(),
             batch_size: 512,
             flush_interval: Duration::from_millis(50),
@@ -91,6 +100,7 @@ fn run(config: Config) -> anyhow::Result<()> {
     let watcher = Watcher {
         store: snapshots.clone(),
         control_plane: config.control_plane.clone(),
+        auth,
         dataplane_id: dataplane_id.clone(),
     };
 

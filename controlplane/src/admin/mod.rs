@@ -17,72 +17,22 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use rand::RngCore;
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 use switchyard_proto::admin::v1::admin_service_server::AdminServiceServer;
-use tonic::service::Interceptor;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
-use tonic::{Code, Request, Status};
+use tonic::{Code, Status};
 
 pub use service::AdminApi;
 
 use crate::manage::{Manage, ManageError};
+use crate::token::BearerToken;
 
-/// The operator token, kept only as its SHA-256 so that comparing it takes the same time
-/// whatever the presented token is (length included).
-#[derive(Clone)]
-pub struct OperatorToken {
-    digest: [u8; 32],
-}
-
-impl OperatorToken {
-    /// Fails on an empty token, which would let any empty `Bearer` through.
-    pub fn new(token: &str) -> anyhow::Result<OperatorToken> {
-        let token = token.trim();
-        anyhow::ensure!(!token.is_empty(), "the operator token must not be empty");
-        Ok(OperatorToken {
-            digest: Sha256::digest(token.as_bytes()).into(),
-        })
-    }
-
-    pub fn matches(&self, presented: &str) -> bool {
-        let presented: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        presented[..].ct_eq(&self.digest[..]).into()
-    }
-}
+/// The operator token.
+pub type OperatorToken = BearerToken;
 
 /// A new operator token: 256 random bits, hex, with a prefix that tells what it is.
 pub fn generate_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    format!("sy-operator-{}", hex::encode(bytes))
-}
-
-impl Interceptor for OperatorToken {
-    fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let presented = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer);
-        match presented {
-            Some(token) if self.matches(token) => Ok(request),
-            Some(_) => Err(Status::unauthenticated("invalid operator token")),
-            None => Err(Status::unauthenticated(
-                "missing `authorization: Bearer <operator token>`",
-            )),
-        }
-    }
-}
-
-fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
+    crate::token::generate("sy-operator")
 }
 
 /// The one place manage errors become gRPC statuses. `conflict` is the code a conflict takes in
@@ -175,44 +125,6 @@ impl AdminServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn call(token: &mut OperatorToken, header: Option<&str>) -> Result<(), Code> {
-        let mut request = Request::new(());
-        if let Some(h) = header {
-            request
-                .metadata_mut()
-                .insert("authorization", h.parse().unwrap());
-        }
-        token.call(request).map(|_| ()).map_err(|s| s.code())
-    }
-
-    #[test]
-    fn only_the_operator_token_is_let_through() {
-        let mut token = OperatorToken::new("s3cret").unwrap();
-        assert_eq!(call(&mut token, Some("Bearer s3cret")), Ok(()));
-        assert_eq!(call(&mut token, Some("bearer s3cret")), Ok(()));
-        assert_eq!(
-            call(&mut token, Some("Bearer s3cre")),
-            Err(Code::Unauthenticated)
-        );
-        assert_eq!(
-            call(&mut token, Some("Basic s3cret")),
-            Err(Code::Unauthenticated)
-        );
-        assert_eq!(
-            call(&mut token, Some("Bearer ")),
-            Err(Code::Unauthenticated)
-        );
-        assert_eq!(call(&mut token, None), Err(Code::Unauthenticated));
-        assert!(OperatorToken::new("  ").is_err());
-    }
-
-    #[test]
-    fn generated_tokens_differ() {
-        let (a, b) = (generate_token(), generate_token());
-        assert_ne!(a, b);
-        assert!(a.len() > 64);
-    }
 
     #[test]
     fn manage_errors_map_to_fixed_codes_and_hide_internals() {

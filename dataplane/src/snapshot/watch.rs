@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use switchyard_proto::config::v1 as pb;
 use switchyard_proto::config::v1::config_service_client::ConfigServiceClient;
+
+use crate::link::ControlPlaneAuth;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
@@ -21,6 +23,7 @@ const MAX_SNAPSHOT_BYTES: usize = 1024 * 1024 * 1024;
 pub struct Watcher {
     pub store: Arc<SnapshotStore>,
     pub control_plane: String,
+    pub auth: ControlPlaneAuth,
     pub dataplane_id: String,
 }
 
@@ -62,8 +65,8 @@ impl Watcher {
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
         // Snapshots of millions of keys are far beyond tonic's default 4 MiB message limit.
-        let mut client =
-            ConfigServiceClient::new(channel.clone()).max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+        let mut client = ConfigServiceClient::with_interceptor(channel.clone(), self.auth.clone())
+            .max_decoding_message_size(MAX_SNAPSHOT_BYTES);
         let mut stream = client
             .watch(pb::WatchRequest {
                 dataplane_id: self.dataplane_id.clone(),
@@ -114,7 +117,10 @@ impl Watcher {
             accepted: verdict.is_ok(),
             reason: verdict.err().unwrap_or_default(),
         };
-        if let Err(e) = ConfigServiceClient::new(channel.clone()).ack(ack).await {
+        if let Err(e) = ConfigServiceClient::with_interceptor(channel.clone(), self.auth.clone())
+            .ack(ack)
+            .await
+        {
             tracing::warn!(version, error = %e, "could not acknowledge snapshot");
         }
     }

@@ -7,6 +7,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use switchyard_proto::usage::v1::usage_service_client::UsageServiceClient;
+use tonic::service::interceptor::InterceptedService;
+
+use crate::link::ControlPlaneAuth;
 use switchyard_proto::usage::v1::{UsageBatch, UsageEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -18,6 +21,7 @@ use super::spool::Spool;
 #[derive(Clone, Debug)]
 pub struct SenderConfig {
     pub control_plane: String,
+    pub auth: ControlPlaneAuth,
     pub dataplane_id: String,
     pub batch_size: usize,
     pub flush_interval: Duration,
@@ -34,7 +38,7 @@ pub struct UsageSender {
     counters: Arc<UsageCounters>,
     backlog: VecDeque<UsageEvent>,
     spool: Spool,
-    client: Option<UsageServiceClient<Channel>>,
+    client: Option<UsageServiceClient<InterceptedService<Channel, ControlPlaneAuth>>>,
     /// Retry schedule while the control plane is unreachable.
     retry_at: Option<Instant>,
     delay: Duration,
@@ -184,7 +188,10 @@ impl UsageSender {
                     .connect()
                     .await
                     .map_err(|e| Failure::Unavailable(tonic::Status::unavailable(e.to_string())))?;
-                self.client.insert(UsageServiceClient::new(channel))
+                self.client.insert(UsageServiceClient::with_interceptor(
+                    channel,
+                    self.config.auth.clone(),
+                ))
             }
         };
         let batch = UsageBatch {
