@@ -10,6 +10,7 @@ pub mod link;
 pub mod money;
 pub mod reject;
 pub mod snapshot;
+pub mod spend;
 pub mod stages;
 pub mod usage;
 

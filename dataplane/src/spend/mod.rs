@@ -1,0 +1,148 @@
+//! Spend counters that never overshoot. Before forwarding, one atomic step reserves a request's
+//! worst-case cost on every counter that applies (all or nothing); after completion, one step
+//! releases the reservation and charges the actual cost, idempotently by generation id.
+//! Reservations expire, so a crashed dataplane cannot hold budget forever.
+//!
+//! Two backends with the same semantics: Redis (standalone or Cluster; one Lua script per step,
+//! cached by SHA; every key of one organization shares the hash tag `{org:<id>}`, so a script's
+//! keys share a slot) and an in-process one for single-node use and `make dev`.
+//!
+//! Money is integer picodollars, the unit prices are computed in, so counters add up to the
+//! usage ledger exactly. A counter holds at most `i64::MAX` pico (about 9.2 million USD).
+
+mod embedded;
+mod redis_store;
+pub mod window;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use embedded::Embedded;
+pub use redis_store::RedisSpend;
+pub use window::Period;
+
+/// One counter a request is checked against and charged to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Counter {
+    /// The full store key, e.g. `{org:o1}:sp:key:<hash>:m20261101`.
+    pub key: String,
+    pub limit_pico: u64,
+    /// What this request reserves (worst case) on it.
+    pub amount_pico: u64,
+    /// When the counter may be dropped (its window's end plus a grace day).
+    pub expire_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ReserveRequest {
+    pub generation_id: String,
+    pub now_ms: i64,
+    /// How long the reservation holds if it is never settled.
+    pub hold_ms: u64,
+    pub counters: Vec<Counter>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Admission {
+    Granted,
+    /// The first counter that could not take the reservation, with what it already held.
+    Refused {
+        index: usize,
+        spent_pico: u64,
+        held_pico: u64,
+    },
+}
+
+/// One counter's side of a settle: release what was reserved, charge what was spent.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settlement {
+    pub key: String,
+    pub reserved_pico: u64,
+    pub charge_pico: u64,
+    pub expire_at_ms: Option<i64>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SettleRequest {
+    pub generation_id: String,
+    /// Marks the generation as settled (`{org:<id>}:settled:<generation>`), for idempotence.
+    pub settled_key: String,
+    pub now_ms: i64,
+    pub counters: Vec<Settlement>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpendError {
+    #[error("spend store unavailable: {0}")]
+    Unavailable(String),
+    #[error("spend store did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("spend store answered unexpectedly: {0}")]
+    Protocol(String),
+}
+
+/// What to do when the spend store cannot be reached, set per deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailurePolicy {
+    /// Refuse with 503: no request goes uncounted.
+    FailClosed,
+    /// Serve and count what was let through; reconciliation from the ledger corrects the
+    /// counters once the store is back.
+    FailOpen,
+}
+
+/// Outcomes, exposed as metrics.
+#[derive(Default, Debug)]
+pub struct SpendMetrics {
+    pub granted: AtomicU64,
+    pub refused: AtomicU64,
+    pub unavailable_refused: AtomicU64,
+    pub unavailable_served: AtomicU64,
+    pub settled: AtomicU64,
+    pub settle_duplicates: AtomicU64,
+    pub settle_failed: AtomicU64,
+}
+
+impl SpendMetrics {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The configured backend.
+#[derive(Clone)]
+pub enum SpendBackend {
+    Embedded(Arc<Embedded>),
+    Redis(RedisSpend),
+}
+
+impl SpendBackend {
+    pub async fn reserve(&self, request: &ReserveRequest) -> Result<Admission, SpendError> {
+        match self {
+            SpendBackend::Embedded(e) => Ok(e.reserve(request)),
+            SpendBackend::Redis(r) => r.reserve(request).await,
+        }
+    }
+
+    /// `Ok(false)`: this generation was already settled; nothing changed.
+    pub async fn settle(&self, request: &SettleRequest) -> Result<bool, SpendError> {
+        match self {
+            SpendBackend::Embedded(e) => Ok(e.settle(request)),
+            SpendBackend::Redis(r) => r.settle(request).await,
+        }
+    }
+
+    /// A counter's settled spend and outstanding reservations, for tests and reconciliation.
+    pub async fn read(&self, key: &str, now_ms: i64) -> Result<(u64, u64), SpendError> {
+        match self {
+            SpendBackend::Embedded(e) => Ok(e.read(key, now_ms)),
+            SpendBackend::Redis(r) => r.read(key).await,
+        }
+    }
+}
+
+/// The hash tag that keeps one organization's keys in one Redis Cluster slot.
+pub fn org_tag(organization_id: &str) -> String {
+    format!("{{org:{organization_id}}}")
+}
