@@ -34,9 +34,11 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is required (apt-get install redis-server)");
+        // Owned from here on, so a failed start still kills and reaps it (Drop).
+        let redis = Redis { child, port };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Redis { child, port };
+                return redis;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
