@@ -10,7 +10,7 @@ use switchyard_proto::config::v1 as pb;
 use tokio::sync::{Mutex, watch};
 
 use crate::keys::{KeyKind, LimitReset};
-use crate::store::{Store, StoreError};
+use crate::store::{GuardrailRow, Store, StoreError};
 
 /// What a dataplane last said about a version.
 #[derive(Clone, Debug)]
@@ -123,11 +123,16 @@ fn next_version(last: u64) -> u64 {
 }
 
 async fn build(store: &Store, version: u64) -> Result<pb::Snapshot, StoreError> {
+    let credits: HashMap<String, i64> = store.credits_by_owner().await?.into_iter().collect();
     let organizations = store
         .organizations()
         .await?
         .into_iter()
         .map(|o| pb::Organization {
+            credits_usd: credits
+                .get(&o.id)
+                .map(|&micros| micros_text(micros))
+                .unwrap_or_default(),
             id: o.id,
             name: o.name,
         })
@@ -226,6 +231,57 @@ async fn build(store: &Store, version: u64) -> Result<pb::Snapshot, StoreError> 
             api: pb::ProviderApi::OpenaiChat as i32,
         })
         .collect();
+    let guardrails = store
+        .all_guardrails()
+        .await?
+        .into_iter()
+        .map(guardrail)
+        .collect::<Result<Vec<_>, _>>()?;
+    // A key holds one guardrail today; the message carries a list so that it may hold more.
+    let mut key_guardrails: Vec<pb::KeyGuardrails> = Vec::new();
+    for (key_hash, guardrail_id) in store.all_key_assignments().await? {
+        match key_guardrails.last_mut() {
+            Some(last) if last.key_hash == key_hash => last.guardrail_ids.push(guardrail_id),
+            _ => key_guardrails.push(pb::KeyGuardrails {
+                key_hash,
+                guardrail_ids: vec![guardrail_id],
+            }),
+        }
+    }
+    // Rows come ordered by organization and user, so each member's are adjacent.
+    let mut member_guardrails: Vec<pb::MemberGuardrails> = Vec::new();
+    for a in store.all_member_assignments().await? {
+        match member_guardrails.last_mut() {
+            Some(last)
+                if last.organization_id == a.organization_id && last.user_id == a.user_id =>
+            {
+                last.guardrail_ids.push(a.guardrail_id);
+            }
+            _ => member_guardrails.push(pb::MemberGuardrails {
+                organization_id: a.organization_id,
+                user_id: a.user_id,
+                guardrail_ids: vec![a.guardrail_id],
+            }),
+        }
+    }
+    let workspace_budgets = store
+        .all_workspace_budgets()
+        .await?
+        .into_iter()
+        .map(|b| {
+            Ok(pb::WorkspaceBudget {
+                interval: spend_window(&b.reset_interval).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "budget {} has interval {:?}",
+                        b.id, b.reset_interval
+                    ))
+                })? as i32,
+                workspace_id: b.workspace_id,
+                limit_usd: b.limit_usd,
+                include_byok: b.include_byok,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
     Ok(pb::Snapshot {
         version,
         created_at_ms: crate::now_ms(),
@@ -235,10 +291,73 @@ async fn build(store: &Store, version: u64) -> Result<pb::Snapshot, StoreError> 
             workspaces,
             models,
             providers,
+            guardrails,
+            key_guardrails,
+            member_guardrails,
+            workspace_budgets,
         }),
     })
 }
 
+fn spend_window(interval: &str) -> Option<pb::SpendWindow> {
+    match interval {
+        "daily" => Some(pb::SpendWindow::Daily),
+        "weekly" => Some(pb::SpendWindow::Weekly),
+        "monthly" => Some(pb::SpendWindow::Monthly),
+        "lifetime" => Some(pb::SpendWindow::Lifetime),
+        _ => None,
+    }
+}
+
+fn guardrail(g: GuardrailRow) -> Result<pb::Guardrail, StoreError> {
+    let reset_interval = match &g.reset_interval {
+        None => pb::SpendWindow::Unspecified,
+        Some(i) => spend_window(i).ok_or_else(|| {
+            StoreError::Corrupt(format!("guardrail {} has reset interval {i:?}", g.id))
+        })?,
+    };
+    Ok(pb::Guardrail {
+        id: g.id,
+        organization_id: g.organization_id,
+        workspace_id: g.workspace_id,
+        limit_usd: g.limit_usd.unwrap_or_default(),
+        reset_interval: reset_interval as i32,
+        include_byok: g.include_byok,
+        allowed_models: g.allowed_models.unwrap_or_default(),
+        ignored_models: g.ignored_models.unwrap_or_default(),
+        allowed_providers: g.allowed_providers.unwrap_or_default(),
+        ignored_providers: g.ignored_providers.unwrap_or_default(),
+        enforce_zdr_anthropic: g.zdr.anthropic.unwrap_or(false),
+        enforce_zdr_openai: g.zdr.openai.unwrap_or(false),
+        enforce_zdr_google: g.zdr.google.unwrap_or(false),
+        enforce_zdr_xai: g.zdr.xai.unwrap_or(false),
+        enforce_zdr_other: g.zdr.other.unwrap_or(false),
+        is_default: g.is_default,
+    })
+}
+
+/// Micro-dollars as an exact decimal USD string. A negative sum (more transferred out than
+/// ever granted) cannot be spent from, so it is sent as zero.
+fn micros_text(micros: i64) -> String {
+    let micros = micros.max(0);
+    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 fn clamp(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn micros_become_exact_decimal_usd() {
+        assert_eq!(micros_text(0), "0");
+        assert_eq!(micros_text(25_500_000), "25.5");
+        assert_eq!(micros_text(1), "0.000001");
+        assert_eq!(micros_text(1_000_000_000), "1000");
+        assert_eq!(micros_text(-5), "0");
+    }
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::keys::{self, KeyKind};
-use crate::store::{NewKey, OrganizationRow, Store, StoreError, UserRow, WorkspaceRow};
+use crate::store::{LedgerRow, NewKey, OrganizationRow, Store, StoreError, UserRow, WorkspaceRow};
 
 pub struct Seeded {
     pub management_key: String,
@@ -56,6 +56,20 @@ pub async fn seed_if_empty(store: &Store) -> Result<Option<Seeded>, StoreError> 
     store
         .add_workspace_member(&workspace_id, &user_id, now)
         .await?;
+    // Requests spend credits: the first organization starts with some, in the ledger like any
+    // grant, so a fresh gateway answers instead of refusing with 402.
+    store
+        .insert_ledger(&[LedgerRow {
+            id: format!("credit_{}", uuid::Uuid::now_v7().simple()),
+            owner_id: organization_id.clone(),
+            amount_micros: BOOTSTRAP_CREDITS_USD * 1_000_000,
+            kind: "grant".into(),
+            reason: "bootstrap credits at first start".into(),
+            actor: "seed".into(),
+            counterpart_id: None,
+            created_at: now,
+        }])
+        .await?;
     let mut secrets = Vec::new();
     for (kind, name) in [
         (KeyKind::Management, "Bootstrap management key"),
@@ -90,6 +104,9 @@ pub async fn seed_if_empty(store: &Store) -> Result<Option<Seeded>, StoreError> 
         inference_key,
     }))
 }
+
+/// Credits the seeded organization starts with, USD.
+pub const BOOTSTRAP_CREDITS_USD: i64 = 1000;
 
 /// OpenRouter's default member cap per organization (0 means unlimited).
 pub const DEFAULT_MEMBER_CAP: i64 = 10;

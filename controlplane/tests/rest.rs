@@ -506,7 +506,10 @@ async fn exercise(url: &str) {
 
     // Both grants landed in the ledger with who and why; the balance adds up.
     let credits = get(&f, "admin", "/credits").await;
-    assert_eq!(credits["data"]["total_credits"], 25.5);
+    assert_eq!(
+        credits["data"]["total_credits"],
+        seed::BOOTSTRAP_CREDITS_USD as f64 + 25.5
+    );
     assert_eq!(credits["data"]["total_usage"], 0.0);
     let ledger = get(&f, "admin", "/credits/ledger").await;
     assert_eq!(ledger["data"][0]["reason"], "invoice 42");

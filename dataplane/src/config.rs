@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::spend::FailurePolicy;
+
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "switchyard-dataplane",
@@ -77,6 +79,46 @@ pub struct Config {
     /// Largest usage spool file on disk, bytes.
     #[arg(long, default_value_t = 1024 * 1024 * 1024)]
     pub usage_spool_max_bytes: u64,
+
+    /// Where spend counters live: in this process (`embedded`, single node) or in Redis
+    /// (`redis`, shared by every dataplane).
+    #[arg(
+        long,
+        env = "SWITCHYARD_SPEND_BACKEND",
+        value_enum,
+        default_value = "embedded"
+    )]
+    pub spend_backend: SpendBackendKind,
+
+    /// Redis URL(s) for `--spend-backend redis`: one for standalone Redis, several seed nodes
+    /// (comma-separated or repeated) for a Redis Cluster.
+    #[arg(long, env = "SWITCHYARD_REDIS_URL", value_delimiter = ',')]
+    pub redis_url: Vec<String>,
+
+    /// What to do when Redis cannot be reached: refuse with 503 (`fail-closed`) or serve and
+    /// count for reconciliation (`fail-open`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_SPEND_FAILURE_POLICY",
+        value_enum,
+        default_value = "fail-closed"
+    )]
+    pub spend_failure_policy: FailurePolicy,
+
+    /// Longest wait for a spend-store answer, milliseconds.
+    #[arg(long, env = "SWITCHYARD_SPEND_TIMEOUT_MS", default_value_t = 100)]
+    pub spend_timeout_ms: u64,
+
+    /// How long an unsettled reservation holds budget (a crashed dataplane's reservations
+    /// free themselves after this), seconds. Longer than the slowest stream.
+    #[arg(long, env = "SWITCHYARD_RESERVATION_HOLD_SECS", default_value_t = 900)]
+    pub reservation_hold_secs: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpendBackendKind {
+    Embedded,
+    Redis,
 }
 
 impl Config {

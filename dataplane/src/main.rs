@@ -19,10 +19,12 @@ use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch,
 use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
 use switchyard_dataplane::config::Config;
+use switchyard_dataplane::config::SpendBackendKind;
 use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::snapshot::watch::Watcher;
 use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
+use switchyard_dataplane::spend::{Embedded, RedisSpend, Spend, SpendBackend, SpendMetrics};
 use switchyard_dataplane::usage::{SenderConfig, UsageSender, UsageSink};
 use tokio::sync::Mutex;
 
@@ -130,6 +132,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             max_response_bytes: config.max_response_bytes,
         },
         control_plane_http,
+        spend: build_spend(&config)?,
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
     // Pingora's default 64 KiB read buffer per client connection would dominate the memory of a
@@ -192,4 +195,28 @@ impl ShutdownSignalWatch for GracefulOnSignal {
         }
         ShutdownSignal::GracefulTerminate
     }
+}
+
+/// The spend backend the configuration asks for. Redis connects on first use, so a dataplane
+/// starts (and serves from its persisted snapshot) even while Redis is down.
+fn build_spend(config: &Config) -> anyhow::Result<Spend> {
+    let timeout = Duration::from_millis(config.spend_timeout_ms);
+    let backend = match config.spend_backend {
+        SpendBackendKind::Embedded => SpendBackend::Embedded(Arc::new(Embedded::default())),
+        SpendBackendKind::Redis => SpendBackend::Redis(Arc::new(
+            RedisSpend::new(&config.redis_url, timeout)
+                .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,
+        )),
+    };
+    tracing::info!(
+        backend = ?config.spend_backend,
+        policy = ?config.spend_failure_policy,
+        "spend counters"
+    );
+    Ok(Spend {
+        backend,
+        policy: config.spend_failure_policy,
+        metrics: Arc::new(SpendMetrics::default()),
+        hold_ms: config.reservation_hold_secs.saturating_mul(1000),
+    })
 }

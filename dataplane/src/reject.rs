@@ -26,6 +26,12 @@ pub enum Kind {
     PayloadTooLarge,
     ClientTimeout,
     NotReady,
+    /// A guardrail forbids the request (model, provider or data-retention restriction).
+    GuardrailRefused,
+    /// The organization's credits cannot cover the request.
+    PaymentRequired,
+    /// The spend store is unreachable and the policy is to fail closed.
+    SpendUnavailable,
     UpstreamRefused,
     UpstreamUnavailable,
     UpstreamTimeout,
@@ -44,6 +50,9 @@ impl Kind {
             Kind::PayloadTooLarge => "payload_too_large",
             Kind::ClientTimeout => "client_timeout",
             Kind::NotReady => "not_ready",
+            Kind::GuardrailRefused => "guardrail_refused",
+            Kind::PaymentRequired => "payment_required",
+            Kind::SpendUnavailable => "spend_unavailable",
             Kind::UpstreamRefused => "upstream_refused",
             Kind::UpstreamUnavailable => "upstream_unavailable",
             Kind::UpstreamTimeout => "upstream_timeout",
@@ -56,11 +65,12 @@ impl Kind {
             Kind::NotFound => 404,
             Kind::MethodNotAllowed => 405,
             Kind::Unauthenticated => 401,
-            Kind::Forbidden => 403,
+            Kind::Forbidden | Kind::GuardrailRefused => 403,
             Kind::BadRequest | Kind::UnknownModel => 400,
             Kind::PayloadTooLarge => 413,
             Kind::ClientTimeout => 408,
-            Kind::NotReady => 503,
+            Kind::NotReady | Kind::SpendUnavailable => 503,
+            Kind::PaymentRequired => 402,
             // A provider's own 4xx keeps the provider's status; see `Reject::upstream_status`.
             Kind::UpstreamRefused | Kind::UpstreamUnavailable | Kind::Internal => 502,
             Kind::UpstreamTimeout => 408,
@@ -72,7 +82,7 @@ impl Kind {
             Kind::UpstreamRefused | Kind::UpstreamUnavailable | Kind::UpstreamTimeout => {
                 Source::Upstream
             }
-            Kind::Internal | Kind::NotReady => Source::Internal,
+            Kind::Internal | Kind::NotReady | Kind::SpendUnavailable => Source::Internal,
             _ => Source::Downstream,
         }
     }
@@ -100,6 +110,16 @@ impl Reject {
             metadata: None,
             upstream_status: None,
         }
+    }
+
+    /// A guardrail's refusal: 403, the metadata naming the guardrail and a fixed reason label.
+    pub fn guardrail(
+        guardrail_id: &str,
+        reason: &'static str,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Reject::new(Kind::GuardrailRefused, message)
+            .with_metadata(json!({ "guardrail_id": guardrail_id, "reason": reason }))
     }
 
     pub fn with_metadata(mut self, metadata: Value) -> Self {
@@ -136,6 +156,19 @@ mod tests {
         assert_eq!(v["error"]["code"], 400);
         assert_eq!(v["error"]["message"], "nope/nope is not a valid model ID");
         assert!(v["error"]["metadata"].is_null());
+    }
+
+    #[test]
+    fn guardrail_refusals_are_403_naming_the_guardrail() {
+        let r = Reject::guardrail("gr_1", "model_not_allowed", "not allowed");
+        assert_eq!(r.status(), 403);
+        assert_eq!(r.kind.label(), "guardrail_refused");
+        assert_eq!(r.kind.source(), Source::Downstream);
+        assert!(!r.kind.retryable());
+        let v: Value = serde_json::from_slice(&r.body()).unwrap();
+        assert_eq!(v["error"]["code"], 403);
+        assert_eq!(v["error"]["metadata"]["guardrail_id"], "gr_1");
+        assert_eq!(v["error"]["metadata"]["reason"], "model_not_allowed");
     }
 
     #[test]

@@ -4,10 +4,28 @@
 use sha2::{Digest, Sha256};
 use switchyard_proto::config::v1 as pb;
 
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, Window};
 
 pub const ORG: &str = "org-test";
 pub const WORKSPACE: &str = "ws-test";
+/// The owner of the builder's keys.
+pub const USER: &str = "user-test";
+/// The id `with_default_guardrail` gives the workspace's default guardrail.
+pub const DEFAULT_GUARDRAIL: &str = "gr_default_ws-test";
+
+/// The hash (hex) of the `n`th key added with `with_inference_key` and its siblings.
+pub fn key_hash(n: usize) -> String {
+    hex::encode(Sha256::digest(format!("sk-sy-v1-test-{n}").as_bytes()))
+}
+
+fn spend_window(window: Window) -> pb::SpendWindow {
+    match window {
+        Window::Daily => pb::SpendWindow::Daily,
+        Window::Weekly => pb::SpendWindow::Weekly,
+        Window::Monthly => pb::SpendWindow::Monthly,
+        Window::Lifetime => pb::SpendWindow::Lifetime,
+    }
+}
 
 pub struct SnapshotBuilder {
     message: pb::Snapshot,
@@ -32,6 +50,7 @@ impl SnapshotBuilder {
             organizations: vec![pb::Organization {
                 id: ORG.into(),
                 name: "Test".into(),
+                ..Default::default()
             }],
             workspaces: vec![pb::Workspace {
                 id: WORKSPACE.into(),
@@ -72,7 +91,7 @@ impl SnapshotBuilder {
         let mut key = pb::Key {
             hash: hex::encode(Sha256::digest(secret.as_bytes())),
             kind: kind as i32,
-            owner_user_id: "user-test".into(),
+            owner_user_id: USER.into(),
             organization_id: ORG.into(),
             workspace_id: WORKSPACE.into(),
             label: format!("sk-sy-v1-test…{n}"),
@@ -84,12 +103,137 @@ impl SnapshotBuilder {
         self
     }
 
+    fn resources(&mut self) -> &mut pb::Resources {
+        self.message.resources.get_or_insert_with(Default::default)
+    }
+
     fn keys(&mut self) -> &mut Vec<pb::Key> {
-        &mut self
-            .message
-            .resources
-            .get_or_insert_with(Default::default)
-            .keys
+        &mut self.resources().keys
+    }
+
+    /// Adds an inference key with custom settings (a limit, another owner or workspace).
+    pub fn with_inference_key_where(self, edit: impl FnOnce(&mut pb::Key)) -> Self {
+        self.key(pb::KeyKind::Inference, edit)
+    }
+
+    /// Adds a workspace to the organization.
+    pub fn with_workspace(mut self, id: &str) -> Self {
+        self.resources().workspaces.push(pb::Workspace {
+            id: id.into(),
+            organization_id: ORG.into(),
+            name: id.into(),
+        });
+        self
+    }
+
+    /// Adds a model served by one endpoint per provider, preferred in the order given.
+    pub fn with_model(mut self, id: &str, providers: &[&str]) -> Self {
+        let endpoints = providers
+            .iter()
+            .zip(0..)
+            .map(|(provider, priority)| pb::Endpoint {
+                provider_id: (*provider).into(),
+                base_url: "http://127.0.0.1:9/v1".into(),
+                upstream_model: format!("{provider}-model"),
+                price: Some(pb::Price {
+                    prompt: "0.000001".into(),
+                    completion: "0.000002".into(),
+                    ..Default::default()
+                }),
+                context_length: 8192,
+                max_output_tokens: 1024,
+                priority,
+                ..Default::default()
+            })
+            .collect();
+        self.resources().models.push(pb::Model {
+            id: id.into(),
+            name: id.into(),
+            context_length: 8192,
+            endpoints,
+            ..Default::default()
+        });
+        self
+    }
+
+    /// Adds a guardrail in the test workspace, unrestricted until `edit` says otherwise.
+    pub fn with_guardrail(mut self, id: &str, edit: impl FnOnce(&mut pb::Guardrail)) -> Self {
+        let mut g = pb::Guardrail {
+            id: id.into(),
+            organization_id: ORG.into(),
+            workspace_id: WORKSPACE.into(),
+            ..Default::default()
+        };
+        edit(&mut g);
+        self.resources().guardrails.push(g);
+        self
+    }
+
+    /// Adds the test workspace's default guardrail (`DEFAULT_GUARDRAIL`).
+    pub fn with_default_guardrail(self, edit: impl FnOnce(&mut pb::Guardrail)) -> Self {
+        self.with_guardrail(DEFAULT_GUARDRAIL, |g| {
+            g.is_default = true;
+            edit(g);
+        })
+    }
+
+    /// Assigns a guardrail to the last key added.
+    pub fn assign_guardrail_to_last_key(mut self, guardrail_id: &str) -> Self {
+        let hash = self
+            .keys()
+            .last()
+            .map(|k| k.hash.clone())
+            .unwrap_or_default();
+        let assignments = &mut self.resources().key_guardrails;
+        match assignments.iter_mut().find(|a| a.key_hash == hash) {
+            Some(a) => a.guardrail_ids.push(guardrail_id.into()),
+            None => assignments.push(pb::KeyGuardrails {
+                key_hash: hash,
+                guardrail_ids: vec![guardrail_id.into()],
+            }),
+        }
+        self
+    }
+
+    /// Assigns a guardrail to a member of the test organization.
+    pub fn assign_guardrail_to_member(mut self, user_id: &str, guardrail_id: &str) -> Self {
+        self.resources()
+            .member_guardrails
+            .push(pb::MemberGuardrails {
+                organization_id: ORG.into(),
+                user_id: user_id.into(),
+                guardrail_ids: vec![guardrail_id.into()],
+            });
+        self
+    }
+
+    /// Adds a budget to a workspace.
+    pub fn with_workspace_budget(
+        mut self,
+        workspace_id: &str,
+        window: Window,
+        limit_usd: &str,
+        include_byok: bool,
+    ) -> Self {
+        self.resources()
+            .workspace_budgets
+            .push(pb::WorkspaceBudget {
+                workspace_id: workspace_id.into(),
+                interval: spend_window(window) as i32,
+                limit_usd: limit_usd.into(),
+                include_byok,
+            });
+        self
+    }
+
+    /// Sets the organization's credits granted, in USD.
+    pub fn with_credits(mut self, usd: &str) -> Self {
+        for o in &mut self.resources().organizations {
+            if o.id == ORG {
+                o.credits_usd = usd.into();
+            }
+        }
+        self
     }
 
     pub fn with_inference_key(self) -> Self {
@@ -116,7 +260,7 @@ impl SnapshotBuilder {
             keys.push(pb::Key {
                 hash: hex::encode(Sha256::digest(format!("bulk-{i}").as_bytes())),
                 kind: pb::KeyKind::Inference as i32,
-                owner_user_id: "user-test".into(),
+                owner_user_id: USER.into(),
                 organization_id: ORG.into(),
                 workspace_id: WORKSPACE.into(),
                 ..Default::default()

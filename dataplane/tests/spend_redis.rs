@@ -164,7 +164,7 @@ async fn concurrent_reservations_never_overshoot_on_redis() {
     let backend = RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
         .await
         .unwrap();
-    concurrency(SpendBackend::Redis(backend)).await;
+    concurrency(SpendBackend::Redis(Arc::new(backend))).await;
 }
 
 #[tokio::test]
@@ -175,11 +175,11 @@ async fn concurrent_reservations_never_overshoot_embedded() {
 #[tokio::test]
 async fn both_backends_answer_alike() {
     let redis = Redis::start(free_port());
-    let remote = SpendBackend::Redis(
+    let remote = SpendBackend::Redis(Arc::new(
         RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
             .await
             .unwrap(),
-    );
+    ));
     let local = SpendBackend::Embedded(Arc::new(Embedded::default()));
     // A scripted sequence: reservations that fit and do not, settles, an expired hold.
     for backend in [&remote, &local] {

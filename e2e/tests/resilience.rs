@@ -102,6 +102,7 @@ fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
             organizations: vec![pb::Organization {
                 id: "org".into(),
                 name: "Org".into(),
+                ..Default::default()
             }],
             workspaces: vec![pb::Workspace {
                 id: "ws".into(),
@@ -134,6 +135,7 @@ fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
                 ..Default::default()
             }],
             providers: vec![],
+            ..Default::default()
         }),
     }
 }

@@ -6,6 +6,7 @@ mod byok;
 mod credits;
 mod error;
 mod generation;
+mod guardrails;
 mod keys;
 mod models;
 mod organization;
@@ -86,6 +87,40 @@ pub fn router(state: ApiState) -> Router {
             get(workspaces::get_budget)
                 .put(workspaces::put_budget)
                 .delete(workspaces::delete_budget),
+        )
+        .route(
+            "/api/v1/guardrails",
+            get(guardrails::list).post(guardrails::create),
+        )
+        .route(
+            "/api/v1/guardrails/assignments/keys",
+            get(guardrails::all_key_assignments),
+        )
+        .route(
+            "/api/v1/guardrails/assignments/members",
+            get(guardrails::all_member_assignments),
+        )
+        .route(
+            "/api/v1/guardrails/{id}",
+            get(guardrails::get)
+                .patch(guardrails::update)
+                .delete(guardrails::delete),
+        )
+        .route(
+            "/api/v1/guardrails/{id}/assignments/keys",
+            get(guardrails::key_assignments).post(guardrails::assign_keys),
+        )
+        .route(
+            "/api/v1/guardrails/{id}/assignments/keys/remove",
+            post(guardrails::unassign_keys),
+        )
+        .route(
+            "/api/v1/guardrails/{id}/assignments/members",
+            get(guardrails::member_assignments).post(guardrails::assign_members),
+        )
+        .route(
+            "/api/v1/guardrails/{id}/assignments/members/remove",
+            post(guardrails::unassign_members),
         )
         .route("/api/v1/presets", get(presets::list).post(presets::create))
         .route(

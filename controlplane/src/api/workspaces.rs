@@ -277,10 +277,9 @@ pub fn workspace_json(w: &WorkspaceRow) -> Result<Value, ApiError> {
         "created_at": iso8601(w.created_at),
         "updated_at": w.updated_at.map(iso8601),
         "created_by": w.created_by,
-        // Guardrails come later. The SDK documents this id as derived from the workspace's,
-        // the guardrail being materialised when first configured, so a stable derived id is
-        // already the right answer and will stay valid.
-        "default_guardrail_id": format!("gr_default_{}", w.id),
+        // Derived from the workspace's id, as the SDK documents; the guardrail is created with
+        // the workspace (and by migration 0003 for older ones).
+        "default_guardrail_id": crate::store::default_guardrail_id(&w.id),
         "default_text_model": s.default_text_model,
         "default_image_model": s.default_image_model,
         "default_provider_sort": s.default_provider_sort,

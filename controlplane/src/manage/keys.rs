@@ -325,6 +325,17 @@ impl Manage {
             ..old.clone()
         };
         self.store.insert_key(&new).await?;
+        // The successor takes over the key's guardrail, as it takes its other settings.
+        if let Some(guardrail_id) = self.store.key_guardrail(&old.hash).await? {
+            self.store
+                .assign_keys(
+                    &guardrail_id,
+                    std::slice::from_ref(&new.hash),
+                    actor.user_id(),
+                    now,
+                )
+                .await?;
+        }
         let grace_end = now.saturating_add(i64::try_from(grace_seconds * 1000).unwrap_or(i64::MAX));
         let patch = KeyPatch {
             expires_at: Some(grace_end),

@@ -13,6 +13,7 @@
 pub mod audit;
 pub mod byok;
 pub mod credits;
+pub mod guardrails;
 pub mod keys;
 pub mod organizations;
 pub mod presets;

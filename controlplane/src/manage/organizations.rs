@@ -311,6 +311,8 @@ impl Manage {
             None,
         )
         .await?;
+        // The member's guardrail assignments went with the membership.
+        self.publish().await?;
         Ok(())
     }
 

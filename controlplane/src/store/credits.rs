@@ -82,6 +82,19 @@ impl Store {
         Ok(row.try_get::<i64, _>("total")?)
     }
 
+    /// Every owner's total credits, in micro-dollars, for snapshots.
+    pub async fn credits_by_owner(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT owner_id, CAST(SUM(amount_micros) AS BIGINT) AS total FROM credit_ledger \
+             GROUP BY owner_id ORDER BY owner_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("owner_id")?, r.try_get("total")?)))
+            .collect()
+    }
+
     /// Total spend billed to an owner (its generations' cost), in USD.
     pub async fn usage_usd(&self, owner_id: &str) -> Result<f64, StoreError> {
         let row = sqlx::query(

@@ -204,11 +204,18 @@ impl Store {
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
+    /// Deletes a key and its guardrail assignment in one transaction.
     pub async fn delete_key(&self, hash: &str) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM guardrail_key_assignments WHERE key_hash = $1")
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
         let done = sqlx::query("DELETE FROM api_keys WHERE hash = $1")
             .bind(hash)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
+        tx.commit().await?;
         Ok(done.rows_affected() > 0)
     }
 }

@@ -8,6 +8,7 @@ mod byok;
 mod catalogue;
 mod credits;
 mod generations;
+mod guardrails;
 mod keys;
 mod presets;
 mod tenancy;
@@ -23,6 +24,9 @@ pub use byok::ByokRow;
 pub use catalogue::{CatalogueRows, EndpointRow, ModelRow, ProviderRow};
 pub use credits::LedgerRow;
 pub use generations::Generation;
+pub use guardrails::{
+    GuardrailRow, KeyAssignmentRow, MemberAssignmentRow, ZdrFlags, default_guardrail_id,
+};
 pub use keys::{KeyPatch, KeyRow, NewKey};
 pub use presets::{PresetRow, PresetVersionRow};
 pub use tenancy::{AuditRow, MemberRow, OrganizationRow, UserRow};

@@ -232,7 +232,8 @@ impl Store {
         Ok(done.rows_affected() > 0)
     }
 
-    /// Removes a membership and the user's workspace memberships in that organization.
+    /// Removes a membership, and the user's workspace memberships and guardrail assignments in
+    /// that organization.
     pub async fn delete_membership(
         &self,
         organization_id: &str,
@@ -242,6 +243,13 @@ impl Store {
         sqlx::query(
             "DELETE FROM workspace_members WHERE user_id = $1 AND workspace_id IN \
              (SELECT id FROM workspaces WHERE organization_id = $2)",
+        )
+        .bind(user_id)
+        .bind(organization_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM guardrail_member_assignments WHERE user_id = $1 AND organization_id = $2",
         )
         .bind(user_id)
         .bind(organization_id)

@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{MemberRow, Store, StoreError, flag};
+use super::{MemberRow, Store, StoreError, flag, guardrails};
 
 #[derive(Clone, Debug)]
 pub struct WorkspaceRow {
@@ -41,23 +41,9 @@ fn workspace(r: &AnyRow) -> Result<WorkspaceRow, StoreError> {
 }
 
 impl Store {
+    /// Inserts a workspace with its default guardrail, in one transaction.
     pub async fn insert_workspace(&self, w: &WorkspaceRow) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        ))
-        .bind(&w.id)
-        .bind(&w.organization_id)
-        .bind(&w.name)
-        .bind(&w.slug)
-        .bind(w.description.clone())
-        .bind(flag(w.is_default))
-        .bind(w.created_by.clone())
-        .bind(w.created_at)
-        .bind(w.updated_at)
-        .bind(serde_json::Value::Object(w.settings.clone()).to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        self.create_workspace(w, None).await
     }
 
     pub async fn workspaces(&self) -> Result<Vec<WorkspaceRow>, StoreError> {
@@ -222,7 +208,8 @@ async fn count(
 }
 
 impl Store {
-    /// Creates a workspace and makes `member` (its creator) a member, in one transaction.
+    /// Creates a workspace with its default guardrail and makes `member` (its creator) a
+    /// member, in one transaction.
     pub async fn create_workspace(
         &self,
         w: &WorkspaceRow,
@@ -244,6 +231,7 @@ impl Store {
         .bind(serde_json::Value::Object(w.settings.clone()).to_string())
         .execute(&mut *tx)
         .await?;
+        guardrails::insert_default(&mut tx, &w.id, &w.organization_id, w.created_at).await?;
         if let Some(user_id) = member {
             sqlx::query(
                 "INSERT INTO workspace_members (id, workspace_id, user_id, created_at) VALUES ($1, $2, $3, $4)",
@@ -346,6 +334,7 @@ impl Store {
             return Ok((contents, false));
         }
         // Children before parents: the foreign keys are enforced on both databases.
+        guardrails::delete_of_workspace(&mut tx, id).await?;
         for sql in [
             "DELETE FROM preset_versions WHERE preset_id IN (SELECT id FROM presets WHERE workspace_id = $1)",
             "DELETE FROM presets WHERE workspace_id = $1",
@@ -487,6 +476,16 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
+    }
+
+    /// Every workspace budget, for snapshots.
+    pub async fn all_workspace_budgets(&self) -> Result<Vec<WorkspaceBudgetRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {BUDGET_COLUMNS} FROM workspace_budgets ORDER BY workspace_id, reset_interval"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(budget).collect()
     }
 
     pub async fn workspace_budgets(

@@ -13,11 +13,12 @@ use super::respond::{self, respond_reject};
 use super::upstream::{self, Opened};
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{ApiKey, Endpoint};
+use crate::spend::{Hold, Verdict};
 use crate::stages::authenticate::{Purpose, authenticate};
 use crate::stages::meter::{self, Metered, Pricing, SseRelay};
 use crate::stages::request::ChatRequest;
 use crate::stages::settle::{Outcome, settle};
-use crate::stages::{forward, resolve, route};
+use crate::stages::{admit, forward, resolve, route};
 
 /// How the exchange with the client ended, for connection reuse.
 pub enum Ending {
@@ -66,6 +67,37 @@ async fn run(
     let request = ChatRequest::parse(&body)?;
     let model = resolve::resolve(&snapshot, &request.model)?;
     let generation_id = generation_id();
+    // admit: one round trip reserves the worst case on every counter that applies.
+    let limits = snapshot.limits_for(key);
+    let worst = admit::worst_case(&request, route::candidates(&model));
+    let hold = admit::hold(
+        &key.organization_id,
+        &generation_id,
+        &limits,
+        worst,
+        false,
+        created_at_ms,
+    );
+    let mut hold = match gw.spend.admit(hold, created_at_ms).await {
+        Verdict::Admitted(hold) => Some(hold),
+        Verdict::Refused {
+            index,
+            spent_pico,
+            held_pico,
+        } => {
+            let reject = match limits.get(index) {
+                Some(limit) => admit::refusal(limit, spent_pico, held_pico),
+                None => Reject::new(Kind::Internal, "Spend limit refused"),
+            };
+            return Err(reject);
+        }
+        Verdict::Unavailable => {
+            return Err(Reject::new(
+                Kind::SpendUnavailable,
+                "Spend limits cannot be checked right now; try again shortly",
+            ));
+        }
+    };
     let app_title = session
         .get_header("x-title")
         .or_else(|| session.get_header("x-openrouter-title"))
@@ -85,6 +117,9 @@ async fn run(
         .await
         {
             Ok(opened) => {
+                let Some(hold) = hold.take() else {
+                    return Err(Reject::new(Kind::Internal, "Spend hold already used"));
+                };
                 let exchange = Exchange {
                     gw,
                     key,
@@ -97,9 +132,9 @@ async fn run(
                     app_title: app_title.as_deref(),
                 };
                 return Ok(if request.stream {
-                    exchange.relay_stream(session, opened).await
+                    exchange.relay_stream(session, opened, hold).await
                 } else {
-                    exchange.relay_completion(session, opened).await
+                    exchange.relay_completion(session, opened, hold).await
                 });
             }
             Err(reject) if reject.kind.retryable() => {
@@ -110,9 +145,13 @@ async fn run(
                 );
                 last = Some(reject);
             }
-            Err(reject) => return Err(reject),
+            Err(reject) => {
+                release(gw, hold);
+                return Err(reject);
+            }
         }
     }
+    release(gw, hold);
     Err(last.unwrap_or_else(|| Reject::new(Kind::UpstreamUnavailable, "No provider available")))
 }
 
@@ -124,6 +163,13 @@ fn declared_length(session: &ServerSession) -> Option<usize> {
         .get_header("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Frees a reservation no provider call used (nothing was generated, nothing is charged).
+fn release(gw: &Gateway, hold: Option<Hold>) {
+    if let Some(hold) = hold {
+        gw.spend.settle(hold, 0, false, now_ms());
+    }
 }
 
 /// Reads the request body, refusing more than `max` bytes with 413 before reading it all.
@@ -185,6 +231,7 @@ impl Exchange<'_> {
 
     fn settle(
         &self,
+        hold: Hold,
         metered: &Metered,
         status: u16,
         streamed: bool,
@@ -206,10 +253,18 @@ impl Exchange<'_> {
             estimated_prompt_tokens: self.estimated_prompt_tokens,
             app_title: self.app_title,
         };
+        // The charge is the usage event's cost, so the counters add up to the ledger.
+        let cost = outcome.cost().map_or(0, |c| c.0);
         settle(&outcome, &self.gw.usage);
+        self.gw.spend.settle(hold, cost, false, now_ms());
     }
 
-    async fn relay_completion(&self, session: &mut ServerSession, opened: Opened) -> Ending {
+    async fn relay_completion(
+        &self,
+        session: &mut ServerSession,
+        opened: Opened,
+        hold: Hold,
+    ) -> Ending {
         let Opened {
             session: mut upstream,
             peer,
@@ -222,7 +277,7 @@ impl Exchange<'_> {
                 Kind::UpstreamUnavailable,
                 "Provider response was cut off or too large",
             );
-            self.settle(&Metered::default(), 502, false, false, Some(ttfb));
+            self.settle(hold, &Metered::default(), 502, false, false, Some(ttfb));
             return finish_with(respond_reject(session, &reject).await);
         };
         self.gw
@@ -234,11 +289,16 @@ impl Exchange<'_> {
             None => (body, Metered::default()),
         };
         let delivered = respond::respond(session, 200, "application/json", Bytes::from(out)).await;
-        self.settle(&metered, 200, false, !delivered, Some(ttfb));
+        self.settle(hold, &metered, 200, false, !delivered, Some(ttfb));
         finish_with(delivered)
     }
 
-    async fn relay_stream(&self, session: &mut ServerSession, opened: Opened) -> Ending {
+    async fn relay_stream(
+        &self,
+        session: &mut ServerSession,
+        opened: Opened,
+        hold: Hold,
+    ) -> Ending {
         let Opened {
             session: mut upstream,
             peer,
@@ -304,7 +364,7 @@ impl Exchange<'_> {
                 .await
                 .is_err();
         }
-        self.settle(&relay.state.metered, 200, true, cancelled, ttfb);
+        self.settle(hold, &relay.state.metered, 200, true, cancelled, ttfb);
         finish_with(!cancelled && !provider_failed)
     }
 

@@ -23,6 +23,7 @@ pub use upstream::Timeouts;
 
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{SnapshotStore, Upstream};
+use crate::spend::Spend;
 use crate::usage::UsageSink;
 
 #[derive(Clone, Copy, Debug)]
@@ -39,6 +40,7 @@ pub struct Gateway {
     pub limits: Limits,
     /// The control plane's REST API, for management passthrough.
     pub control_plane_http: Option<Upstream>,
+    pub spend: Spend,
 }
 
 const KEEPALIVE_SECS: u64 = 60;
@@ -82,6 +84,10 @@ impl Gateway {
                 ending(respond(session, 200, "text/plain", Bytes::from_static(b"ok\n")).await)
             }
             ("GET", "/health/ready") => self.ready(session).await,
+            ("GET", "/metrics") => {
+                let body = Bytes::from(self.metrics());
+                ending(respond(session, 200, "text/plain; version=0.0.4", body).await)
+            }
             (_, p) if p.starts_with("/api/v1/") => passthrough::handle(self, session).await,
             (_, "/api/v1/chat/completions" | "/v1/chat/completions") => {
                 self.refuse(session, Reject::new(Kind::MethodNotAllowed, "Use POST"))
@@ -92,6 +98,55 @@ impl Gateway {
                 self.refuse(session, reject).await
             }
         }
+    }
+
+    /// Prometheus text: spend outcomes (one series per outcome, so fail-open and fail-closed
+    /// decisions are visible) and the usage pipeline.
+    fn metrics(&self) -> String {
+        use std::fmt::Write;
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.spend.metrics;
+        let u = &self.usage.counters;
+        let mut out = String::with_capacity(1024);
+        let _ = writeln!(out, "# TYPE switchyard_spend_admissions_total counter");
+        for (outcome, v) in [
+            ("granted", &s.granted),
+            ("refused", &s.refused),
+            ("unavailable_refused", &s.unavailable_refused),
+            ("unavailable_served", &s.unavailable_served),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchyard_spend_admissions_total{{outcome=\"{outcome}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# TYPE switchyard_spend_settles_total counter");
+        for (outcome, v) in [
+            ("settled", &s.settled),
+            ("duplicate", &s.settle_duplicates),
+            ("failed", &s.settle_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchyard_spend_settles_total{{outcome=\"{outcome}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# TYPE switchyard_usage_events_total counter");
+        for (outcome, v) in [
+            ("emitted", &u.emitted),
+            ("dropped", &u.dropped),
+            ("sent", &u.sent),
+            ("spooled", &u.spooled),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchyard_usage_events_total{{outcome=\"{outcome}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        out
     }
 
     async fn refuse(&self, session: &mut ServerSession, reject: Reject) -> Ending {

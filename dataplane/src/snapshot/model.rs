@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchyard_proto::config::v1 as pb;
 
+use super::limits::{Limit, LimitScope, MemberGuardrail, Policies, Window, parse_nanos_floor};
 use crate::money::{MoneyError, Picodollars};
 
 /// Everything the request path reads, immutable once published. Every part is an `Arc` so a
@@ -18,6 +19,9 @@ pub struct Snapshot {
     pub organizations: Arc<HashMap<String, Organization>>,
     pub workspaces: Arc<HashMap<String, Workspace>>,
     pub models: Arc<HashMap<String, Arc<Model>>>,
+    /// Guardrails, their assignments and workspace budgets; read through
+    /// `Snapshot::guardrails_for` and `Snapshot::limits_for`.
+    pub policies: Arc<Policies>,
     /// `GET /api/v1/models`, rendered once per snapshot rather than once per request.
     pub models_document: Bytes,
 }
@@ -158,6 +162,64 @@ impl Interner {
 pub struct Organization {
     pub id: String,
     pub name: String,
+    /// Every credit ever granted (the ledger's sum), in nanodollars, rounded down.
+    pub credits_nanos: u64,
+}
+
+/// A guardrail: restrictions on models, providers and data retention, and an optional budget.
+/// Empty allowlists allow everything.
+#[derive(Debug)]
+pub struct Guardrail {
+    pub id: Arc<str>,
+    pub organization_id: Arc<str>,
+    pub workspace_id: Arc<str>,
+    pub budget: Option<Budget>,
+    /// Whether BYOK spend counts toward the budget.
+    pub include_byok: bool,
+    pub allowed_models: Box<[Box<str>]>,
+    pub ignored_models: Box<[Box<str>]>,
+    pub allowed_providers: Box<[Box<str>]>,
+    pub ignored_providers: Box<[Box<str>]>,
+    pub zdr: Zdr,
+    /// The workspace's default guardrail, which governs all of its keys.
+    pub is_default: bool,
+}
+
+/// A spend cap over a window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    pub limit_nanos: u64,
+    pub window: Window,
+}
+
+/// Zero-data-retention enforcement per model author group, as OpenRouter groups them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Zdr {
+    pub anthropic: bool,
+    pub openai: bool,
+    pub google: bool,
+    pub xai: bool,
+    pub other: bool,
+}
+
+impl Zdr {
+    /// Whether requests for `model_id` must use zero-data-retention endpoints. The group is the
+    /// model's author, the part of its id before `/`.
+    pub fn applies_to(&self, model_id: &str) -> bool {
+        let author = model_id.split_once('/').map_or(model_id, |(a, _)| a);
+        match author {
+            "anthropic" => self.anthropic,
+            "openai" => self.openai,
+            "google" => self.google,
+            // OpenRouter's author slug for xAI.
+            "x-ai" | "xai" => self.xai,
+            _ => self.other,
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.anthropic || self.openai || self.google || self.xai || self.other
+    }
 }
 
 #[derive(Debug)]
@@ -249,6 +311,12 @@ pub enum SnapshotError {
     },
     #[error("model {model:?}: {reason}")]
     BadModel { model: String, reason: String },
+    #[error("guardrail {guardrail:?}: {reason}")]
+    BadGuardrail { guardrail: String, reason: String },
+    #[error("guardrail assignment of {holder}: {reason}")]
+    BadAssignment { holder: String, reason: String },
+    #[error("workspace {workspace:?} budget: {reason}")]
+    BadBudget { workspace: String, reason: String },
     #[error("model {model}, provider {provider}: base URL {url:?}: {reason}")]
     BadBaseUrl {
         model: String,
@@ -264,19 +332,25 @@ impl TryFrom<pb::Snapshot> for Snapshot {
     fn try_from(snapshot: pb::Snapshot) -> Result<Self, Self::Error> {
         let resources = snapshot.resources.ok_or(SnapshotError::MissingResources)?;
 
-        let organizations: HashMap<String, Organization> = resources
-            .organizations
-            .into_iter()
-            .map(|o| {
-                (
-                    o.id.clone(),
-                    Organization {
-                        id: o.id,
-                        name: o.name,
-                    },
-                )
-            })
-            .collect();
+        let mut organizations = HashMap::with_capacity(resources.organizations.len());
+        for o in resources.organizations {
+            let credits_nanos = if o.credits_usd.is_empty() {
+                0
+            } else {
+                parse_nanos_floor(&o.credits_usd).map_err(|source| SnapshotError::Money {
+                    what: format!("organization {} credits", o.id),
+                    source,
+                })?
+            };
+            organizations.insert(
+                o.id.clone(),
+                Organization {
+                    id: o.id,
+                    name: o.name,
+                    credits_nanos,
+                },
+            );
+        }
 
         let mut workspaces = HashMap::with_capacity(resources.workspaces.len());
         for w in resources.workspaces {
@@ -339,6 +413,19 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             models.insert(model.id.clone(), Arc::new(model));
         }
 
+        let policies = policies(
+            PolicyParts {
+                guardrails: resources.guardrails,
+                key_guardrails: resources.key_guardrails,
+                member_guardrails: resources.member_guardrails,
+                workspace_budgets: resources.workspace_budgets,
+            },
+            &organizations,
+            &workspaces,
+            &keys,
+            &mut interner,
+        )?;
+
         let models_document = crate::catalogue::render_models(&models);
         Ok(Snapshot {
             version: snapshot.version,
@@ -346,6 +433,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             organizations: Arc::new(organizations),
             workspaces: Arc::new(workspaces),
             models: Arc::new(models),
+            policies: Arc::new(policies),
             models_document,
         })
     }
@@ -353,15 +441,9 @@ impl TryFrom<pb::Snapshot> for Snapshot {
 
 impl ApiKey {
     fn from_proto(k: pb::Key, interner: &mut Interner) -> Result<Self, SnapshotError> {
-        let mut hash = [0u8; 32];
-        let well_formed = k.hash.len() == 64
-            && k.hash
-                .bytes()
-                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-            && hex::decode_to_slice(&k.hash, &mut hash).is_ok();
-        if !well_formed {
+        let Some(hash) = parse_hash(&k.hash) else {
             return Err(SnapshotError::BadKeyHash { hash: k.hash });
-        }
+        };
         let kind = match pb::KeyKind::try_from(k.kind) {
             Ok(pb::KeyKind::Inference) => KeyKind::Inference,
             Ok(pb::KeyKind::Management) => KeyKind::Management,
@@ -391,6 +473,257 @@ impl ApiKey {
             include_byok_in_limit: k.include_byok_in_limit,
         })
     }
+}
+
+/// A key hash as 64 lowercase hex digits.
+fn parse_hash(text: &str) -> Option<[u8; 32]> {
+    let mut hash = [0u8; 32];
+    let well_formed = text.len() == 64
+        && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && hex::decode_to_slice(text, &mut hash).is_ok();
+    well_formed.then_some(hash)
+}
+
+fn window(w: i32) -> Option<Window> {
+    match pb::SpendWindow::try_from(w) {
+        Ok(pb::SpendWindow::Daily) => Some(Window::Daily),
+        Ok(pb::SpendWindow::Weekly) => Some(Window::Weekly),
+        Ok(pb::SpendWindow::Monthly) => Some(Window::Monthly),
+        Ok(pb::SpendWindow::Lifetime) => Some(Window::Lifetime),
+        // Unspecified, or a window this dataplane does not know: guessing would misapply a
+        // budget, so the caller refuses the snapshot.
+        _ => None,
+    }
+}
+
+/// Ids from a repeated field, each non-empty and listed once.
+fn id_list(
+    guardrail: &str,
+    field: &str,
+    ids: Vec<String>,
+) -> Result<Box<[Box<str>]>, SnapshotError> {
+    let mut out: Vec<Box<str>> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if id.is_empty() {
+            return Err(SnapshotError::BadGuardrail {
+                guardrail: guardrail.to_owned(),
+                reason: format!("empty id in {field}"),
+            });
+        }
+        if !out.iter().any(|o| **o == *id) {
+            out.push(id.into_boxed_str());
+        }
+    }
+    Ok(out.into_boxed_slice())
+}
+
+impl Guardrail {
+    fn from_proto(g: pb::Guardrail, interner: &mut Interner) -> Result<Self, SnapshotError> {
+        let bad = |reason: String| SnapshotError::BadGuardrail {
+            guardrail: g.id.clone(),
+            reason,
+        };
+        // `|` separates the parts of the spend counter ids built from guardrail ids.
+        if g.id.is_empty() || g.id.contains('|') {
+            return Err(bad("id must be non-empty and free of `|`".into()));
+        }
+        let budget = if g.limit_usd.is_empty() {
+            None
+        } else {
+            let limit_nanos =
+                parse_nanos_floor(&g.limit_usd).map_err(|source| SnapshotError::Money {
+                    what: format!("guardrail {} limit", g.id),
+                    source,
+                })?;
+            let window = window(g.reset_interval).ok_or_else(|| {
+                bad(format!(
+                    "a limit needs a known reset interval (got {})",
+                    g.reset_interval
+                ))
+            })?;
+            Some(Budget {
+                limit_nanos,
+                window,
+            })
+        };
+        Ok(Guardrail {
+            allowed_models: id_list(&g.id, "allowed_models", g.allowed_models)?,
+            ignored_models: id_list(&g.id, "ignored_models", g.ignored_models)?,
+            allowed_providers: id_list(&g.id, "allowed_providers", g.allowed_providers)?,
+            ignored_providers: id_list(&g.id, "ignored_providers", g.ignored_providers)?,
+            organization_id: interner.intern(g.organization_id),
+            workspace_id: interner.intern(g.workspace_id),
+            budget,
+            include_byok: g.include_byok,
+            zdr: Zdr {
+                anthropic: g.enforce_zdr_anthropic,
+                openai: g.enforce_zdr_openai,
+                google: g.enforce_zdr_google,
+                xai: g.enforce_zdr_xai,
+                other: g.enforce_zdr_other,
+            },
+            is_default: g.is_default,
+            id: interner.intern(g.id),
+        })
+    }
+}
+
+/// The snapshot's guardrail and budget resources, taken out of `Resources` together.
+struct PolicyParts {
+    guardrails: Vec<pb::Guardrail>,
+    key_guardrails: Vec<pb::KeyGuardrails>,
+    member_guardrails: Vec<pb::MemberGuardrails>,
+    workspace_budgets: Vec<pb::WorkspaceBudget>,
+}
+
+/// Validates guardrails, their assignments and workspace budgets against the rest of the
+/// snapshot, and indexes them for `Snapshot::guardrails_for` and `Snapshot::limits_for`.
+fn policies(
+    parts: PolicyParts,
+    organizations: &HashMap<String, Organization>,
+    workspaces: &HashMap<String, Workspace>,
+    keys: &KeyIndex,
+    interner: &mut Interner,
+) -> Result<Policies, SnapshotError> {
+    let mut p = Policies::default();
+
+    for g in parts.guardrails {
+        let g = Arc::new(Guardrail::from_proto(g, interner)?);
+        let id = g.id.clone();
+        let bad = |reason: String| SnapshotError::BadGuardrail {
+            guardrail: id.to_string(),
+            reason,
+        };
+        match workspaces.get(&*g.workspace_id) {
+            None => return Err(bad(format!("unknown workspace {}", g.workspace_id))),
+            Some(w) if *w.organization_id != *g.organization_id => {
+                return Err(bad(format!(
+                    "workspace {} is not in organization {}",
+                    g.workspace_id, g.organization_id
+                )));
+            }
+            Some(_) => {}
+        }
+        if g.is_default {
+            let w = p.workspaces.entry(g.workspace_id.clone()).or_default();
+            if w.default_guardrail.is_some() {
+                return Err(bad(format!(
+                    "workspace {} has a second default guardrail",
+                    g.workspace_id
+                )));
+            }
+            w.default_guardrail = Some(g.clone());
+        }
+        if p.guardrails.insert(g.id.clone(), g.clone()).is_some() {
+            return Err(bad("duplicate guardrail id".into()));
+        }
+    }
+
+    // An assigned guardrail must exist, belong to the holder's organization, and not be a
+    // default (which already governs its whole workspace).
+    let assignable = |holder: &str, id: &str, organization: &str| {
+        let bad = |reason: String| SnapshotError::BadAssignment {
+            holder: holder.to_owned(),
+            reason,
+        };
+        match p.guardrails.get(id) {
+            None => Err(bad(format!("unknown guardrail {id}"))),
+            Some(g) if *g.organization_id != *organization => Err(bad(format!(
+                "guardrail {id} is not in organization {organization}"
+            ))),
+            Some(g) if g.is_default => Err(bad(format!(
+                "guardrail {id} is a workspace default and cannot be assigned"
+            ))),
+            Some(g) => Ok(g.clone()),
+        }
+    };
+
+    let mut key_guardrails = HashMap::with_capacity(parts.key_guardrails.len());
+    for a in parts.key_guardrails {
+        let holder = format!("key {}", a.key_hash);
+        let bad = |reason: String| SnapshotError::BadAssignment {
+            holder: holder.clone(),
+            reason,
+        };
+        let hash = parse_hash(&a.key_hash).ok_or_else(|| bad("malformed key hash".into()))?;
+        let key = keys.get(&hash).ok_or_else(|| bad("unknown key".into()))?;
+        let mut held: Vec<Arc<Guardrail>> = Vec::with_capacity(a.guardrail_ids.len());
+        for id in &a.guardrail_ids {
+            let g = assignable(&holder, id, &key.organization_id)?;
+            if !held.iter().any(|h| Arc::ptr_eq(h, &g)) {
+                held.push(g);
+            }
+        }
+        if key_guardrails
+            .insert(hash, held.into_boxed_slice())
+            .is_some()
+        {
+            return Err(bad("listed twice".into()));
+        }
+    }
+
+    let mut members: HashMap<Arc<str>, Vec<MemberGuardrail>> = HashMap::new();
+    for a in parts.member_guardrails {
+        let holder = format!("member {} of {}", a.user_id, a.organization_id);
+        if a.user_id.is_empty() || !organizations.contains_key(&a.organization_id) {
+            return Err(SnapshotError::BadAssignment {
+                holder,
+                reason: "unknown organization or empty user id".into(),
+            });
+        }
+        let user = interner.intern(a.user_id);
+        let held = members.entry(user.clone()).or_default();
+        for id in &a.guardrail_ids {
+            let g = assignable(&holder, id, &a.organization_id)?;
+            if held.iter().any(|m| Arc::ptr_eq(&m.guardrail, &g)) {
+                continue;
+            }
+            let limit = g.budget.map(|b| Limit {
+                scope: LimitScope::Member,
+                id: Arc::from(format!("{user}|{}", g.id)),
+                window: b.window,
+                limit_nanos: b.limit_nanos,
+                include_byok: g.include_byok,
+            });
+            held.push(MemberGuardrail {
+                guardrail: g,
+                limit,
+            });
+        }
+    }
+
+    for b in parts.workspace_budgets {
+        let bad = |reason: String| SnapshotError::BadBudget {
+            workspace: b.workspace_id.clone(),
+            reason,
+        };
+        if !workspaces.contains_key(&b.workspace_id) {
+            return Err(bad("unknown workspace".into()));
+        }
+        let window =
+            window(b.interval).ok_or_else(|| bad(format!("unknown interval {}", b.interval)))?;
+        let limit_nanos =
+            parse_nanos_floor(&b.limit_usd).map_err(|source| SnapshotError::Money {
+                what: format!("workspace {} {} budget", b.workspace_id, window.as_str()),
+                source,
+            })?;
+        let id = interner.intern(b.workspace_id.clone());
+        let w = p.workspaces.entry(id.clone()).or_default();
+        if w.budgets.iter().any(|l| l.window == window) {
+            return Err(bad(format!("two {} budgets", window.as_str())));
+        }
+        w.budgets.push(Limit {
+            scope: LimitScope::Workspace,
+            id,
+            window,
+            limit_nanos,
+            include_byok: b.include_byok,
+        });
+    }
+
+    p.keys = key_guardrails;
+    p.members = members;
+    Ok(p)
 }
 
 impl Model {

@@ -114,7 +114,7 @@ impl SpendMetrics {
 #[derive(Clone)]
 pub enum SpendBackend {
     Embedded(Arc<Embedded>),
-    Redis(RedisSpend),
+    Redis(Arc<RedisSpend>),
 }
 
 impl SpendBackend {
@@ -145,4 +145,137 @@ impl SpendBackend {
 /// The hash tag that keeps one organization's keys in one Redis Cluster slot.
 pub fn org_tag(organization_id: &str) -> String {
     format!("{{org:{organization_id}}}")
+}
+
+/// The request path's view of spend: the backend, the failure policy, and the outcome metrics.
+pub struct Spend {
+    pub backend: SpendBackend,
+    pub policy: FailurePolicy,
+    pub metrics: Arc<SpendMetrics>,
+    /// How long an unsettled reservation holds budget.
+    pub hold_ms: u64,
+}
+
+/// A granted (or, failing open, waved-through) request's claim on its counters.
+#[derive(Debug)]
+pub struct Hold {
+    pub generation_id: String,
+    pub settled_key: String,
+    pub counters: Vec<Counter>,
+    /// Per counter: whether BYOK spend counts on it.
+    pub include_byok: Vec<bool>,
+}
+
+/// What admission decided.
+#[derive(Debug)]
+pub enum Verdict {
+    Admitted(Hold),
+    /// A counter's limit would be exceeded: `index` into the request's counters.
+    Refused {
+        index: usize,
+        spent_pico: u64,
+        held_pico: u64,
+    },
+    /// The store is unreachable and the policy is to fail closed.
+    Unavailable,
+}
+
+/// Attempts at settling before leaving the rest to reconciliation.
+const SETTLE_ATTEMPTS: u32 = 4;
+
+impl Spend {
+    /// One round trip: reserve `hold.counters`' amounts, all or nothing.
+    pub async fn admit(&self, hold: Hold, now_ms: i64) -> Verdict {
+        if hold.counters.is_empty() {
+            return Verdict::Admitted(hold);
+        }
+        let request = ReserveRequest {
+            generation_id: hold.generation_id.clone(),
+            now_ms,
+            hold_ms: self.hold_ms,
+            counters: hold.counters.clone(),
+        };
+        match self.backend.reserve(&request).await {
+            Ok(Admission::Granted) => {
+                SpendMetrics::bump(&self.metrics.granted);
+                Verdict::Admitted(hold)
+            }
+            Ok(Admission::Refused {
+                index,
+                spent_pico,
+                held_pico,
+            }) => {
+                SpendMetrics::bump(&self.metrics.refused);
+                Verdict::Refused {
+                    index,
+                    spent_pico,
+                    held_pico,
+                }
+            }
+            Err(e) => match self.policy {
+                FailurePolicy::FailClosed => {
+                    SpendMetrics::bump(&self.metrics.unavailable_refused);
+                    tracing::warn!(error = %e, "spend store unavailable; refusing (fail_closed)");
+                    Verdict::Unavailable
+                }
+                FailurePolicy::FailOpen => {
+                    SpendMetrics::bump(&self.metrics.unavailable_served);
+                    tracing::warn!(error = %e, "spend store unavailable; serving uncounted (fail_open)");
+                    Verdict::Admitted(hold)
+                }
+            },
+        }
+    }
+
+    /// Releases the hold and charges `cost_pico` (0 on counters that exclude BYOK spend when
+    /// this was BYOK), off the request path, retrying briefly; settles are idempotent, and what
+    /// still fails is corrected by reconciliation from the usage ledger.
+    pub fn settle(&self, hold: Hold, cost_pico: u64, is_byok: bool, now_ms: i64) {
+        if hold.counters.is_empty() {
+            return;
+        }
+        let request = SettleRequest {
+            generation_id: hold.generation_id,
+            settled_key: hold.settled_key,
+            now_ms,
+            counters: hold
+                .counters
+                .iter()
+                .zip(&hold.include_byok)
+                .map(|(c, counts_byok)| Settlement {
+                    key: c.key.clone(),
+                    reserved_pico: c.amount_pico,
+                    charge_pico: if is_byok && !counts_byok {
+                        0
+                    } else {
+                        cost_pico
+                    },
+                    expire_at_ms: c.expire_at_ms,
+                })
+                .collect(),
+        };
+        let backend = self.backend.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            for attempt in 1..=SETTLE_ATTEMPTS {
+                match backend.settle(&request).await {
+                    Ok(true) => return SpendMetrics::bump(&metrics.settled),
+                    Ok(false) => return SpendMetrics::bump(&metrics.settle_duplicates),
+                    Err(e) if attempt == SETTLE_ATTEMPTS => {
+                        SpendMetrics::bump(&metrics.settle_failed);
+                        tracing::warn!(
+                            generation = %request.generation_id,
+                            error = %e,
+                            "settle failed; reconciliation will correct the counters"
+                        );
+                    }
+                    Err(_) => {
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                }
+            }
+        });
+    }
 }

@@ -1,12 +1,13 @@
 //! The Redis backend: standalone or Cluster through redis-rs, one script call per step, each
 //! bounded by a short timeout so an unreachable Redis costs milliseconds, not a hung request.
 
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
 use redis::{Script, Value};
+use tokio::sync::OnceCell;
 
 use super::{Admission, ReserveRequest, SettleRequest, SpendError};
 
@@ -23,41 +24,75 @@ enum Connection {
 }
 
 #[derive(Clone)]
+enum Target {
+    Standalone(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// Connects on first use, on the runtime that serves requests (the dataplane is built before its
+/// runtimes exist), and again after a failed attempt; the connection then reconnects by itself.
+#[derive(Clone)]
 pub struct RedisSpend {
-    connection: Connection,
+    target: Target,
+    connection: Arc<OnceCell<Connection>>,
     timeout: Duration,
 }
 
 impl RedisSpend {
-    /// Connects to one `redis://` URL, or to a Cluster through several seed URLs.
-    pub async fn connect(urls: &[String], timeout: Duration) -> Result<RedisSpend, SpendError> {
-        let unavailable = |e: redis::RedisError| SpendError::Unavailable(e.to_string());
-        let connection = match urls {
+    /// One `redis://` URL, or several seed URLs of a Cluster. Fails only on malformed URLs.
+    pub fn new(urls: &[String], timeout: Duration) -> Result<RedisSpend, SpendError> {
+        let invalid = |e: redis::RedisError| SpendError::Unavailable(e.to_string());
+        let target = match urls {
             [] => return Err(SpendError::Unavailable("no Redis URL configured".into())),
-            [one] => {
-                let client = redis::Client::open(one.as_str()).map_err(unavailable)?;
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(timeout))
-                    .set_response_timeout(Some(timeout));
-                Connection::Standalone(
-                    ConnectionManager::new_with_config(client, config)
-                        .await
-                        .map_err(unavailable)?,
-                )
-            }
-            seeds => {
-                let client = redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
+            [one] => Target::Standalone(redis::Client::open(one.as_str()).map_err(invalid)?),
+            seeds => Target::Cluster(Box::new(
+                redis::cluster::ClusterClientBuilder::new(seeds.to_vec())
                     .connection_timeout(timeout)
                     .response_timeout(timeout)
                     .build()
-                    .map_err(unavailable)?;
-                Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
-            }
+                    .map_err(invalid)?,
+            )),
         };
         Ok(RedisSpend {
-            connection,
+            target,
+            connection: Arc::new(OnceCell::new()),
             timeout,
         })
+    }
+
+    /// `new`, then connects at once (for tests and tools that want an early error).
+    pub async fn connect(urls: &[String], timeout: Duration) -> Result<RedisSpend, SpendError> {
+        let spend = RedisSpend::new(urls, timeout)?;
+        spend.connection().await?;
+        Ok(spend)
+    }
+
+    async fn connection(&self) -> Result<Connection, SpendError> {
+        let unavailable = |e: redis::RedisError| SpendError::Unavailable(e.to_string());
+        let connect = async {
+            match &self.target {
+                Target::Standalone(client) => {
+                    let config = redis::aio::ConnectionManagerConfig::new()
+                        .set_connection_timeout(Some(self.timeout))
+                        .set_response_timeout(Some(self.timeout));
+                    ConnectionManager::new_with_config(client.clone(), config)
+                        .await
+                        .map(Connection::Standalone)
+                        .map_err(unavailable)
+                }
+                Target::Cluster(client) => client
+                    .get_async_connection()
+                    .await
+                    .map(Connection::Cluster)
+                    .map_err(unavailable),
+            }
+        };
+        let bounded = async {
+            tokio::time::timeout(self.timeout, connect)
+                .await
+                .map_err(|_| SpendError::Timeout(self.timeout))?
+        };
+        self.connection.get_or_try_init(|| bounded).await.cloned()
     }
 
     pub async fn reserve(&self, r: &ReserveRequest) -> Result<Admission, SpendError> {
@@ -116,10 +151,11 @@ impl RedisSpend {
         &self,
         invocation: redis::ScriptInvocation<'_>,
     ) -> Result<T, SpendError> {
+        let connection = self.connection().await?;
         let call = async {
-            match &self.connection {
-                Connection::Standalone(c) => invocation.invoke_async(&mut c.clone()).await,
-                Connection::Cluster(c) => invocation.invoke_async(&mut c.clone()).await,
+            match connection {
+                Connection::Standalone(mut c) => invocation.invoke_async(&mut c).await,
+                Connection::Cluster(mut c) => invocation.invoke_async(&mut c).await,
             }
         };
         match tokio::time::timeout(self.timeout, call).await {
@@ -130,10 +166,11 @@ impl RedisSpend {
     }
 
     async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, SpendError> {
+        let connection = self.connection().await?;
         let call = async {
-            match &self.connection {
-                Connection::Standalone(c) => cmd.query_async(&mut c.clone()).await,
-                Connection::Cluster(c) => cmd.query_async(&mut c.clone()).await,
+            match connection {
+                Connection::Standalone(mut c) => cmd.query_async(&mut c).await,
+                Connection::Cluster(mut c) => cmd.query_async(&mut c).await,
             }
         };
         match tokio::time::timeout(self.timeout, call).await {

@@ -6,8 +6,10 @@
 //! admission is authentication's verdict, and routing walks a model's endpoints in priority
 //! order. Both keep their place in the chain so that later work slots in without reshaping it.
 
+pub mod admit;
 pub mod authenticate;
 pub mod forward;
+pub mod guardrails;
 pub mod meter;
 pub mod request;
 pub mod resolve;

@@ -1,8 +1,9 @@
 //! settle: the request is over; record what it used. Builds the usage event and hands it to the
-//! background sender without waiting. (Spend commitment joins this stage with spend limits.)
+//! background sender without waiting; the adapter then settles the spend hold with the same cost.
 
 use switchyard_proto::usage::v1::UsageEvent;
 
+use crate::money::Picodollars;
 use crate::snapshot::{ApiKey, Endpoint};
 use crate::stages::meter::{Metered, Usage};
 use crate::usage::UsageSink;
@@ -40,9 +41,15 @@ impl Outcome<'_> {
         })
     }
 
+    /// What this generation cost, as recorded in its usage event and charged to its counters;
+    /// `None` when a price it needs is unknown.
+    pub fn cost(&self) -> Option<Picodollars> {
+        self.endpoint.and_then(|e| self.usage().cost(&e.prices))
+    }
+
     pub fn to_event(&self, dataplane_id: &str) -> UsageEvent {
         let usage = self.usage();
-        let cost = self.endpoint.and_then(|e| usage.cost(&e.prices));
+        let cost = self.cost();
         UsageEvent {
             generation_id: self.generation_id.to_owned(),
             key_hash: self.key.hash_hex(),

@@ -1,0 +1,242 @@
+//! Spend limits that never overshoot, through the real gateway with its counters in a Redis of
+//! the test's own: 200 concurrent requests against a key whose limit fits k of them.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{Redis, Stack, client, eventually};
+
+const REQUESTS: usize = 200;
+const FITS: u64 = 20;
+
+fn body() -> Value {
+    json!({
+        "model": "mock/fast",
+        "max_tokens": 16,
+        "messages": [{ "role": "user", "content": "Count to three." }]
+    })
+}
+
+/// USD (as the gateway reports it) to exact picodollars.
+fn pico(usd: f64) -> u64 {
+    (usd * 1e12).round() as u64
+}
+
+async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
+    let api = stack.api();
+    let c = client();
+    // The price of one request, from a probe with the bootstrap key.
+    let probe: Value = stack
+        .chat(&stack.inference_key, body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cost = pico(probe["usage"]["cost"].as_f64().unwrap());
+    assert!(cost > 0);
+    // A key whose limit fits FITS requests (and half of one more).
+    let limit_pico = cost * FITS + cost / 2;
+    let created: Value = c
+        .post(format!("{api}/keys"))
+        .bearer_auth(&stack.management_key)
+        .json(&json!({ "name": "limited", "limit": limit_pico as f64 / 1e12 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
+    let s = secret.clone();
+    eventually("limited key live", Duration::from_secs(2), || {
+        let s = s.clone();
+        async move {
+            let r = client()
+                .get(format!("{}/key", stack.api()))
+                .bearer_auth(&s)
+                .send()
+                .await
+                .ok()?;
+            r.status().is_success().then_some(())
+        }
+    })
+    .await;
+    // Every request overlaps the others: the mock holds each for a while.
+    stack.mock_a.script(json!({ "ttfb_ms": 300 })).await;
+
+    let tasks: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let secret = secret.clone();
+            let url = format!("{api}/chat/completions");
+            tokio::spawn(async move {
+                let r = client()
+                    .post(url)
+                    .bearer_auth(secret)
+                    .json(&body())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                let v: Value = r.json().await.unwrap();
+                (status, v)
+            })
+        })
+        .collect();
+    let mut served = Vec::new();
+    let mut refused = 0;
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        match status {
+            200 => served.push(pico(v["usage"]["cost"].as_f64().unwrap())),
+            402 | 403 => {
+                assert!(v["error"]["metadata"]["limit"].is_string(), "{v}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    let spent: u64 = served.iter().sum();
+    eprintln!(
+        "served {}, refused {refused}, spent {spent} pico of a {limit_pico} pico limit",
+        served.len()
+    );
+    assert!(served.len() as u64 <= FITS, "at most k succeed");
+    assert!(
+        served.len() as u64 >= FITS / 2,
+        "reservations do not starve the limit"
+    );
+    assert!(spent <= limit_pico, "final spend within the limit");
+
+    if let Some(redis) = redis {
+        // Once settled, the counter equals the sum of what was charged, exactly.
+        let key = redis_key(stack, &hash).await;
+        eventually("every hold settled", Duration::from_secs(10), || {
+            let held = redis.hget(&key, "held");
+            async move { (held == 0).then_some(()) }
+        })
+        .await;
+        assert_eq!(
+            redis.hget(&key, "spent"),
+            spent,
+            "counter equals the ledger"
+        );
+    }
+}
+
+/// The key's lifetime counter, named as the dataplane names it.
+async fn redis_key(stack: &Stack, hash: &str) -> String {
+    let me: Value = client()
+        .get(format!("{}/key", stack.api()))
+        .bearer_auth(&stack.management_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let org = me["data"]["organization_id"].as_str().unwrap();
+    format!("{{org:{org}}}:sp:key:{hash}:l")
+}
+
+#[tokio::test]
+async fn concurrent_requests_never_overshoot_a_key_limit_on_redis() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    concurrency(&stack, Some(&redis)).await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_never_overshoot_a_key_limit_embedded() {
+    let stack = Stack::start().await;
+    concurrency(&stack, None).await;
+}
+
+async fn metric(stack: &Stack, series: &str) -> u64 {
+    let text = client()
+        .get(format!("{}/metrics", stack.base()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
+/// Redis killed under the gateway: fail_closed answers 503 in OpenRouter's shape, fail_open
+/// serves and counts it; both say so in their metrics and recover as soon as Redis is back.
+#[tokio::test]
+async fn a_redis_outage_follows_the_configured_policy() {
+    for policy in ["fail-closed", "fail-open"] {
+        let mut redis = Redis::start();
+        let url = redis.url();
+        let stack = Stack::start_with(&[
+            "--spend-backend",
+            "redis",
+            "--redis-url",
+            url.as_str(),
+            "--spend-failure-policy",
+            policy,
+            "--spend-timeout-ms",
+            "200",
+        ])
+        .await;
+        assert_eq!(stack.chat(&stack.inference_key, body()).await.status(), 200);
+
+        redis.kill();
+        let r = stack.chat(&stack.inference_key, body()).await;
+        if policy == "fail-closed" {
+            let message = support::expect_error(r, 503).await;
+            assert!(message.contains("Spend limits"), "{message}");
+            assert_eq!(
+                metric(
+                    &stack,
+                    "switchyard_spend_admissions_total{outcome=\"unavailable_refused\"}"
+                )
+                .await,
+                1
+            );
+        } else {
+            assert_eq!(r.status(), 200);
+            assert_eq!(
+                metric(
+                    &stack,
+                    "switchyard_spend_admissions_total{outcome=\"unavailable_served\"}"
+                )
+                .await,
+                1
+            );
+        }
+
+        redis.restart();
+        // Recovered means admitted through Redis again (fail_open would serve regardless).
+        let key = stack.inference_key.clone();
+        eventually(
+            &format!("{policy}: counted in Redis again once it is back"),
+            Duration::from_secs(10),
+            || {
+                let key = key.clone();
+                let stack = &stack;
+                async move {
+                    let served = stack.chat(&key, body()).await.status() == 200;
+                    let granted = metric(
+                        stack,
+                        "switchyard_spend_admissions_total{outcome=\"granted\"}",
+                    )
+                    .await;
+                    (served && granted >= 2).then_some(())
+                }
+            },
+        )
+        .await;
+    }
+}
