@@ -64,6 +64,14 @@ struct Args {
     /// each proxy and report resident memory per stream.
     #[arg(long)]
     sse_memory: Option<usize>,
+    /// Where Switchyard keeps spend counters: its own redis-server (the production shape) or
+    /// in process.
+    #[arg(long, value_enum, default_value = "redis")]
+    spend: targets::SpendStore,
+    /// Spend-limited scenario: the bench's keys carry this limit (USD), so every request also
+    /// reserves and settles on a key counter.
+    #[arg(long)]
+    spend_limit_usd: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -164,16 +172,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mock = targets::mock(&bin_dir, &dir, &pin).await?;
     let nginx = targets::nginx(&dir, mock.port, args.proxy_threads, &pin).await?;
-    let sy = targets::switchyard(&bin_dir, &dir, mock.port, args.proxy_threads, &pin).await?;
+    let sy = targets::switchyard(
+        &bin_dir,
+        &dir,
+        mock.port,
+        args.proxy_threads,
+        &pin,
+        args.spend,
+    )
+    .await?;
     if let Some(streams) = args.sse_memory {
         return sse_memory_phase(&mock, &nginx, &sy, streams).await;
     }
-    let mut keys = vec![sy.inference_key.clone()];
-    if args.keys > 1 {
-        keys.extend(create_keys(sy.cp_http, &sy.management_key, args.keys - 1).await?);
+    let keys = if args.keys > 1 || args.spend_limit_usd.is_some() {
+        let mut keys = Vec::new();
+        if args.spend_limit_usd.is_none() {
+            keys.push(sy.inference_key.clone());
+        }
+        let wanted = args.keys - keys.len();
+        keys.extend(
+            create_keys(sy.cp_http, &sy.management_key, wanted, args.spend_limit_usd).await?,
+        );
         // Let the snapshot with every key reach the dataplane.
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        keys
+    } else {
+        vec![sy.inference_key.clone()]
+    };
     let keys: Vec<HeaderValue> = keys
         .iter()
         .map(|k| HeaderValue::from_str(&format!("Bearer {k}")))
@@ -294,11 +319,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ratios["switchyard_p99_added_over_nginx_p99_added"].as_f64().unwrap_or(f64::NAN),
     ));
     let scenario = format!(
-        "chat {}, {} B prompt, {} key(s) round-robin; {} interleaved rounds × {} s (+{} s warm-up); \
-         {} connections; proxies: {} worker(s){}",
+        "chat {}, {} B prompt, {} key(s) round-robin{}; spend counters: {}; {} interleaved rounds × {} s \
+         (+{} s warm-up); {} connections; proxies: {} worker(s){}",
         if args.stream { "stream" } else { "non-stream" },
         args.prompt_bytes,
         args.keys,
+        match args.spend_limit_usd {
+            Some(l) => format!(", each limited to {l} USD"),
+            None => String::new(),
+        },
+        match args.spend {
+            targets::SpendStore::Redis => "Redis (own redis-server on the proxy core)",
+            targets::SpendStore::Embedded => "in process",
+        },
         args.rounds,
         args.duration,
         args.warmup,
@@ -352,7 +385,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Creates `n` inference keys through the management API, 32 at a time.
-async fn create_keys(cp_http: u16, management_key: &str, n: usize) -> anyhow::Result<Vec<String>> {
+async fn create_keys(
+    cp_http: u16,
+    management_key: &str,
+    n: usize,
+    limit_usd: Option<f64>,
+) -> anyhow::Result<Vec<String>> {
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{cp_http}/api/v1/keys");
     let mut keys = Vec::with_capacity(n);
@@ -365,7 +403,7 @@ async fn create_keys(cp_http: u16, management_key: &str, n: usize) -> anyhow::Re
             let r = client
                 .post(url)
                 .header("authorization", auth)
-                .json(&json!({"name": format!("bench-{i}")}))
+                .json(&json!({"name": format!("bench-{i}"), "limit": limit_usd}))
                 .send()
                 .await?;
             let v: Value = r.json().await?;

@@ -169,6 +169,7 @@ pub async fn nginx(
 pub struct Switchyard {
     _cp: Proc,
     dp: Proc,
+    _redis: Option<Proc>,
     pub port: u16,
     pub inference_key: String,
     pub management_key: String,
@@ -183,12 +184,22 @@ impl Switchyard {
 
 /// The full pipeline: control plane (SQLite), dataplane with authentication, metering and usage
 /// events to the control plane.
+/// Where Switchyard keeps its spend counters in the bench.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SpendStore {
+    /// A redis-server of the bench's own, on the proxy's core: its cost is Switchyard's.
+    Redis,
+    /// The dataplane's in-process counters.
+    Embedded,
+}
+
 pub async fn switchyard(
     bin_dir: &Path,
     dir: &Path,
     mock_port: u16,
     threads: usize,
     pin: &Pinning,
+    spend: SpendStore,
 ) -> anyhow::Result<Switchyard> {
     let (cp_http, cp_grpc, port) = (free_port()?, free_port()?, free_port()?);
     let cp_admin = free_port()?;
@@ -219,22 +230,51 @@ pub async fn switchyard(
         "control plane",
     )
     .await?;
+    let mut dp_args: Vec<String> = vec![
+        "--data-dir".into(),
+        data.display().to_string(),
+        "--listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--control-plane".into(),
+        format!("http://127.0.0.1:{cp_grpc}"),
+        "--control-plane-http".into(),
+        format!("http://127.0.0.1:{cp_http}"),
+        "--threads".into(),
+        threads.to_string(),
+        "--grace-period-secs".into(),
+        "0".into(),
+    ];
+    let redis = match spend {
+        SpendStore::Embedded => None,
+        SpendStore::Redis => {
+            let redis_port = free_port()?;
+            let proc = spawn(
+                Path::new("redis-server"),
+                &[
+                    "--port".into(),
+                    redis_port.to_string(),
+                    "--save".into(),
+                    String::new(),
+                    "--appendonly".into(),
+                    "no".into(),
+                ],
+                &[],
+                pin.proxy_cpus.as_deref(),
+                &dir.join("redis.log"),
+            )?;
+            wait_tcp(redis_port, "redis-server").await?;
+            dp_args.extend([
+                "--spend-backend".into(),
+                "redis".into(),
+                "--redis-url".into(),
+                format!("redis://127.0.0.1:{redis_port}"),
+            ]);
+            Some(proc)
+        }
+    };
     let dp = spawn(
         &bin_dir.join("switchyard-dataplane"),
-        &[
-            "--data-dir".into(),
-            data.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{port}"),
-            "--control-plane".into(),
-            format!("http://127.0.0.1:{cp_grpc}"),
-            "--control-plane-http".into(),
-            format!("http://127.0.0.1:{cp_http}"),
-            "--threads".into(),
-            threads.to_string(),
-            "--grace-period-secs".into(),
-            "0".into(),
-        ],
+        &dp_args,
         &[("RUST_LOG", "warn".into())],
         pin.proxy_cpus.as_deref(),
         &dir.join("dataplane.log"),
@@ -255,9 +295,24 @@ pub async fn switchyard(
     Ok(Switchyard {
         _cp: cp,
         dp,
+        _redis: redis,
         port,
         inference_key: value("SWITCHYARD_INFERENCE_KEY="),
         management_key: value("SWITCHYARD_MANAGEMENT_KEY="),
         cp_http,
     })
+}
+
+/// Waits until something accepts TCP connections on `port`.
+async fn wait_tcp(port: u16, what: &str) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("{what} did not come up on port {port}")
 }

@@ -12,11 +12,12 @@ use sqlx::Connection;
 use switchyard_controlplane::api::{self, ApiState};
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::keys::KeyKind;
+use switchyard_controlplane::manage::guardrails::GuardrailInput;
 use switchyard_controlplane::manage::keys::NewKeyInput;
 use switchyard_controlplane::manage::{Actor, Manage, Role};
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed::{self, default_workspace};
-use switchyard_controlplane::store::{Generation, Store};
+use switchyard_controlplane::store::{Generation, Store, default_guardrail_id};
 use switchyard_controlplane::vault::Vault;
 
 /// The callers of the matrix, in the order each case runs them: refusals first, so a caller
@@ -204,6 +205,29 @@ async fn fixture(url: &str) -> Fixture {
     ids.insert("doomed_key", doomed.hash);
     ids.insert("invitee", invitee.id);
     ids.insert("outsider", outsider.id.clone());
+    ids.insert("member", member.id.clone());
+    ids.insert("other_user", other.id.clone());
+
+    // Guardrails: one to configure and assign, one to delete, and the Default workspace's.
+    let default_ws = store.default_workspace(&org).await.unwrap().unwrap();
+    for (name, id) in [
+        ("Matrix rail", "guardrail"),
+        ("Doomed rail", "doomed_guardrail"),
+    ] {
+        let g = manage
+            .create_guardrail(
+                &op,
+                &GuardrailInput {
+                    name: Some(name.into()),
+                    workspace: Some(default_ws.id.clone()),
+                    ..GuardrailInput::default()
+                },
+            )
+            .await
+            .unwrap();
+        ids.insert(id, g.id);
+    }
+    ids.insert("default_guardrail", default_guardrail_id(&default_ws.id));
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
@@ -425,6 +449,200 @@ async fn run_matrix(f: &Fixture) -> usize {
             None,
             [401, 403, 200, 404, 404, 200],
         ),
+        // Guardrails: every member of the organization reads them; admins change and assign
+        // them; another organization's are not found.
+        case(
+            "GET",
+            "/guardrails".into(),
+            None,
+            [401, 403, 200, 200, 200, 200],
+        ),
+        case(
+            "GET",
+            "/guardrails?workspace_id=team&limit=10".into(),
+            None,
+            [401, 403, 404, 200, 200, 200],
+        ),
+        case(
+            "GET",
+            "/guardrails?limit=101".into(),
+            None,
+            [401, 403, 400, 400, 400, 400],
+        ),
+        case(
+            "POST",
+            "/guardrails".into(),
+            Some(json!({
+                "name": "Matrix cap", "limit_usd": 5, "reset_interval": "daily",
+                "allowed_models": ["mock/fast"], "ignored_providers": ["mock-b"],
+                "enforce_zdr_openai": true,
+            })),
+            [401, 403, 201, 403, 403, 201],
+        ),
+        case(
+            "POST",
+            "/guardrails".into(),
+            Some(json!({"name": "Team rail", "workspace_id": "team"})),
+            [401, 403, 404, 403, 403, 201],
+        ),
+        case(
+            "POST",
+            "/guardrails".into(),
+            Some(json!({"name": "Bad", "allowed_models": ["nope/nope"]})),
+            [401, 403, 400, 403, 403, 400],
+        ),
+        case(
+            "POST",
+            "/guardrails".into(),
+            Some(json!({"name": "Bad", "allowed_providers": ["nope"]})),
+            [401, 403, 400, 403, 403, 400],
+        ),
+        case(
+            "POST",
+            "/guardrails".into(),
+            // A limit needs its interval.
+            Some(json!({"name": "Bad", "limit_usd": 5})),
+            [401, 403, 400, 403, 403, 400],
+        ),
+        case(
+            "POST",
+            "/guardrails".into(),
+            // Settings the gateway cannot enforce are refused, not ignored.
+            Some(json!({"name": "Bad", "content_filters": [{"pattern": "secret"}]})),
+            [401, 403, 400, 403, 403, 400],
+        ),
+        case(
+            "GET",
+            format!("/guardrails/{}", id("guardrail")),
+            None,
+            [401, 403, 404, 200, 200, 200],
+        ),
+        case(
+            "GET",
+            format!("/guardrails/{}", id("default_guardrail")),
+            None,
+            [401, 403, 404, 200, 200, 200],
+        ),
+        case(
+            "PATCH",
+            format!("/guardrails/{}", id("guardrail")),
+            Some(json!({"description": "capped", "limit_usd": 10, "reset_interval": "weekly"})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "PATCH",
+            format!("/guardrails/{}", id("guardrail")),
+            Some(json!({"reset_interval": "yearly"})),
+            [401, 403, 404, 403, 403, 400],
+        ),
+        case(
+            "PATCH",
+            format!("/guardrails/{}", id("default_guardrail")),
+            Some(json!({"allowed_providers": ["mock-a", "mock-b"]})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "POST",
+            format!("/guardrails/{}/assignments/keys", id("guardrail")),
+            Some(json!({"key_hashes": [id("members_key")]})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "POST",
+            format!("/guardrails/{}/assignments/keys", id("guardrail")),
+            Some(json!({"key_hashes": ["ab".repeat(32)]})),
+            [401, 403, 404, 403, 403, 400],
+        ),
+        case(
+            "POST",
+            format!("/guardrails/{}/assignments/keys", id("default_guardrail")),
+            Some(json!({"key_hashes": [id("members_key")]})),
+            [401, 403, 404, 403, 403, 400],
+        ),
+        case(
+            "GET",
+            format!("/guardrails/{}/assignments/keys", id("guardrail")),
+            None,
+            [401, 403, 404, 200, 200, 200],
+        ),
+        case(
+            "GET",
+            "/guardrails/assignments/keys".into(),
+            None,
+            [401, 403, 200, 200, 200, 200],
+        ),
+        case(
+            "POST",
+            format!("/guardrails/{}/assignments/members", id("guardrail")),
+            Some(json!({"member_user_ids": [id("member")]})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "POST",
+            format!("/guardrails/{}/assignments/members", id("guardrail")),
+            Some(json!({"member_user_ids": [id("other_user")]})),
+            [401, 403, 404, 403, 403, 400],
+        ),
+        case(
+            "GET",
+            format!("/guardrails/{}/assignments/members", id("guardrail")),
+            None,
+            [401, 403, 404, 200, 200, 200],
+        ),
+        case(
+            "GET",
+            "/guardrails/assignments/members".into(),
+            None,
+            [401, 403, 200, 200, 200, 200],
+        ),
+        case(
+            "POST",
+            format!("/guardrails/{}/assignments/members", id("doomed_guardrail")),
+            Some(json!({"member_user_ids": [id("outsider")]})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "POST",
+            format!(
+                "/guardrails/{}/assignments/members/remove",
+                id("doomed_guardrail")
+            ),
+            Some(json!({"member_user_ids": [id("outsider")]})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "POST",
+            format!("/guardrails/{}/assignments/keys", id("doomed_guardrail")),
+            Some(json!({"key_hashes": [id("admins_key")]})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "POST",
+            format!(
+                "/guardrails/{}/assignments/keys/remove",
+                id("doomed_guardrail")
+            ),
+            Some(json!({"key_hashes": [id("admins_key")]})),
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "DELETE",
+            format!("/guardrails/{}", id("default_guardrail")),
+            None,
+            [401, 403, 404, 403, 403, 400],
+        ),
+        case(
+            "DELETE",
+            format!("/guardrails/{}", id("doomed_guardrail")),
+            None,
+            [401, 403, 404, 403, 403, 200],
+        ),
+        case(
+            "GET",
+            format!("/guardrails/{}", id("doomed_guardrail")),
+            None,
+            [401, 403, 404, 404, 404, 404],
+        ),
     ];
     let c = reqwest::Client::new();
     let mut failures = Vec::new();
@@ -520,6 +738,67 @@ async fn exercise(url: &str) {
             .starts_with("user:")
     );
 
+    // Guardrails in the SDK's shape: the Default workspace's default guardrail first, as the
+    // workspace object names it.
+    let listed = get(&f, "admin", "/guardrails").await;
+    let workspaces = get(&f, "admin", "/workspaces").await;
+    assert_eq!(
+        listed["data"][0]["id"],
+        workspaces["data"][0]["default_guardrail_id"]
+    );
+    assert_eq!(listed["data"][0]["id"], f.ids["default_guardrail"]);
+    assert_eq!(
+        listed["total_count"].as_i64().unwrap(),
+        listed["data"].as_array().unwrap().len() as i64
+    );
+    let g = get(&f, "member", &format!("/guardrails/{}", f.ids["guardrail"])).await["data"].clone();
+    assert_eq!(g["name"], "Matrix rail");
+    assert_eq!(g["description"], "capped");
+    assert_eq!(g["limit_usd"], 10.0);
+    assert_eq!(g["reset_interval"], "weekly");
+    assert_eq!(g["include_byok_in_budgets"], false);
+    assert!(g["workspace_id"].is_string() && g["created_at"].is_string());
+    assert!(g["updated_at"].is_string());
+    let default = get(
+        &f,
+        "admin",
+        &format!("/guardrails/{}", f.ids["default_guardrail"]),
+    )
+    .await;
+    assert_eq!(
+        default["data"]["allowed_providers"],
+        json!(["mock-a", "mock-b"])
+    );
+    // Key assignments: admins see the organization's, members those of their own keys.
+    let all = get(&f, "admin", "/guardrails/assignments/keys").await;
+    let a = &all["data"][0];
+    assert_eq!(all["total_count"], 1);
+    assert_eq!(a["key_hash"], f.ids["members_key"]);
+    assert_eq!(a["guardrail_id"], f.ids["guardrail"]);
+    assert_eq!(a["key_name"], "renamed");
+    assert!(a["key_label"].as_str().unwrap().starts_with("sk-sy-v1-"));
+    assert!(a["id"].is_string() && a["created_at"].is_string() && a["assigned_by"].is_string());
+    assert_eq!(
+        get(&f, "member", "/guardrails/assignments/keys").await["total_count"],
+        1
+    );
+    assert_eq!(
+        get(&f, "outsider", "/guardrails/assignments/keys").await["total_count"],
+        0
+    );
+    assert_eq!(
+        get(&f, "other_org", "/guardrails/assignments/keys").await["total_count"],
+        0
+    );
+    let members = get(&f, "admin", "/guardrails/assignments/members").await;
+    assert_eq!(members["total_count"], 1);
+    assert_eq!(members["data"][0]["user_id"], f.ids["member"]);
+    assert_eq!(members["data"][0]["organization_id"], f.org);
+    assert_eq!(
+        get(&f, "outsider", "/guardrails/assignments/members").await["total_count"],
+        0
+    );
+
     // Members are listed in the SDK's shape, with their role.
     let members = get(&f, "admin", "/organization/members").await;
     assert_eq!(members["total_count"], 3);
@@ -548,6 +827,13 @@ async fn exercise(url: &str) {
         "member.remove",
         "credits.grant",
         "organization.update",
+        "guardrail.create",
+        "guardrail.update",
+        "guardrail.delete",
+        "guardrail.keys.assign",
+        "guardrail.keys.unassign",
+        "guardrail.members.assign",
+        "guardrail.members.unassign",
     ] {
         assert!(
             audit.iter().any(|a| a.action == action),

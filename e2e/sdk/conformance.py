@@ -216,6 +216,36 @@ def _():
     assert management.workspaces.delete(id=ws.id, retries=None).DELETED is True
 
 
+@check("openrouter: guardrails create/get/list/update/assignments/delete")
+def _():
+    created = management.guardrails.create(
+        name="SDK rail", limit_usd=25, reset_interval="monthly", allowed_models=[MODEL],
+        enforce_zdr_anthropic=True, retries=None,
+    )
+    g = created.data
+    assert g.limit_usd == 25 and g.reset_interval == "monthly" and g.allowed_models == [MODEL]
+    assert management.guardrails.get(id=g.id, retries=None).data.name == "SDK rail"
+    listed = management.guardrails.list(retries=None)
+    assert g.id in [x.id for x in listed.result.data]
+    workspace = management.workspaces.list(retries=None).result.data[0]
+    assert workspace.default_guardrail_id in [x.id for x in listed.result.data]
+    updated = management.guardrails.update(id=g.id, description="from the SDK", ignored_providers=None, retries=None)
+    assert updated.data.description == "from the SDK"
+    keys = management.api_keys.list(retries=None).data
+    assigned = management.guardrails.bulk_assign_keys(id=g.id, key_hashes=[keys[0].hash], retries=None)
+    assert assigned.assigned_count == 1
+    assert keys[0].hash in [a.key_hash for a in management.guardrails.list_guardrail_key_assignments(id=g.id, retries=None).result.data]
+    assert management.guardrails.list_key_assignments(retries=None).result.total_count >= 1
+    assert management.guardrails.bulk_unassign_keys(id=g.id, key_hashes=[keys[0].hash], retries=None).unassigned_count == 1
+    me = management.organization.list_members(retries=None).result.data[0].id
+    assert management.guardrails.bulk_assign_members(id=g.id, member_user_ids=[me], retries=None).assigned_count == 1
+    members = management.guardrails.list_guardrail_member_assignments(id=g.id, retries=None).result.data
+    assert [m.user_id for m in members] == [me]
+    assert management.guardrails.list_member_assignments(retries=None).result.total_count >= 1
+    assert management.guardrails.bulk_unassign_members(id=g.id, member_user_ids=[me], retries=None).unassigned_count == 1
+    assert management.guardrails.delete(id=g.id, retries=None).DELETED is True
+
+
 @check("openrouter: presets list/get/list_versions/get_version")
 def _():
     import httpx

@@ -102,7 +102,8 @@ fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
             organizations: vec![pb::Organization {
                 id: "org".into(),
                 name: "Org".into(),
-                ..Default::default()
+                // Requests spend credits: without any, every request is a 402.
+                credits_usd: "100".into(),
             }],
             workspaces: vec![pb::Workspace {
                 id: "ws".into(),

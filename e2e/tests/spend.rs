@@ -240,3 +240,101 @@ async fn a_redis_outage_follows_the_configured_policy() {
         .await;
     }
 }
+
+/// Guardrails and budgets through the gateway: a key's guardrail allowlist refuses other models
+/// with a 403 naming the guardrail, and a workspace budget smaller than a request refuses it.
+/// (Credits running out is a 402; `stages::admit` tests that rendering.)
+#[tokio::test]
+async fn guardrails_budgets_and_credits_refuse_in_openrouter_terms() {
+    let stack = Stack::start().await;
+    let api = stack.api();
+    let c = client();
+    let post = |path: &str, body: Value| {
+        c.post(format!("{api}{path}"))
+            .bearer_auth(&stack.management_key)
+            .json(&body)
+            .send()
+    };
+    let key: Value = post("/keys", json!({ "name": "guarded" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (secret, hash) = (
+        key["key"].as_str().unwrap().to_owned(),
+        key["data"]["hash"].as_str().unwrap().to_owned(),
+    );
+    let guardrail: Value = post(
+        "/guardrails",
+        json!({ "name": "smart only", "allowed_models": ["mock/smart"] }),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = guardrail["data"]["id"].as_str().unwrap().to_owned();
+    let r = post(
+        &format!("/guardrails/{id}/assignments/keys"),
+        json!({ "key_hashes": [hash] }),
+    )
+    .await
+    .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+
+    let body =
+        |model: &str| json!({ "model": model, "messages": [{ "role": "user", "content": "hi" }] });
+    let s = secret.clone();
+    let refusal = eventually("guardrail applied", Duration::from_secs(2), || {
+        let s = s.clone();
+        let stack = &stack;
+        async move {
+            let r = stack.chat(&s, body("mock/fast")).await;
+            (r.status() == 403).then_some(r)
+        }
+    })
+    .await;
+    let v: Value = refusal.json().await.unwrap();
+    assert_eq!(v["error"]["code"], 403);
+    assert_eq!(v["error"]["metadata"]["guardrail_id"], id.as_str());
+    assert_eq!(stack.chat(&secret, body("mock/smart")).await.status(), 200);
+
+    // A workspace budget smaller than one request's worst case refuses with 403.
+    let ws: Value = post("/workspaces", json!({ "name": "Tight", "slug": "tight" }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ws_id = ws["data"]["id"].as_str().unwrap().to_owned();
+    let r = c
+        .put(format!("{api}/workspaces/{ws_id}/budgets/daily"))
+        .bearer_auth(&stack.management_key)
+        .json(&json!({ "limit_usd": 0.000001 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    let tight: Value = post("/keys", json!({ "name": "tight", "workspace_id": ws_id }))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let tight = tight["key"].as_str().unwrap().to_owned();
+    let v = eventually("workspace budget applied", Duration::from_secs(2), || {
+        let tight = tight.clone();
+        let stack = &stack;
+        async move {
+            let r = stack.chat(&tight, body("mock/smart")).await;
+            if r.status() == 403 {
+                r.json::<Value>().await.ok()
+            } else {
+                None
+            }
+        }
+    })
+    .await;
+    assert_eq!(v["error"]["metadata"]["limit"], "workspace");
+}

@@ -65,6 +65,8 @@ impl Manage {
             ),
         )
         .await?;
+        // Credits granted cap an organization's spend on the dataplanes.
+        self.publish().await?;
         Ok(entry)
     }
 
@@ -140,6 +142,7 @@ impl Manage {
             Some(&json!({ "from": personal.id, "to": org.id, "amount_usd": amount_usd })),
         )
         .await?;
+        self.publish().await?;
         Ok(())
     }
 

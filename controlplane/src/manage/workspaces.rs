@@ -601,8 +601,9 @@ impl Manage {
         Ok(w)
     }
 
-    /// Admins only; never the Default workspace. A workspace holding keys, presets or BYOK
-    /// credentials is refused unless `force`, which deletes them with it. Returns what it held.
+    /// Admins only; never the Default workspace. A workspace holding keys, presets, BYOK
+    /// credentials or guardrails is refused unless `force`, which deletes them with it.
+    /// Returns what it held.
     pub async fn delete_workspace(
         &self,
         actor: &Actor,
@@ -635,12 +636,14 @@ impl Manage {
                 return Err(not_found(reference));
             }
             return Err(ManageError::Conflict(format!(
-                "Workspace {} still holds {} API key(s), {} preset(s) and {} BYOK credential(s); \
-                 move or delete them first, or pass force=true to delete them with the workspace",
+                "Workspace {} still holds {} API key(s), {} preset(s), {} BYOK credential(s) and \
+                 {} guardrail(s); move or delete them first, or pass force=true to delete them \
+                 with the workspace",
                 w.slug,
                 contents.key_hashes.len(),
                 contents.presets,
-                contents.byok_credentials
+                contents.byok_credentials,
+                contents.guardrails
             )));
         }
         let before = json!({
@@ -648,6 +651,7 @@ impl Manage {
             "deleted_key_hashes": contents.key_hashes,
             "deleted_presets": contents.presets,
             "deleted_byok_credentials": contents.byok_credentials,
+            "deleted_guardrails": contents.guardrails,
         });
         self.audit(
             actor,

@@ -160,11 +160,17 @@ pub struct WorkspaceContents {
     pub key_hashes: Vec<String>,
     pub presets: i64,
     pub byok_credentials: i64,
+    /// Guardrails besides the workspace's default (which always goes with it): deleting them
+    /// lifts restrictions from the keys and members they are assigned to.
+    pub guardrails: i64,
 }
 
 impl WorkspaceContents {
     pub fn is_empty(&self) -> bool {
-        self.key_hashes.is_empty() && self.presets == 0 && self.byok_credentials == 0
+        self.key_hashes.is_empty()
+            && self.presets == 0
+            && self.byok_credentials == 0
+            && self.guardrails == 0
     }
 }
 
@@ -296,9 +302,9 @@ impl Store {
         Ok((rows.iter().map(workspace).collect::<Result<_, _>>()?, total))
     }
 
-    /// Deletes a workspace, refusing (and changing nothing) if it holds keys, presets or BYOK
-    /// credentials unless `force`, in which case they go with it, as do its budgets and
-    /// member rows. Returns what it held, and whether it was deleted. The check and the
+    /// Deletes a workspace, refusing (and changing nothing) if it holds keys, presets, BYOK
+    /// credentials or guardrails unless `force`, in which case they go with it, as do its
+    /// budgets, member rows and default guardrail. Returns what it held, and whether it was deleted. The check and the
     /// deletion share one transaction, so nothing added in between is orphaned.
     pub async fn delete_workspace(
         &self,
@@ -325,6 +331,12 @@ impl Store {
             byok_credentials: count(
                 &mut tx,
                 "SELECT COUNT(*) AS n FROM byok_credentials WHERE workspace_id = $1",
+                id,
+            )
+            .await?,
+            guardrails: count(
+                &mut tx,
+                "SELECT COUNT(*) AS n FROM guardrails WHERE workspace_id = $1 AND is_default = 0",
                 id,
             )
             .await?,

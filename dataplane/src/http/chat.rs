@@ -18,7 +18,7 @@ use crate::stages::authenticate::{Purpose, authenticate};
 use crate::stages::meter::{self, Metered, Pricing, SseRelay};
 use crate::stages::request::ChatRequest;
 use crate::stages::settle::{Outcome, settle};
-use crate::stages::{admit, forward, resolve, route};
+use crate::stages::{admit, forward, guardrails, resolve, route};
 
 /// How the exchange with the client ended, for connection reuse.
 pub enum Ending {
@@ -67,9 +67,12 @@ async fn run(
     let request = ChatRequest::parse(&body)?;
     let model = resolve::resolve(&snapshot, &request.model)?;
     let generation_id = generation_id();
-    // admit: one round trip reserves the worst case on every counter that applies.
+    // admit: guardrails from the snapshot, then one round trip reserves the worst case on every
+    // counter that applies.
+    let allowed = guardrails::evaluate(&snapshot.guardrails_for(key), &model.id, &model.endpoints)
+        .map_err(Reject::from)?;
     let limits = snapshot.limits_for(key);
-    let worst = admit::worst_case(&request, route::candidates(&model));
+    let worst = admit::worst_case(&request, route::candidates(&model, &allowed));
     let hold = admit::hold(
         &key.organization_id,
         &generation_id,
@@ -105,7 +108,7 @@ async fn run(
         .map(str::to_owned);
 
     let mut last = None;
-    for endpoint in route::candidates(&model) {
+    for endpoint in route::candidates(&model, &allowed) {
         let upstream_body = forward::upstream_body(&request, endpoint);
         match upstream::open(
             &gw.connector,

@@ -8,13 +8,11 @@
 //! What each limit counts, following OpenRouter's layering (guardrail budgets are per entity,
 //! never a pool shared by everyone the guardrail is assigned to):
 //!
-//! | scope       | id                         | counts                                         |
-//! |-------------|----------------------------|------------------------------------------------|
-//! | `Key`       | key hash (hex)             | the key's own limit                            |
-//! | `Workspace` | workspace id               | everything spent in the workspace (budgets)    |
-//! | `Member`    | `<user id>|<guardrail id>` | the member's spend under that guardrail        |
-//! | `Guardrail` | `<guardrail id>|<key hash>`| one key's spend under that guardrail           |
-//! | `Credits`   | organization id            | everything the organization spent, ever        |
+//! - `Key`, id = the key's hash (hex): the key's own limit.
+//! - `Workspace`, id = the workspace id: everything spent in the workspace (its budgets).
+//! - `Member`, id = `<user id>|<guardrail id>`: the member's spend under that guardrail.
+//! - `Guardrail`, id = `<guardrail id>|<key hash>`: one key's spend under that guardrail.
+//! - `Credits`, id = the organization id: everything the organization ever spent.
 //!
 //! A guardrail assigned to a member caps that member's total across their keys in the
 //! guardrail's workspace (`Member`); one assigned to a key caps that key (`Guardrail`). A
@@ -171,6 +169,10 @@ fn push_unique(list: &mut Vec<Arc<Guardrail>>, g: &Arc<Guardrail>) {
     }
 }
 
+fn hex_of<'a>(cache: &'a mut Option<String>, key: &ApiKey) -> &'a str {
+    cache.get_or_insert_with(|| key.hash_hex())
+}
+
 fn key_window(reset: LimitReset) -> Window {
     match reset {
         LimitReset::Daily => Window::Daily,
@@ -211,14 +213,13 @@ impl Snapshot {
         let p = &self.policies;
         let workspace = p.workspaces.get(&*key.workspace_id);
         let mut out = Vec::with_capacity(4);
-        // Built at most once: the ids of key-scoped limits are the key's hash.
+        // Encoded at most once: the ids of key-scoped limits contain the key's hash.
         let mut hash_hex: Option<String> = None;
-        let mut hex = |k: &ApiKey| hash_hex.get_or_insert_with(|| k.hash_hex()).clone();
 
         if let Some(limit) = key.limit {
             out.push(Limit {
                 scope: LimitScope::Key,
-                id: Arc::from(hex(key)),
+                id: Arc::from(hex_of(&mut hash_hex, key)),
                 window: key_window(key.limit_reset),
                 // Picodollars to nanodollars, rounding down like every other limit.
                 limit_nanos: limit.0 / 1000,
@@ -240,7 +241,7 @@ impl Snapshot {
             });
             out.push(Limit {
                 scope: LimitScope::Guardrail,
-                id: Arc::from(format!("{}|{}", d.id, hex(key))),
+                id: Arc::from(format!("{}|{}", d.id, hex_of(&mut hash_hex, key))),
                 window: b.window,
                 limit_nanos: b.limit_nanos,
                 include_byok: d.include_byok,
@@ -260,7 +261,7 @@ impl Snapshot {
                 if let Some(b) = g.budget {
                     out.push(Limit {
                         scope: LimitScope::Guardrail,
-                        id: Arc::from(format!("{}|{}", g.id, hex(key))),
+                        id: Arc::from(format!("{}|{}", g.id, hex_of(&mut hash_hex, key))),
                         window: b.window,
                         limit_nanos: b.limit_nanos,
                         include_byok: g.include_byok,

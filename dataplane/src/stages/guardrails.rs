@@ -240,7 +240,10 @@ mod tests {
                 ..Spec::default()
             },
         );
-        assert_eq!(evaluate(&[both.clone()], MODEL, &eps), Ok(vec![0]));
+        assert_eq!(
+            evaluate(std::slice::from_ref(&both), MODEL, &eps),
+            Ok(vec![0])
+        );
         // In g1's list but not in g2's: the intersection excludes it, and g2 is to blame.
         assert_eq!(
             evaluate(&[both.clone(), one.clone()], MODEL, &eps),
@@ -261,7 +264,7 @@ mod tests {
         );
         for other in ["openai/gpt-4o-mini", "OPENAI/GPT-4O", "openai/gpt-4", ""] {
             assert_eq!(
-                evaluate(&[g.clone()], other, &eps),
+                evaluate(std::slice::from_ref(&g), other, &eps),
                 refused("g", RefusalReason::ModelNotAllowed),
                 "{other}"
             );
@@ -337,7 +340,10 @@ mod tests {
                 ..Spec::default()
             },
         );
-        assert_eq!(evaluate(&[g1.clone()], MODEL, &eps), Ok(vec![1, 2, 3]));
+        assert_eq!(
+            evaluate(std::slice::from_ref(&g1), MODEL, &eps),
+            Ok(vec![1, 2, 3])
+        );
         assert_eq!(
             evaluate(&[g1.clone(), g2.clone()], MODEL, &eps),
             Ok(vec![2, 3])

@@ -353,12 +353,13 @@ impl Stack {
         .await;
     }
 
-    pub async fn start_dataplane(&mut self) {
-        let mut args = vec![
+    /// A dataplane's flags: listening on `port`, against this stack's control plane and data dir.
+    fn dataplane_args(&self, port: u16) -> Vec<String> {
+        vec![
             "--data-dir".into(),
             self.dir.0.display().to_string(),
             "--listen".into(),
-            format!("127.0.0.1:{}", self.dp_port),
+            format!("127.0.0.1:{port}"),
             "--control-plane".into(),
             format!("http://127.0.0.1:{}", self.cp_grpc),
             "--control-plane-http".into(),
@@ -367,7 +368,11 @@ impl Stack {
             "1".into(),
             "--threads".into(),
             "2".into(),
-        ];
+        ]
+    }
+
+    pub async fn start_dataplane(&mut self) {
+        let mut args = self.dataplane_args(self.dp_port);
         args.extend(self.dp_args.iter().cloned());
         self.dataplane = Some(Process::spawn(
             "dataplane",
@@ -378,21 +383,21 @@ impl Stack {
         ));
     }
 
+    /// Another dataplane against this stack's control plane (same data dir, so it finds the
+    /// dataplane token), on a free port, as `id`, with `dp_args` as extra flags; returns once
+    /// it is ready. The process is the caller's: dropping it kills it.
+    pub async fn start_extra_dataplane(&self, id: &str, dp_args: &[&str]) -> (Process, u16) {
+        let port = free_port();
+        let mut args = self.dataplane_args(port);
+        args.extend(["--dataplane-id".into(), id.into()]);
+        args.extend(dp_args.iter().map(|s| s.to_string()));
+        let process = Process::spawn(id, "switchyard-dataplane", &args, &[], &self.dir.0);
+        wait_dataplane_ready(port).await;
+        (process, port)
+    }
+
     pub async fn wait_ready(&self) {
-        let url = format!("{}/health/ready", self.base());
-        eventually("dataplane ready", Duration::from_secs(20), || {
-            let url = url.clone();
-            async move {
-                client()
-                    .get(url)
-                    .send()
-                    .await
-                    .ok()
-                    .filter(|r| r.status().is_success())
-                    .map(|_| ())
-            }
-        })
-        .await;
+        wait_dataplane_ready(self.dp_port).await;
     }
 
     /// The gateway's single base URL, as a client configures it.
@@ -459,6 +464,24 @@ impl Stack {
             p.kill();
         }
     }
+}
+
+/// Waits until the dataplane on `port` answers `/health/ready` with success.
+pub async fn wait_dataplane_ready(port: u16) {
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    eventually("dataplane ready", Duration::from_secs(20), || {
+        let url = url.clone();
+        async move {
+            client()
+                .get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await;
 }
 
 /// A minimal valid chat body.
@@ -547,5 +570,135 @@ impl Redis {
 impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A Redis Cluster of the test's own: `masters` `redis-server --cluster-enabled yes` nodes on
+/// free ports (their bus ports free too), no replicas, all slots assigned, killed on drop.
+pub struct RedisCluster {
+    nodes: Vec<Child>,
+    pub ports: Vec<u16>,
+    dir: TempDir,
+}
+
+impl RedisCluster {
+    pub fn start(masters: usize) -> RedisCluster {
+        let dir = TempDir::new("redis-cluster");
+        let mut cluster = RedisCluster {
+            nodes: Vec::new(),
+            ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..masters {
+            let port = free_port();
+            let config = cluster.dir.0.join(format!("nodes-{port}.conf"));
+            let child = Command::new("redis-server")
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    &config.display().to_string(),
+                    "--port",
+                    &port.to_string(),
+                    // An explicit bus port: the default (port + 10000) may be taken or > 65535.
+                    "--cluster-port",
+                    &free_port().to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .current_dir(&cluster.dir.0)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server is required (apt-get install redis-server)");
+            cluster.nodes.push(child);
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            let up = (0..250).any(|_| {
+                let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                ok
+            });
+            assert!(up, "redis-server (cluster node) did not start on {port}");
+        }
+        let mut create = Command::new("redis-cli");
+        create.arg("--cluster").arg("create");
+        for port in &cluster.ports {
+            create.arg(format!("127.0.0.1:{port}"));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli is required");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // Every node, not only the first, must see the whole cluster before clients seed from it.
+        for &port in &cluster.ports {
+            let ok = (0..500).any(|_| {
+                let info = Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .expect("redis-cli");
+                let ok = String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok");
+                if !ok {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                ok
+            });
+            assert!(ok, "cluster node {port} never reported cluster_state:ok");
+        }
+        cluster
+    }
+
+    /// The seed URLs, comma-separated, as `--redis-url` takes them.
+    pub fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("redis://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// `HGET key field` through `redis-cli -c` (following redirects to the slot's owner), as an
+    /// integer (0 when absent); any other answer fails the test.
+    pub fn hget(&self, key: &str, field: &str) -> u64 {
+        let out = Command::new("redis-cli")
+            .args([
+                "-c",
+                "-p",
+                &self.ports[0].to_string(),
+                "--raw",
+                "HGET",
+                key,
+                field,
+            ])
+            .output()
+            .expect("redis-cli");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let text = text.trim();
+        assert!(out.status.success(), "redis-cli -c HGET {key} {field}: {text}");
+        if text.is_empty() {
+            return 0;
+        }
+        text.parse()
+            .unwrap_or_else(|_| panic!("HGET {key} {field} answered {text:?}"))
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for mut node in self.nodes.drain(..) {
+            let _ = node.kill();
+            let _ = node.wait();
+        }
     }
 }
