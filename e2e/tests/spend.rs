@@ -112,6 +112,30 @@ async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
     );
     assert!(spent <= limit_pico, "final spend within the limit");
 
+    // The usage ledger (the control plane's truth) reports the same spend on the key object.
+    let url = format!("{api}/keys/{hash}");
+    let management = stack.management_key.clone();
+    eventually("key usage from the ledger", Duration::from_secs(15), || {
+        let (url, management) = (url.clone(), management.clone());
+        async move {
+            let v: Value = client()
+                .get(url)
+                .bearer_auth(management)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            let usage = pico(v["data"]["usage"].as_f64()?);
+            let remaining = pico(v["data"]["limit_remaining"].as_f64()?);
+            // Limits are kept to the micro-dollar, so compare with the key's own limit.
+            let limit = pico(v["data"]["limit"].as_f64()?);
+            (usage == spent && remaining == limit - spent).then_some(())
+        }
+    })
+    .await;
+
     if let Some(redis) = redis {
         // Once settled, the counter equals the sum of what was charged, exactly.
         let key = redis_key(stack, &hash).await;

@@ -1,5 +1,7 @@
 //! `/api/v1/keys`, `/api/v1/keys/{hash}` and `/api/v1/key`, as OpenRouter's SDK defines them.
 
+use std::collections::HashMap;
+
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -12,7 +14,7 @@ use super::error::ApiError;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
 use crate::keys::{KeyKind, LimitReset};
 use crate::manage::keys::{KeyFilter, KeyUpdate, NewKeyInput};
-use crate::store::KeyRow;
+use crate::store::{KeyRow, KeyUsage, WindowStarts};
 
 /// Keys per page of `GET /keys`.
 const PAGE_SIZE: i64 = 100;
@@ -45,10 +47,11 @@ pub async fn list(
         .manage
         .keys(&actor, &filter, q.offset.unwrap_or(0), PAGE_SIZE)
         .await?;
+    let usage = usage_of(&state, &rows).await?;
     let data: Vec<Value> = rows
         .iter()
         .filter(|k| include_expired || k.expires_at.is_none_or(|t| t > now))
-        .map(key_json)
+        .map(|k| key_json(k, &usage.get(&k.hash).copied().unwrap_or_default()))
         .collect();
     Ok(Json(json!({ "data": data })))
 }
@@ -95,7 +98,7 @@ pub async fn create(
             .transpose()?,
     };
     let (key, secret) = state.manage.create_key(&actor, input).await?;
-    let body = json!({ "data": key_json(&key), "key": secret });
+    let body = json!({ "data": key_json(&key, &KeyUsage::default()), "key": secret });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
@@ -105,7 +108,9 @@ pub async fn get(
     Path(hash): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = state.manage.key(&actor, &hash).await?;
-    Ok(Json(json!({ "data": key_json(&key) })))
+    let usage = usage_of(&state, std::slice::from_ref(&key)).await?;
+    let u = usage.get(&key.hash).copied().unwrap_or_default();
+    Ok(Json(json!({ "data": key_json(&key, &u) })))
 }
 
 #[derive(Deserialize)]
@@ -142,7 +147,9 @@ pub async fn update(
         workspace: body.workspace_id,
     };
     let key = state.manage.update_key(&actor, &hash, update).await?;
-    Ok(Json(json!({ "data": key_json(&key) })))
+    let usage = usage_of(&state, std::slice::from_ref(&key)).await?;
+    let u = usage.get(&key.hash).copied().unwrap_or_default();
+    Ok(Json(json!({ "data": key_json(&key, &u) })))
 }
 
 pub async fn delete(
@@ -171,22 +178,28 @@ pub async fn rotate(
 ) -> Result<Response, ApiError> {
     let grace = body.grace_seconds.unwrap_or(3600);
     let (key, secret) = state.manage.rotate_key(&actor, &hash, grace).await?;
-    let body = json!({ "data": key_json(&key), "key": secret, "rotated_from": hash });
+    let body = json!({ "data": key_json(&key, &KeyUsage::default()), "key": secret, "rotated_from": hash });
     Ok((StatusCode::CREATED, Json(body)).into_response())
 }
 
 /// `GET /key`: the calling key itself, whatever its kind.
-pub async fn current(Caller(key): Caller) -> Json<Value> {
+pub async fn current(
+    State(state): State<ApiState>,
+    Caller(key): Caller,
+) -> Result<Json<Value>, ApiError> {
+    let usage = usage_of(&state, std::slice::from_ref(&key)).await?;
+    let u = usage.get(&key.hash).copied().unwrap_or_default();
     let limit = key.limit_usd.as_deref().and_then(|l| l.parse::<f64>().ok());
-    Json(json!({
+    Ok(Json(json!({
         "data": {
             "label": key.label,
             "limit": limit,
-            "limit_remaining": limit,
+            "limit_remaining": remaining(&key, &u),
             "limit_reset": key.limit_reset.map(LimitReset::as_str),
             "include_byok_in_limit": key.include_byok_in_limit,
-            "usage": 0.0, "usage_daily": 0.0, "usage_weekly": 0.0, "usage_monthly": 0.0,
-            "byok_usage": 0.0, "byok_usage_daily": 0.0, "byok_usage_weekly": 0.0, "byok_usage_monthly": 0.0,
+            "usage": u.total, "usage_daily": u.daily, "usage_weekly": u.weekly, "usage_monthly": u.monthly,
+            "byok_usage": u.byok_total, "byok_usage_daily": u.byok_daily,
+            "byok_usage_weekly": u.byok_weekly, "byok_usage_monthly": u.byok_monthly,
             "is_free_tier": false,
             "is_management_key": key.kind == KeyKind::Management,
             "is_provisioning_key": key.kind == KeyKind::Management,
@@ -200,11 +213,40 @@ pub async fn current(Caller(key): Caller) -> Json<Value> {
             "free_model_daily_requests": { "limit": 0, "remaining": 0, "used": 0 },
             "rate_limit": { "interval": "10s", "note": "Switchyard does not rate-limit by request count", "requests": -1 },
         }
-    }))
+    })))
 }
 
-/// OpenRouter's key object. Usage reads 0 until spend tracking lands.
-pub fn key_json(k: &KeyRow) -> Value {
+/// Spend per key from the usage ledger, for a page of keys.
+async fn usage_of(
+    state: &ApiState,
+    keys: &[KeyRow],
+) -> Result<HashMap<String, KeyUsage>, ApiError> {
+    let hashes: Vec<&str> = keys.iter().map(|k| k.hash.as_str()).collect();
+    Ok(state
+        .store
+        .key_usage(&hashes, WindowStarts::at(crate::now_ms()))
+        .await?)
+}
+
+/// What is left of a key's limit in its current window (`None` without a limit).
+fn remaining(k: &KeyRow, u: &KeyUsage) -> Option<f64> {
+    let limit = k.limit_usd.as_deref()?.parse::<f64>().ok()?;
+    let (used, byok) = match k.limit_reset {
+        Some(LimitReset::Daily) => (u.daily, u.byok_daily),
+        Some(LimitReset::Weekly) => (u.weekly, u.byok_weekly),
+        Some(LimitReset::Monthly) => (u.monthly, u.byok_monthly),
+        None => (u.total, u.byok_total),
+    };
+    let used = if k.include_byok_in_limit {
+        used + byok
+    } else {
+        used
+    };
+    Some((limit - used).max(0.0))
+}
+
+/// OpenRouter's key object, with its spend from the usage ledger.
+pub fn key_json(k: &KeyRow, u: &KeyUsage) -> Value {
     let limit = k.limit_usd.as_deref().and_then(|l| l.parse::<f64>().ok());
     json!({
         "hash": k.hash,
@@ -212,11 +254,12 @@ pub fn key_json(k: &KeyRow) -> Value {
         "label": k.label,
         "disabled": k.disabled,
         "limit": limit,
-        "limit_remaining": limit,
+        "limit_remaining": remaining(k, u),
         "limit_reset": k.limit_reset.map(LimitReset::as_str),
         "include_byok_in_limit": k.include_byok_in_limit,
-        "usage": 0.0, "usage_daily": 0.0, "usage_weekly": 0.0, "usage_monthly": 0.0,
-        "byok_usage": 0.0, "byok_usage_daily": 0.0, "byok_usage_weekly": 0.0, "byok_usage_monthly": 0.0,
+        "usage": u.total, "usage_daily": u.daily, "usage_weekly": u.weekly, "usage_monthly": u.monthly,
+        "byok_usage": u.byok_total, "byok_usage_daily": u.byok_daily,
+        "byok_usage_weekly": u.byok_weekly, "byok_usage_monthly": u.byok_monthly,
         "created_at": iso8601(k.created_at),
         "updated_at": k.updated_at.map(iso8601),
         "last_used_at": null,

@@ -132,3 +132,98 @@ fn generation(r: &AnyRow) -> Result<Generation, StoreError> {
         dataplane_id: r.try_get("dataplane_id")?,
     })
 }
+
+/// A key's spend from the usage ledger, USD: all time and in the current UTC day, week
+/// (from Monday) and month, split into BYOK and not, as OpenRouter's key object reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct KeyUsage {
+    pub total: f64,
+    pub daily: f64,
+    pub weekly: f64,
+    pub monthly: f64,
+    pub byok_total: f64,
+    pub byok_daily: f64,
+    pub byok_weekly: f64,
+    pub byok_monthly: f64,
+}
+
+/// Window starts (Unix ms) for [`Store::key_usage`].
+#[derive(Clone, Copy, Debug)]
+pub struct WindowStarts {
+    pub day: i64,
+    pub week: i64,
+    pub month: i64,
+}
+
+impl WindowStarts {
+    pub fn at(now_ms: i64) -> WindowStarts {
+        use chrono::{Datelike, Duration};
+        let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
+        let day = now.date_naive();
+        let monday = day - Duration::days(i64::from(day.weekday().num_days_from_monday()));
+        let first = day.with_day(1).unwrap_or(day);
+        let ms = |d: chrono::NaiveDate| {
+            d.and_hms_opt(0, 0, 0)
+                .map_or(0, |t| t.and_utc().timestamp_millis())
+        };
+        WindowStarts {
+            day: ms(day),
+            week: ms(monday),
+            month: ms(first),
+        }
+    }
+}
+
+impl Store {
+    /// Spend per key from the ledger, in one query for a page of keys.
+    pub async fn key_usage(
+        &self,
+        hashes: &[&str],
+        starts: WindowStarts,
+    ) -> Result<std::collections::HashMap<String, KeyUsage>, StoreError> {
+        let mut usage = std::collections::HashMap::new();
+        if hashes.is_empty() {
+            return Ok(usage);
+        }
+        let placeholders: Vec<String> = (0..hashes.len()).map(|i| format!("${}", i + 4)).collect();
+        let cost = "CAST(cost_usd AS DOUBLE PRECISION)";
+        let sql = format!(
+            "SELECT key_hash, is_byok, \
+             CAST(COALESCE(SUM({cost}), 0) AS DOUBLE PRECISION) AS total, \
+             CAST(COALESCE(SUM(CASE WHEN created_at >= $1 THEN {cost} END), 0) AS DOUBLE PRECISION) AS daily, \
+             CAST(COALESCE(SUM(CASE WHEN created_at >= $2 THEN {cost} END), 0) AS DOUBLE PRECISION) AS weekly, \
+             CAST(COALESCE(SUM(CASE WHEN created_at >= $3 THEN {cost} END), 0) AS DOUBLE PRECISION) AS monthly \
+             FROM generations WHERE cost_usd IS NOT NULL AND key_hash IN ({}) GROUP BY key_hash, is_byok",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql)
+            .bind(starts.day)
+            .bind(starts.week)
+            .bind(starts.month);
+        for h in hashes {
+            query = query.bind(*h);
+        }
+        for row in query.fetch_all(&self.pool).await? {
+            let hash: String = row.try_get("key_hash")?;
+            let entry: &mut KeyUsage = usage.entry(hash).or_default();
+            let (total, daily, weekly, monthly): (f64, f64, f64, f64) = (
+                row.try_get("total")?,
+                row.try_get("daily")?,
+                row.try_get("weekly")?,
+                row.try_get("monthly")?,
+            );
+            if row.try_get::<i64, _>("is_byok")? != 0 {
+                entry.byok_total += total;
+                entry.byok_daily += daily;
+                entry.byok_weekly += weekly;
+                entry.byok_monthly += monthly;
+            } else {
+                entry.total += total;
+                entry.daily += daily;
+                entry.weekly += weekly;
+                entry.monthly += monthly;
+            }
+        }
+        Ok(usage)
+    }
+}

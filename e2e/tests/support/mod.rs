@@ -685,7 +685,10 @@ impl RedisCluster {
             .expect("redis-cli");
         let text = String::from_utf8_lossy(&out.stdout);
         let text = text.trim();
-        assert!(out.status.success(), "redis-cli -c HGET {key} {field}: {text}");
+        assert!(
+            out.status.success(),
+            "redis-cli -c HGET {key} {field}: {text}"
+        );
         if text.is_empty() {
             return 0;
         }
