@@ -272,3 +272,48 @@ async fn redis_down_is_a_prompt_error_and_recovery_is_immediate() {
     }
     assert!(recovered, "service recovers once Redis is back");
 }
+
+/// A window rolling over, with the clock injected: a daily limit exhausted at 23:59:59 UTC is
+/// fresh at 00:00:00, on both backends.
+#[tokio::test]
+async fn a_daily_window_rolls_over_at_utc_midnight() {
+    use switchyard_dataplane::spend::Period;
+    let redis = Redis::start(free_port());
+    let remote = SpendBackend::Redis(Arc::new(
+        RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
+            .await
+            .unwrap(),
+    ));
+    let local = SpendBackend::Embedded(Arc::new(Embedded::default()));
+    let before = 1_795_651_199_000; // 2026-11-25T23:59:59Z
+    let after = before + 1_000; // 2026-11-26T00:00:00Z
+    for backend in [&remote, &local] {
+        let request = |generation: &str, now: i64| {
+            let (window, expire_at_ms) = Period::Daily.window(now);
+            ReserveRequest {
+                generation_id: generation.into(),
+                now_ms: now,
+                hold_ms: 60_000,
+                counters: vec![Counter {
+                    key: format!("{{org:o1}}:sp:key:k1:{window}"),
+                    limit_pico: 100,
+                    amount_pico: 80,
+                    expire_at_ms,
+                }],
+            }
+        };
+        assert_eq!(
+            backend.reserve(&request("a", before)).await.unwrap(),
+            Admission::Granted
+        );
+        assert!(matches!(
+            backend.reserve(&request("b", before)).await.unwrap(),
+            Admission::Refused { .. }
+        ));
+        assert_eq!(
+            backend.reserve(&request("c", after)).await.unwrap(),
+            Admission::Granted,
+            "a new day starts from zero"
+        );
+    }
+}

@@ -5,6 +5,8 @@
 
 mod support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -361,4 +363,176 @@ async fn guardrails_budgets_and_credits_refuse_in_openrouter_terms() {
     })
     .await;
     assert_eq!(v["error"]["metadata"]["limit"], "workspace");
+}
+
+/// Creates a key with `limit` USD and waits until the dataplane serves it.
+async fn limited_key(stack: &Stack, limit: f64) -> (String, String) {
+    let created: Value = client()
+        .post(format!("{}/keys", stack.api()))
+        .bearer_auth(&stack.management_key)
+        .json(&json!({ "name": "mid-flight", "limit": limit }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
+    // A request for a model that does not exist proves the key is live without charging it.
+    let s = secret.clone();
+    eventually("key live at the dataplane", Duration::from_secs(2), || {
+        let s = s.clone();
+        async move {
+            let r = stack
+                .chat(&s, json!({"model": "nope/nope", "messages": []}))
+                .await;
+            (r.status() != 401).then_some(())
+        }
+    })
+    .await;
+    (secret, hash)
+}
+
+/// Starts `n` requests and returns once the provider holds all of them.
+async fn in_flight(
+    stack: &Stack,
+    secret: &str,
+    n: u64,
+) -> Vec<tokio::task::JoinHandle<(u16, Value)>> {
+    let before = stack.mock_a.requests().await;
+    let tasks = (0..n)
+        .map(|_| {
+            let (secret, url) = (
+                secret.to_owned(),
+                format!("{}/chat/completions", stack.api()),
+            );
+            tokio::spawn(async move {
+                let r = client()
+                    .post(url)
+                    .bearer_auth(secret)
+                    .json(&body())
+                    .send()
+                    .await
+                    .unwrap();
+                (r.status().as_u16(), r.json().await.unwrap())
+            })
+        })
+        .collect();
+    eventually(
+        "requests at the provider",
+        Duration::from_secs(10),
+        || async move { (stack.mock_a.requests().await >= before + n).then_some(()) },
+    )
+    .await;
+    tasks
+}
+
+async fn patch_key(stack: &Stack, hash: &str, body: Value) {
+    let r = client()
+        .patch(format!("{}/keys/{hash}", stack.api()))
+        .bearer_auth(&stack.management_key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+}
+
+/// Changes while requests are in flight: a disabled key's requests already at the provider
+/// finish and are charged while new ones get 401; a limit lowered below what is committed
+/// refuses new requests at once; and the counters still equal what was charged.
+#[tokio::test]
+async fn keys_disabled_or_limited_mid_flight() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    stack.mock_a.script(json!({ "ttfb_ms": 400 })).await;
+
+    for change in ["disable", "lower limit"] {
+        let (secret, hash) = limited_key(&stack, 1.0).await;
+        let tasks = in_flight(&stack, &secret, 5).await;
+        let (patch, refused_with) = match change {
+            "disable" => (json!({ "disabled": true }), 401),
+            _ => (json!({ "limit": 0.000001 }), 403),
+        };
+        patch_key(&stack, &hash, patch).await;
+        // Probes sent before the change reaches the dataplane are served and charged too.
+        let probes = Arc::new(AtomicU64::new(0));
+        let s = secret.clone();
+        eventually(
+            &format!("{change}: new requests refused"),
+            Duration::from_secs(5),
+            || {
+                let (s, probes) = (s.clone(), probes.clone());
+                let stack = &stack;
+                async move {
+                    let r = stack.chat(&s, body()).await;
+                    let status = r.status().as_u16();
+                    if status == 200 {
+                        let v: Value = r.json().await.ok()?;
+                        probes.fetch_add(pico(v["usage"]["cost"].as_f64()?), Ordering::SeqCst);
+                    }
+                    (status == refused_with).then_some(())
+                }
+            },
+        )
+        .await;
+        let mut charged = probes.load(Ordering::SeqCst);
+        for t in tasks {
+            let (status, v) = t.await.unwrap();
+            assert_eq!(status, 200, "{change}: in-flight requests finish: {v}");
+            charged += pico(v["usage"]["cost"].as_f64().unwrap());
+        }
+        let key = redis_key(&stack, &hash).await;
+        eventually(
+            &format!("{change}: settled"),
+            Duration::from_secs(10),
+            || {
+                let settled = redis.hget(&key, "held") == 0 && redis.hget(&key, "spent") == charged;
+                async move { settled.then_some(()) }
+            },
+        )
+        .await;
+    }
+}
+
+/// A stream its client abandons is charged for what was generated: the counter ends equal to
+/// the generation's recorded cost, with nothing left reserved.
+#[tokio::test]
+async fn a_stream_cut_by_its_client_is_charged_for_what_was_generated() {
+    use futures::StreamExt;
+    let redis = Redis::start();
+    let url = redis.url();
+    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    let (secret, hash) = limited_key(&stack, 1.0).await;
+    stack
+        .mock_a
+        .script(json!({ "completion_tokens": 400, "inter_token_ms": 10 }))
+        .await;
+    let mut stream_body = body();
+    stream_body["stream"] = json!(true);
+    stream_body["max_tokens"] = json!(400);
+    let r = stack.chat(&secret, stream_body).await;
+    assert_eq!(r.status(), 200);
+    let mut chunks = r.bytes_stream();
+    let mut seen = String::new();
+    while seen.matches("data:").count() < 5 {
+        let chunk = chunks.next().await.unwrap().unwrap();
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    drop(chunks); // the client goes away mid-stream
+    let first = seen.split("data:").nth(1).unwrap().trim();
+    let first: Value = serde_json::from_str(first.lines().next().unwrap()).unwrap();
+    let id = first["id"].as_str().unwrap().to_owned();
+
+    let generation = stack.generation(&id).await;
+    let cost = pico(generation["data"]["total_cost"].as_f64().unwrap());
+    assert!(cost > 0, "what was generated is charged: {generation}");
+    let key = redis_key(&stack, &hash).await;
+    eventually("cut stream settled", Duration::from_secs(10), || {
+        let settled = redis.hget(&key, "held") == 0 && redis.hget(&key, "spent") == cost;
+        async move { settled.then_some(()) }
+    })
+    .await;
 }

@@ -137,7 +137,7 @@ impl SpendBackend {
     pub async fn read(&self, key: &str, now_ms: i64) -> Result<(u64, u64), SpendError> {
         match self {
             SpendBackend::Embedded(e) => Ok(e.read(key, now_ms)),
-            SpendBackend::Redis(r) => r.read(key).await,
+            SpendBackend::Redis(r) => r.read(key, now_ms).await,
         }
     }
 }

@@ -140,11 +140,23 @@ impl RedisSpend {
         Ok(settled == 1)
     }
 
-    pub async fn read(&self, key: &str) -> Result<(u64, u64), SpendError> {
+    /// Settled spend and live reservations (holds past their expiry, which the next reserve
+    /// would release, are not counted), as the embedded backend reports them.
+    pub async fn read(&self, key: &str, now_ms: i64) -> Result<(u64, u64), SpendError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(key).arg("spent").arg("held");
         let values: (Option<u64>, Option<u64>) = self.query(&cmd).await?;
-        Ok((values.0.unwrap_or(0), values.1.unwrap_or(0)))
+        let mut expired = redis::cmd("ZRANGEBYSCORE");
+        expired.arg(format!("{key}:r")).arg("-inf").arg(now_ms);
+        let expired: Vec<String> = self.query(&expired).await?;
+        let expired: u64 = expired
+            .iter()
+            .filter_map(|m| m.rsplit_once(':').and_then(|(_, a)| a.parse::<u64>().ok()))
+            .sum();
+        Ok((
+            values.0.unwrap_or(0),
+            values.1.unwrap_or(0).saturating_sub(expired),
+        ))
     }
 
     async fn run<T: redis::FromRedisValue>(
