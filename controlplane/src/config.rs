@@ -66,6 +66,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_DATAPLANE_TOKEN", hide_env_values = true)]
     pub dataplane_token: Option<String>,
 
+    /// The Redis (or Redis Cluster seed URLs, comma-separated) where dataplanes keep spend
+    /// counters. When set, the control plane reconciles them with the usage ledger.
+    #[arg(long, env = "SWITCHYARD_REDIS_URL", value_delimiter = ',')]
+    pub redis_url: Vec<String>,
+
+    /// Seconds between reconciliation passes.
+    #[arg(long, env = "SWITCHYARD_RECONCILE_INTERVAL_SECS", default_value_t = 60)]
+    pub reconcile_interval_secs: u64,
+
     /// Operator gRPC API address (`swctl`), apart from the dataplanes' port so that it can stay
     /// on loopback or behind its own firewall rule.
     #[arg(

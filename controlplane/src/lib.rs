@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod keys;
 pub mod manage;
 pub mod publisher;
+pub mod reconcile;
 pub mod seed;
 pub mod store;
 pub mod token;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -19,6 +20,7 @@ use switchyard_controlplane::config::Config;
 use switchyard_controlplane::grpc::{ConfigApi, UsageApi};
 use switchyard_controlplane::manage::Manage;
 use switchyard_controlplane::publisher::Publisher;
+use switchyard_controlplane::reconcile::Reconciler;
 use switchyard_controlplane::seed;
 use switchyard_controlplane::store::Store;
 use switchyard_controlplane::token::{self, BearerToken};
@@ -85,6 +87,14 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "first start: bootstrap keys written (shown once)");
     }
 
+    if !config.redis_url.is_empty() {
+        let reconciler = Reconciler::new(
+            store.clone(),
+            config.redis_url.clone(),
+            Duration::from_secs(config.reconcile_interval_secs.max(1)),
+        );
+        tokio::spawn(reconciler.run());
+    }
     let vault = Arc::new(load_vault(&config, &state_dir)?);
     let publisher = Publisher::start(store.clone()).await?;
     tokio::spawn(publisher.clone().retry_unpublished());

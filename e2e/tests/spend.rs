@@ -536,3 +536,45 @@ async fn a_stream_cut_by_its_client_is_charged_for_what_was_generated() {
     })
     .await;
 }
+
+/// Redis loses everything (killed, restarted empty): the control plane's reconciliation
+/// restores each counter from the usage ledger, exactly.
+#[tokio::test]
+async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    let stack = Stack::start_with_both(
+        &["--spend-backend", "redis", "--redis-url", url.as_str()],
+        &[
+            "--redis-url",
+            url.as_str(),
+            "--reconcile-interval-secs",
+            "1",
+        ],
+    )
+    .await;
+    let (secret, hash) = limited_key(&stack, 1.0).await;
+    let mut charged = 0;
+    for _ in 0..5 {
+        let v: Value = stack.chat(&secret, body()).await.json().await.unwrap();
+        charged += pico(v["usage"]["cost"].as_f64().unwrap());
+    }
+    let key = redis_key(&stack, &hash).await;
+    eventually("settled", Duration::from_secs(10), || {
+        let spent = redis.hget(&key, "spent");
+        async move { (spent == charged).then_some(()) }
+    })
+    .await;
+
+    redis.restart(); // nothing persisted: every counter is gone
+    assert_eq!(redis.hget(&key, "spent"), 0);
+    eventually(
+        "counter restored from the ledger",
+        Duration::from_secs(15),
+        || {
+            let spent = redis.hget(&key, "spent");
+            async move { (spent == charged).then_some(()) }
+        },
+    )
+    .await;
+}

@@ -1,5 +1,6 @@
 //! Generated gRPC types for the Switchyard contract. These are wire types only: each side
-//! converts them into its own domain model (`TryFrom`) and validates them there.
+//! converts them into its own domain model (`TryFrom`) and validates them there. `spend` names
+//! the spend counters both planes touch.
 
 pub mod admin {
     pub mod v1 {
@@ -18,3 +19,5 @@ pub mod usage {
         tonic::include_proto!("switchyard.usage.v1");
     }
 }
+
+pub mod spend;

@@ -227,3 +227,45 @@ impl Store {
         Ok(usage)
     }
 }
+
+/// Whose spend a ledger sum covers.
+#[derive(Clone, Copy, Debug)]
+pub enum LedgerScope<'a> {
+    Key(&'a str),
+    Workspace(&'a str),
+    Organization(&'a str),
+}
+
+impl Store {
+    /// Exact spend (picodollars) in the ledger since `since_ms`: the sum of the recorded costs,
+    /// as the dataplanes charged them. Costs are summed in Rust, not SQL, to stay exact.
+    pub async fn ledger_pico(
+        &self,
+        scope: LedgerScope<'_>,
+        since_ms: i64,
+        include_byok: bool,
+    ) -> Result<u64, StoreError> {
+        let (column, value) = match scope {
+            LedgerScope::Key(h) => ("key_hash", h),
+            LedgerScope::Workspace(w) => ("workspace_id", w),
+            LedgerScope::Organization(o) => ("organization_id", o),
+        };
+        let rows = sqlx::query(&format!(
+            "SELECT cost_usd FROM generations WHERE {column} = $1 AND created_at >= $2 \
+             AND cost_usd IS NOT NULL AND ($3 = 1 OR is_byok = 0)"
+        ))
+        .bind(value)
+        .bind(since_ms)
+        .bind(flag(include_byok))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut total: u64 = 0;
+        for row in rows {
+            let cost: String = row.try_get("cost_usd")?;
+            let pico = switchyard_proto::spend::parse_pico(&cost)
+                .ok_or_else(|| StoreError::Corrupt(format!("generation cost {cost:?}")))?;
+            total = total.saturating_add(pico);
+        }
+        Ok(total)
+    }
+}

@@ -23,7 +23,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 pub use byok::ByokRow;
 pub use catalogue::{CatalogueRows, EndpointRow, ModelRow, ProviderRow};
 pub use credits::LedgerRow;
-pub use generations::{Generation, KeyUsage, WindowStarts};
+pub use generations::{Generation, KeyUsage, LedgerScope, WindowStarts};
 pub use guardrails::{
     GuardrailRow, KeyAssignmentRow, MemberAssignmentRow, ZdrFlags, default_guardrail_id,
 };

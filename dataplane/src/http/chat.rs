@@ -41,6 +41,9 @@ pub async fn handle(gw: &Gateway, session: &mut ServerSession) -> Ending {
                 let _ = session.drain_request_body().await;
             }
             let ok = respond_reject(session, &reject).await;
+            if ok && reject.kind == Kind::PayloadTooLarge {
+                linger(session).await;
+            }
             // An unread request body would corrupt the next request on this connection.
             if ok && session.is_body_done() {
                 Ending::Reusable
@@ -166,6 +169,25 @@ fn declared_length(session: &ServerSession) -> Option<usize> {
         .get_header("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Most of a refused body read and discarded after the 413, and for how long: closing a socket
+/// with unread data makes the kernel send a reset, which can reach the client before the 413
+/// does (nginx's lingering close, for the same reason).
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
+const LINGER_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+async fn linger(session: &mut ServerSession) {
+    let discard = async {
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => read += chunk.len(),
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_TIME, discard).await;
 }
 
 /// Frees a reservation no provider call used (nothing was generated, nothing is charged).

@@ -12,7 +12,6 @@
 
 mod embedded;
 mod redis_store;
-pub mod window;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +19,7 @@ use std::time::Duration;
 
 pub use embedded::Embedded;
 pub use redis_store::RedisSpend;
-pub use window::Period;
+pub use switchyard_proto::spend::{Period, counter_key, org_tag, settled_key};
 
 /// One counter a request is checked against and charged to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -140,11 +139,6 @@ impl SpendBackend {
             SpendBackend::Redis(r) => r.read(key, now_ms).await,
         }
     }
-}
-
-/// The hash tag that keeps one organization's keys in one Redis Cluster slot.
-pub fn org_tag(organization_id: &str) -> String {
-    format!("{{org:{organization_id}}}")
 }
 
 /// The request path's view of spend: the backend, the failure policy, and the outcome metrics.

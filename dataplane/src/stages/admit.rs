@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::money::Picodollars;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{Endpoint, Limit, LimitScope, Window};
-use crate::spend::{Counter, Hold, Period, org_tag};
+use crate::spend::{Counter, Hold, Period, counter_key, settled_key};
 use crate::stages::request::ChatRequest;
 
 /// The most this request can cost on any of the endpoints it may be routed to: the prompt
@@ -73,13 +73,12 @@ pub fn hold(
     is_byok: bool,
     now_ms: i64,
 ) -> Hold {
-    let tag = org_tag(organization_id);
     let mut counters = Vec::with_capacity(limits.len());
     let mut include_byok = Vec::with_capacity(limits.len());
     for limit in limits {
         let (window, expire_at_ms) = period(limit.window).window(now_ms);
         counters.push(Counter {
-            key: format!("{tag}:sp:{}:{}:{window}", scope_name(limit.scope), limit.id),
+            key: counter_key(organization_id, scope_name(limit.scope), &limit.id, &window),
             limit_pico: limit.limit_nanos.saturating_mul(1000),
             amount_pico: if is_byok && !limit.include_byok {
                 0
@@ -92,7 +91,7 @@ pub fn hold(
     }
     Hold {
         generation_id: generation_id.to_owned(),
-        settled_key: format!("{tag}:settled:{generation_id}"),
+        settled_key: settled_key(organization_id, generation_id),
         counters,
         include_byok,
     }

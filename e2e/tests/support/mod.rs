@@ -273,6 +273,7 @@ pub struct Stack {
     pub management_key: String,
     pub inference_key: String,
     dp_args: Vec<String>,
+    cp_args: Vec<String>,
 }
 
 impl Stack {
@@ -282,6 +283,11 @@ impl Stack {
 
     /// Starts the stack; `dp_args` are extra dataplane flags.
     pub async fn start_with(dp_args: &[&str]) -> Stack {
+        Self::start_with_both(dp_args, &[]).await
+    }
+
+    /// Starts the stack with extra dataplane and control plane flags.
+    pub async fn start_with_both(dp_args: &[&str], cp_args: &[&str]) -> Stack {
         let dir = TempDir::new("stack");
         let mock_a = Mock::start("mock-a", &dir.0).await;
         let mock_b = Mock::start("mock-b", &dir.0).await;
@@ -297,6 +303,7 @@ impl Stack {
             management_key: String::new(),
             inference_key: String::new(),
             dp_args: dp_args.iter().map(|s| s.to_string()).collect(),
+            cp_args: cp_args.iter().map(|s| s.to_string()).collect(),
             dir,
         };
         stack.start_control_plane().await;
@@ -316,7 +323,7 @@ impl Stack {
     }
 
     pub async fn start_control_plane(&mut self) {
-        let args = vec![
+        let mut args = vec![
             "--data-dir".into(),
             self.dir.0.display().to_string(),
             "--http-listen".into(),
@@ -326,6 +333,7 @@ impl Stack {
             "--admin-listen".into(),
             format!("127.0.0.1:{}", self.cp_admin),
         ];
+        args.extend(self.cp_args.iter().cloned());
         let env = [
             ("SWITCHYARD_MOCK_URL", format!("{}/v1", self.mock_a.url)),
             ("SWITCHYARD_MOCK_URL_B", format!("{}/v1", self.mock_b.url)),
