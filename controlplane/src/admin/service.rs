@@ -11,7 +11,7 @@ use crate::manage::byok::NewByok;
 use crate::manage::keys::{KeyFilter, KeyUpdate, NewKeyInput};
 use crate::manage::organizations::OrganizationPatch;
 use crate::manage::presets::{NewPreset, NewPresetVersion, PresetPatch};
-use crate::manage::{Actor, Manage, ManageError, Role, workspaces};
+use crate::manage::{Actor, Manage, ManageError, Role};
 use crate::store::WorkspaceRow;
 
 /// Page size when a list request leaves `limit` at 0.
@@ -89,7 +89,7 @@ impl AdminApi {
                     OPERATOR,
                     Some(organization_id),
                     all.len() as i64,
-                    workspaces::MAX_PAGE,
+                    crate::manage::MAX_PAGE,
                 )
                 .await
                 .map_err(on_change)?;
@@ -394,7 +394,12 @@ impl AdminService for AdminApi {
         loop {
             let (rows, total) = self
                 .manage
-                .list_workspace_members(OPERATOR, &id, members.len() as i64, workspaces::MAX_PAGE)
+                .list_workspace_members(
+                    OPERATOR,
+                    &id,
+                    members.len() as i64,
+                    crate::manage::MAX_PAGE,
+                )
                 .await
                 .map_err(on_change)?;
             let fetched = rows.len();

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::auth::Manager;
 use super::error::ApiError;
-use super::presets::page_bounds;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
 use crate::manage::byok::{ByokPatch, ByokSettings, NewByok, byok_public};
+use crate::manage::page;
 use crate::store::ByokRow;
 
 #[derive(Deserialize)]
@@ -33,7 +33,7 @@ pub async fn list(
     Manager(_, actor): Manager,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let (offset, limit) = page_bounds(q.offset, q.limit)?;
+    let (offset, limit) = page(q.offset, q.limit)?;
     let (rows, total) = state
         .manage
         .byok_keys(

@@ -12,7 +12,7 @@ use super::auth::Manager;
 use super::error::ApiError;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
 use crate::manage::guardrails::{GuardrailInput, legacy_zdr};
-use crate::manage::workspaces::page;
+use crate::manage::page;
 use crate::store::{GuardrailRow, KeyAssignmentRow, MemberAssignmentRow};
 
 #[derive(Deserialize)]

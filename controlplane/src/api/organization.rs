@@ -23,23 +23,6 @@ pub struct Page {
     limit: Option<i64>,
 }
 
-impl Page {
-    /// OpenRouter's paging: offset ≥ 0, limit 1–100 (default 50).
-    pub fn bounds(&self) -> Result<(i64, i64), ApiError> {
-        let offset = self.offset.unwrap_or(0);
-        let limit = self.limit.unwrap_or(50);
-        if offset < 0 {
-            return Err(ApiError::BadRequest("offset must not be negative".into()));
-        }
-        if !(1..=100).contains(&limit) {
-            return Err(ApiError::BadRequest(
-                "limit must be between 1 and 100".into(),
-            ));
-        }
-        Ok((offset, limit))
-    }
-}
-
 /// The SDK's member object: roles are `org:admin` / `org:member`, names split in two.
 fn member_json(m: &MemberRow) -> Value {
     let (first, last) = match m.name.split_once(' ') {
@@ -61,7 +44,7 @@ pub async fn members(
     Manager(_, actor): Manager,
     ApiQuery(page): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let (offset, limit) = page.bounds()?;
+    let (offset, limit) = crate::manage::page(page.offset, page.limit)?;
     let (rows, total) = state.manage.members(&actor, None, offset, limit).await?;
     let data: Vec<Value> = rows.iter().map(member_json).collect();
     Ok(Json(json!({ "data": data, "total_count": total })))

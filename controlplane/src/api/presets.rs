@@ -26,7 +26,7 @@ use super::auth::{Caller, Manager};
 use super::error::ApiError;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
 use crate::manage::presets::{NewPreset, NewPresetVersion, PresetPatch, PresetView};
-use crate::manage::{Actor, Role};
+use crate::manage::{Actor, Role, page};
 use crate::store::{KeyRow, PresetRow, PresetVersionRow};
 
 #[derive(Deserialize)]
@@ -35,21 +35,6 @@ pub struct Page {
     offset: Option<i64>,
     #[serde(default)]
     limit: Option<i64>,
-}
-
-/// The SDK's paging: offset ≥ 0 (default 0), limit 1–100 (default 50).
-pub(super) fn page_bounds(offset: Option<i64>, limit: Option<i64>) -> Result<(i64, i64), ApiError> {
-    let offset = offset.unwrap_or(0);
-    let limit = limit.unwrap_or(50);
-    if offset < 0 {
-        return Err(ApiError::BadRequest("offset must not be negative".into()));
-    }
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::BadRequest(
-            "limit must be between 1 and 100".into(),
-        ));
-    }
-    Ok((offset, limit))
 }
 
 /// The actor behind a key of either kind, for reads any key may do. Like a management key, it
@@ -74,9 +59,9 @@ async fn reader(state: &ApiState, key: &KeyRow) -> Result<Actor, ApiError> {
 pub async fn list(
     State(state): State<ApiState>,
     Caller(key): Caller,
-    ApiQuery(page): ApiQuery<Page>,
+    ApiQuery(q): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let (offset, limit) = page_bounds(page.offset, page.limit)?;
+    let (offset, limit) = page(q.offset, q.limit)?;
     let actor = reader(&state, &key).await?;
     let (rows, total) = state.manage.presets(&actor, None, offset, limit).await?;
     let data: Vec<Value> = rows.iter().map(preset_json).collect();
@@ -97,9 +82,9 @@ pub async fn versions(
     State(state): State<ApiState>,
     Caller(key): Caller,
     Path(slug): Path<String>,
-    ApiQuery(page): ApiQuery<Page>,
+    ApiQuery(q): ApiQuery<Page>,
 ) -> Result<Json<Value>, ApiError> {
-    let (offset, limit) = page_bounds(page.offset, page.limit)?;
+    let (offset, limit) = page(q.offset, q.limit)?;
     let actor = reader(&state, &key).await?;
     let (rows, total) = state
         .manage

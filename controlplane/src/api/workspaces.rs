@@ -11,8 +11,9 @@ use serde_json::{Value, json};
 use super::auth::Manager;
 use super::error::ApiError;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
+use crate::manage::page;
 use crate::manage::workspaces::{
-    BudgetInterval, WorkspaceInput, WorkspaceMember, WorkspaceSettings, page,
+    BudgetInterval, WorkspaceInput, WorkspaceMember, WorkspaceSettings,
 };
 use crate::store::{WorkspaceBudgetRow, WorkspaceRow};
 

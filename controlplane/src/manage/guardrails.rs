@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::workspaces::MAX_PAGE;
+use super::MAX_PAGE;
 use super::{Actor, Manage, ManageError, ManageResult, Role, new_id, usd_text, valid_name};
 use crate::store::{GuardrailRow, KeyAssignmentRow, MemberAssignmentRow, WorkspaceRow, ZdrFlags};
 

@@ -210,6 +210,25 @@ impl Manage {
     }
 }
 
+/// OpenRouter's page size: 50 unless asked, at most 100.
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 100;
+
+/// Validates a page request: `offset >= 0`, `limit` in `1..=100` (default 50).
+pub fn page(offset: Option<i64>, limit: Option<i64>) -> ManageResult<(i64, i64)> {
+    let offset = offset.unwrap_or(0);
+    let limit = limit.unwrap_or(DEFAULT_PAGE);
+    if offset < 0 {
+        return Err(ManageError::Invalid("offset must not be negative".into()));
+    }
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ManageError::Invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}"
+        )));
+    }
+    Ok((offset, limit))
+}
+
 /// A new id with a readable type prefix, time-ordered (UUIDv7).
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())

@@ -41,9 +41,6 @@ const MAX_DESCRIPTION: usize = 1000;
 /// Bounds one bulk member call, as pages bound listings.
 const MAX_USERS_PER_CALL: usize = 100;
 const MAX_LOGGED_KEY_IDS: usize = 1000;
-/// The SDK's page size: 50 unless asked, at most 100.
-pub const DEFAULT_PAGE: i64 = 50;
-pub const MAX_PAGE: i64 = 100;
 
 /// Observability and routing defaults, stored as `WorkspaceRow::settings` under the SDK's
 /// field names. Absent fields read as their defaults, so older rows need no migration.
@@ -233,21 +230,6 @@ impl fmt::Display for BudgetInterval {
 pub struct Budgets {
     pub budgets: Vec<WorkspaceBudgetRow>,
     pub include_byok_in_budgets: bool,
-}
-
-/// Validates a page request: `offset >= 0`, `limit` in `1..=100` (default 50).
-pub fn page(offset: Option<i64>, limit: Option<i64>) -> ManageResult<(i64, i64)> {
-    let offset = offset.unwrap_or(0);
-    let limit = limit.unwrap_or(DEFAULT_PAGE);
-    if offset < 0 {
-        return Err(ManageError::Invalid("offset must not be negative".into()));
-    }
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ManageError::Invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
-    Ok((offset, limit))
 }
 
 /// The SDK's slug rule: lowercase alphanumeric segments joined by single dashes.
@@ -1218,6 +1200,7 @@ mod tests {
 
     #[test]
     fn pages_and_user_lists_are_bounded() {
+        use crate::manage::page;
         assert_eq!(page(None, None).unwrap(), (0, 50));
         assert_eq!(page(Some(5), Some(100)).unwrap(), (5, 100));
         assert!(page(Some(-1), None).is_err());
