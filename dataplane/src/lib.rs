@@ -5,6 +5,7 @@
 
 pub mod catalogue;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod link;
 pub mod money;

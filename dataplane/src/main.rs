@@ -20,6 +20,7 @@ use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
 use switchyard_dataplane::config::Config;
 use switchyard_dataplane::config::SpendBackendKind;
+use switchyard_dataplane::health::Health;
 use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::snapshot::watch::Watcher;
@@ -118,6 +119,9 @@ fn run(config: Config) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
 
+    let health = Arc::new(Health::default());
+    let spend = build_spend(&config)?;
+    let spend_backend = spend.backend.clone();
     let gateway = Gateway {
         snapshots,
         usage,
@@ -132,7 +136,8 @@ fn run(config: Config) -> anyhow::Result<()> {
             max_response_bytes: config.max_response_bytes,
         },
         control_plane_http,
-        spend: build_spend(&config)?,
+        spend,
+        health: health.clone(),
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
     // Pingora's default 64 KiB read buffer per client connection would dominate the memory of a
@@ -146,6 +151,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         "control plane link",
         ControlPlaneLink {
             parts: Mutex::new(Some((watcher, sender))),
+            health: (health, spend_backend),
         },
     ));
     tracing::info!(listen = %config.listen, %dataplane_id, threads, "dataplane starting");
@@ -159,6 +165,8 @@ fn run(config: Config) -> anyhow::Result<()> {
 /// Runs the snapshot watcher and the usage sender on the background runtime.
 struct ControlPlaneLink {
     parts: Mutex<Option<(Watcher, UsageSender)>>,
+    /// Provider health, shared through the spend store once a second.
+    health: (Arc<Health>, SpendBackend),
 }
 
 #[async_trait]
@@ -168,6 +176,8 @@ impl BackgroundService for ControlPlaneLink {
             return;
         };
         let watch = tokio::spawn(watcher.run(shutdown.clone()));
+        let (health, backend) = self.health.clone();
+        tokio::spawn(health.run(backend, Duration::from_secs(1), shutdown.clone()));
         // The sender drains and spools on shutdown; wait for it so no event is lost.
         sender.run(shutdown).await;
         let _ = watch.await;

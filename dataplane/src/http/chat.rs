@@ -11,6 +11,7 @@ use serde_json::json;
 use super::Gateway;
 use super::respond::{self, respond_reject};
 use super::upstream::{self, Opened};
+use crate::health;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{ApiKey, Endpoint};
 use crate::spend::{Hold, Verdict};
@@ -144,6 +145,11 @@ async fn run(
                 });
             }
             Err(reject) if reject.kind.retryable() => {
+                gw.health.record(
+                    &health::endpoint_id(&endpoint.provider_id, &endpoint.upstream_model),
+                    false,
+                    started.elapsed().as_millis() as u64,
+                );
                 tracing::warn!(
                     provider = %endpoint.provider_id,
                     kind = reject.kind.label(),
@@ -278,6 +284,13 @@ impl Exchange<'_> {
             estimated_prompt_tokens: self.estimated_prompt_tokens,
             app_title: self.app_title,
         };
+        if let Some(e) = outcome.endpoint {
+            self.gw.health.record(
+                &health::endpoint_id(&e.provider_id, &e.upstream_model),
+                status < 500,
+                outcome.latency_ms,
+            );
+        }
         // The charge is the usage event's cost, so the counters add up to the ledger.
         let cost = outcome.cost().map_or(0, |c| c.0);
         settle(&outcome, &self.gw.usage);

@@ -21,6 +21,7 @@ pub use chat::now_ms;
 use respond::{respond, respond_reject};
 pub use upstream::Timeouts;
 
+use crate::health::Health;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{SnapshotStore, Upstream};
 use crate::spend::Spend;
@@ -41,6 +42,7 @@ pub struct Gateway {
     /// The control plane's REST API, for management passthrough.
     pub control_plane_http: Option<Upstream>,
     pub spend: Spend,
+    pub health: Arc<Health>,
 }
 
 const KEEPALIVE_SECS: u64 = 60;
@@ -84,6 +86,11 @@ impl Gateway {
                 ending(respond(session, 200, "text/plain", Bytes::from_static(b"ok\n")).await)
             }
             ("GET", "/health/ready") => self.ready(session).await,
+            ("GET", "/health/providers") => {
+                // Every dataplane's recent record per provider endpoint, as routing sees it.
+                let body = serde_json::to_vec(&*self.health.view()).unwrap_or_default();
+                ending(respond(session, 200, "application/json", Bytes::from(body)).await)
+            }
             ("GET", "/metrics") => {
                 let body = Bytes::from(self.metrics());
                 ending(respond(session, 200, "text/plain; version=0.0.4", body).await)

@@ -159,6 +159,97 @@ impl RedisSpend {
         ))
     }
 
+    /// Adds this dataplane's provider-health counts to the shared per-minute hashes and reads
+    /// back every dataplane's counts over the last `window_minutes`. Two round trips, once a
+    /// second, off the request path.
+    pub async fn exchange_health(
+        &self,
+        counts: &[(String, crate::health::EndpointStats)],
+        minute: i64,
+        window_minutes: i64,
+        keep_secs: i64,
+    ) -> Result<std::collections::HashMap<String, crate::health::EndpointStats>, SpendError> {
+        const ENDPOINTS: &str = "{health}:endpoints";
+        let key = |id: &str, minute: i64| format!("{{health}}:{id}:{minute}");
+        let mut write = redis::pipe();
+        for (id, s) in counts {
+            let k = key(id, minute);
+            write
+                .cmd("HINCRBY")
+                .arg(&k)
+                .arg("requests")
+                .arg(s.requests)
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(&k)
+                .arg("failures")
+                .arg(s.failures)
+                .ignore()
+                .cmd("HINCRBY")
+                .arg(&k)
+                .arg("latency_ms")
+                .arg(s.latency_ms_sum)
+                .ignore()
+                .cmd("EXPIRE")
+                .arg(&k)
+                .arg(keep_secs)
+                .ignore()
+                .cmd("SADD")
+                .arg(ENDPOINTS)
+                .arg(id)
+                .ignore();
+        }
+        write.cmd("SMEMBERS").arg(ENDPOINTS);
+        let (ids,): (Vec<String>,) = self.pipeline(&write).await?;
+        let mut read = redis::pipe();
+        for id in &ids {
+            for m in (minute - window_minutes + 1)..=minute {
+                read.cmd("HMGET")
+                    .arg(key(id, m))
+                    .arg("requests")
+                    .arg("failures")
+                    .arg("latency_ms");
+            }
+        }
+        let rows: Vec<(Option<u64>, Option<u64>, Option<u64>)> = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.pipeline(&read).await?
+        };
+        let per = usize::try_from(window_minutes).unwrap_or(1).max(1);
+        let mut view = std::collections::HashMap::new();
+        for (id, chunk) in ids.iter().zip(rows.chunks(per)) {
+            let mut stats = crate::health::EndpointStats::default();
+            for (r, f, l) in chunk {
+                stats.requests += r.unwrap_or(0);
+                stats.failures += f.unwrap_or(0);
+                stats.latency_ms_sum += l.unwrap_or(0);
+            }
+            if stats.requests > 0 {
+                view.insert(id.clone(), stats);
+            }
+        }
+        Ok(view)
+    }
+
+    async fn pipeline<T: redis::FromRedisValue>(
+        &self,
+        pipe: &redis::Pipeline,
+    ) -> Result<T, SpendError> {
+        let connection = self.connection().await?;
+        let call = async {
+            match connection {
+                Connection::Standalone(mut c) => pipe.query_async(&mut c).await,
+                Connection::Cluster(mut c) => pipe.query_async(&mut c).await,
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(SpendError::Unavailable(e.to_string())),
+            Err(_) => Err(SpendError::Timeout(self.timeout)),
+        }
+    }
+
     async fn run<T: redis::FromRedisValue>(
         &self,
         invocation: redis::ScriptInvocation<'_>,
