@@ -52,6 +52,10 @@ enum LedgerOwner {
     Key(String),
     Workspace(String),
     Organization(String),
+    Member {
+        user_id: String,
+        workspace_id: String,
+    },
 }
 
 pub struct Reconciler {
@@ -111,7 +115,8 @@ impl Reconciler {
         }
     }
 
-    /// One pass over every limited key, workspace budget and organization's credits.
+    /// One pass over every limited key, workspace budget, guardrail budget (per key and per
+    /// member) and organization's credits.
     async fn pass(
         &self,
         connection: &mut Connection,
@@ -125,6 +130,13 @@ impl Reconciler {
                 LedgerOwner::Key(h) => LedgerScope::Key(h),
                 LedgerOwner::Workspace(w) => LedgerScope::Workspace(w),
                 LedgerOwner::Organization(o) => LedgerScope::Organization(o),
+                LedgerOwner::Member {
+                    user_id,
+                    workspace_id,
+                } => LedgerScope::Member {
+                    user_id,
+                    workspace_id,
+                },
             };
             let ledger = self
                 .store
@@ -187,6 +199,67 @@ impl Reconciler {
                 period,
                 include_byok: b.include_byok,
             });
+        }
+        // Guardrail budgets count per key and per member (see the dataplane's `limits_for`):
+        // a default guardrail binds every key and member of its workspace, another one those
+        // assigned to it.
+        let keys = self.store.all_keys().await?;
+        let key_assignments = self.store.all_key_assignments().await?;
+        let member_assignments = self.store.all_member_assignments().await?;
+        for g in self.store.all_guardrails().await? {
+            let (Some(_), Some(interval)) = (&g.limit_usd, &g.reset_interval) else {
+                continue;
+            };
+            let period = match interval.as_str() {
+                "daily" => Period::Daily,
+                "weekly" => Period::Weekly,
+                _ => Period::Monthly,
+            };
+            let (bound_keys, bound_users): (Vec<String>, Vec<String>) = if g.is_default {
+                let in_workspace = keys.iter().filter(|k| k.workspace_id == g.workspace_id);
+                let hashes = in_workspace.clone().map(|k| k.hash.clone()).collect();
+                let mut users: Vec<String> =
+                    in_workspace.map(|k| k.creator_user_id.clone()).collect();
+                users.sort();
+                users.dedup();
+                (hashes, users)
+            } else {
+                (
+                    key_assignments
+                        .iter()
+                        .filter(|(_, gid)| *gid == g.id)
+                        .map(|(hash, _)| hash.clone())
+                        .collect(),
+                    member_assignments
+                        .iter()
+                        .filter(|m| m.guardrail_id == g.id)
+                        .map(|m| m.user_id.clone())
+                        .collect(),
+                )
+            };
+            for hash in bound_keys {
+                targets.push(Target {
+                    organization_id: g.organization_id.clone(),
+                    scope: "guardrail",
+                    id: format!("{}|{hash}", g.id),
+                    ledger: LedgerOwner::Key(hash),
+                    period,
+                    include_byok: g.include_byok,
+                });
+            }
+            for user_id in bound_users {
+                targets.push(Target {
+                    organization_id: g.organization_id.clone(),
+                    scope: "member",
+                    id: format!("{user_id}|{}", g.id),
+                    ledger: LedgerOwner::Member {
+                        user_id,
+                        workspace_id: g.workspace_id.clone(),
+                    },
+                    period,
+                    include_byok: g.include_byok,
+                });
+            }
         }
         for o in self.store.organizations().await? {
             targets.push(Target {

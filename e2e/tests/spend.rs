@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{Redis, Stack, client, eventually};
+use switchyard_proto::spend::{Period, counter_key};
 
 const REQUESTS: usize = 200;
 const FITS: u64 = 20;
@@ -554,26 +555,78 @@ async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
     )
     .await;
     let (secret, hash) = limited_key(&stack, 1.0).await;
+    // A guardrail budget bound to the key and to its member, so those counters exist too.
+    let api = stack.api();
+    let c = client();
+    let me: Value = c
+        .get(format!("{api}/key"))
+        .bearer_auth(&stack.management_key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (org, user) = (
+        me["data"]["organization_id"].as_str().unwrap().to_owned(),
+        me["data"]["creator_user_id"].as_str().unwrap().to_owned(),
+    );
+    let guardrail: Value = c
+        .post(format!("{api}/guardrails"))
+        .bearer_auth(&stack.management_key)
+        .json(&json!({ "name": "monthly cap", "limit_usd": 50.0, "reset_interval": "monthly" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let g = guardrail["data"]["id"].as_str().unwrap().to_owned();
+    for (path, body) in [
+        ("keys", json!({ "key_hashes": [hash] })),
+        ("members", json!({ "member_user_ids": [user] })),
+    ] {
+        let r = c
+            .post(format!("{api}/guardrails/{g}/assignments/{path}"))
+            .bearer_auth(&stack.management_key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{}", r.text().await.unwrap());
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let (month, _) = Period::Monthly.window(now_ms);
+    let counters = [
+        redis_key(&stack, &hash).await,
+        counter_key(&org, "guardrail", &format!("{g}|{hash}"), &month),
+        counter_key(&org, "member", &format!("{user}|{g}"), &month),
+    ];
     let mut charged = 0;
     for _ in 0..5 {
         let v: Value = stack.chat(&secret, body()).await.json().await.unwrap();
         charged += pico(v["usage"]["cost"].as_f64().unwrap());
     }
-    let key = redis_key(&stack, &hash).await;
     eventually("settled", Duration::from_secs(10), || {
-        let spent = redis.hget(&key, "spent");
-        async move { (spent == charged).then_some(()) }
+        let settled =
+            redis.hget(&counters[0], "held") == 0 && redis.hget(&counters[0], "spent") == charged;
+        async move { settled.then_some(()) }
     })
     .await;
 
     redis.restart(); // nothing persisted: every counter is gone
-    assert_eq!(redis.hget(&key, "spent"), 0);
+    assert!(counters.iter().all(|k| redis.hget(k, "spent") == 0));
+    // The ledger holds this key's five generations this month, by this member: each counter
+    // (key, guardrail per key, guardrail per member) comes back to exactly their sum.
     eventually(
-        "counter restored from the ledger",
+        "every counter restored from the ledger",
         Duration::from_secs(15),
         || {
-            let spent = redis.hget(&key, "spent");
-            async move { (spent == charged).then_some(()) }
+            let restored = counters.iter().all(|k| redis.hget(k, "spent") == charged);
+            async move { restored.then_some(()) }
         },
     )
     .await;

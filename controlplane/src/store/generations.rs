@@ -234,6 +234,11 @@ pub enum LedgerScope<'a> {
     Key(&'a str),
     Workspace(&'a str),
     Organization(&'a str),
+    /// A member's keys within one workspace (a member guardrail's budget).
+    Member {
+        user_id: &'a str,
+        workspace_id: &'a str,
+    },
 }
 
 impl Store {
@@ -245,16 +250,27 @@ impl Store {
         since_ms: i64,
         include_byok: bool,
     ) -> Result<u64, StoreError> {
-        let (column, value) = match scope {
-            LedgerScope::Key(h) => ("key_hash", h),
-            LedgerScope::Workspace(w) => ("workspace_id", w),
-            LedgerScope::Organization(o) => ("organization_id", o),
+        // $1 and $2 select the rows; $3 and $4 bound the window and BYOK.
+        let (filter, first, second) = match scope {
+            LedgerScope::Key(h) => ("key_hash = $1 AND $2 = ''", h, ""),
+            LedgerScope::Workspace(w) => ("workspace_id = $1 AND $2 = ''", w, ""),
+            LedgerScope::Organization(o) => ("organization_id = $1 AND $2 = ''", o, ""),
+            LedgerScope::Member {
+                user_id,
+                workspace_id,
+            } => (
+                "workspace_id = $1 AND key_hash IN \
+                 (SELECT hash FROM api_keys WHERE creator_user_id = $2)",
+                workspace_id,
+                user_id,
+            ),
         };
         let rows = sqlx::query(&format!(
-            "SELECT cost_usd FROM generations WHERE {column} = $1 AND created_at >= $2 \
-             AND cost_usd IS NOT NULL AND ($3 = 1 OR is_byok = 0)"
+            "SELECT cost_usd FROM generations WHERE {filter} AND created_at >= $3 \
+             AND cost_usd IS NOT NULL AND ($4 = 1 OR is_byok = 0)"
         ))
-        .bind(value)
+        .bind(first)
+        .bind(second)
         .bind(since_ms)
         .bind(flag(include_byok))
         .fetch_all(&self.pool)
