@@ -25,12 +25,15 @@ use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::snapshot::watch::Watcher;
 use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
-use switchyard_dataplane::spend::{Embedded, RedisSpend, Spend, SpendBackend, SpendMetrics};
+use switchyard_dataplane::spend::{RedisSpend, Spend, SpendBackend, SpendMetrics, persist};
 use switchyard_dataplane::usage::{SenderConfig, UsageSender, UsageSink};
 use tokio::sync::Mutex;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// The embedded spend backend's counters, under the dataplane's state dir.
+const SPEND_FILE: &str = "spend.json";
 
 /// Bytes of L4 read buffer per client connection (Pingora defaults to 64 KiB).
 const DOWNSTREAM_READ_BUFFER: usize = 4096;
@@ -152,6 +155,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         ControlPlaneLink {
             parts: Mutex::new(Some((watcher, sender))),
             health: (health, spend_backend),
+            spend_file: state_dir.join(SPEND_FILE),
         },
     ));
     tracing::info!(listen = %config.listen, %dataplane_id, threads, "dataplane starting");
@@ -167,6 +171,8 @@ struct ControlPlaneLink {
     parts: Mutex<Option<(Watcher, UsageSender)>>,
     /// Provider health, shared through the spend store once a second.
     health: (Arc<Health>, SpendBackend),
+    /// Where the embedded spend backend keeps its counters across restarts.
+    spend_file: std::path::PathBuf,
 }
 
 #[async_trait]
@@ -177,6 +183,14 @@ impl BackgroundService for ControlPlaneLink {
         };
         let watch = tokio::spawn(watcher.run(shutdown.clone()));
         let (health, backend) = self.health.clone();
+        if let SpendBackend::Embedded(embedded) = &backend {
+            tokio::spawn(persist::run(
+                embedded.clone(),
+                self.spend_file.clone(),
+                Duration::from_secs(1),
+                shutdown.clone(),
+            ));
+        }
         tokio::spawn(health.run(backend, Duration::from_secs(1), shutdown.clone()));
         // The sender drains and spools on shutdown; wait for it so no event is lost.
         sender.run(shutdown).await;
@@ -212,7 +226,10 @@ impl ShutdownSignalWatch for GracefulOnSignal {
 fn build_spend(config: &Config) -> anyhow::Result<Spend> {
     let timeout = Duration::from_millis(config.spend_timeout_ms);
     let backend = match config.spend_backend {
-        SpendBackendKind::Embedded => SpendBackend::Embedded(Arc::new(Embedded::default())),
+        SpendBackendKind::Embedded => SpendBackend::Embedded(Arc::new(persist::load(
+            &config.state_dir().join(SPEND_FILE),
+            now_ms(),
+        ))),
         SpendBackendKind::Redis => SpendBackend::Redis(Arc::new(
             RedisSpend::new(&config.redis_url, timeout)
                 .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,
@@ -229,4 +246,10 @@ fn build_spend(config: &Config) -> anyhow::Result<Spend> {
         metrics: Arc::new(SpendMetrics::default()),
         hold_ms: config.reservation_hold_secs.saturating_mul(1000),
     })
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -631,3 +631,32 @@ async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
     )
     .await;
 }
+
+/// A single node's in-process counters survive a dataplane restart: a key that used its limit
+/// before the restart is still refused after it.
+#[tokio::test]
+async fn embedded_counters_survive_a_dataplane_restart() {
+    let mut stack = Stack::start().await;
+    let probe: Value = stack
+        .chat(&stack.inference_key, body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cost = probe["usage"]["cost"].as_f64().unwrap();
+    let (secret, _) = limited_key(&stack, cost * 3.5).await;
+    for _ in 0..3 {
+        assert_eq!(stack.chat(&secret, body()).await.status(), 200);
+    }
+    assert_eq!(
+        stack.chat(&secret, body()).await.status(),
+        403,
+        "the limit holds"
+    );
+
+    stack.stop_dataplane();
+    stack.start_dataplane().await;
+    stack.wait_ready().await;
+    let r = stack.chat(&secret, body()).await;
+    assert_eq!(r.status(), 403, "still spent after the restart");
+}

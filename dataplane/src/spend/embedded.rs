@@ -115,6 +115,52 @@ impl Embedded {
     }
 }
 
+/// One counter's settled spend, as persisted across restarts.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SavedCounter {
+    pub key: String,
+    pub spent: u64,
+    pub expire_at_ms: Option<i64>,
+}
+
+impl Embedded {
+    /// Every counter's settled spend (reservations are not kept: they die with the process).
+    pub fn save(&self) -> Vec<SavedCounter> {
+        let state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        state
+            .counters
+            .iter()
+            .filter(|(_, c)| c.spent > 0)
+            .map(|(key, c)| SavedCounter {
+                key: key.clone(),
+                spent: c.spent,
+                expire_at_ms: c.expire_at_ms,
+            })
+            .collect()
+    }
+
+    /// A backend that starts from saved spend, dropping counters whose window has ended.
+    pub fn restore(saved: Vec<SavedCounter>, now_ms: i64) -> Embedded {
+        let mut state = State::default();
+        for c in saved {
+            if c.expire_at_ms.is_some_and(|t| t <= now_ms) {
+                continue;
+            }
+            state.counters.insert(
+                c.key,
+                CounterState {
+                    spent: c.spent,
+                    expire_at_ms: c.expire_at_ms,
+                    ..CounterState::default()
+                },
+            );
+        }
+        Embedded {
+            state: Mutex::new(state),
+        }
+    }
+}
+
 fn sweep(state: &mut State, now_ms: i64) {
     state.operations += 1;
     if !state.operations.is_multiple_of(SWEEP_EVERY) {
@@ -192,6 +238,27 @@ mod tests {
         assert_eq!(e.read("k", 2), (25, 0));
         assert_eq!(e.read("credits", 2), (25, 0));
         assert_eq!(reserve(&e, "g3", 3, 75, 100), Admission::Granted);
+    }
+
+    #[test]
+    fn saved_spend_survives_a_restart_and_windows_still_end() {
+        let e = Embedded::default();
+        assert_eq!(reserve(&e, "g1", 0, 60, 100), Admission::Granted);
+        assert!(settle(&e, "g1", 1, 60, 70));
+        let mut saved = e.save();
+        saved.push(SavedCounter {
+            key: "yesterday".into(),
+            spent: 5,
+            expire_at_ms: Some(2),
+        });
+        let restarted = Embedded::restore(saved, 10);
+        assert_eq!(restarted.read("k", 10), (70, 0));
+        assert_eq!(restarted.read("yesterday", 10), (0, 0));
+        // 70 spent + 40 > 100: the limit still holds after the restart.
+        assert!(matches!(
+            reserve(&restarted, "g2", 11, 40, 100),
+            Admission::Refused { .. }
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-pub use embedded::Embedded;
+pub use embedded::{Embedded, SavedCounter};
 pub use redis_store::RedisSpend;
 pub use switchyard_proto::spend::{Period, counter_key, org_tag, settled_key};
 
@@ -271,5 +271,59 @@ impl Spend {
                 }
             }
         });
+    }
+}
+
+/// The embedded backend's counters survive restarts in `path` (a single node has no Redis to
+/// keep them): loaded at start, written once per `every` when they changed and at shutdown.
+/// A crash loses at most `every` of settled spend.
+pub mod persist {
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Embedded, SavedCounter};
+
+    pub fn load(path: &Path, now_ms: i64) -> Embedded {
+        let saved: Vec<SavedCounter> = std::fs::read(path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        if !saved.is_empty() {
+            tracing::info!(counters = saved.len(), path = %path.display(), "spend counters restored");
+        }
+        Embedded::restore(saved, now_ms)
+    }
+
+    fn write(path: &Path, saved: &[SavedCounter]) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec(saved).unwrap_or_default())?;
+        std::fs::rename(tmp, path)
+    }
+
+    pub async fn run(
+        embedded: Arc<Embedded>,
+        path: PathBuf,
+        every: Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut last = Vec::new();
+        loop {
+            let stopping = tokio::select! {
+                _ = tokio::time::sleep(every) => false,
+                _ = shutdown.changed() => true,
+            };
+            let mut saved = embedded.save();
+            saved.sort_by(|a, b| a.key.cmp(&b.key));
+            if saved != last {
+                if let Err(e) = write(&path, &saved) {
+                    tracing::warn!(error = %e, path = %path.display(), "cannot save spend counters");
+                }
+                last = saved;
+            }
+            if stopping {
+                return;
+            }
+        }
     }
 }
