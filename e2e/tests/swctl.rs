@@ -10,24 +10,27 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::{Process, TempDir, bin, eventually, free_port};
+use support::{Process, TempDir, bin, client, eventually, free_port};
 
 const TOKEN: &str = "e2e-operator-token";
 
 struct ControlPlane {
     _process: Process,
     admin_url: String,
+    /// The control plane's REST API (`.../api/v1`).
+    api_url: String,
     _dir: TempDir,
 }
 
 async fn start_control_plane() -> ControlPlane {
     let dir = TempDir::new("swctl");
     let admin = free_port();
+    let http = free_port();
     let args = vec![
         "--data-dir".into(),
         dir.0.display().to_string(),
         "--http-listen".into(),
-        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{http}"),
         "--grpc-listen".into(),
         format!("127.0.0.1:{}", free_port()),
         "--admin-listen".into(),
@@ -49,9 +52,24 @@ async fn start_control_plane() -> ControlPlane {
             .map(|_| ())
     })
     .await;
+    let health = format!("http://127.0.0.1:{http}/health");
+    eventually("REST API up", Duration::from_secs(20), || {
+        let health = health.clone();
+        async move {
+            client()
+                .get(health)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status().is_success())
+                .map(|_| ())
+        }
+    })
+    .await;
     ControlPlane {
         _process: process,
         admin_url: format!("http://127.0.0.1:{admin}"),
+        api_url: format!("http://127.0.0.1:{http}/api/v1"),
         _dir: dir,
     }
 }
@@ -215,6 +233,161 @@ async fn operator_cli_manages_tenancy_and_converges_a_declared_file() {
         };
         assert!(stderr.contains(expected), "{stderr}");
     }
+}
+
+#[tokio::test]
+async fn operator_cli_manages_guardrails_seen_by_the_rest_api() {
+    let cp = start_control_plane().await;
+    cp.ok(&["create", "org", "Guard Org"]);
+    cp.ok(&["create", "user", "gina@example.com", "--name", "Gina"]);
+    cp.ok(&[
+        "create",
+        "member",
+        "gina@example.com",
+        "--org",
+        "Guard Org",
+        "--role",
+        "admin",
+    ]);
+    let key = cp.json(&["create", "key", "ci", "--org", "Guard Org"]);
+    let hash = key["hash"].as_str().unwrap().to_owned();
+    // The REST API needs a management key; it acts as Gina, an admin.
+    let management = cp.json(&[
+        "create",
+        "key",
+        "admin",
+        "--org",
+        "Guard Org",
+        "--kind",
+        "management",
+    ]);
+    let management = management["secret"].as_str().unwrap().to_owned();
+
+    let created = cp.json(&[
+        "create",
+        "guardrail",
+        "Team cap",
+        "--org",
+        "Guard Org",
+        "--limit-usd",
+        "10",
+        "--reset",
+        "monthly",
+        "--allow-model",
+        "mock/fast",
+        "--allow-model",
+        "mock/smart",
+        "--ignore-provider",
+        "mock-b",
+    ]);
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(created["name"], "Team cap");
+    assert_eq!(created["limit_usd"], 10.0);
+    assert_eq!(created["reset"], "monthly");
+    assert_eq!(created["default"], false);
+    assert_eq!(
+        created["allowed_models"],
+        serde_json::json!(["mock/fast", "mock/smart"])
+    );
+    assert_eq!(created["ignored_providers"], serde_json::json!(["mock-b"]));
+
+    // A budget needs its period; the server checks models against the catalogue.
+    let refused = cp.swctl(&[
+        "create",
+        "guardrail",
+        "x",
+        "--org",
+        "Guard Org",
+        "--limit-usd",
+        "1",
+    ]);
+    assert_eq!(
+        refused.status.code(),
+        Some(2),
+        "clap refuses it: {refused:?}"
+    );
+    let refused = cp.swctl(&[
+        "create",
+        "guardrail",
+        "x",
+        "--org",
+        "Guard Org",
+        "--allow-model",
+        "nope/none",
+    ]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("InvalidArgument"), "{stderr}");
+
+    // Listed with the default workspace's own guardrail, which comes first.
+    let listed = cp.json(&["get", "guardrails", "--org", "Guard Org"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert_eq!(listed[0]["default"], true);
+    assert_eq!(listed[1]["id"], id.as_str());
+    let by_slug = cp.json(&[
+        "get",
+        "guardrails",
+        "--org",
+        "Guard Org",
+        "--workspace",
+        "default",
+    ]);
+    assert_eq!(by_slug.as_array().unwrap().len(), 2);
+    let table = cp.ok(&["get", "guardrails", "--org", "Guard Org"]);
+    assert!(table.starts_with("ID"), "{table}");
+    assert!(table.contains("Team cap"), "{table}");
+
+    // Assigned to a key and a member; the REST API sees the key's assignment.
+    let assigned = cp.ok(&[
+        "assign",
+        "guardrail",
+        &id,
+        "--key",
+        &hash,
+        "--user",
+        "gina@example.com",
+    ]);
+    assert!(assigned.contains("to 1 of 1 keys"), "{assigned}");
+    assert!(assigned.contains("to 1 of 1 members"), "{assigned}");
+    let url = format!("{}/guardrails/{id}/assignments/keys", cp.api_url);
+    let response = client()
+        .get(&url)
+        .bearer_auth(&management)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["total_count"], 1, "{body}");
+    assert_eq!(body["data"][0]["key_hash"], hash.as_str(), "{body}");
+    assert_eq!(body["data"][0]["guardrail_id"], id.as_str(), "{body}");
+
+    // A workspace's default guardrail is neither assigned nor deleted.
+    let default_id = listed[0]["id"].as_str().unwrap();
+    let refused = cp.swctl(&["delete", "guardrail", default_id]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("InvalidArgument"),
+        "{refused:?}"
+    );
+
+    // Deleted with its assignments.
+    let deleted = cp.ok(&["delete", "guardrail", &id]);
+    assert_eq!(deleted.trim(), format!("deleted guardrail {id}"));
+    let listed = cp.json(&["get", "guardrails", "--org", "Guard Org"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+    let response = client()
+        .get(&url)
+        .bearer_auth(&management)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let gone = cp.swctl(&["delete", "guardrail", &id]);
+    assert!(
+        String::from_utf8_lossy(&gone.stderr).contains("NotFound"),
+        "{gone:?}"
+    );
 }
 
 #[tokio::test]

@@ -1,10 +1,10 @@
-//! The imperative commands: `get`, `create`, `delete`, `rotate`, `transfer`. Each is one or two
-//! RPCs and prints what the server answered.
+//! The imperative commands: `get`, `create`, `delete`, `rotate`, `transfer`, `assign`,
+//! `unassign`. Each is one or two RPCs and prints what the server answered.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, anyhow, bail};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use switchyard_proto::admin::v1 as pb;
 
 use crate::client::Admin;
@@ -29,16 +29,18 @@ pub enum Resource {
     Presets,
     Byok,
     Audit,
+    #[value(alias = "guardrail")]
+    Guardrails,
 }
 
 #[derive(Debug, Args)]
 pub struct GetArgs {
     pub what: Resource,
-    /// Organization id or name (members, workspaces, keys, credits, ledger, presets, byok;
-    /// optional for audit).
+    /// Organization id or name (members, workspaces, keys, credits, ledger, presets, byok,
+    /// guardrails; optional for audit).
     #[arg(long)]
     pub org: Option<String>,
-    /// Workspace id or slug, to narrow members, keys, presets or BYOK credentials.
+    /// Workspace id or slug, to narrow members, keys, presets, BYOK credentials or guardrails.
     #[arg(long)]
     pub workspace: Option<String>,
     /// For credits and ledger: a user's personal account (id or email) instead of --org.
@@ -205,6 +207,40 @@ pub enum Create {
         #[arg(long)]
         disabled: bool,
     },
+    /// A guardrail: model and provider restrictions and a budget. It enforces nothing until it
+    /// is assigned to keys or members (`swctl assign guardrail`).
+    Guardrail {
+        name: String,
+        /// Organization id or name.
+        #[arg(long)]
+        org: String,
+        /// Workspace id or slug; the default workspace when left out.
+        #[arg(long)]
+        workspace: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        /// Budget in USD per --reset period.
+        #[arg(long, requires = "reset")]
+        limit_usd: Option<f64>,
+        /// How often the budget resets.
+        #[arg(long, value_enum, requires = "limit_usd")]
+        reset: Option<ResetArg>,
+        /// Count BYOK usage against the budget.
+        #[arg(long)]
+        include_byok_in_budgets: bool,
+        /// A model that may be used (repeat for more); all models when none is given.
+        #[arg(long = "allow-model", value_name = "MODEL")]
+        allow_models: Vec<String>,
+        /// A model that may not be used (repeatable).
+        #[arg(long = "ignore-model", value_name = "MODEL")]
+        ignore_models: Vec<String>,
+        /// A provider that may serve requests (repeatable); all providers when none is given.
+        #[arg(long = "allow-provider", value_name = "PROVIDER")]
+        allow_providers: Vec<String>,
+        /// A provider that may not serve requests (repeatable).
+        #[arg(long = "ignore-provider", value_name = "PROVIDER")]
+        ignore_providers: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -248,6 +284,36 @@ pub enum Delete {
         #[arg(long)]
         org: String,
     },
+    /// A guardrail and its assignments (never a workspace's default guardrail).
+    Guardrail {
+        id: String,
+    },
+}
+
+/// What `assign` and `unassign` take: a guardrail, and the keys and members it applies to.
+#[derive(Debug, Args)]
+#[command(group(ArgGroup::new("targets").required(true).multiple(true).args(["keys", "users"])))]
+pub struct GuardrailTargets {
+    /// The guardrail's id.
+    pub id: String,
+    /// A key's hash (repeat, or give several).
+    #[arg(long = "key", value_name = "HASH", num_args = 1..)]
+    pub keys: Vec<String>,
+    /// A member of the guardrail's organization, by id or email (repeat, or give several).
+    #[arg(long = "user", value_name = "USER", num_args = 1..)]
+    pub users: Vec<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Assign {
+    /// Applies a guardrail to keys (replacing the one each held) and members.
+    Guardrail(GuardrailTargets),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Unassign {
+    /// Stops applying a guardrail to keys and members.
+    Guardrail(GuardrailTargets),
 }
 
 #[derive(Debug, Subcommand)]
@@ -515,6 +581,20 @@ pub async fn get(client: &mut Admin, format: Format, a: GetArgs) -> anyhow::Resu
                 .map(views::audit)
                 .collect()
         }
+        Resource::Guardrails => {
+            let org = org_id(client, need(&a.org, "--org", "guardrails")?).await?;
+            client
+                .list_guardrails(pb::ListGuardrailsRequest {
+                    organization_id: org,
+                    workspace: a.workspace.clone().unwrap_or_default(),
+                })
+                .await?
+                .into_inner()
+                .guardrails
+                .iter()
+                .map(views::guardrail)
+                .collect()
+        }
     };
     print!("{}", output::list(format, &records)?);
     Ok(())
@@ -745,6 +825,35 @@ pub async fn create(client: &mut Admin, format: Format, what: Create) -> anyhow:
             };
             views::byok(&client.create_byok_credential(request).await?.into_inner())
         }
+        Create::Guardrail {
+            name,
+            org,
+            workspace,
+            description,
+            limit_usd,
+            reset,
+            include_byok_in_budgets,
+            allow_models,
+            ignore_models,
+            allow_providers,
+            ignore_providers,
+        } => {
+            let request = pb::CreateGuardrailRequest {
+                organization_id: org_id(client, &org).await?,
+                workspace: workspace.unwrap_or_default(),
+                name,
+                description,
+                limit_usd,
+                reset_interval: reset.map(reset_name).unwrap_or_default().to_owned(),
+                include_byok_in_budgets,
+                allowed_models: allow_models,
+                ignored_models: ignore_models,
+                allowed_providers: allow_providers,
+                ignored_providers: ignore_providers,
+                ..Default::default()
+            };
+            views::guardrail(&client.create_guardrail(request).await?.into_inner())
+        }
     };
     print!("{}", output::one(format, &record)?);
     Ok(())
@@ -813,6 +922,12 @@ pub async fn delete(client: &mut Admin, what: Delete) -> anyhow::Result<()> {
             client.delete_byok_credential(request).await?;
             format!("deleted BYOK credential {id}")
         }
+        Delete::Guardrail { id } => {
+            client
+                .delete_guardrail(pb::DeleteGuardrailRequest { id: id.clone() })
+                .await?;
+            format!("deleted guardrail {id}")
+        }
     };
     println!("{done}");
     Ok(())
@@ -831,6 +946,96 @@ pub async fn rotate(client: &mut Admin, format: Format, what: Rotate) -> anyhow:
             print_secret(format, &rotated)
         }
     }
+}
+
+/// A guardrail's budget period as the API names it.
+fn reset_name(reset: ResetArg) -> &'static str {
+    match reset {
+        ResetArg::Daily => "daily",
+        ResetArg::Weekly => "weekly",
+        ResetArg::Monthly => "monthly",
+    }
+}
+
+/// User ids from ids or emails.
+async fn user_ids(client: &mut Admin, references: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut ids = Vec::with_capacity(references.len());
+    for reference in references {
+        ids.push(user_id(client, reference).await?);
+    }
+    Ok(ids)
+}
+
+pub async fn assign(client: &mut Admin, what: Assign) -> anyhow::Result<()> {
+    let Assign::Guardrail(t) = what;
+    let users = user_ids(client, &t.users).await?;
+    if !t.keys.is_empty() {
+        let n = client
+            .assign_guardrail_keys(pb::AssignGuardrailKeysRequest {
+                id: t.id.clone(),
+                key_hashes: t.keys.clone(),
+            })
+            .await?
+            .into_inner()
+            .assigned_count;
+        println!(
+            "assigned guardrail {} to {n} of {} keys",
+            t.id,
+            t.keys.len()
+        );
+    }
+    if !users.is_empty() {
+        let n = client
+            .assign_guardrail_members(pb::AssignGuardrailMembersRequest {
+                id: t.id.clone(),
+                user_ids: users.clone(),
+            })
+            .await?
+            .into_inner()
+            .assigned_count;
+        println!(
+            "assigned guardrail {} to {n} of {} members",
+            t.id,
+            users.len()
+        );
+    }
+    Ok(())
+}
+
+pub async fn unassign(client: &mut Admin, what: Unassign) -> anyhow::Result<()> {
+    let Unassign::Guardrail(t) = what;
+    let users = user_ids(client, &t.users).await?;
+    if !t.keys.is_empty() {
+        let n = client
+            .unassign_guardrail_keys(pb::UnassignGuardrailKeysRequest {
+                id: t.id.clone(),
+                key_hashes: t.keys.clone(),
+            })
+            .await?
+            .into_inner()
+            .unassigned_count;
+        println!(
+            "unassigned guardrail {} from {n} of {} keys",
+            t.id,
+            t.keys.len()
+        );
+    }
+    if !users.is_empty() {
+        let n = client
+            .unassign_guardrail_members(pb::UnassignGuardrailMembersRequest {
+                id: t.id.clone(),
+                user_ids: users.clone(),
+            })
+            .await?
+            .into_inner()
+            .unassigned_count;
+        println!(
+            "unassigned guardrail {} from {n} of {} members",
+            t.id,
+            users.len()
+        );
+    }
+    Ok(())
 }
 
 pub async fn transfer(client: &mut Admin, a: TransferArgs) -> anyhow::Result<()> {

@@ -5,6 +5,8 @@
 //! export SWITCHYARD_OPERATOR_TOKEN_FILE=~/.local/share/switchyard/controlplane/operator.token
 //! swctl create org "Acme Research" --member-cap 25
 //! swctl get orgs
+//! swctl create guardrail "Team cap" --org "Acme Research" --limit-usd 50 --reset monthly
+//! swctl assign guardrail gr_... --key <hash> --user alice@example.com
 //! swctl diff -f deploy/switchyard.example.yaml    # exit 2: changes pending
 //! swctl apply -f deploy/switchyard.example.yaml
 //! ```
@@ -25,7 +27,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::client::TokenSource;
-use crate::commands::{Create, Delete, GetArgs, Rotate, TransferArgs};
+use crate::commands::{Assign, Create, Delete, GetArgs, Rotate, TransferArgs, Unassign};
 use crate::output::Format;
 
 #[derive(Debug, Parser)]
@@ -82,6 +84,12 @@ enum Command {
     Rotate(Rotate),
     /// Moves credits from a user's personal account to an organization.
     Transfer(TransferArgs),
+    /// Applies a guardrail to keys or members.
+    #[command(subcommand)]
+    Assign(Assign),
+    /// Stops applying a guardrail to keys or members.
+    #[command(subcommand)]
+    Unassign(Unassign),
     /// Makes the server match a declarative file (see deploy/switchyard.example.yaml).
     Apply(FileArgs),
     /// Prints what `apply` would change; exits 0 when nothing, 2 when something.
@@ -142,6 +150,8 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Delete(what) => commands::delete(&mut admin, what).await?,
         Command::Rotate(what) => commands::rotate(&mut admin, format, what).await?,
         Command::Transfer(args) => commands::transfer(&mut admin, args).await?,
+        Command::Assign(what) => commands::assign(&mut admin, what).await?,
+        Command::Unassign(what) => commands::unassign(&mut admin, what).await?,
         Command::Apply(f) => return apply::apply(&mut admin, &f.file, f.prune).await,
         Command::Diff(f) => return apply::diff(&mut admin, &f.file, f.prune).await,
     }

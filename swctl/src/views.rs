@@ -191,6 +191,34 @@ pub fn byok(c: &pb::ByokCredential) -> Record {
         .detail("updated_at", time(c.updated_at_ms))
 }
 
+pub fn guardrail(g: &pb::Guardrail) -> Record {
+    let zdr = serde_json::json!({
+        "anthropic": g.enforce_zdr_anthropic,
+        "openai": g.enforce_zdr_openai,
+        "google": g.enforce_zdr_google,
+        "xai": g.enforce_zdr_xai,
+        "other": g.enforce_zdr_other,
+    });
+    Record::new()
+        .with("id", g.id.as_str())
+        .with("name", g.name.as_str())
+        .with("default", g.is_default)
+        .with("limit_usd", g.limit_usd)
+        .with("reset", text(&g.reset_interval))
+        .with("workspace_id", g.workspace_id.as_str())
+        .detail("organization_id", g.organization_id.as_str())
+        .detail("description", text(&g.description))
+        .detail("include_byok_in_budgets", g.include_byok_in_budgets)
+        .detail("allowed_models", g.allowed_models.clone())
+        .detail("ignored_models", g.ignored_models.clone())
+        .detail("allowed_providers", g.allowed_providers.clone())
+        .detail("ignored_providers", g.ignored_providers.clone())
+        .detail("enforce_zdr", zdr)
+        .detail("created_by", text(&g.created_by))
+        .detail("created_at", time(g.created_at_ms))
+        .detail("updated_at", time(g.updated_at_ms))
+}
+
 pub fn audit(a: &pb::AuditEntry) -> Record {
     Record::new()
         .with("at", time(a.at_ms))

@@ -10,11 +10,12 @@ use crate::keys::{KeyKind, LimitReset};
 use crate::manage::Role;
 use crate::manage::byok::{ByokPatch, ByokSettings};
 use crate::manage::credits::Credits;
+use crate::manage::guardrails::GuardrailInput;
 use crate::manage::presets::PresetView;
 use crate::manage::workspaces::{WorkspaceInput, WorkspaceMember};
 use crate::store::{
-    AuditRow, ByokRow, KeyRow, LedgerRow, MemberRow, OrganizationRow, PresetRow, PresetVersionRow,
-    UserRow, WorkspaceRow,
+    AuditRow, ByokRow, GuardrailRow, KeyRow, LedgerRow, MemberRow, OrganizationRow, PresetRow,
+    PresetVersionRow, UserRow, WorkspaceRow,
 };
 
 pub fn organization(o: OrganizationRow) -> pb::Organization {
@@ -360,6 +361,94 @@ pub fn audit_entry(a: AuditRow) -> pb::AuditEntry {
     }
 }
 
+pub fn guardrail(g: GuardrailRow) -> pb::Guardrail {
+    pb::Guardrail {
+        id: g.id,
+        organization_id: g.organization_id,
+        workspace_id: g.workspace_id,
+        name: g.name,
+        description: g.description.unwrap_or_default(),
+        // Stored as an exact decimal the manage layer wrote, so it always parses.
+        limit_usd: g.limit_usd.and_then(|l| l.parse().ok()),
+        reset_interval: g.reset_interval.unwrap_or_default(),
+        include_byok_in_budgets: g.include_byok,
+        allowed_models: g.allowed_models.unwrap_or_default(),
+        ignored_models: g.ignored_models.unwrap_or_default(),
+        allowed_providers: g.allowed_providers.unwrap_or_default(),
+        ignored_providers: g.ignored_providers.unwrap_or_default(),
+        enforce_zdr_anthropic: g.zdr.anthropic,
+        enforce_zdr_openai: g.zdr.openai,
+        enforce_zdr_google: g.zdr.google,
+        enforce_zdr_xai: g.zdr.xai,
+        enforce_zdr_other: g.zdr.other,
+        is_default: g.is_default,
+        created_by: g.created_by.unwrap_or_default(),
+        created_at_ms: g.created_at,
+        updated_at_ms: g.updated_at.unwrap_or(0),
+    }
+}
+
+/// A list to create with: empty restricts nothing, and is left at the default.
+fn list_field(values: Vec<String>) -> Option<Option<Vec<String>>> {
+    (!values.is_empty()).then_some(Some(values))
+}
+
+/// A new guardrail; `workspace` is the workspace id the service resolved.
+pub fn new_guardrail(r: pb::CreateGuardrailRequest, workspace: String) -> GuardrailInput {
+    GuardrailInput {
+        name: Some(r.name),
+        description: r.description.map(|d| non_empty(&d).map(str::to_owned)),
+        workspace: Some(workspace),
+        limit_usd: r.limit_usd.map(Some),
+        reset_interval: non_empty(&r.reset_interval).map(|i| Some(i.to_owned())),
+        include_byok_in_budgets: Some(r.include_byok_in_budgets),
+        allowed_models: list_field(r.allowed_models),
+        ignored_models: list_field(r.ignored_models),
+        allowed_providers: list_field(r.allowed_providers),
+        ignored_providers: list_field(r.ignored_providers),
+        enforce_zdr: None,
+        enforce_zdr_anthropic: r.enforce_zdr_anthropic.map(Some),
+        enforce_zdr_openai: r.enforce_zdr_openai.map(Some),
+        enforce_zdr_google: r.enforce_zdr_google.map(Some),
+        enforce_zdr_xai: r.enforce_zdr_xai.map(Some),
+        enforce_zdr_other: r.enforce_zdr_other.map(Some),
+        unsupported: Vec::new(),
+    }
+}
+
+/// A change to a guardrail: absent fields stay as they are.
+pub fn guardrail_patch(r: pb::UpdateGuardrailRequest) -> GuardrailInput {
+    let (limit_usd, reset_interval) = if r.clear_limit {
+        (Some(None), Some(None))
+    } else {
+        (
+            r.limit_usd.map(Some),
+            // An empty interval clears it (and so must the limit be cleared with it).
+            r.reset_interval.map(|i| non_empty(&i).map(str::to_owned)),
+        )
+    };
+    let list = |l: Option<pb::StringList>| l.map(|l| Some(l.values));
+    GuardrailInput {
+        name: r.name,
+        description: r.description.map(|d| non_empty(&d).map(str::to_owned)),
+        workspace: None,
+        limit_usd,
+        reset_interval,
+        include_byok_in_budgets: r.include_byok_in_budgets,
+        allowed_models: list(r.allowed_models),
+        ignored_models: list(r.ignored_models),
+        allowed_providers: list(r.allowed_providers),
+        ignored_providers: list(r.ignored_providers),
+        enforce_zdr: None,
+        enforce_zdr_anthropic: r.enforce_zdr_anthropic.map(Some),
+        enforce_zdr_openai: r.enforce_zdr_openai.map(Some),
+        enforce_zdr_google: r.enforce_zdr_google.map(Some),
+        enforce_zdr_xai: r.enforce_zdr_xai.map(Some),
+        enforce_zdr_other: r.enforce_zdr_other.map(Some),
+        unsupported: Vec::new(),
+    }
+}
+
 /// A JSON value from a request field; empty text is `None`.
 pub fn json(field: &str, text: &str) -> Result<Option<Value>, Status> {
     if text.trim().is_empty() {
@@ -434,6 +523,53 @@ mod tests {
         let patch = byok_patch(None, None, None, Some(r#"{"declared_region": null}"#)).unwrap();
         assert_eq!(patch.declared_region, Some(None));
         assert_eq!(patch.allowed_models, None);
+    }
+
+    #[test]
+    fn guardrail_requests_leave_absent_fields_alone() {
+        let input = new_guardrail(
+            pb::CreateGuardrailRequest {
+                name: "cap".into(),
+                limit_usd: Some(5.0),
+                reset_interval: "daily".into(),
+                allowed_models: vec!["mock/fast".into()],
+                ..Default::default()
+            },
+            "ws_1".into(),
+        );
+        assert_eq!(input.workspace.as_deref(), Some("ws_1"));
+        assert_eq!(input.limit_usd, Some(Some(5.0)));
+        assert_eq!(input.reset_interval, Some(Some("daily".into())));
+        assert_eq!(input.allowed_models, Some(Some(vec!["mock/fast".into()])));
+        assert_eq!(input.ignored_models, None);
+        assert_eq!(input.enforce_zdr_openai, None);
+
+        let patch = guardrail_patch(pb::UpdateGuardrailRequest {
+            id: "gr_1".into(),
+            limit_usd: Some(1.0),
+            clear_limit: true,
+            allowed_providers: Some(pb::StringList { values: vec![] }),
+            enforce_zdr_xai: Some(true),
+            ..Default::default()
+        });
+        assert_eq!(
+            (patch.limit_usd, patch.reset_interval),
+            (Some(None), Some(None))
+        );
+        assert_eq!(patch.allowed_providers, Some(Some(vec![])));
+        assert_eq!(patch.allowed_models, None);
+        assert_eq!(patch.enforce_zdr_xai, Some(Some(true)));
+        assert_eq!(patch.name, None);
+
+        let g = guardrail(crate::store::GuardrailRow {
+            limit_usd: Some("12.5".into()),
+            reset_interval: Some("weekly".into()),
+            ..crate::store::GuardrailRow::default_for("ws_1", "o1", 7)
+        });
+        assert_eq!(g.limit_usd, Some(12.5));
+        assert_eq!(g.reset_interval, "weekly");
+        assert!(g.is_default && g.allowed_models.is_empty());
+        assert_eq!(g.created_at_ms, 7);
     }
 
     #[test]

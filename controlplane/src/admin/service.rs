@@ -52,6 +52,11 @@ fn page(limit: i64) -> i64 {
     }
 }
 
+/// A count for the wire; bounded by the manage layer's list limits, so never near the edge.
+fn count(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 fn ok<T>(message: T) -> RpcResult<T> {
     Ok(Response::new(message))
 }
@@ -111,6 +116,28 @@ impl AdminApi {
             .find(|w| w.id == reference || w.slug == reference)
             .map(|w| w.id)
             .ok_or_else(|| Status::not_found(format!("Workspace {reference} not found")))
+    }
+
+    /// The workspace a guardrail request names (id or slug), or the organization's default
+    /// workspace when it names none: the manage layer takes only ids from the operator.
+    async fn guardrail_workspace(
+        &self,
+        organization_id: &str,
+        reference: &str,
+    ) -> Result<String, Status> {
+        if let Some(w) = non_empty(reference) {
+            return self.workspace_id(organization_id, w).await;
+        }
+        self.workspaces(organization_id)
+            .await?
+            .into_iter()
+            .find(|w| w.is_default)
+            .map(|w| w.id)
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "organization {organization_id} has no default workspace"
+                ))
+            })
     }
 
     /// Fails unless the credential belongs to the organization the request names, so that an
@@ -825,6 +852,159 @@ impl AdminService for AdminApi {
         ok(pb::DeleteByokCredentialResponse {})
     }
 
+    // ---- guardrails -----------------------------------------------------------------------
+
+    async fn list_guardrails(
+        &self,
+        request: Request<pb::ListGuardrailsRequest>,
+    ) -> RpcResult<pb::ListGuardrailsResponse> {
+        let r = request.into_inner();
+        let workspaces = match non_empty(&r.workspace) {
+            Some(w) => vec![self.workspace_id(&r.organization_id, w).await?],
+            None => self
+                .workspaces(&r.organization_id)
+                .await?
+                .into_iter()
+                .map(|w| w.id)
+                .collect(),
+        };
+        let mut guardrails = Vec::new();
+        for workspace in workspaces {
+            let mut offset = 0;
+            loop {
+                let (rows, total) = self
+                    .manage
+                    .list_guardrails(OPERATOR, Some(&workspace), offset, crate::manage::MAX_PAGE)
+                    .await
+                    .map_err(on_change)?;
+                let fetched = rows.len() as i64;
+                offset += fetched;
+                guardrails.extend(rows.into_iter().map(convert::guardrail));
+                if fetched == 0 || offset >= total {
+                    break;
+                }
+            }
+        }
+        ok(pb::ListGuardrailsResponse { guardrails })
+    }
+
+    async fn get_guardrail(
+        &self,
+        request: Request<pb::GetGuardrailRequest>,
+    ) -> RpcResult<pb::Guardrail> {
+        let r = request.into_inner();
+        let g = self
+            .manage
+            .get_guardrail(OPERATOR, &r.id)
+            .await
+            .map_err(on_change)?;
+        ok(convert::guardrail(g))
+    }
+
+    async fn create_guardrail(
+        &self,
+        request: Request<pb::CreateGuardrailRequest>,
+    ) -> RpcResult<pb::Guardrail> {
+        let r = request.into_inner();
+        let workspace = self
+            .guardrail_workspace(&r.organization_id, &r.workspace)
+            .await?;
+        let input = convert::new_guardrail(r, workspace);
+        let g = self
+            .manage
+            .create_guardrail(OPERATOR, &input)
+            .await
+            .map_err(on_create)?;
+        ok(convert::guardrail(g))
+    }
+
+    async fn update_guardrail(
+        &self,
+        request: Request<pb::UpdateGuardrailRequest>,
+    ) -> RpcResult<pb::Guardrail> {
+        let r = request.into_inner();
+        let id = r.id.clone();
+        let input = convert::guardrail_patch(r);
+        let g = self
+            .manage
+            .update_guardrail(OPERATOR, &id, &input)
+            .await
+            .map_err(on_change)?;
+        ok(convert::guardrail(g))
+    }
+
+    async fn delete_guardrail(
+        &self,
+        request: Request<pb::DeleteGuardrailRequest>,
+    ) -> RpcResult<pb::DeleteGuardrailResponse> {
+        let r = request.into_inner();
+        self.manage
+            .delete_guardrail(OPERATOR, &r.id)
+            .await
+            .map_err(on_change)?;
+        ok(pb::DeleteGuardrailResponse {})
+    }
+
+    async fn assign_guardrail_keys(
+        &self,
+        request: Request<pb::AssignGuardrailKeysRequest>,
+    ) -> RpcResult<pb::AssignGuardrailKeysResponse> {
+        let r = request.into_inner();
+        let n = self
+            .manage
+            .assign_guardrail_keys(OPERATOR, &r.id, &r.key_hashes)
+            .await
+            .map_err(on_change)?;
+        ok(pb::AssignGuardrailKeysResponse {
+            assigned_count: count(n),
+        })
+    }
+
+    async fn unassign_guardrail_keys(
+        &self,
+        request: Request<pb::UnassignGuardrailKeysRequest>,
+    ) -> RpcResult<pb::UnassignGuardrailKeysResponse> {
+        let r = request.into_inner();
+        let n = self
+            .manage
+            .unassign_guardrail_keys(OPERATOR, &r.id, &r.key_hashes)
+            .await
+            .map_err(on_change)?;
+        ok(pb::UnassignGuardrailKeysResponse {
+            unassigned_count: count(n),
+        })
+    }
+
+    async fn assign_guardrail_members(
+        &self,
+        request: Request<pb::AssignGuardrailMembersRequest>,
+    ) -> RpcResult<pb::AssignGuardrailMembersResponse> {
+        let r = request.into_inner();
+        let n = self
+            .manage
+            .assign_guardrail_members(OPERATOR, &r.id, &r.user_ids)
+            .await
+            .map_err(on_change)?;
+        ok(pb::AssignGuardrailMembersResponse {
+            assigned_count: count(n),
+        })
+    }
+
+    async fn unassign_guardrail_members(
+        &self,
+        request: Request<pb::UnassignGuardrailMembersRequest>,
+    ) -> RpcResult<pb::UnassignGuardrailMembersResponse> {
+        let r = request.into_inner();
+        let n = self
+            .manage
+            .unassign_guardrail_members(OPERATOR, &r.id, &r.user_ids)
+            .await
+            .map_err(on_change)?;
+        ok(pb::UnassignGuardrailMembersResponse {
+            unassigned_count: count(n),
+        })
+    }
+
     // ---- audit ----------------------------------------------------------------------------
 
     async fn list_audit_log(
@@ -872,5 +1052,207 @@ impl AdminApi {
                 return Ok(versions);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::catalogue::{Catalogue, DEV_CATALOGUE};
+    use crate::keys;
+    use crate::publisher::Publisher;
+    use crate::seed;
+    use crate::store::Store;
+    use crate::vault::Vault;
+
+    /// The API over a fresh SQLite store with the dev catalogue; also the seeded organization,
+    /// its inference key's hash, and the store's directory (the caller removes it).
+    async fn api(name: &str) -> (AdminApi, String, String, std::path::PathBuf) {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!(
+            "switchyard-admin-{name}-{}-{nanos}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::open(&Store::sqlite_url(&dir)).await.unwrap();
+        store
+            .replace_catalogue(
+                &Catalogue::parse(DEV_CATALOGUE)
+                    .unwrap()
+                    .rows(&HashMap::new()),
+            )
+            .await
+            .unwrap();
+        let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
+        let hash = keys::hash(&seeded.inference_key);
+        let org = store.key(&hash).await.unwrap().unwrap().organization_id;
+        let manage = Manage {
+            store: store.clone(),
+            publisher: Publisher::start(store).await.unwrap(),
+            vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+            serial: Default::default(),
+        };
+        (AdminApi::new(manage), org, hash, dir)
+    }
+
+    #[tokio::test]
+    async fn guardrails_round_trip_through_the_operator_api() {
+        let (api, org, hash, dir) = api("guardrails").await;
+        let team = api
+            .create_workspace(Request::new(pb::CreateWorkspaceRequest {
+                organization_id: org.clone(),
+                slug: "team".into(),
+                name: "Team".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+
+        // Created in a workspace named by slug; the default workspace when none is named.
+        let g = api
+            .create_guardrail(Request::new(pb::CreateGuardrailRequest {
+                organization_id: org.clone(),
+                workspace: "team".into(),
+                name: "Team cap".into(),
+                limit_usd: Some(2.5),
+                reset_interval: "weekly".into(),
+                allowed_models: vec!["mock/fast".into()],
+                enforce_zdr_openai: Some(true),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(g.workspace_id, team.id);
+        assert_eq!(
+            (g.limit_usd, g.reset_interval.as_str()),
+            (Some(2.5), "weekly")
+        );
+        assert_eq!(g.enforce_zdr_openai, Some(true));
+        assert_eq!(g.enforce_zdr_xai, None);
+        let plain = api
+            .create_guardrail(Request::new(pb::CreateGuardrailRequest {
+                organization_id: org.clone(),
+                name: "Plain".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_ne!(plain.workspace_id, team.id);
+
+        // Each workspace lists its default guardrail first.
+        let list = |workspace: &str| pb::ListGuardrailsRequest {
+            organization_id: org.clone(),
+            workspace: workspace.into(),
+        };
+        let all = api
+            .list_guardrails(Request::new(list("")))
+            .await
+            .unwrap()
+            .into_inner()
+            .guardrails;
+        assert_eq!(all.len(), 4);
+        let team_only = api
+            .list_guardrails(Request::new(list("team")))
+            .await
+            .unwrap()
+            .into_inner()
+            .guardrails;
+        assert_eq!(team_only.len(), 2);
+        assert!(team_only[0].is_default && team_only[1].id == g.id);
+
+        // Updates leave absent fields alone; lists are replaced whole; clear_limit clears both.
+        let updated = api
+            .update_guardrail(Request::new(pb::UpdateGuardrailRequest {
+                id: g.id.clone(),
+                description: Some("weekly cap".into()),
+                clear_limit: true,
+                allowed_models: Some(pb::StringList { values: vec![] }),
+                ignored_providers: Some(pb::StringList {
+                    values: vec!["mock-b".into()],
+                }),
+                ..Default::default()
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(updated.name, "Team cap");
+        assert_eq!(updated.description, "weekly cap");
+        assert_eq!(
+            (updated.limit_usd, updated.reset_interval.as_str()),
+            (None, "")
+        );
+        assert!(updated.allowed_models.is_empty());
+        assert_eq!(updated.ignored_providers, ["mock-b"]);
+        assert_eq!(updated.enforce_zdr_openai, Some(true));
+        assert!(updated.updated_at_ms > 0);
+        let half = api
+            .update_guardrail(Request::new(pb::UpdateGuardrailRequest {
+                id: g.id.clone(),
+                limit_usd: Some(1.0),
+                ..Default::default()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(half.code(), Code::InvalidArgument);
+
+        // Assignments: counted, and validated by the manage layer.
+        let assign = |id: &str, keys: Vec<String>| pb::AssignGuardrailKeysRequest {
+            id: id.into(),
+            key_hashes: keys,
+        };
+        let n = api
+            .assign_guardrail_keys(Request::new(assign(&plain.id, vec![hash.clone()])))
+            .await
+            .unwrap()
+            .into_inner()
+            .assigned_count;
+        assert_eq!(n, 1);
+        let unknown = api
+            .assign_guardrail_keys(Request::new(assign(&plain.id, vec!["nope".into()])))
+            .await
+            .unwrap_err();
+        assert_eq!(unknown.code(), Code::InvalidArgument);
+        let default = api
+            .assign_guardrail_keys(Request::new(assign(&team_only[0].id, vec![hash.clone()])))
+            .await
+            .unwrap_err();
+        assert_eq!(default.code(), Code::InvalidArgument);
+        let n = api
+            .unassign_guardrail_keys(Request::new(pb::UnassignGuardrailKeysRequest {
+                id: plain.id.clone(),
+                key_hashes: vec![hash.clone()],
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+            .unassigned_count;
+        assert_eq!(n, 1);
+
+        // Deleted, then gone.
+        api.delete_guardrail(Request::new(pb::DeleteGuardrailRequest {
+            id: g.id.clone(),
+        }))
+        .await
+        .unwrap();
+        let gone = api
+            .get_guardrail(Request::new(pb::GetGuardrailRequest { id: g.id.clone() }))
+            .await
+            .unwrap_err();
+        assert_eq!(gone.code(), Code::NotFound);
+        let missing = api
+            .list_guardrails(Request::new(list("nowhere")))
+            .await
+            .unwrap_err();
+        assert_eq!(missing.code(), Code::NotFound);
+        std::fs::remove_dir_all(dir).ok();
     }
 }
