@@ -139,6 +139,11 @@ def _():
     created = management.api_keys.create(name="sdk", limit=2.5, limit_reset="weekly", retries=None)
     secret, key_hash = created.key, created.data.hash
     assert secret.startswith("sk-sy-v1-") and created.data.limit == 2.5
+    # Before the update removes the limit: the key's budget layers, as the SDK types them.
+    limited = OpenRouter(api_key=secret, server_url=BASE).api_keys.get_current_key_metadata(retries=None)
+    assert [b.scope for b in limited.data.budgets] == ["key_limit"]
+    assert limited.data.effective_budget.reset_interval == "weekly"
+    assert limited.data.effective_budget.remaining_usd == 2.5
     assert management.api_keys.get(hash=key_hash, retries=None).data.name == "sdk"
     assert key_hash in [k.hash for k in management.api_keys.list(retries=None).data]
     updated = management.api_keys.update(hash=key_hash, name="sdk-renamed", limit=None, retries=None)

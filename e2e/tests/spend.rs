@@ -139,6 +139,25 @@ async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
     })
     .await;
 
+    // `GET /key` lists the layers enforcement checks; here the key's own limit is the one.
+    let me: Value = client()
+        .get(format!("{api}/key"))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let effective = &me["data"]["effective_budget"];
+    assert_eq!(effective["scope"], "key_limit", "{me}");
+    assert_eq!(pico(effective["spend_usd"].as_f64().unwrap()), spent);
+    assert_eq!(
+        pico(effective["remaining_usd"].as_f64().unwrap()),
+        pico(effective["limit_usd"].as_f64().unwrap()) - spent
+    );
+    assert_eq!(me["data"]["budgets"].as_array().unwrap().len(), 1);
+
     if let Some(redis) = redis {
         // Once settled, the counter equals the sum of what was charged, exactly.
         let key = redis_key(stack, &hash).await;

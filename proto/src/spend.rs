@@ -58,6 +58,11 @@ impl Period {
 }
 
 impl Period {
+    /// When the window containing `now_ms` ends (Unix ms; `None` for lifetime).
+    pub fn end(self, now_ms: i64) -> Option<i64> {
+        self.window(now_ms).1.map(|t| t - GRACE_MS)
+    }
+
     /// When the window containing `now_ms` began (Unix ms; 0 for lifetime).
     pub fn start(self, now_ms: i64) -> i64 {
         let Some(now) = DateTime::<Utc>::from_timestamp_millis(now_ms) else {
@@ -152,6 +157,8 @@ mod tests {
         assert_eq!(Period::Weekly.start(sunday), at("2026-11-23T00:00:00Z"));
         assert_eq!(Period::Monthly.start(sunday), at("2026-11-01T00:00:00Z"));
         assert_eq!(Period::Lifetime.start(sunday), 0);
+        assert_eq!(Period::Weekly.end(sunday), Some(at("2026-11-30T00:00:00Z")));
+        assert_eq!(Period::Lifetime.end(sunday), None);
         // Expiry: a day after the window's end.
         assert_eq!(
             Period::Daily.window(sunday).1,

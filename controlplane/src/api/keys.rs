@@ -190,6 +190,7 @@ pub async fn current(
     let usage = usage_of(&state, std::slice::from_ref(&key)).await?;
     let u = usage.get(&key.hash).copied().unwrap_or_default();
     let limit = key.limit_usd.as_deref().and_then(|l| l.parse::<f64>().ok());
+    let (budgets, effective_budget) = super::budgets::layers(&state, &key).await?;
     Ok(Json(json!({
         "data": {
             "label": key.label,
@@ -208,8 +209,8 @@ pub async fn current(
             "workspace_id": key.workspace_id,
             "expires_at": key.expires_at.map(iso8601),
             "allowed_data_regions": ["global"],
-            "budgets": [],
-            "effective_budget": null,
+            "budgets": budgets,
+            "effective_budget": effective_budget,
             "free_model_daily_requests": { "limit": 0, "remaining": 0, "used": 0 },
             "rate_limit": { "interval": "10s", "note": "Switchyard does not rate-limit by request count", "requests": -1 },
         }

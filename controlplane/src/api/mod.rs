@@ -2,6 +2,7 @@
 //! dataplane, which passes `/api/v1/` management paths through.
 
 mod auth;
+mod budgets;
 mod byok;
 mod credits;
 mod error;
