@@ -679,3 +679,57 @@ async fn embedded_counters_survive_a_dataplane_restart() {
     let r = stack.chat(&secret, body()).await;
     assert_eq!(r.status(), 403, "still spent after the restart");
 }
+
+/// A limit raised while a request holds the whole budget: new requests are admitted as soon as
+/// the new limit reaches the dataplane, and the counter still equals what was charged.
+#[tokio::test]
+async fn a_limit_raised_mid_flight_admits_new_requests() {
+    let redis = Redis::start();
+    let url = redis.url();
+    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    let probe: Value = stack
+        .chat(&stack.inference_key, body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cost = probe["usage"]["cost"].as_f64().unwrap();
+    // Room for one request's worst case, not two.
+    let (secret, hash) = limited_key(&stack, cost * 1.9).await;
+    stack.mock_a.script(json!({ "ttfb_ms": 400 })).await;
+    let tasks = in_flight(&stack, &secret, 1).await;
+    assert_eq!(
+        stack.chat(&secret, body()).await.status(),
+        403,
+        "the budget is held by the request in flight"
+    );
+    patch_key(&stack, &hash, json!({ "limit": 1.0 })).await;
+    let admitted = Arc::new(AtomicU64::new(0));
+    let s = secret.clone();
+    eventually("raised limit admits", Duration::from_secs(5), || {
+        let (s, admitted) = (s.clone(), admitted.clone());
+        let stack = &stack;
+        async move {
+            let r = stack.chat(&s, body()).await;
+            if r.status() != 200 {
+                return None;
+            }
+            let v: Value = r.json().await.ok()?;
+            admitted.fetch_add(pico(v["usage"]["cost"].as_f64()?), Ordering::SeqCst);
+            Some(())
+        }
+    })
+    .await;
+    let mut charged = admitted.load(Ordering::SeqCst);
+    for t in tasks {
+        let (status, v) = t.await.unwrap();
+        assert_eq!(status, 200, "{v}");
+        charged += pico(v["usage"]["cost"].as_f64().unwrap());
+    }
+    let key = redis_key(&stack, &hash).await;
+    eventually("settled", Duration::from_secs(10), || {
+        let settled = redis.hget(&key, "held") == 0 && redis.hget(&key, "spent") == charged;
+        async move { settled.then_some(()) }
+    })
+    .await;
+}
