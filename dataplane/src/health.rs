@@ -50,7 +50,7 @@ pub fn endpoint_id(provider_id: &str, upstream_model: &str) -> String {
 
 impl Health {
     /// Records one attempt at an endpoint. Cheap: a map lookup and three atomic adds.
-    pub fn record(&self, endpoint: &str, ok: bool, latency_ms: u64) {
+    pub fn record(&self, endpoint: &Arc<str>, ok: bool, latency_ms: u64) {
         let add = |l: &Local| {
             l.requests.fetch_add(1, Ordering::Relaxed);
             if !ok {
@@ -60,7 +60,7 @@ impl Health {
         };
         match self.pending.get(endpoint) {
             Some(l) => add(&l),
-            None => add(&self.pending.entry(Arc::from(endpoint)).or_default()),
+            None => add(&self.pending.entry(endpoint.clone()).or_default()),
         }
     }
 
@@ -134,9 +134,10 @@ mod tests {
     #[test]
     fn records_and_drains() {
         let h = Health::default();
-        h.record("a|m", true, 10);
-        h.record("a|m", false, 30);
-        h.record("b|m", true, 5);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a|m"), Arc::from("b|m"));
+        h.record(&a, true, 10);
+        h.record(&a, false, 30);
+        h.record(&b, true, 5);
         let mut drained = h.drain();
         drained.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(

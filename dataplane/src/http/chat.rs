@@ -11,7 +11,6 @@ use serde_json::json;
 use super::Gateway;
 use super::respond::{self, respond_reject};
 use super::upstream::{self, Opened};
-use crate::health;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{ApiKey, Endpoint};
 use crate::spend::{Hold, Verdict};
@@ -146,7 +145,7 @@ async fn run(
             }
             Err(reject) if reject.kind.retryable() => {
                 gw.health.record(
-                    &health::endpoint_id(&endpoint.provider_id, &endpoint.upstream_model),
+                    &endpoint.health_id,
                     false,
                     started.elapsed().as_millis() as u64,
                 );
@@ -285,11 +284,9 @@ impl Exchange<'_> {
             app_title: self.app_title,
         };
         if let Some(e) = outcome.endpoint {
-            self.gw.health.record(
-                &health::endpoint_id(&e.provider_id, &e.upstream_model),
-                status < 500,
-                outcome.latency_ms,
-            );
+            self.gw
+                .health
+                .record(&e.health_id, status < 500, outcome.latency_ms);
         }
         // The charge is the usage event's cost, so the counters add up to the ledger.
         let cost = outcome.cost().map_or(0, |c| c.0);

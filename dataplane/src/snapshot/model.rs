@@ -264,6 +264,8 @@ pub struct Endpoint {
     /// `Authorization` value injected upstream; never the client's.
     pub authorization: Option<String>,
     pub priority: i32,
+    /// `<provider>|<upstream model>`: this endpoint's name in the shared provider health.
+    pub health_id: Arc<str>,
 }
 
 /// A provider's address, resolved and validated before it can reach the request path, because
@@ -785,12 +787,14 @@ fn endpoint(
         input_cache_read: parse("input_cache_read", &price.input_cache_read)?,
         internal_reasoning: parse("internal_reasoning", &price.internal_reasoning)?,
     };
+    let upstream_model = if e.upstream_model.is_empty() {
+        model.to_owned()
+    } else {
+        e.upstream_model
+    };
     Ok(Endpoint {
-        upstream_model: if e.upstream_model.is_empty() {
-            model.to_owned()
-        } else {
-            e.upstream_model
-        },
+        health_id: Arc::from(crate::health::endpoint_id(&e.provider_id, &upstream_model)),
+        upstream_model,
         provider_name: provider_name.unwrap_or_else(|| e.provider_id.clone()),
         provider_id: e.provider_id,
         upstream,

@@ -200,6 +200,7 @@ mod tests {
                 max_output_tokens,
                 authorization: None,
                 priority: 0,
+                health_id: Arc::from(format!("{id}|m")),
             })
         };
         let cheap = endpoint("a", prices(1, 2), 50);

@@ -198,6 +198,7 @@ mod tests {
             max_output_tokens: 100,
             authorization: None,
             priority: 0,
+            health_id: Arc::from(format!("{provider}|m")),
         })
     }
 
