@@ -96,7 +96,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tokio::spawn(reconciler.run());
     }
     let vault = Arc::new(load_vault(&config, &state_dir)?);
-    let publisher = Publisher::start(store.clone()).await?;
+    let publisher = Publisher::start(store.clone(), vault.clone()).await?;
     tokio::spawn(publisher.clone().retry_unpublished());
     let manage = Manage {
         store: store.clone(),

@@ -10,7 +10,9 @@ use switchyard_proto::config::v1 as pb;
 use tokio::sync::{Mutex, watch};
 
 use crate::keys::{KeyKind, LimitReset};
-use crate::store::{GuardrailRow, Store, StoreError};
+use crate::manage::byok::ByokSettings;
+use crate::store::{ByokRow, GuardrailRow, Store, StoreError};
+use crate::vault::Vault;
 
 /// What a dataplane last said about a version.
 #[derive(Clone, Debug)]
@@ -22,6 +24,8 @@ pub struct AckRecord {
 
 pub struct Publisher {
     store: Store,
+    /// Opens BYOK credentials for the snapshot; the store holds them sealed.
+    vault: Arc<Vault>,
     tx: watch::Sender<Arc<pb::Snapshot>>,
     /// Serialises builds so versions increase in the order changes were made.
     last_version: Mutex<u64>,
@@ -33,12 +37,13 @@ pub struct Publisher {
 }
 
 impl Publisher {
-    pub async fn start(store: Store) -> Result<Arc<Publisher>, StoreError> {
+    pub async fn start(store: Store, vault: Arc<Vault>) -> Result<Arc<Publisher>, StoreError> {
         let version = next_version(0);
-        let snapshot = build(&store, version).await?;
+        let snapshot = build(&store, &vault, version).await?;
         let (tx, _) = watch::channel(Arc::new(snapshot));
         Ok(Arc::new(Publisher {
             store,
+            vault,
             tx,
             last_version: Mutex::new(version),
             requested: AtomicU64::new(0),
@@ -88,7 +93,7 @@ impl Publisher {
         }
         let through = self.requested.load(Ordering::SeqCst);
         let version = next_version(*last);
-        let snapshot = build(&self.store, version).await?;
+        let snapshot = build(&self.store, &self.vault, version).await?;
         *last = version;
         self.tx.send_replace(Arc::new(snapshot));
         self.covered.store(through, Ordering::SeqCst);
@@ -122,7 +127,7 @@ fn next_version(last: u64) -> u64 {
     now.max(last + 1)
 }
 
-async fn build(store: &Store, version: u64) -> Result<pb::Snapshot, StoreError> {
+async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapshot, StoreError> {
     let credits: HashMap<String, i64> = store.credits_by_owner().await?.into_iter().collect();
     let organizations = store
         .organizations()
@@ -282,6 +287,12 @@ async fn build(store: &Store, version: u64) -> Result<pb::Snapshot, StoreError> 
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    let byok_credentials = store
+        .enabled_byok()
+        .await?
+        .into_iter()
+        .filter_map(|c| byok_credential(c, vault))
+        .collect();
     Ok(pb::Snapshot {
         version,
         created_at_ms: crate::now_ms(),
@@ -295,7 +306,42 @@ async fn build(store: &Store, version: u64) -> Result<pb::Snapshot, StoreError> 
             key_guardrails,
             member_guardrails,
             workspace_budgets,
+            byok_credentials,
         }),
+    })
+}
+
+/// An enabled credential, opened. One that cannot be opened (its master key is gone, its
+/// settings are damaged) is left out and logged, never sent half-formed: requests then use the
+/// gateway's own credential, or none where the organization requires its own.
+fn byok_credential(c: ByokRow, vault: &Vault) -> Option<pb::ByokCredential> {
+    let settings = match ByokSettings::of(&c) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(id = %c.id, error = %e, "BYOK credential left out of the snapshot");
+            return None;
+        }
+    };
+    let api_key = match vault.open(&c.sealed, &c.id) {
+        Ok(key) => key,
+        Err(e) => {
+            tracing::error!(id = %c.id, error = %e, "BYOK credential cannot be opened; left out of the snapshot");
+            return None;
+        }
+    };
+    Some(pb::ByokCredential {
+        id: c.id,
+        organization_id: c.organization_id,
+        workspace_id: c.workspace_id,
+        provider_id: c.provider,
+        api_key,
+        sort_order: c.sort_order,
+        allowed_models: settings.allowed_models.unwrap_or_default(),
+        allowed_key_hashes: settings.allowed_api_key_hashes.unwrap_or_default(),
+        allowed_user_ids: settings.allowed_user_ids.unwrap_or_default(),
+        is_fallback: settings.is_fallback,
+        is_required: settings.is_required,
+        is_byok_only: settings.is_byok_only,
     })
 }
 

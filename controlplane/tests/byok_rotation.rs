@@ -40,10 +40,13 @@ impl Drop for TempDir {
 }
 
 async fn manage(store: &Store, current: &str, retired: &[String]) -> Manage {
+    let vault = Arc::new(Vault::new(current, retired).unwrap());
     Manage {
         store: store.clone(),
-        publisher: Publisher::start(store.clone()).await.unwrap(),
-        vault: Arc::new(Vault::new(current, retired).unwrap()),
+        publisher: Publisher::start(store.clone(), vault.clone())
+            .await
+            .unwrap(),
+        vault,
         serial: Default::default(),
     }
 }

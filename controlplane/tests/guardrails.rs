@@ -51,11 +51,14 @@ async fn fixture(url: &str) -> Fixture {
         .unwrap();
     let org = management.organization_id.clone();
     let default_ws = store.default_workspace(&org).await.unwrap().unwrap().id;
-    let publisher = Publisher::start(store.clone()).await.unwrap();
+    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
+    let publisher = Publisher::start(store.clone(), vault.clone())
+        .await
+        .unwrap();
     let manage = Manage {
         store: store.clone(),
         publisher: publisher.clone(),
-        vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+        vault,
         serial: Default::default(),
     };
     let op = Actor::Operator;

@@ -78,11 +78,14 @@ async fn fixture(url: &str) -> Fixture {
         .unwrap()
         .unwrap();
     let org = admin_key.organization_id.clone();
-    let publisher = Publisher::start(store.clone()).await.unwrap();
+    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
+    let publisher = Publisher::start(store.clone(), vault.clone())
+        .await
+        .unwrap();
     let manage = Manage {
         store: store.clone(),
         publisher: publisher.clone(),
-        vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+        vault,
         serial: Default::default(),
     };
     let op = Actor::Operator;

@@ -97,11 +97,15 @@ async fn fixture(url: &str) -> Fixture {
         .await
         .unwrap();
 
-    let publisher = Publisher::start(store.clone()).await.unwrap();
+    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
+
+    let publisher = Publisher::start(store.clone(), vault.clone())
+        .await
+        .unwrap();
     let manage = Manage {
         store: store.clone(),
         publisher: publisher.clone(),
-        vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+        vault,
         serial: Default::default(),
     };
     Fixture {

@@ -156,6 +156,27 @@ impl SnapshotBuilder {
         self
     }
 
+    /// Adds a BYOK credential for `provider` in the test workspace (key `sk-<id>`), unrestricted
+    /// until `edit` says otherwise.
+    pub fn with_byok(
+        mut self,
+        id: &str,
+        provider: &str,
+        edit: impl FnOnce(&mut pb::ByokCredential),
+    ) -> Self {
+        let mut credential = pb::ByokCredential {
+            id: id.into(),
+            organization_id: ORG.into(),
+            workspace_id: WORKSPACE.into(),
+            provider_id: provider.into(),
+            api_key: format!("sk-{id}"),
+            ..Default::default()
+        };
+        edit(&mut credential);
+        self.resources().byok_credentials.push(credential);
+        self
+    }
+
     /// Adds a guardrail in the test workspace, unrestricted until `edit` says otherwise.
     pub fn with_guardrail(mut self, id: &str, edit: impl FnOnce(&mut pb::Guardrail)) -> Self {
         let mut g = pb::Guardrail {

@@ -193,7 +193,17 @@ async fn redis_key(stack: &Stack, hash: &str) -> String {
 async fn concurrent_requests_never_overshoot_a_key_limit_on_redis() {
     let redis = Redis::start();
     let url = redis.url();
-    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    // About overshoot, not latency: a generous answer timeout keeps a loaded CI machine's slow
+    // script answers from turning into fail-closed 503s.
+    let stack = Stack::start_with(&[
+        "--spend-backend",
+        "redis",
+        "--redis-url",
+        url.as_str(),
+        "--spend-timeout-ms",
+        "2000",
+    ])
+    .await;
     concurrency(&stack, Some(&redis)).await;
 }
 

@@ -189,11 +189,23 @@ async fn redis_key(stack: &Stack, hash: &str) -> String {
     format!("{{org:{org}}}:sp:key:{hash}:l")
 }
 
+/// These tests are about overshoot, not latency: 200 requests at once on a loaded two-core
+/// machine with debug builds can take longer than the default 100 ms for a script's answer,
+/// and fail closed with 503s that say nothing about overshoot.
+const TIMEOUT: [&str; 2] = ["--spend-timeout-ms", "2000"];
+
 #[tokio::test]
 async fn three_dataplanes_sharing_one_redis_never_overshoot_a_key_limit() {
     let redis = Redis::start();
     let url = redis.url();
-    let args = ["--spend-backend", "redis", "--redis-url", url.as_str()];
+    let args = [
+        "--spend-backend",
+        "redis",
+        "--redis-url",
+        url.as_str(),
+        TIMEOUT[0],
+        TIMEOUT[1],
+    ];
     let stack = Stack::start_with(&args).await;
     let (_extra, apis) = dataplanes(&stack, 2, &args).await;
     no_overshoot(&stack, &apis, |key, field| redis.hget(key, field)).await;
@@ -203,7 +215,14 @@ async fn three_dataplanes_sharing_one_redis_never_overshoot_a_key_limit() {
 async fn a_dataplane_on_a_redis_cluster_never_overshoots_a_key_limit() {
     let cluster = RedisCluster::start(3);
     let urls = cluster.urls();
-    let args = ["--spend-backend", "redis", "--redis-url", urls.as_str()];
+    let args = [
+        "--spend-backend",
+        "redis",
+        "--redis-url",
+        urls.as_str(),
+        TIMEOUT[0],
+        TIMEOUT[1],
+    ];
     let stack = Stack::start_with(&args).await;
     no_overshoot(&stack, &[stack.api()], |key, field| {
         cluster.hget(key, field)
@@ -215,7 +234,14 @@ async fn a_dataplane_on_a_redis_cluster_never_overshoots_a_key_limit() {
 async fn three_dataplanes_on_a_redis_cluster_never_overshoot_a_key_limit() {
     let cluster = RedisCluster::start(3);
     let urls = cluster.urls();
-    let args = ["--spend-backend", "redis", "--redis-url", urls.as_str()];
+    let args = [
+        "--spend-backend",
+        "redis",
+        "--redis-url",
+        urls.as_str(),
+        TIMEOUT[0],
+        TIMEOUT[1],
+    ];
     let stack = Stack::start_with(&args).await;
     let (_extra, apis) = dataplanes(&stack, 2, &args).await;
     no_overshoot(&stack, &apis, |key, field| cluster.hget(key, field)).await;

@@ -47,6 +47,8 @@ pub struct Script {
     pub cut_after_chunks: Option<u64>,
     /// When false, streams never send the usage chunk even if asked.
     pub stream_usage: bool,
+    /// Requests whose `Authorization` equals this get a 401, as a provider refuses a bad key.
+    pub reject_authorization: Option<String>,
 }
 
 impl Default for Script {
@@ -62,6 +64,7 @@ impl Default for Script {
             outage: false,
             cut_after_chunks: None,
             stream_usage: true,
+            reject_authorization: None,
         }
     }
 }
@@ -190,7 +193,7 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Response<Body> {
         .is_some_and(|o| o.include_usage);
     if let Ok(mut last) = state.last_request.write() {
         *last = json!({
-            "authorization": authorization,
+            "authorization": authorization.clone(),
             "model": head.model,
             "stream": head.stream,
             "include_usage": include_usage,
@@ -199,6 +202,9 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Response<Body> {
     }
     if script.ttfb_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
+    }
+    if script.reject_authorization.is_some() && script.reject_authorization == authorization {
+        return error_response(StatusCode::UNAUTHORIZED, "Incorrect API key provided");
     }
     if script.outage {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "mock provider outage");

@@ -1092,10 +1092,11 @@ mod tests {
         let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
         let hash = keys::hash(&seeded.inference_key);
         let org = store.key(&hash).await.unwrap().unwrap().organization_id;
+        let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
         let manage = Manage {
             store: store.clone(),
-            publisher: Publisher::start(store).await.unwrap(),
-            vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+            publisher: Publisher::start(store, vault.clone()).await.unwrap(),
+            vault,
             serial: Default::default(),
         };
         (AdminApi::new(manage), org, hash, dir)

@@ -445,11 +445,15 @@ pub(super) mod fixture {
         let admin_user = admin_key.creator_user_id.clone();
         let inference = add_key(&store, &admin_key, KeyKind::Inference, &admin_user).await;
 
-        let publisher = Publisher::start(store.clone()).await.unwrap();
+        let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
+
+        let publisher = Publisher::start(store.clone(), vault.clone())
+            .await
+            .unwrap();
         let manage = Manage {
             store: store.clone(),
             publisher: publisher.clone(),
-            vault: Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap()),
+            vault,
             serial: Default::default(),
         };
         let app = router(ApiState {

@@ -272,7 +272,7 @@ impl Manage {
     ) -> ManageResult<ByokRow> {
         let organization_id = actor.target_organization(organization_id)?;
         actor.require_admin(&organization_id, "Organization")?;
-        let provider = valid_provider(&new.provider)?;
+        let provider = self.valid_provider(&new.provider).await?;
         let key = valid_key(&new.key)?;
         let name = valid_optional_name(new.name)?;
         let workspace_id = self
@@ -312,6 +312,7 @@ impl Manage {
             Some(&audit_view(&row)?),
         )
         .await?;
+        self.publish().await?;
         tracing::info!(id = %row.id, provider = %row.provider, label = %row.label, "BYOK credential created");
         Ok(row)
     }
@@ -388,6 +389,7 @@ impl Manage {
             Some(&audit_view(&after)?),
         )
         .await?;
+        self.publish().await?;
         tracing::info!(id = %after.id, label = %after.label, rotated = patch.key.is_some(), "BYOK credential updated");
         Ok(after)
     }
@@ -408,6 +410,7 @@ impl Manage {
             None,
         )
         .await?;
+        self.publish().await?;
         tracing::info!(id = %before.id, label = %before.label, "BYOK credential deleted");
         Ok(())
     }
@@ -445,6 +448,12 @@ impl Manage {
             }
         }
         Ok(rewrapped)
+    }
+
+    async fn valid_provider(&self, provider: &str) -> ManageResult<String> {
+        let catalogue = self.store.catalogue().await?;
+        let ours: Vec<&str> = catalogue.providers.iter().map(|p| p.id.as_str()).collect();
+        valid_provider(provider, &ours)
     }
 
     /// The requested workspace, or the organization's default, if it is the organization's.
@@ -514,12 +523,14 @@ fn not_found(id: &str) -> ManageError {
     ManageError::NotFound(format!("BYOK credential {id} not found"))
 }
 
-fn valid_provider(provider: &str) -> ManageResult<String> {
-    if BYOK_PROVIDERS.contains(&provider) {
+/// One of the SDK's BYOK provider slugs, or one of `gateway`'s providers: a self-hosted gateway
+/// may front providers OpenRouter does not list, such as in-house servers.
+fn valid_provider(provider: &str, gateway: &[&str]) -> ManageResult<String> {
+    if BYOK_PROVIDERS.contains(&provider) || gateway.contains(&provider) {
         Ok(provider.to_owned())
     } else {
         Err(ManageError::Invalid(format!(
-            "provider {provider:?} is not a supported BYOK provider slug"
+            "provider {provider:?} is neither a BYOK provider slug nor a provider of this gateway"
         )))
     }
 }
@@ -600,9 +611,11 @@ mod tests {
 
     #[test]
     fn providers_and_flags_are_checked() {
-        assert!(valid_provider("openai").is_ok());
-        assert!(valid_provider("amazon-bedrock/claude-on-aws").is_ok());
-        assert!(valid_provider("OpenAI").is_err());
+        assert!(valid_provider("openai", &[]).is_ok());
+        assert!(valid_provider("amazon-bedrock/claude-on-aws", &[]).is_ok());
+        assert!(valid_provider("OpenAI", &[]).is_err());
+        assert!(valid_provider("in-house", &[]).is_err());
+        assert!(valid_provider("in-house", &["in-house"]).is_ok());
         assert_eq!(BYOK_PROVIDERS.len(), 117);
         assert!(valid_key("  ").is_err());
         assert!(valid_key(&"k".repeat(MAX_KEY_BYTES + 1)).is_err());

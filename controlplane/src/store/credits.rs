@@ -95,11 +95,12 @@ impl Store {
             .collect()
     }
 
-    /// Total spend billed to an owner (its generations' cost), in USD.
+    /// Total spend billed to an owner's credits (its generations' cost, BYOK apart: the
+    /// provider bills that to the owner directly), in USD.
     pub async fn usage_usd(&self, owner_id: &str) -> Result<f64, StoreError> {
         let row = sqlx::query(
             "SELECT CAST(COALESCE(SUM(CAST(cost_usd AS DOUBLE PRECISION)), 0) AS DOUBLE PRECISION) AS total \
-             FROM generations WHERE organization_id = $1 AND cost_usd IS NOT NULL",
+             FROM generations WHERE organization_id = $1 AND cost_usd IS NOT NULL AND is_byok = 0",
         )
         .bind(owner_id)
         .fetch_one(&self.pool)

@@ -74,14 +74,31 @@ async fn run(
     // counter that applies.
     let allowed = guardrails::evaluate(&snapshot.guardrails_for(key), &model.id, &model.endpoints)
         .map_err(Reject::from)?;
-    let limits = snapshot.limits_for(key);
-    let worst = admit::worst_case(&request, route::candidates(&model, &allowed));
+    let attempts = route::plan(
+        &model,
+        &allowed,
+        key,
+        snapshot.byok.of_workspace(&key.workspace_id),
+    );
+    if attempts.is_empty() {
+        return Err(Reject::new(
+            Kind::NotFound,
+            format!(
+                "No endpoint can serve {}: its providers take only the organization's own keys, and none applies to this request",
+                model.id
+            ),
+        )
+        .with_metadata(json!({ "reason": "byok_required" })));
+    }
+    let is_byok = route::all_byok(&attempts);
+    let limits = admit::counted(snapshot.limits_for(key), is_byok);
+    let worst = admit::worst_case(&request, attempts.iter().map(|a| a.endpoint));
     let hold = admit::hold(
         &key.organization_id,
         &generation_id,
         &limits,
         worst,
-        false,
+        is_byok,
         created_at_ms,
     );
     let mut hold = match gw.spend.admit(hold, created_at_ms).await {
@@ -111,11 +128,12 @@ async fn run(
         .map(str::to_owned);
 
     let mut last = None;
-    for endpoint in route::candidates(&model, &allowed) {
+    for attempt in &attempts {
+        let endpoint = attempt.endpoint;
         let upstream_body = forward::upstream_body(&request, endpoint);
         match upstream::open(
             &gw.connector,
-            endpoint,
+            attempt,
             upstream_body,
             request.stream,
             &gw.timeouts,
@@ -130,6 +148,7 @@ async fn run(
                     gw,
                     key,
                     endpoint,
+                    is_byok: attempt.is_byok(),
                     model: &model.id,
                     generation_id: &generation_id,
                     started,
@@ -240,6 +259,8 @@ struct Exchange<'a> {
     gw: &'a Gateway,
     key: &'a ApiKey,
     endpoint: &'a Endpoint,
+    /// Sent with the organization's own credential.
+    is_byok: bool,
     model: &'a str,
     generation_id: &'a str,
     started: Instant,
@@ -253,7 +274,7 @@ impl Exchange<'_> {
         Pricing {
             generation_id: self.generation_id,
             prices: &self.endpoint.prices,
-            is_byok: false,
+            is_byok: self.is_byok,
             model: self.model,
             provider_name: &self.endpoint.provider_name,
         }
@@ -273,6 +294,7 @@ impl Exchange<'_> {
             key: self.key,
             model: self.model,
             endpoint: Some(self.endpoint),
+            is_byok: self.is_byok,
             created_at_ms: self.created_at_ms,
             latency_ms: self.started.elapsed().as_millis() as u64,
             time_to_first_byte_ms: ttfb,
@@ -291,7 +313,7 @@ impl Exchange<'_> {
         // The charge is the usage event's cost, so the counters add up to the ledger.
         let cost = outcome.cost().map_or(0, |c| c.0);
         settle(&outcome, &self.gw.usage);
-        self.gw.spend.settle(hold, cost, false, now_ms());
+        self.gw.spend.settle(hold, cost, self.is_byok, now_ms());
     }
 
     async fn relay_completion(

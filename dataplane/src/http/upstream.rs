@@ -11,8 +11,9 @@ use pingora_core::upstreams::peer::HttpPeer;
 use serde_json::json;
 
 use crate::reject::{Kind, Reject};
-use crate::snapshot::{Endpoint, Upstream};
+use crate::snapshot::Upstream;
 use crate::stages::forward;
+use crate::stages::route::Attempt;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
@@ -43,12 +44,13 @@ pub struct Opened {
 /// is passed on with the provider's status.
 pub async fn open(
     connector: &Connector,
-    endpoint: &Endpoint,
+    attempt: &Attempt<'_>,
     body: Vec<u8>,
     stream: bool,
     timeouts: &Timeouts,
 ) -> Result<Opened, Reject> {
-    let header = forward::upstream_header(endpoint, body.len(), stream)?;
+    let endpoint = attempt.endpoint;
+    let header = forward::upstream_header(attempt, body.len(), stream)?;
     let unavailable = |what: &str, e: &pingora_error::Error| {
         let kind = if matches!(
             e.etype(),
@@ -107,15 +109,22 @@ pub async fn open(
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
         .unwrap_or_else(|| format!("Provider returned error {status}"));
     if matches!(status, 401 | 403 | 407) {
-        // The gateway's own provider credential was refused. That is not the client's fault,
-        // and the provider's message may quote part of the credential: log it, answer 502.
-        tracing::error!(provider = %endpoint.provider_id, status, "provider refused the gateway's credential");
+        // The credential was refused. That is not the client's fault, and the provider's
+        // message may quote part of the credential: log it, answer 502 (after the next attempt,
+        // if there is one).
+        let whose = match attempt.credential {
+            Some(c) => {
+                tracing::error!(provider = %endpoint.provider_id, status, byok_id = %c.id, "provider refused a BYOK credential");
+                "the organization's BYOK credential"
+            }
+            None => {
+                tracing::error!(provider = %endpoint.provider_id, status, "provider refused the gateway's credential");
+                "the gateway's credentials"
+            }
+        };
         return Err(Reject::new(
             Kind::UpstreamUnavailable,
-            format!(
-                "Provider {} refused the gateway's credentials",
-                endpoint.provider_name
-            ),
+            format!("Provider {} refused {whose}", endpoint.provider_name),
         )
         .with_metadata(json!({ "provider_name": endpoint.provider_name })));
     }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use switchyard_proto::config::v1 as pb;
 
+use super::byok::{ByokError, ByokIndex};
 use super::limits::{Limit, LimitScope, MemberGuardrail, Policies, Window, parse_nanos_floor};
 use crate::money::{MoneyError, Picodollars};
 
@@ -22,6 +23,8 @@ pub struct Snapshot {
     /// Guardrails, their assignments and workspace budgets; read through
     /// `Snapshot::guardrails_for` and `Snapshot::limits_for`.
     pub policies: Arc<Policies>,
+    /// Organizations' own provider credentials, by workspace.
+    pub byok: Arc<ByokIndex>,
     /// `GET /api/v1/models`, rendered once per snapshot rather than once per request.
     pub models_document: Bytes,
 }
@@ -319,6 +322,8 @@ pub enum SnapshotError {
     BadAssignment { holder: String, reason: String },
     #[error("workspace {workspace:?} budget: {reason}")]
     BadBudget { workspace: String, reason: String },
+    #[error(transparent)]
+    Byok(#[from] ByokError),
     #[error("model {model}, provider {provider}: base URL {url:?}: {reason}")]
     BadBaseUrl {
         model: String,
@@ -428,6 +433,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             &mut interner,
         )?;
 
+        let byok = ByokIndex::build(resources.byok_credentials, &workspaces)?;
         let models_document = crate::catalogue::render_models(&models);
         Ok(Snapshot {
             version: snapshot.version,
@@ -436,6 +442,7 @@ impl TryFrom<pb::Snapshot> for Snapshot {
             workspaces: Arc::new(workspaces),
             models: Arc::new(models),
             policies: Arc::new(policies),
+            byok: Arc::new(byok),
             models_document,
         })
     }
@@ -478,7 +485,7 @@ impl ApiKey {
 }
 
 /// A key hash as 64 lowercase hex digits.
-fn parse_hash(text: &str) -> Option<[u8; 32]> {
+pub(super) fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let mut hash = [0u8; 32];
     let well_formed = text.len() == 64
         && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
-use super::{Admission, ReserveRequest, SettleRequest};
+use super::{Admission, ReserveRequest, SETTLED_MARKER_MS, SettleRequest};
 
 #[derive(Default)]
 struct CounterState {
@@ -38,8 +38,6 @@ struct State {
     operations: u64,
 }
 
-/// How long a settled marker is kept: longer than any retry of the same settle.
-const SETTLED_MARKER_MS: i64 = 7 * 24 * 3600 * 1000;
 /// Sweep expired counters and markers every this many operations.
 const SWEEP_EVERY: u64 = 4096;
 
@@ -89,7 +87,7 @@ impl Embedded {
         }
         state.settled.insert(
             s.settled_key.clone(),
-            s.now_ms.saturating_add(SETTLED_MARKER_MS),
+            s.now_ms.saturating_add(SETTLED_MARKER_MS as i64),
         );
         for c in &s.counters {
             let counter = state.counters.entry(c.key.clone()).or_default();

@@ -177,6 +177,12 @@ pub enum Verdict {
 /// Attempts at settling before leaving the rest to reconciliation.
 const SETTLE_ATTEMPTS: u32 = 4;
 
+/// How long a generation's settled marker is kept. A settle is repeated only by its own retries
+/// (`SETTLE_ATTEMPTS`, within a few seconds), so two minutes is ample; keeping markers longer
+/// costs memory in proportion to traffic (at 10,000 requests a second, two minutes is 1.2
+/// million markers; a week would be six billion).
+pub const SETTLED_MARKER_MS: u64 = 120_000;
+
 impl Spend {
     /// One round trip: reserve `hold.counters`' amounts, all or nothing.
     pub async fn admit(&self, hold: Hold, now_ms: i64) -> Verdict {

@@ -9,13 +9,10 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
-use super::{Admission, ReserveRequest, SettleRequest, SpendError};
+use super::{Admission, ReserveRequest, SETTLED_MARKER_MS, SettleRequest, SpendError};
 
 static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
-
-/// How long a settled marker is kept: longer than any retry of the same settle.
-const SETTLED_MARKER_MS: u64 = 7 * 24 * 3600 * 1000;
 
 #[derive(Clone)]
 enum Connection {

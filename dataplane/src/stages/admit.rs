@@ -63,6 +63,16 @@ fn scope_name(scope: LimitScope) -> &'static str {
     }
 }
 
+/// The limits a request is checked against: all of them, except that a request which can only
+/// be BYOK leaves out those that BYOK spend does not count on (credits among them), so that an
+/// exhausted credit balance or key limit does not stop the organization using its own keys.
+pub fn counted(mut limits: Vec<Limit>, is_byok: bool) -> Vec<Limit> {
+    if is_byok {
+        limits.retain(|l| l.include_byok);
+    }
+    limits
+}
+
 /// The counters of `limits` for one request, in the window containing `now_ms`, each reserving
 /// `worst` (nothing where BYOK spend does not count and this request is BYOK).
 pub fn hold(
@@ -168,6 +178,21 @@ mod tests {
         assert_eq!(h.counters[0].amount_pico, 0);
         assert_eq!(h.counters[1].amount_pico, 700);
         assert_eq!(h.counters[1].expire_at_ms, None);
+    }
+
+    #[test]
+    fn byok_only_requests_skip_the_limits_that_leave_byok_out() {
+        let limits = || {
+            vec![
+                limit(LimitScope::Key, Window::Monthly, 5_000, true),
+                limit(LimitScope::Credits, Window::Lifetime, 9_000, false),
+                limit(LimitScope::Guardrail, Window::Daily, 9_000, false),
+            ]
+        };
+        assert_eq!(counted(limits(), false).len(), 3);
+        let byok = counted(limits(), true);
+        assert_eq!(byok.len(), 1);
+        assert_eq!(byok[0].scope, LimitScope::Key);
     }
 
     #[test]

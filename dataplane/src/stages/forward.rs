@@ -6,6 +6,7 @@ use pingora_http::RequestHeader;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::Endpoint;
 use crate::stages::request::ChatRequest;
+use crate::stages::route::Attempt;
 
 /// Re-emits the client's body for `endpoint`: the provider's own model id replaces the public
 /// one, and streams ask for the usage chunk so that streamed requests can be priced. Every
@@ -46,9 +47,10 @@ fn write_json_string(out: &mut Vec<u8>, s: &str) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
-/// The upstream request header: the provider's credential, never the client's.
+/// The upstream request header: the attempt's credential (the gateway's or the organization's
+/// own), never the client's.
 pub fn upstream_header(
-    endpoint: &Endpoint,
+    attempt: &Attempt<'_>,
     body_len: usize,
     stream: bool,
 ) -> Result<RequestHeader, Reject> {
@@ -58,6 +60,7 @@ pub fn upstream_header(
             format!("cannot build upstream request: {e}"),
         )
     };
+    let endpoint = attempt.endpoint;
     let mut header = RequestHeader::build("POST", endpoint.upstream.chat_path.as_bytes(), Some(6))
         .map_err(internal)?;
     header
@@ -79,7 +82,7 @@ pub fn upstream_header(
             },
         )
         .map_err(internal)?;
-    if let Some(authorization) = &endpoint.authorization {
+    if let Some(authorization) = attempt.authorization() {
         header
             .insert_header("authorization", authorization)
             .map_err(internal)?;
@@ -119,11 +122,32 @@ mod tests {
     fn header_carries_provider_credential_only() {
         let snapshot = SnapshotBuilder::new().build();
         let endpoint = &snapshot.models["mock/small"].endpoints[0];
-        let h = upstream_header(endpoint, 10, false).unwrap();
+        let attempt = Attempt {
+            endpoint,
+            credential: None,
+        };
+        let h = upstream_header(&attempt, 10, false).unwrap();
         assert_eq!(h.uri.path(), "/v1/chat/completions");
         assert_eq!(
             h.headers.get("authorization").unwrap(),
             "Bearer provider-secret"
         );
+    }
+
+    #[test]
+    fn byok_attempts_carry_the_organizations_credential() {
+        let snapshot = SnapshotBuilder::new()
+            .with_byok("own", "mock", |_| {})
+            .build();
+        let endpoint = &snapshot.models["mock/small"].endpoints[0];
+        let attempt = Attempt {
+            endpoint,
+            credential: snapshot
+                .byok
+                .of_workspace(crate::testing::WORKSPACE)
+                .first(),
+        };
+        let h = upstream_header(&attempt, 10, true).unwrap();
+        assert_eq!(h.headers.get("authorization").unwrap(), "Bearer sk-own");
     }
 }

@@ -14,6 +14,9 @@ pub struct Outcome<'a> {
     pub key: &'a ApiKey,
     pub model: &'a str,
     pub endpoint: Option<&'a Endpoint>,
+    /// Sent with the organization's own credential: the provider bills it directly, so it is
+    /// BYOK spend (counted only where a limit includes BYOK, never against credits).
+    pub is_byok: bool,
     pub created_at_ms: i64,
     pub latency_ms: u64,
     pub time_to_first_byte_ms: Option<u64>,
@@ -76,7 +79,7 @@ impl Outcome<'_> {
             time_to_first_byte_ms: clamp(self.time_to_first_byte_ms.unwrap_or(0)),
             status: u32::from(self.status),
             cancelled: self.cancelled,
-            is_byok: false,
+            is_byok: self.is_byok,
             upstream_id: self.metered.upstream_id.clone().unwrap_or_default(),
             app_title: self.app_title.unwrap_or_default().to_owned(),
             dataplane_id: dataplane_id.to_owned(),
