@@ -240,12 +240,12 @@ fn build_spend(config: &Config) -> anyhow::Result<Spend> {
         policy = ?config.spend_failure_policy,
         "spend counters"
     );
-    Ok(Spend {
+    Ok(Spend::new(
         backend,
-        policy: config.spend_failure_policy,
-        metrics: Arc::new(SpendMetrics::default()),
-        hold_ms: config.reservation_hold_secs.saturating_mul(1000),
-    })
+        config.spend_failure_policy,
+        Arc::new(SpendMetrics::default()),
+        config.reservation_hold_secs.saturating_mul(1000),
+    ))
 }
 
 fn now_ms() -> i64 {
