@@ -240,12 +240,12 @@ fn build_spend(config: &Config) -> anyhow::Result<Spend> {
         policy = ?config.spend_failure_policy,
         "spend counters"
     );
-    Ok(Spend::new(
+    Ok(Spend {
         backend,
-        config.spend_failure_policy,
-        Arc::new(SpendMetrics::default()),
-        config.reservation_hold_secs.saturating_mul(1000),
-    ))
+        policy: config.spend_failure_policy,
+        metrics: Arc::new(SpendMetrics::default()),
+        hold_ms: config.reservation_hold_secs.saturating_mul(1000),
+    })
 }
 
 fn now_ms() -> i64 {

@@ -232,45 +232,6 @@ async fn both_backends_answer_alike() {
     }
 }
 
-/// A batch settle (what the settler sends under load): each generation once, duplicates in the
-/// batch or from earlier reported as such, and the counters as if settled one by one.
-#[tokio::test]
-async fn batched_settles_charge_each_generation_once() {
-    let redis = Redis::start(free_port());
-    let remote = SpendBackend::Redis(Arc::new(
-        RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
-            .await
-            .unwrap(),
-    ));
-    let local = SpendBackend::Embedded(Arc::new(Embedded::default()));
-    for backend in [&remote, &local] {
-        for generation in ["a", "b", "c"] {
-            let granted = backend
-                .reserve(&reserve_request(generation, 0, 50, 1_000))
-                .await
-                .unwrap();
-            assert_eq!(granted, Admission::Granted);
-        }
-        backend
-            .settle(&settle_request("a", 1, 50, 10))
-            .await
-            .unwrap();
-        let batch = [
-            settle_request("a", 2, 50, 10),
-            settle_request("b", 2, 50, 20),
-            settle_request("b", 2, 50, 20),
-            settle_request("c", 2, 50, 0),
-        ];
-        assert_eq!(
-            backend.settle_many(&batch).await.unwrap(),
-            [false, true, false, true]
-        );
-        for counter in [KEY, CREDITS] {
-            assert_eq!(backend.read(counter, 3).await.unwrap(), (30, 0));
-        }
-    }
-}
-
 #[tokio::test]
 async fn redis_down_is_a_prompt_error_and_recovery_is_immediate() {
     let port = free_port();

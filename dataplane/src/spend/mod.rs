@@ -13,11 +13,9 @@
 mod embedded;
 mod redis_store;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-use tokio::sync::mpsc;
 
 pub use embedded::{Embedded, SavedCounter};
 pub use redis_store::RedisSpend;
@@ -134,15 +132,6 @@ impl SpendBackend {
         }
     }
 
-    /// Settles a batch of one organization's generations in one step; per generation, whether
-    /// it was settled now.
-    pub async fn settle_many(&self, batch: &[SettleRequest]) -> Result<Vec<bool>, SpendError> {
-        match self {
-            SpendBackend::Embedded(e) => Ok(batch.iter().map(|r| e.settle(r)).collect()),
-            SpendBackend::Redis(r) => r.settle_many(batch).await,
-        }
-    }
-
     /// A counter's settled spend and outstanding reservations, for tests and reconciliation.
     pub async fn read(&self, key: &str, now_ms: i64) -> Result<(u64, u64), SpendError> {
         match self {
@@ -159,8 +148,6 @@ pub struct Spend {
     pub metrics: Arc<SpendMetrics>,
     /// How long an unsettled reservation holds budget.
     pub hold_ms: u64,
-    /// Queue to the settler task, started on first use (on a runtime that serves requests).
-    settler: OnceLock<mpsc::Sender<SettleRequest>>,
 }
 
 /// A granted (or, failing open, waved-through) request's claim on its counters.
@@ -197,21 +184,6 @@ const SETTLE_ATTEMPTS: u32 = 4;
 pub const SETTLED_MARKER_MS: u64 = 120_000;
 
 impl Spend {
-    pub fn new(
-        backend: SpendBackend,
-        policy: FailurePolicy,
-        metrics: Arc<SpendMetrics>,
-        hold_ms: u64,
-    ) -> Spend {
-        Spend {
-            backend,
-            policy,
-            metrics,
-            hold_ms,
-            settler: OnceLock::new(),
-        }
-    }
-
     /// One round trip: reserve `hold.counters`' amounts, all or nothing.
     pub async fn admit(&self, hold: Hold, now_ms: i64) -> Verdict {
         if hold.counters.is_empty() {
@@ -282,99 +254,29 @@ impl Spend {
                 })
                 .collect(),
         };
-        let settler = self.settler.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(SETTLE_QUEUE);
-            tokio::spawn(settler(self.backend.clone(), self.metrics.clone(), rx));
-            tx
-        });
-        if let Err(e) = settler.try_send(request) {
-            // A full queue (the store is slow) or a stopped settler: settle on a task of its own.
-            let request = match e {
-                mpsc::error::TrySendError::Full(r) | mpsc::error::TrySendError::Closed(r) => r,
-            };
-            tokio::spawn(settle_one(
-                self.backend.clone(),
-                self.metrics.clone(),
-                request,
-            ));
-        }
-    }
-}
-
-/// Settles waiting in the queue before new ones go on tasks of their own.
-const SETTLE_QUEUE: usize = 16 * 1024;
-/// Most settles of one organization in one script call.
-const SETTLE_BATCH: usize = 256;
-
-/// Drains the settle queue: whatever has accumulated while the previous batch was in flight
-/// goes in the next, one script call per organization (whose keys share a slot), so under load
-/// a settle costs the store a fraction of a round trip. The settles of a batch that fails are
-/// retried one by one.
-async fn settler(
-    backend: SpendBackend,
-    metrics: Arc<SpendMetrics>,
-    mut queue: mpsc::Receiver<SettleRequest>,
-) {
-    let mut batch = Vec::with_capacity(SETTLE_BATCH);
-    while queue.recv_many(&mut batch, SETTLE_BATCH).await > 0 {
-        batch.sort_by(|a, b| organization(a).cmp(organization(b)));
-        let mut calls = tokio::task::JoinSet::new();
-        for group in batch.chunk_by(|a, b| organization(a) == organization(b)) {
-            let (backend, metrics, group) = (backend.clone(), metrics.clone(), group.to_vec());
-            calls.spawn(async move {
-                match backend.settle_many(&group).await {
-                    Ok(settled) => {
-                        for now in settled {
-                            SpendMetrics::bump(if now {
-                                &metrics.settled
-                            } else {
-                                &metrics.settle_duplicates
-                            });
-                        }
+        let backend = self.backend.clone();
+        let metrics = self.metrics.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            for attempt in 1..=SETTLE_ATTEMPTS {
+                match backend.settle(&request).await {
+                    Ok(true) => return SpendMetrics::bump(&metrics.settled),
+                    Ok(false) => return SpendMetrics::bump(&metrics.settle_duplicates),
+                    Err(e) if attempt == SETTLE_ATTEMPTS => {
+                        SpendMetrics::bump(&metrics.settle_failed);
+                        tracing::warn!(
+                            generation = %request.generation_id,
+                            error = %e,
+                            "settle failed; reconciliation will correct the counters"
+                        );
                     }
-                    // Each on a task of its own, so retries during an outage do not hold up
-                    // the queue behind them.
                     Err(_) => {
-                        for request in group {
-                            tokio::spawn(settle_one(backend.clone(), metrics.clone(), request));
-                        }
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
                     }
                 }
-            });
-        }
-        while calls.join_next().await.is_some() {}
-        batch.clear();
-    }
-}
-
-/// The organization part (`{org:<id>}`) of a settle's keys.
-fn organization(request: &SettleRequest) -> &str {
-    match request.settled_key.find('}') {
-        Some(end) => &request.settled_key[..=end],
-        None => &request.settled_key,
-    }
-}
-
-/// One settle, retried briefly; what still fails is left to reconciliation.
-async fn settle_one(backend: SpendBackend, metrics: Arc<SpendMetrics>, request: SettleRequest) {
-    let mut delay = Duration::from_millis(50);
-    for attempt in 1..=SETTLE_ATTEMPTS {
-        match backend.settle(&request).await {
-            Ok(true) => return SpendMetrics::bump(&metrics.settled),
-            Ok(false) => return SpendMetrics::bump(&metrics.settle_duplicates),
-            Err(e) if attempt == SETTLE_ATTEMPTS => {
-                SpendMetrics::bump(&metrics.settle_failed);
-                tracing::warn!(
-                    generation = %request.generation_id,
-                    error = %e,
-                    "settle failed; reconciliation will correct the counters"
-                );
             }
-            Err(_) => {
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
+        });
     }
 }
 

@@ -121,37 +121,20 @@ impl RedisSpend {
     }
 
     pub async fn settle(&self, s: &SettleRequest) -> Result<bool, SpendError> {
-        let settled = self.settle_many(std::slice::from_ref(s)).await?;
-        Ok(settled.first() == Some(&true))
-    }
-
-    /// Settles generations of one organization in one script call (their keys share a slot);
-    /// per generation, whether it was settled now (`false`: it already was).
-    pub async fn settle_many(&self, batch: &[SettleRequest]) -> Result<Vec<bool>, SpendError> {
         let mut invocation = SETTLE.prepare_invoke();
-        invocation.arg(SETTLED_MARKER_MS);
-        for s in batch {
-            for c in &s.counters {
-                invocation.key(&c.key).key(format!("{}:r", c.key));
-            }
-            invocation.key(&s.settled_key);
-            invocation.arg(&s.generation_id).arg(s.counters.len());
-            for c in &s.counters {
-                invocation
-                    .arg(c.reserved_pico)
-                    .arg(c.charge_pico)
-                    .arg(c.expire_at_ms.unwrap_or(0));
-            }
+        for c in &s.counters {
+            invocation.key(&c.key).key(format!("{}:r", c.key));
         }
-        let settled: Vec<i64> = self.run(invocation).await?;
-        if settled.len() != batch.len() {
-            return Err(SpendError::Protocol(format!(
-                "settle returned {} results for {} generations",
-                settled.len(),
-                batch.len()
-            )));
+        invocation.key(&s.settled_key);
+        invocation.arg(&s.generation_id).arg(SETTLED_MARKER_MS);
+        for c in &s.counters {
+            invocation
+                .arg(c.reserved_pico)
+                .arg(c.charge_pico)
+                .arg(c.expire_at_ms.unwrap_or(0));
         }
-        Ok(settled.into_iter().map(|s| s == 1).collect())
+        let settled: i64 = self.run(invocation).await?;
+        Ok(settled == 1)
     }
 
     /// Settled spend and live reservations (holds past their expiry, which the next reserve
