@@ -288,9 +288,10 @@ async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapsho
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     let byok_credentials = store
-        .enabled_byok()
+        .all_byok()
         .await?
         .into_iter()
+        .filter(|c| !c.disabled)
         .filter_map(|c| byok_credential(c, vault))
         .collect();
     Ok(pb::Snapshot {

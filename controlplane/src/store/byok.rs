@@ -108,17 +108,6 @@ impl Store {
 
     /// A page of a workspace's credentials, by provider then trial order, and the total count.
     /// `provider` narrows to one provider.
-    /// Every enabled credential, for snapshots: by workspace, provider and try order.
-    pub async fn enabled_byok(&self) -> Result<Vec<ByokRow>, StoreError> {
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM byok_credentials WHERE disabled = 0 \
-             ORDER BY workspace_id, provider, sort_order, created_at, id"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(credential).collect()
-    }
-
     pub async fn byok_of_workspace(
         &self,
         workspace_id: &str,

@@ -50,11 +50,7 @@ pub fn plan<'a>(
         if attempts.len() >= MAX_ATTEMPTS {
             break;
         }
-        let own: &[ByokCredential] = if byok.is_empty() {
-            &[]
-        } else {
-            of_provider(byok, &endpoint.provider_id)
-        };
+        let own = of_provider(byok, &endpoint.provider_id);
         let usable = |fallback: bool| {
             own.iter()
                 .filter(move |c| c.is_fallback == fallback && c.applies_to(&model.id, key))
