@@ -12,7 +12,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
-use crate::publisher::{AckRecord, Publisher};
+use crate::publisher::{AckRecord, Publisher, quarantined};
 use crate::store::{Generation, Store};
 
 pub struct ConfigApi {
@@ -37,7 +37,7 @@ impl ConfigService for ConfigApi {
         );
         // WatchStream yields the current snapshot at once, then every newer one.
         let stream = WatchStream::new(self.publisher.subscribe())
-            .map(|snapshot| Ok(config::Snapshot::clone(&snapshot)));
+            .map(|published| Ok(config::Snapshot::clone(&published.message)));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -51,12 +51,22 @@ impl ConfigService for ConfigApi {
         } else {
             tracing::error!(dataplane = %ack.dataplane_id, version = ack.version, reason = %ack.reason, "snapshot rejected by dataplane");
         }
+        let quarantined: Vec<_> = ack
+            .quarantined
+            .into_iter()
+            .filter_map(quarantined)
+            .collect();
+        for record in &quarantined {
+            tracing::error!(dataplane = %ack.dataplane_id, version = ack.version, %record, "dataplane set a record aside");
+        }
         self.publisher.record_ack(
             ack.dataplane_id,
             AckRecord {
                 version: ack.version,
                 accepted: ack.accepted,
                 reason: ack.reason,
+                quarantined,
+                at_ms: crate::now_ms(),
             },
         );
         Ok(Response::new(config::AckResponse {}))

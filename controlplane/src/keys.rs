@@ -3,7 +3,6 @@
 //! A secret is `sk-sy-v1-` followed by 64 hex digits (256 random bits). Only its SHA-256 (hex)
 //! is stored; that hash is also the key's public id.
 
-use std::fmt;
 use std::str::FromStr;
 
 use rand::RngCore;
@@ -34,42 +33,6 @@ impl FromStr for KeyKind {
             "management" => Ok(KeyKind::Management),
             _ => Err(()),
         }
-    }
-}
-
-/// OpenRouter's `limit_reset` values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LimitReset {
-    Daily,
-    Weekly,
-    Monthly,
-}
-
-impl LimitReset {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LimitReset::Daily => "daily",
-            LimitReset::Weekly => "weekly",
-            LimitReset::Monthly => "monthly",
-        }
-    }
-}
-
-impl FromStr for LimitReset {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "daily" => Ok(LimitReset::Daily),
-            "weekly" => Ok(LimitReset::Weekly),
-            "monthly" => Ok(LimitReset::Monthly),
-            _ => Err(()),
-        }
-    }
-}
-
-impl fmt::Display for LimitReset {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -13,6 +13,8 @@ pub mod publisher;
 pub mod reconcile;
 pub mod seed;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod token;
 pub mod vault;
 

@@ -87,23 +87,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         tracing::info!(path = %path.display(), "first start: bootstrap keys written (shown once)");
     }
 
+    // The catalogue may have changed with this start: what dataplanes serve must be renumbered.
+    store
+        .bump_config_version()
+        .await
+        .context("cannot number the configuration")?;
+    let vault = Arc::new(load_vault(&config, &state_dir)?);
+    let publisher = Publisher::start(store.clone(), vault.clone()).await?;
+    // Publishes whatever committed and is not yet published: another replica's changes, a
+    // build that failed, a writer that went away.
+    tokio::spawn(publisher.clone().follow());
     if !config.redis_url.is_empty() {
         let reconciler = Reconciler::new(
             store.clone(),
+            publisher.clone(),
             config.redis_url.clone(),
             Duration::from_secs(config.reconcile_interval_secs.max(1)),
         );
         tokio::spawn(reconciler.run());
     }
-    let vault = Arc::new(load_vault(&config, &state_dir)?);
-    let publisher = Publisher::start(store.clone(), vault.clone()).await?;
-    tokio::spawn(publisher.clone().retry_unpublished());
-    let manage = Manage {
-        store: store.clone(),
-        publisher: publisher.clone(),
-        vault,
-        serial: Default::default(),
-    };
+    let manage = Manage::new(store.clone(), publisher.clone(), vault);
     // Re-wrap BYOK data keys under the current master key before serving, so a retired master
     // key is needed for one start only.
     let rewrapped = manage
@@ -156,11 +159,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.http_listen))?;
-    let app = api::router(ApiState {
-        store,
-        publisher,
-        manage,
-    });
+    let app = api::router(ApiState { manage });
     tracing::info!(http = %config.http_listen, grpc = %config.grpc_listen, "control plane ready");
     let http = axum::serve(http, app).with_graceful_shutdown(shutdown_signal());
     tokio::try_join!(

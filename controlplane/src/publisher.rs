@@ -1,18 +1,38 @@
 //! Builds configuration snapshots from the store and pushes each new version to every
 //! connected dataplane through a `watch` channel (latest value wins; a slow dataplane skips
 //! straight to the newest version).
+//!
+//! Versions come from the store: every change dataplanes must see bumps the configuration
+//! version in its own transaction (`Store::bump_config_version`), and a snapshot carries the
+//! version it was built at. Publication is driven from what committed: the writer asks for a
+//! snapshot covering its version (`publish_through`), and a follower task rebuilds whenever the
+//! stored version is ahead of the published one (a change made by another replica, a build that
+//! failed, a writer that went away), so a crash at any point converges. No clock is involved: a
+//! control plane restarted with its clock set back, or on another host, numbers on from the store.
+//!
+//! Every snapshot is decoded with the dataplanes' own decoder (`switchyard_policy`) before it is
+//! published: records it would set aside are logged and counted here first, and the decoded
+//! snapshot answers reconciliation and budget reports with the rules dataplanes enforce.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
 
+use switchyard_policy::Snapshot;
+use switchyard_policy::snapshot::{Quarantined, RecordKind, no_resolver};
 use switchyard_proto::config::v1 as pb;
 use tokio::sync::{Mutex, watch};
 
-use crate::keys::{KeyKind, LimitReset};
+use switchyard_policy::{Money, Window};
+
+use crate::keys::KeyKind;
 use crate::manage::byok::ByokSettings;
-use crate::store::{ByokRow, GuardrailRow, Store, StoreError};
+use crate::store::{ByokRow, ConfigVersion, GuardrailRow, Store, StoreError};
 use crate::vault::Vault;
+
+/// How often the follower compares the stored version with the published one.
+const FOLLOW_EVERY: Duration = Duration::from_millis(250);
 
 /// What a dataplane last said about a version.
 #[derive(Clone, Debug)]
@@ -20,50 +40,61 @@ pub struct AckRecord {
     pub version: u64,
     pub accepted: bool,
     pub reason: String,
+    /// Records of that version the dataplane set aside.
+    pub quarantined: Vec<Quarantined>,
+    /// Unix ms when the ack arrived.
+    pub at_ms: i64,
+}
+
+/// A published version: what dataplanes receive, and its decoded form.
+pub struct Published {
+    pub message: Arc<pb::Snapshot>,
+    pub decoded: Arc<Snapshot>,
+}
+
+/// Counts for `/metrics`.
+#[derive(Default)]
+pub struct PublisherMetrics {
+    pub builds: AtomicU64,
+    pub build_failures: AtomicU64,
+    pub acks_accepted: AtomicU64,
+    pub acks_rejected: AtomicU64,
 }
 
 pub struct Publisher {
     store: Store,
     /// Opens BYOK credentials for the snapshot; the store holds them sealed.
     vault: Arc<Vault>,
-    tx: watch::Sender<Arc<pb::Snapshot>>,
-    /// Serialises builds so versions increase in the order changes were made.
-    last_version: Mutex<u64>,
-    /// Publish requests issued, and the highest one a published snapshot is known to cover:
-    /// concurrent changes share one rebuild instead of one each.
-    requested: AtomicU64,
-    covered: AtomicU64,
+    tx: watch::Sender<Arc<Published>>,
+    /// One build at a time per control plane.
+    building: Mutex<()>,
     acks: StdMutex<HashMap<String, AckRecord>>,
+    pub metrics: PublisherMetrics,
 }
 
 impl Publisher {
     pub async fn start(store: Store, vault: Arc<Vault>) -> Result<Arc<Publisher>, StoreError> {
-        let version = next_version(0);
-        let snapshot = build(&store, &vault, version).await?;
-        let (tx, _) = watch::channel(Arc::new(snapshot));
+        let first = build(&store, &vault).await?;
+        let (tx, _) = watch::channel(Arc::new(first));
         Ok(Arc::new(Publisher {
             store,
             vault,
             tx,
-            last_version: Mutex::new(version),
-            requested: AtomicU64::new(0),
-            covered: AtomicU64::new(0),
+            building: Mutex::new(()),
             acks: StdMutex::new(HashMap::new()),
+            metrics: PublisherMetrics::default(),
         }))
     }
 
-    /// Called after every committed change; returns once a published snapshot includes it.
-    ///
-    /// Each call takes a ticket after its change committed. A build notes the highest ticket
-    /// issued *before* it reads the store, so every change with a ticket up to that one is in
-    /// it; callers whose ticket is already covered return without building again.
-    ///
-    /// The build runs on its own task, so a caller that goes away (a client disconnect) cannot
-    /// leave a committed change unpublished; `retry_unpublished` covers builds that failed.
-    pub async fn publish(self: &Arc<Self>) -> Result<u64, StoreError> {
-        let ticket = self.requested.fetch_add(1, Ordering::SeqCst) + 1;
+    /// Returns once a published snapshot includes configuration version `version` (one a write
+    /// committed): at once if one does, else after building one. The build runs on its own task,
+    /// so a caller that goes away cannot leave it half done (the follower would finish it).
+    pub async fn publish_through(self: &Arc<Self>, version: u64) -> Result<u64, StoreError> {
+        if self.current_version() >= version {
+            return Ok(self.current_version());
+        }
         let this = self.clone();
-        match tokio::spawn(async move { this.publish_through(ticket).await }).await {
+        match tokio::spawn(async move { this.rebuild_if_behind(version).await }).await {
             Ok(result) => result,
             Err(e) => Err(StoreError::Corrupt(format!(
                 "snapshot build task failed: {e}"
@@ -71,45 +102,73 @@ impl Publisher {
         }
     }
 
-    /// Rebuilds every second while some committed change is not yet in a published snapshot
-    /// (a build failed, say, because the database was briefly unavailable).
-    pub async fn retry_unpublished(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    /// Follows the store for as long as the process runs: whenever the stored configuration is
+    /// ahead of the published one (another replica's change, a failed build), rebuilds.
+    pub async fn follow(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(FOLLOW_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let requested = self.requested.load(Ordering::SeqCst);
-            if self.covered.load(Ordering::SeqCst) < requested
-                && let Err(e) = self.publish_through(requested).await
+            let stored = match self.store.config_version().await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the configuration version");
+                    continue;
+                }
+            };
+            if self.is_behind(&stored)
+                && let Err(e) = self.rebuild_if_behind(stored.version).await
             {
                 tracing::error!(error = %e, "snapshot rebuild failed; retrying");
             }
         }
     }
 
-    async fn publish_through(&self, ticket: u64) -> Result<u64, StoreError> {
-        let mut last = self.last_version.lock().await;
-        if self.covered.load(Ordering::SeqCst) >= ticket {
-            return Ok(*last);
-        }
-        let through = self.requested.load(Ordering::SeqCst);
-        let version = next_version(*last);
-        let snapshot = build(&self.store, &self.vault, version).await?;
-        *last = version;
-        self.tx.send_replace(Arc::new(snapshot));
-        self.covered.store(through, Ordering::SeqCst);
-        tracing::debug!(version, "snapshot published");
-        Ok(version)
+    fn is_behind(&self, stored: &ConfigVersion) -> bool {
+        let current = self.tx.borrow();
+        current.message.version < stored.version || current.message.epoch != stored.epoch
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<Arc<pb::Snapshot>> {
+    async fn rebuild_if_behind(&self, version: u64) -> Result<u64, StoreError> {
+        let _building = self.building.lock().await;
+        if self.current_version() >= version {
+            return Ok(self.current_version());
+        }
+        match build(&self.store, &self.vault).await {
+            Ok(published) => {
+                self.metrics.builds.fetch_add(1, Ordering::Relaxed);
+                let built = published.message.version;
+                self.tx.send_replace(Arc::new(published));
+                tracing::debug!(version = built, "snapshot published");
+                Ok(built)
+            }
+            Err(e) => {
+                self.metrics.build_failures.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 
     pub fn current_version(&self) -> u64 {
-        self.tx.borrow().version
+        self.tx.borrow().message.version
+    }
+
+    /// The snapshot last published, decoded as dataplanes decode it.
+    pub fn current(&self) -> Arc<Snapshot> {
+        self.tx.borrow().decoded.clone()
     }
 
     pub fn record_ack(&self, dataplane_id: String, record: AckRecord) {
+        let counter = if record.accepted {
+            &self.metrics.acks_accepted
+        } else {
+            &self.metrics.acks_rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut acks) = self.acks.lock() {
             acks.insert(dataplane_id, record);
         }
@@ -120,14 +179,44 @@ impl Publisher {
     }
 }
 
-/// Versions are wall-clock milliseconds, bumped past the last one: they keep increasing across
-/// control-plane restarts, so dataplanes never mistake a new snapshot for a stale one.
-fn next_version(last: u64) -> u64 {
-    let now = u64::try_from(crate::now_ms()).unwrap_or(0);
-    now.max(last + 1)
+/// Builds the snapshot of the store's current configuration version, and decodes it as every
+/// dataplane will.
+async fn build(store: &Store, vault: &Vault) -> Result<Published, StoreError> {
+    // Read first: everything committed up to this version is in what follows (a later commit
+    // may be too; the follower then publishes again under its number).
+    let ConfigVersion { version, epoch } = store.config_version().await?;
+    let message = snapshot(store, vault, version, epoch).await?;
+    let copy = message.clone();
+    let decoded = tokio::task::spawn_blocking(move || Snapshot::decode(copy, &no_resolver))
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("snapshot decoding failed: {e}")))?
+        .map_err(|e| StoreError::Corrupt(format!("built snapshot: {e}")))?;
+    for record in decoded.quarantine.records() {
+        // The API refuses what would fail here; a record that still does (an older row, a
+        // bug) is set aside by every dataplane, and what depends on it is refused.
+        tracing::error!(version, %record, "snapshot record will be set aside by dataplanes");
+    }
+    Ok(Published {
+        message: Arc::new(message),
+        decoded: Arc::new(decoded),
+    })
 }
 
-async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapshot, StoreError> {
+/// A quarantined record as a dataplane reported it.
+pub fn quarantined(record: pb::QuarantinedRecord) -> Option<Quarantined> {
+    Some(Quarantined {
+        kind: RecordKind::from_label(&record.kind)?,
+        id: record.id,
+        reason: record.reason,
+    })
+}
+
+async fn snapshot(
+    store: &Store,
+    vault: &Vault,
+    version: u64,
+    epoch: String,
+) -> Result<pb::Snapshot, StoreError> {
     let credits: HashMap<String, i64> = store.credits_by_owner().await?.into_iter().collect();
     let organizations = store
         .organizations()
@@ -136,7 +225,8 @@ async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapsho
         .map(|o| pb::Organization {
             credits_usd: credits
                 .get(&o.id)
-                .map(|&micros| micros_text(micros))
+                // A negative sum (more transferred out than ever granted) cannot be spent from.
+                .map(|&micros| Money::from_micros(u64::try_from(micros).unwrap_or(0)).to_string())
                 .unwrap_or_default(),
             id: o.id,
             name: o.name,
@@ -168,12 +258,7 @@ async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapsho
             disabled: k.disabled,
             expires_at_ms: k.expires_at.unwrap_or(0),
             limit_usd: k.limit_usd.unwrap_or_default(),
-            limit_reset: match k.limit_reset {
-                None => pb::LimitReset::Never,
-                Some(LimitReset::Daily) => pb::LimitReset::Daily,
-                Some(LimitReset::Weekly) => pb::LimitReset::Weekly,
-                Some(LimitReset::Monthly) => pb::LimitReset::Monthly,
-            } as i32,
+            limit_reset: k.limit_reset.unwrap_or(Window::Lifetime).to_limit_reset() as i32,
             include_byok_in_limit: k.include_byok_in_limit,
             label: k.label,
         })
@@ -241,7 +326,7 @@ async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapsho
         .await?
         .into_iter()
         .map(guardrail)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     // A key holds one guardrail today; the message carries a list so that it may hold more.
     let mut key_guardrails: Vec<pb::KeyGuardrails> = Vec::new();
     for (key_hash, guardrail_id) in store.all_key_assignments().await? {
@@ -273,20 +358,17 @@ async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapsho
         .all_workspace_budgets()
         .await?
         .into_iter()
-        .map(|b| {
-            Ok(pb::WorkspaceBudget {
-                interval: spend_window(&b.reset_interval).ok_or_else(|| {
-                    StoreError::Corrupt(format!(
-                        "budget {} has interval {:?}",
-                        b.id, b.reset_interval
-                    ))
-                })? as i32,
-                workspace_id: b.workspace_id,
-                limit_usd: b.limit_usd,
-                include_byok: b.include_byok,
-            })
+        .map(|b| pb::WorkspaceBudget {
+            // An unknown interval is sent unspecified: dataplanes set the budget aside and
+            // block its workspace, as they would any invalid record.
+            interval: Window::from_name(&b.reset_interval)
+                .map_or(pb::SpendWindow::Unspecified, Window::to_proto)
+                as i32,
+            workspace_id: b.workspace_id,
+            limit_usd: b.limit_usd,
+            include_byok: b.include_byok,
         })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        .collect();
     let byok_credentials = store
         .all_byok()
         .await?
@@ -296,6 +378,7 @@ async fn build(store: &Store, vault: &Vault, version: u64) -> Result<pb::Snapsho
         .collect();
     Ok(pb::Snapshot {
         version,
+        epoch,
         created_at_ms: crate::now_ms(),
         resources: Some(pb::Resources {
             keys,
@@ -346,24 +429,15 @@ fn byok_credential(c: ByokRow, vault: &Vault) -> Option<pb::ByokCredential> {
     })
 }
 
-fn spend_window(interval: &str) -> Option<pb::SpendWindow> {
-    match interval {
-        "daily" => Some(pb::SpendWindow::Daily),
-        "weekly" => Some(pb::SpendWindow::Weekly),
-        "monthly" => Some(pb::SpendWindow::Monthly),
-        "lifetime" => Some(pb::SpendWindow::Lifetime),
-        _ => None,
-    }
-}
-
-fn guardrail(g: GuardrailRow) -> Result<pb::Guardrail, StoreError> {
-    let reset_interval = match &g.reset_interval {
-        None => pb::SpendWindow::Unspecified,
-        Some(i) => spend_window(i).ok_or_else(|| {
-            StoreError::Corrupt(format!("guardrail {} has reset interval {i:?}", g.id))
-        })?,
-    };
-    Ok(pb::Guardrail {
+/// A guardrail as the snapshot carries it. An unknown reset interval is sent unspecified, which
+/// dataplanes refuse for a guardrail with a limit (setting it aside, blocking its workspace).
+fn guardrail(g: GuardrailRow) -> pb::Guardrail {
+    let reset_interval = g
+        .reset_interval
+        .as_deref()
+        .and_then(Window::from_name)
+        .map_or(pb::SpendWindow::Unspecified, Window::to_proto);
+    pb::Guardrail {
         id: g.id,
         organization_id: g.organization_id,
         workspace_id: g.workspace_id,
@@ -380,31 +454,9 @@ fn guardrail(g: GuardrailRow) -> Result<pb::Guardrail, StoreError> {
         enforce_zdr_xai: g.zdr.xai.unwrap_or(false),
         enforce_zdr_other: g.zdr.other.unwrap_or(false),
         is_default: g.is_default,
-    })
-}
-
-/// Micro-dollars as an exact decimal USD string. A negative sum (more transferred out than
-/// ever granted) cannot be spent from, so it is sent as zero.
-fn micros_text(micros: i64) -> String {
-    let micros = micros.max(0);
-    let text = format!("{}.{:06}", micros / 1_000_000, micros % 1_000_000);
-    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
 }
 
 fn clamp(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn micros_become_exact_decimal_usd() {
-        assert_eq!(micros_text(0), "0");
-        assert_eq!(micros_text(25_500_000), "25.5");
-        assert_eq!(micros_text(1), "0.000001");
-        assert_eq!(micros_text(1_000_000_000), "1000");
-        assert_eq!(micros_text(-5), "0");
-    }
 }

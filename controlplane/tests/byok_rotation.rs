@@ -5,7 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use sqlx::{Connection, Row};
@@ -15,40 +14,15 @@ use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed;
 use switchyard_controlplane::store::Store;
+use switchyard_controlplane::testing::Database;
 use switchyard_controlplane::vault::Vault;
-
-/// A directory of its own under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("switchyard-{name}-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 async fn manage(store: &Store, current: &str, retired: &[String]) -> Manage {
     let vault = Arc::new(Vault::new(current, retired).unwrap());
-    Manage {
-        store: store.clone(),
-        publisher: Publisher::start(store.clone(), vault.clone())
-            .await
-            .unwrap(),
-        vault,
-        serial: Default::default(),
-    }
+    let publisher = Publisher::start(store.clone(), vault.clone())
+        .await
+        .unwrap();
+    Manage::new(store.clone(), publisher, vault)
 }
 
 /// Every text column of every stored credential, and of the audit log.
@@ -101,35 +75,18 @@ fn new_credential(provider: &str, key: &str) -> NewByok {
 
 #[tokio::test]
 async fn credentials_survive_master_key_rotation_on_sqlite() {
-    let dir = TempDir::new("byok-rotation");
-    rotation(&Store::sqlite_url(&dir.0)).await;
+    let db = Database::sqlite();
+    rotation(&db.url).await;
+    db.drop().await;
 }
 
 /// Needs a PostgreSQL server: `SWITCHYARD_TEST_POSTGRES` (default: the local one, as `.ci/run`
 /// ensures). The test creates and drops its own database.
 #[tokio::test]
 async fn credentials_survive_master_key_rotation_on_postgres() {
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let name = format!("switchyard_byok_rotation_{}_{nanos}", std::process::id());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    rotation(&format!("{base}/{name}")).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let db = Database::postgres().await;
+    rotation(&db.url).await;
+    db.drop().await;
 }
 
 async fn rotation(url: &str) {
@@ -240,8 +197,8 @@ async fn rotation(url: &str) {
 
 #[tokio::test]
 async fn an_unknown_master_key_is_skipped_not_fatal() {
-    let dir = TempDir::new("byok-unknown-master");
-    let store = Store::open(&Store::sqlite_url(&dir.0)).await.unwrap();
+    let db = Database::sqlite();
+    let store = Store::open(&db.url).await.unwrap();
     seed::seed_if_empty(&store).await.unwrap().unwrap();
     let org = store.all_keys().await.unwrap()[0].organization_id.clone();
     let operator = Actor::Operator;
@@ -290,4 +247,5 @@ async fn an_unknown_master_key_is_skipped_not_fatal() {
         under_a.byok_key(&member, &row.id).await.unwrap().label,
         "sk-...0123"
     );
+    db.drop().await;
 }

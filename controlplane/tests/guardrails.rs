@@ -12,14 +12,17 @@ use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::keys::{self, KeyKind};
 use switchyard_controlplane::manage::guardrails::GuardrailInput;
 use switchyard_controlplane::manage::keys::NewKeyInput;
-use switchyard_controlplane::manage::workspaces::{BudgetInterval, WorkspaceInput};
+use switchyard_controlplane::manage::workspaces::WorkspaceInput;
 use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed;
 use switchyard_controlplane::store::{Store, default_guardrail_id};
+use switchyard_controlplane::testing::{self, Database};
 use switchyard_controlplane::vault::Vault;
+use switchyard_policy::Window;
 use switchyard_proto::config::v1 as pb;
 
+/// The shared fixture under the names these tests use.
 struct Fixture {
     manage: Manage,
     store: Store,
@@ -34,80 +37,18 @@ struct Fixture {
 }
 
 async fn fixture(url: &str) -> Fixture {
-    let store = Store::open(url).await.unwrap();
-    store
-        .replace_catalogue(
-            &Catalogue::parse(DEV_CATALOGUE)
-                .unwrap()
-                .rows(&HashMap::new()),
-        )
-        .await
-        .unwrap();
-    let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
-    let management = store
-        .key(&keys::hash(&seeded.management_key))
-        .await
-        .unwrap()
-        .unwrap();
-    let org = management.organization_id.clone();
-    let default_ws = store.default_workspace(&org).await.unwrap().unwrap().id;
-    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
-    let publisher = Publisher::start(store.clone(), vault.clone())
-        .await
-        .unwrap();
-    let manage = Manage {
-        store: store.clone(),
-        publisher: publisher.clone(),
-        vault,
-        serial: Default::default(),
-    };
-    let op = Actor::Operator;
-    let member = manage
-        .create_user(&op, "mia@example.com", "Mia")
-        .await
-        .unwrap();
-    manage
-        .add_member(&op, Some(&org), &member.id, Role::Member)
-        .await
-        .unwrap();
-    let other_org = manage
-        .create_organization(&op, "Other", None)
-        .await
-        .unwrap();
-    let other = manage
-        .create_user(&op, "olga@example.com", "Olga")
-        .await
-        .unwrap();
-    manage
-        .add_member(&op, Some(&other_org.id), &other.id, Role::Admin)
-        .await
-        .unwrap();
+    let f = testing::fixture(url).await;
     Fixture {
-        admin: Actor::Member {
-            user_id: management.creator_user_id.clone(),
-            organization_id: org.clone(),
-            role: Role::Admin,
-            key_hash: management.hash.clone(),
-        },
-        member: Actor::Member {
-            user_id: member.id.clone(),
-            organization_id: org.clone(),
-            role: Role::Member,
-            key_hash: "m".repeat(64),
-        },
-        other_admin: Actor::Member {
-            user_id: other.id.clone(),
-            organization_id: other_org.id.clone(),
-            role: Role::Admin,
-            key_hash: "o".repeat(64),
-        },
-        member_user: member.id,
-        other_user: other.id,
-        manage,
-        store,
-        publisher,
-        org,
-        default_ws,
+        manage: f.manage,
+        store: f.store,
+        publisher: f.publisher,
+        org: f.organization_id,
+        default_ws: f.default_workspace_id,
+        admin: f.admin,
+        member: f.member,
+        member_user: f.member_user,
+        other_admin: f.outsider,
+        other_user: f.outsider_user,
     }
 }
 
@@ -157,6 +98,7 @@ fn snapshot(f: &Fixture) -> pb::Resources {
     f.publisher
         .subscribe()
         .borrow()
+        .message
         .resources
         .clone()
         .unwrap_or_default()
@@ -562,15 +504,9 @@ async fn snapshots_carry_guardrails_budgets_and_credits(f: &Fixture) {
     )
     .await
     .unwrap();
-    m.upsert_workspace_budget(
-        &f.admin,
-        &f.default_ws,
-        BudgetInterval::Lifetime,
-        99.0,
-        Some(true),
-    )
-    .await
-    .unwrap();
+    m.upsert_workspace_budget(&f.admin, &f.default_ws, Window::Lifetime, 99.0, Some(true))
+        .await
+        .unwrap();
     m.grant_credits(&Actor::Operator, Some(&f.org), 30.25, "test")
         .await
         .unwrap();
@@ -617,7 +553,7 @@ async fn snapshots_carry_guardrails_budgets_and_credits(f: &Fixture) {
 async fn migration_backfills_defaults(url: &str) {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
-    let dir = std::env::temp_dir().join(format!("switchyard-migrations-{}", unique()));
+    let dir = std::env::temp_dir().join(testing::unique("switchyard-migrations"));
     std::fs::create_dir_all(&dir).unwrap();
     let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
     for name in ["0001_init.sql", "0002_tenancy.sql"] {
@@ -659,70 +595,50 @@ async fn migration_backfills_defaults(url: &str) {
     assert!(g.limit_usd.is_none() && g.ignored_providers.is_none());
 }
 
-async fn all(url: &str) {
-    let f = fixture(url).await;
-    every_workspace_has_an_unrestricted_default_guardrail(&f).await;
-    lifecycle_and_validation(&f).await;
-    snapshots_carry_guardrails_budgets_and_credits(&f).await;
-    assignments(&f).await;
-}
-
-#[tokio::test]
-async fn sqlite() {
-    let dir = std::env::temp_dir().join(format!("switchyard-guardrails-{}", unique()));
-    std::fs::create_dir_all(&dir).unwrap();
-    all(&Store::sqlite_url(&dir)).await;
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-#[tokio::test]
-async fn sqlite_migration() {
-    let dir = std::env::temp_dir().join(format!("switchyard-guardrails-mig-{}", unique()));
-    std::fs::create_dir_all(&dir).unwrap();
-    migration_backfills_defaults(&Store::sqlite_url(&dir)).await;
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-#[tokio::test]
-async fn postgres() {
-    on_postgres(|url| async move { all(&url).await }).await;
-}
-
-#[tokio::test]
-async fn postgres_migration() {
-    on_postgres(|url| async move { migration_backfills_defaults(&url).await }).await;
-}
-
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{}_{nanos}", std::process::id())
-}
-
-/// Needs a PostgreSQL server, as `tests/store.rs` does: `SWITCHYARD_TEST_POSTGRES` (default:
-/// the local one). The test creates and drops its own database.
-async fn on_postgres<F: std::future::Future<Output = ()>>(run: impl FnOnce(String) -> F) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
-    let name = format!("switchyard_gr_{}", unique());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("unexpected URL {admin_url}"),
+/// Each behaviour on its own fixture, on SQLite and on a throwaway PostgreSQL database (needs
+/// a server: `SWITCHYARD_TEST_POSTGRES`, default the local one).
+macro_rules! on_both_databases {
+    ($($behaviour:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let db = super::Database::sqlite();
+                    super::$behaviour(&super::fixture(&db.url).await).await;
+                    db.drop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $behaviour() {
+                    let db = super::Database::postgres().await;
+                    super::$behaviour(&super::fixture(&db.url).await).await;
+                    db.drop().await;
+                }
+            )*
+        }
     };
-    run(url).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+}
+
+on_both_databases!(
+    every_workspace_has_an_unrestricted_default_guardrail,
+    lifecycle_and_validation,
+    snapshots_carry_guardrails_budgets_and_credits,
+    assignments,
+);
+
+#[tokio::test]
+async fn migration_backfills_defaults_on_sqlite() {
+    let db = Database::sqlite();
+    migration_backfills_defaults(&db.url).await;
+    db.drop().await;
+}
+
+#[tokio::test]
+async fn migration_backfills_defaults_on_postgres() {
+    let db = Database::postgres().await;
+    migration_backfills_defaults(&db.url).await;
+    db.drop().await;
 }

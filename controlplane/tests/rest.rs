@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use sqlx::Connection;
-use switchyard_controlplane::api::{self, ApiState};
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::keys::KeyKind;
 use switchyard_controlplane::manage::guardrails::GuardrailInput;
@@ -18,6 +17,7 @@ use switchyard_controlplane::manage::{Actor, Manage, Role};
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed::{self, default_workspace};
 use switchyard_controlplane::store::{Generation, Store, default_guardrail_id};
+use switchyard_controlplane::testing::{self, Database};
 use switchyard_controlplane::vault::Vault;
 
 /// The callers of the matrix, in the order each case runs them: refusals first, so a caller
@@ -62,32 +62,13 @@ async fn management_key(manage: &Manage, org: &str, user: &str) -> String {
 }
 
 async fn fixture(url: &str) -> Fixture {
-    let store = Store::open(url).await.unwrap();
-    store
-        .replace_catalogue(
-            &Catalogue::parse(DEV_CATALOGUE)
-                .unwrap()
-                .rows(&HashMap::new()),
-        )
-        .await
-        .unwrap();
-    let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
+    let f = testing::fixture(url).await;
+    let (store, manage, org) = (f.store.clone(), f.manage.clone(), f.organization_id.clone());
     let admin_key = store
-        .key(&switchyard_controlplane::keys::hash(&seeded.management_key))
+        .key(&switchyard_controlplane::keys::hash(&f.management_secret))
         .await
         .unwrap()
         .unwrap();
-    let org = admin_key.organization_id.clone();
-    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
-    let publisher = Publisher::start(store.clone(), vault.clone())
-        .await
-        .unwrap();
-    let manage = Manage {
-        store: store.clone(),
-        publisher: publisher.clone(),
-        vault,
-        serial: Default::default(),
-    };
     let op = Actor::Operator;
 
     // A member who also belongs to a second workspace, "team".
@@ -140,8 +121,8 @@ async fn fixture(url: &str) -> Fixture {
         .unwrap();
 
     let mut keys = HashMap::new();
-    keys.insert("admin", seeded.management_key.clone());
-    keys.insert("inference", seeded.inference_key.clone());
+    keys.insert("admin", f.management_secret.clone());
+    keys.insert("inference", f.inference_secret.clone());
     keys.insert("member", management_key(&manage, &org, &member.id).await);
     keys.insert(
         "outsider",
@@ -183,7 +164,7 @@ async fn fixture(url: &str) -> Fixture {
         .create_key(&admin_actor, inference("doomed"))
         .await
         .unwrap();
-    let seeded_inference = switchyard_controlplane::keys::hash(&seeded.inference_key);
+    let seeded_inference = switchyard_controlplane::keys::hash(&f.inference_secret);
 
     // One generation by the admin's inference key, one by the member's key.
     let generations: Vec<Generation> = [
@@ -232,14 +213,7 @@ async fn fixture(url: &str) -> Fixture {
     }
     ids.insert("default_guardrail", default_guardrail_id(&default_ws.id));
 
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
-    let app = api::router(ApiState {
-        store: store.clone(),
-        publisher,
-        manage,
-    });
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = format!("{}/api/v1", testing::serve(&manage).await);
     Fixture {
         base,
         store,
@@ -803,8 +777,9 @@ async fn exercise(url: &str) {
     );
 
     // Members are listed in the SDK's shape, with their role.
+    // The seed's admin, the shared fixture's member, and this file's member and outsider.
     let members = get(&f, "admin", "/organization/members").await;
-    assert_eq!(members["total_count"], 3);
+    assert_eq!(members["total_count"], 4);
     assert!(
         members["data"]
             .as_array()
@@ -853,42 +828,16 @@ async fn exercise(url: &str) {
 
 #[tokio::test]
 async fn role_matrix_sqlite() {
-    let dir = std::env::temp_dir().join(format!(
-        "switchyard-rest-{}-{}",
-        std::process::id(),
-        suffix()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    exercise(&Store::sqlite_url(&dir)).await;
-    let _ = std::fs::remove_dir_all(dir);
+    let db = Database::sqlite();
+    exercise(&db.url).await;
+    db.drop().await;
 }
 
 /// Needs a PostgreSQL server: `SWITCHYARD_TEST_POSTGRES` (default: the local one, as `.ci/run`
 /// ensures). The test creates and drops its own database.
 #[tokio::test]
 async fn role_matrix_postgres() {
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
-    let name = format!("switchyard_rest_{}_{}", std::process::id(), suffix());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    exercise(&format!("{base}/{name}")).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
-
-fn suffix() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
+    let db = Database::postgres().await;
+    exercise(&db.url).await;
+    db.drop().await;
 }

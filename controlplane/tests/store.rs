@@ -4,11 +4,12 @@
 
 use std::collections::HashMap;
 
-use sqlx::Connection;
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
-use switchyard_controlplane::keys::{KeyKind, LimitReset};
+use switchyard_controlplane::keys::KeyKind;
 use switchyard_controlplane::seed;
 use switchyard_controlplane::store::{Generation, KeyPatch, NewKey, Store};
+use switchyard_controlplane::testing::Database;
+use switchyard_policy::Window;
 
 async fn exercise(url: &str) {
     let store = Store::open(url).await.unwrap();
@@ -70,7 +71,7 @@ async fn exercise(url: &str) {
         creator_user_id: management.creator_user_id.clone(),
         disabled: false,
         limit_usd: Some("12.5".into()),
-        limit_reset: Some(LimitReset::Weekly),
+        limit_reset: Some(Window::Weekly),
         include_byok_in_limit: true,
         expires_at: None,
         created_at: 1,
@@ -163,42 +164,16 @@ async fn exercise(url: &str) {
 
 #[tokio::test]
 async fn sqlite() {
-    let dir = std::env::temp_dir().join(format!("switchyard-store-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    exercise(&Store::sqlite_url(&dir)).await;
-    let _ = std::fs::remove_dir_all(dir);
+    let db = Database::sqlite();
+    exercise(&db.url).await;
+    db.drop().await;
 }
 
 /// Needs a PostgreSQL server: `SWITCHYARD_TEST_POSTGRES` (default: the local one, as `.ci/run`
 /// ensures). The test creates and drops its own database.
 #[tokio::test]
 async fn postgres() {
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
-    let name = format!("switchyard_test_{}_{}", std::process::id(), rand_suffix());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("unexpected URL {admin_url}"),
-    };
-    exercise(&url).await;
-    // The pool inside `exercise` is dropped; force-drop in case a connection lingers.
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos() as u64
+    let db = Database::postgres().await;
+    exercise(&db.url).await;
+    db.drop().await;
 }

@@ -11,180 +11,23 @@ use serde_json::Value;
 use switchyard_controlplane::api::{self, ApiState};
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::keys::{self, KeyKind};
-use switchyard_controlplane::manage::workspaces::{BudgetInterval, WorkspaceInput};
+use switchyard_controlplane::manage::workspaces::WorkspaceInput;
 use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};
 use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed;
 use switchyard_controlplane::store::{
     NewKey, OrganizationRow, Store, StoreError, UserRow, WorkspaceRow,
 };
+use switchyard_controlplane::testing::{self, Database, Fixture, fixture};
 use switchyard_controlplane::vault::Vault;
+use switchyard_policy::Window;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-struct Fixture {
-    manage: Manage,
-    store: Store,
-    publisher: Arc<Publisher>,
-    organization_id: String,
-    admin: Actor,
-    admin_user: String,
-    member: Actor,
-    member_user: String,
-    outsider: Actor,
-    outsider_user: String,
-    management_secret: String,
-}
-
-async fn fixture(url: &str) -> Fixture {
-    let store = Store::open(url).await.unwrap();
-    store
-        .replace_catalogue(
-            &Catalogue::parse(DEV_CATALOGUE)
-                .unwrap()
-                .rows(&HashMap::new()),
-        )
+/// A key of the fixture's organization, written straight to the store.
+async fn add_key(f: &Fixture, workspace_id: &str, user: &str, kind: KeyKind) -> String {
+    testing::add_key(&f.store, &f.organization_id, workspace_id, user, kind)
         .await
-        .unwrap();
-    let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
-    let management = store
-        .key(&keys::hash(&seeded.management_key))
-        .await
-        .unwrap()
-        .unwrap();
-    let organization_id = management.organization_id.clone();
-    let admin_user = management.creator_user_id.clone();
-    let default = store
-        .default_workspace(&organization_id)
-        .await
-        .unwrap()
-        .unwrap();
-
-    let member_user = add_user(&store, "member@example.com").await;
-    store
-        .insert_membership(&organization_id, &member_user, "member", 1)
-        .await
-        .unwrap();
-    store
-        .add_workspace_member(&default.id, &member_user, 1)
-        .await
-        .unwrap();
-
-    let other_org = "org_other".to_owned();
-    store
-        .insert_organization(&OrganizationRow {
-            id: other_org.clone(),
-            name: "Other".into(),
-            kind: "organization".into(),
-            owner_user_id: None,
-            member_cap: 10,
-            filtered_model_catalog: false,
-            created_at: 1,
-        })
-        .await
-        .unwrap();
-    let outsider_user = add_user(&store, "outsider@example.com").await;
-    store
-        .insert_membership(&other_org, &outsider_user, "admin", 1)
-        .await
-        .unwrap();
-    store
-        .insert_workspace(&seed::default_workspace(
-            "ws_other_default",
-            &other_org,
-            Some(&outsider_user),
-            1,
-        ))
-        .await
-        .unwrap();
-
-    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
-
-    let publisher = Publisher::start(store.clone(), vault.clone())
-        .await
-        .unwrap();
-    let manage = Manage {
-        store: store.clone(),
-        publisher: publisher.clone(),
-        vault,
-        serial: Default::default(),
-    };
-    Fixture {
-        manage,
-        store,
-        publisher,
-        admin: Actor::Member {
-            user_id: admin_user.clone(),
-            organization_id: organization_id.clone(),
-            role: Role::Admin,
-            key_hash: management.hash.clone(),
-        },
-        member: Actor::Member {
-            user_id: member_user.clone(),
-            organization_id: organization_id.clone(),
-            role: Role::Member,
-            key_hash: "m".repeat(64),
-        },
-        outsider: Actor::Member {
-            user_id: outsider_user.clone(),
-            organization_id: other_org,
-            role: Role::Admin,
-            key_hash: "o".repeat(64),
-        },
-        organization_id,
-        admin_user,
-        member_user,
-        outsider_user,
-        management_secret: seeded.management_key,
-    }
-}
-
-async fn add_user(store: &Store, email: &str) -> String {
-    let id = format!("user_{}", email.split('@').next().unwrap());
-    store
-        .insert_user(&UserRow {
-            id: id.clone(),
-            email: email.into(),
-            name: email.into(),
-            created_at: 1,
-        })
-        .await
-        .unwrap();
-    store
-        .insert_organization(&seed::personal_account(&id, email, 1))
-        .await
-        .unwrap();
-    id
-}
-
-async fn add_key(
-    store: &Store,
-    f: &Fixture,
-    workspace_id: &str,
-    user: &str,
-    kind: KeyKind,
-) -> String {
-    let generated = keys::generate();
-    store
-        .insert_key(&NewKey {
-            hash: generated.hash.clone(),
-            kind,
-            name: "k".into(),
-            label: generated.label,
-            organization_id: f.organization_id.clone(),
-            workspace_id: workspace_id.to_owned(),
-            creator_user_id: user.to_owned(),
-            disabled: false,
-            limit_usd: None,
-            limit_reset: None,
-            include_byok_in_limit: false,
-            expires_at: None,
-            created_at: 1,
-            updated_at: None,
-            rotated_from: None,
-        })
-        .await
-        .unwrap();
-    generated.hash
+        .0
 }
 
 fn named(name: &str, slug: &str) -> WorkspaceInput {
@@ -482,41 +325,41 @@ async fn workspaces_members_and_budgets(url: &str) {
 
     // Budgets: admins write, the workspace's members read, limits narrow with the interval.
     let (daily, byok) = m
-        .upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily, 10.0, None)
+        .upsert_workspace_budget(&f.admin, "team-b", Window::Daily, 10.0, None)
         .await
         .unwrap();
     assert_eq!((daily.limit_usd.as_str(), byok), ("10", false));
-    m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Monthly, 100.0, None)
+    m.upsert_workspace_budget(&f.admin, "team-b", Window::Monthly, 100.0, None)
         .await
         .unwrap();
     assert!(
         is_invalid(
-            m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Weekly, 5.0, None)
+            m.upsert_workspace_budget(&f.admin, "team-b", Window::Weekly, 5.0, None)
                 .await
         )
         .contains("strictly decrease")
     );
     is_invalid(
-        m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Lifetime, 50.0, None)
+        m.upsert_workspace_budget(&f.admin, "team-b", Window::Lifetime, 50.0, None)
             .await,
     );
     is_invalid(
-        m.upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Lifetime, 0.0, None)
+        m.upsert_workspace_budget(&f.admin, "team-b", Window::Lifetime, 0.0, None)
             .await,
     );
     let (weekly, byok) = m
-        .upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Weekly, 50.5, Some(true))
+        .upsert_workspace_budget(&f.admin, "team-b", Window::Weekly, 50.5, Some(true))
         .await
         .unwrap();
     assert!(byok && weekly.include_byok);
     let (replaced, _) = m
-        .upsert_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily, 20.0, None)
+        .upsert_workspace_budget(&f.admin, "team-b", Window::Daily, 20.0, None)
         .await
         .unwrap();
     assert_eq!(replaced.id, daily.id, "an upsert keeps the budget's id");
     assert_eq!(replaced.limit_usd, "20");
     is_forbidden(
-        m.upsert_workspace_budget(&f.member, "team-b", BudgetInterval::Lifetime, 500.0, None)
+        m.upsert_workspace_budget(&f.member, "team-b", Window::Lifetime, 500.0, None)
             .await,
     );
     let budgets = m.list_workspace_budgets(&f.member, "team-b").await.unwrap();
@@ -527,23 +370,23 @@ async fn workspaces_members_and_budgets(url: &str) {
         "BYOK inclusion is workspace-wide"
     );
     let (got, _) = m
-        .get_workspace_budget(&f.member, "team-b", BudgetInterval::Weekly)
+        .get_workspace_budget(&f.member, "team-b", Window::Weekly)
         .await
         .unwrap();
     assert_eq!(got.limit_usd, "50.5");
     is_not_found(
-        m.get_workspace_budget(&f.member, "team-b", BudgetInterval::Lifetime)
+        m.get_workspace_budget(&f.member, "team-b", Window::Lifetime)
             .await,
     );
     is_not_found(m.list_workspace_budgets(&f.outsider, "team-b").await);
     is_forbidden(
-        m.delete_workspace_budget(&f.member, "team-b", BudgetInterval::Daily)
+        m.delete_workspace_budget(&f.member, "team-b", Window::Daily)
             .await,
     );
-    m.delete_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily)
+    m.delete_workspace_budget(&f.admin, "team-b", Window::Daily)
         .await
         .unwrap();
-    m.delete_workspace_budget(&f.admin, "team-b", BudgetInterval::Daily)
+    m.delete_workspace_budget(&f.admin, "team-b", Window::Daily)
         .await
         .unwrap();
     assert_eq!(
@@ -556,7 +399,7 @@ async fn workspaces_members_and_budgets(url: &str) {
     );
 
     // Removing a member with a live key in the workspace is refused.
-    let member_key = add_key(&f.store, &f, &team.id, &f.member_user, KeyKind::Inference).await;
+    let member_key = add_key(&f, &team.id, &f.member_user, KeyKind::Inference).await;
     assert!(
         is_invalid(
             m.remove_workspace_members(&f.admin, "team-b", std::slice::from_ref(&f.member_user))
@@ -616,7 +459,7 @@ async fn workspaces_members_and_budgets(url: &str) {
         .create_workspace(&f.admin, None, &named("Empty", "empty"))
         .await
         .unwrap();
-    let own_key = add_key(&f.store, &f, &empty.id, &f.admin_user, KeyKind::Management).await;
+    let own_key = add_key(&f, &empty.id, &f.admin_user, KeyKind::Management).await;
     let in_it = Actor::Member {
         user_id: f.admin_user.clone(),
         organization_id: f.organization_id.clone(),
@@ -678,14 +521,8 @@ async fn call(
 
 async fn rest_routes(url: &str) {
     let f = fixture(url).await;
-    let app = api::router(ApiState {
-        store: f.store.clone(),
-        publisher: f.publisher.clone(),
-        manage: f.manage.clone(),
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = testing::serve(&f.manage).await;
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let key = f.management_secret.as_str();
 
     let (status, body) = call(
@@ -846,15 +683,12 @@ async fn rest_routes(url: &str) {
 
 #[tokio::test]
 async fn sqlite_manage() {
-    on_sqlite("manage", |url| async move {
-        workspaces_members_and_budgets(&url).await
-    })
-    .await;
+    on_sqlite(|url| async move { workspaces_members_and_budgets(&url).await }).await;
 }
 
 #[tokio::test]
 async fn sqlite_rest() {
-    on_sqlite("rest", |url| async move { rest_routes(&url).await }).await;
+    on_sqlite(|url| async move { rest_routes(&url).await }).await;
 }
 
 #[tokio::test]
@@ -867,43 +701,15 @@ async fn postgres_rest() {
     on_postgres(|url| async move { rest_routes(&url).await }).await;
 }
 
-fn unique() -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{}_{nanos}", std::process::id())
+async fn on_sqlite<F: std::future::Future<Output = ()>>(run: impl FnOnce(String) -> F) {
+    let db = Database::sqlite();
+    run(db.url.clone()).await;
+    db.drop().await;
 }
 
-async fn on_sqlite<F: std::future::Future<Output = ()>>(name: &str, run: impl FnOnce(String) -> F) {
-    let dir = std::env::temp_dir().join(format!("switchyard-workspaces-{name}-{}", unique()));
-    std::fs::create_dir_all(&dir).unwrap();
-    run(Store::sqlite_url(&dir)).await;
-    let _ = std::fs::remove_dir_all(dir);
-}
-
-/// Needs a PostgreSQL server, as `tests/store.rs` does: `SWITCHYARD_TEST_POSTGRES` (default:
-/// the local one). The test creates and drops its own database.
+/// Needs a PostgreSQL server: `SWITCHYARD_TEST_POSTGRES` (default: the local one).
 async fn on_postgres<F: std::future::Future<Output = ()>>(run: impl FnOnce(String) -> F) {
-    use sqlx::Connection;
-    sqlx::any::install_default_drivers();
-    let admin_url = std::env::var("SWITCHYARD_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut admin = sqlx::AnyConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {admin_url} is required: {e}"));
-    let name = format!("switchyard_ws_{}", unique());
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let url = match admin_url.rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{name}"),
-        None => panic!("unexpected URL {admin_url}"),
-    };
-    run(url).await;
-    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await
-        .unwrap();
+    let db = Database::postgres().await;
+    run(db.url.clone()).await;
+    db.drop().await;
 }

@@ -25,7 +25,7 @@ use switchyard_dataplane::stages::authenticate::{Purpose, authenticate};
 use switchyard_dataplane::stages::forward::upstream_body;
 use switchyard_dataplane::stages::meter::{Pricing, SseRelay, rewrite_completion};
 use switchyard_dataplane::stages::request::ChatRequest;
-use switchyard_dataplane::testing::SnapshotBuilder;
+use switchyard_policy::testing::SnapshotBuilder;
 
 /// mimalloc, counting live bytes so that snapshot memory per key can be measured.
 struct Counting;

@@ -24,7 +24,7 @@ use switchyard_dataplane::health::Health;
 use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::snapshot::watch::Watcher;
-use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
+use switchyard_dataplane::snapshot::{SnapshotStore, Upstream, system_resolver};
 use switchyard_dataplane::spend::{RedisSpend, Spend, SpendBackend, SpendMetrics, persist};
 use switchyard_dataplane::usage::{SenderConfig, UsageSender, UsageSink};
 use tokio::sync::Mutex;
@@ -70,7 +70,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "ignoring the persisted snapshot"),
     }
 
-    let control_plane_http = match Upstream::parse(&config.control_plane_http) {
+    let control_plane_http = match Upstream::parse(&config.control_plane_http, &system_resolver) {
         Ok(u) => Some(u),
         Err(e) => {
             tracing::warn!(error = %e, "management passthrough disabled");

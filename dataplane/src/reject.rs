@@ -28,6 +28,11 @@ pub enum Kind {
     NotReady,
     /// A guardrail forbids the request (model, provider or data-retention restriction).
     GuardrailRefused,
+    /// The key's configuration (or a record it depends on) failed validation at this dataplane
+    /// and was set aside: the key is refused until it is corrected.
+    KeyQuarantined,
+    /// The model's configuration failed validation at this dataplane: it is unavailable.
+    ModelUnavailable,
     /// The organization's credits cannot cover the request.
     PaymentRequired,
     /// The spend store is unreachable and the policy is to fail closed.
@@ -51,6 +56,8 @@ impl Kind {
             Kind::ClientTimeout => "client_timeout",
             Kind::NotReady => "not_ready",
             Kind::GuardrailRefused => "guardrail_refused",
+            Kind::KeyQuarantined => "key_quarantined",
+            Kind::ModelUnavailable => "model_unavailable",
             Kind::PaymentRequired => "payment_required",
             Kind::SpendUnavailable => "spend_unavailable",
             Kind::UpstreamRefused => "upstream_refused",
@@ -65,11 +72,11 @@ impl Kind {
             Kind::NotFound => 404,
             Kind::MethodNotAllowed => 405,
             Kind::Unauthenticated => 401,
-            Kind::Forbidden | Kind::GuardrailRefused => 403,
+            Kind::Forbidden | Kind::GuardrailRefused | Kind::KeyQuarantined => 403,
             Kind::BadRequest | Kind::UnknownModel => 400,
             Kind::PayloadTooLarge => 413,
             Kind::ClientTimeout => 408,
-            Kind::NotReady | Kind::SpendUnavailable => 503,
+            Kind::NotReady | Kind::SpendUnavailable | Kind::ModelUnavailable => 503,
             Kind::PaymentRequired => 402,
             // A provider's own 4xx keeps the provider's status; see `Reject::upstream_status`.
             Kind::UpstreamRefused | Kind::UpstreamUnavailable | Kind::Internal => 502,
@@ -82,7 +89,11 @@ impl Kind {
             Kind::UpstreamRefused | Kind::UpstreamUnavailable | Kind::UpstreamTimeout => {
                 Source::Upstream
             }
-            Kind::Internal | Kind::NotReady | Kind::SpendUnavailable => Source::Internal,
+            Kind::Internal
+            | Kind::NotReady
+            | Kind::SpendUnavailable
+            | Kind::KeyQuarantined
+            | Kind::ModelUnavailable => Source::Internal,
             _ => Source::Downstream,
         }
     }

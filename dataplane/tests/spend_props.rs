@@ -17,9 +17,18 @@ use switchyard_dataplane::spend::{
     Admission, Counter, Embedded, RedisSpend, ReserveRequest, SettleRequest, Settlement,
     SpendBackend,
 };
+use switchyard_policy::Money;
 
-const LIMIT: u64 = 1_000;
+/// Amounts are `n × SCALE + n` picodollars: far beyond 2^53 (where Lua's doubles stop being
+/// exact) and `i64::MAX` (where `HINCRBY` stops), with non-zero low digits, so the scripts'
+/// exact arithmetic is what is tested. The limit is `Money::MAX`, one billion USD.
+const SCALE: u128 = 1_000_000_000_000_000_000;
+const LIMIT: u128 = 1_000 * SCALE;
 const HOLD_MS: u64 = 50;
+
+fn scaled(n: u64) -> u128 {
+    u128::from(n) * SCALE + u128::from(n)
+}
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -58,15 +67,20 @@ async fn check(backend: &SpendBackend, ops: &[Op], run: u64) {
     let gen_id = |g: u8| format!("r{run}-g{g}");
     let mut now = 1_000_i64;
     // Generation → (reserved amount, hold expiry), while granted and not known settled.
-    let mut holds: HashMap<u8, (u64, i64)> = HashMap::new();
+    let mut holds: HashMap<u8, (u128, i64)> = HashMap::new();
     // What each granted generation reserved, kept after its hold expires (a late settle names
     // it, as the dataplane's hold does).
-    let mut reserved_by: HashMap<u8, u64> = HashMap::new();
+    let mut reserved_by: HashMap<u8, u128> = HashMap::new();
     let mut settled: HashMap<u8, bool> = HashMap::new();
-    let (mut acknowledged, mut attempted) = (0u64, 0u64);
+    let (mut acknowledged, mut attempted) = (0u128, 0u128);
+    let read = |now: i64| async move {
+        let (spent, held) = backend.read(key, now).await.unwrap();
+        (spent.pico(), held.pico())
+    };
     for op in ops {
         match *op {
             Op::Reserve { generation, amount } => {
+                let amount = scaled(amount);
                 if settled.contains_key(&generation) || reserved_by.contains_key(&generation) {
                     continue; // a generation reserves once
                 }
@@ -76,12 +90,12 @@ async fn check(backend: &SpendBackend, ops: &[Op], run: u64) {
                     hold_ms: HOLD_MS,
                     counters: vec![Counter {
                         key: key.into(),
-                        limit_pico: LIMIT,
-                        amount_pico: amount,
+                        limit: Money::from_pico(LIMIT),
+                        amount: Money::from_pico(amount),
                         expire_at_ms: None,
                     }],
                 };
-                let (spent, held) = backend.read(key, now).await.unwrap();
+                let (spent, held) = read(now).await;
                 match backend.reserve(&request).await.unwrap() {
                     Admission::Granted => {
                         assert!(spent + held + amount <= LIMIT, "granted past the limit");
@@ -98,6 +112,7 @@ async fn check(backend: &SpendBackend, ops: &[Op], run: u64) {
                 charge,
                 delivery,
             } => {
+                let charge = scaled(charge);
                 if settled.get(&generation) == Some(&true) {
                     continue;
                 }
@@ -108,8 +123,8 @@ async fn check(backend: &SpendBackend, ops: &[Op], run: u64) {
                     now_ms: now,
                     counters: vec![Settlement {
                         key: key.into(),
-                        reserved_pico: reserved,
-                        charge_pico: charge,
+                        reserved: Money::from_pico(reserved),
+                        charge: Money::from_pico(charge),
                         expire_at_ms: None,
                     }],
                 };
@@ -138,12 +153,12 @@ async fn check(backend: &SpendBackend, ops: &[Op], run: u64) {
             Op::Advance { ms } => now += ms,
         }
         holds.retain(|_, (_, until)| *until > now);
-        let (spent, held) = backend.read(key, now).await.unwrap();
+        let (spent, held) = read(now).await;
         assert!(
             acknowledged <= spent && spent <= attempted,
             "{acknowledged} ≤ {spent} ≤ {attempted}"
         );
-        let live: u64 = holds.values().map(|h| h.0).sum();
+        let live: u128 = holds.values().map(|h| h.0).sum();
         assert_eq!(held, live, "outstanding holds equal the live reservations");
     }
 }

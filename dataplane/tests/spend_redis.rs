@@ -13,6 +13,17 @@ use switchyard_dataplane::spend::{
     Admission, Counter, Embedded, RedisSpend, ReserveRequest, SettleRequest, Settlement,
     SpendBackend, SpendError,
 };
+use switchyard_policy::{Money, Window};
+
+fn m(pico: u128) -> Money {
+    Money::from_pico(pico)
+}
+
+/// A counter's (spent, held) in picodollars.
+async fn read(backend: &SpendBackend, key: &str, now_ms: i64) -> (u128, u128) {
+    let (spent, held) = backend.read(key, now_ms).await.unwrap();
+    (spent.pico(), held.pico())
+}
 
 struct Redis {
     child: Child,
@@ -68,7 +79,7 @@ fn free_port() -> u16 {
 const KEY: &str = "{org:o1}:sp:key:k1:l";
 const CREDITS: &str = "{org:o1}:sp:credits:o1:l";
 
-fn reserve_request(generation: &str, now_ms: i64, amount: u64, limit: u64) -> ReserveRequest {
+fn reserve_request(generation: &str, now_ms: i64, amount: u128, limit: u128) -> ReserveRequest {
     ReserveRequest {
         generation_id: generation.into(),
         now_ms,
@@ -76,21 +87,21 @@ fn reserve_request(generation: &str, now_ms: i64, amount: u64, limit: u64) -> Re
         counters: vec![
             Counter {
                 key: KEY.into(),
-                limit_pico: limit,
-                amount_pico: amount,
+                limit: m(limit),
+                amount: m(amount),
                 expire_at_ms: None,
             },
             Counter {
                 key: CREDITS.into(),
-                limit_pico: u64::MAX / 2,
-                amount_pico: amount,
+                limit: Money::MAX,
+                amount: m(amount),
                 expire_at_ms: None,
             },
         ],
     }
 }
 
-fn settle_request(generation: &str, now_ms: i64, reserved: u64, charge: u64) -> SettleRequest {
+fn settle_request(generation: &str, now_ms: i64, reserved: u128, charge: u128) -> SettleRequest {
     SettleRequest {
         generation_id: generation.into(),
         settled_key: format!("{{org:o1}}:settled:{generation}"),
@@ -99,8 +110,8 @@ fn settle_request(generation: &str, now_ms: i64, reserved: u64, charge: u64) -> 
             .into_iter()
             .map(|key| Settlement {
                 key: key.into(),
-                reserved_pico: reserved,
-                charge_pico: charge,
+                reserved: m(reserved),
+                charge: m(charge),
                 expire_at_ms: None,
             })
             .collect(),
@@ -110,9 +121,9 @@ fn settle_request(generation: &str, now_ms: i64, reserved: u64, charge: u64) -> 
 /// 200 concurrent reservations against a limit that fits `k`: exactly `k` granted, and once
 /// settled the counters equal the sum of the charges.
 async fn concurrency(backend: SpendBackend) {
-    const AMOUNT: u64 = 1_000_000_000; // 0.001 USD worst case
-    const CHARGE: u64 = 400_000_000; // actual cost
-    let k = 37u64;
+    const AMOUNT: u128 = 1_000_000_000; // 0.001 USD worst case
+    const CHARGE: u128 = 400_000_000; // actual cost
+    let k = 37u128;
     let limit = AMOUNT * k + AMOUNT / 2;
     let backend = Arc::new(backend);
     let tasks: Vec<_> = (0..200)
@@ -135,8 +146,12 @@ async fn concurrency(backend: SpendBackend) {
             granted.push(generation);
         }
     }
-    assert_eq!(granted.len() as u64, k, "exactly the reservations that fit");
-    let (_, held) = backend.read(KEY, 1_000).await.unwrap();
+    assert_eq!(
+        granted.len() as u128,
+        k,
+        "exactly the reservations that fit"
+    );
+    let (_, held) = read(&backend, KEY, 1_000).await;
     assert_eq!(held, AMOUNT * k);
     for g in &granted {
         assert!(
@@ -153,8 +168,8 @@ async fn concurrency(backend: SpendBackend) {
                 .unwrap()
         );
     }
-    assert_eq!(backend.read(KEY, 3_000).await.unwrap(), (CHARGE * k, 0));
-    assert_eq!(backend.read(CREDITS, 3_000).await.unwrap(), (CHARGE * k, 0));
+    assert_eq!(read(&backend, KEY, 3_000).await, (CHARGE * k, 0));
+    assert_eq!(read(&backend, CREDITS, 3_000).await, (CHARGE * k, 0));
     assert!(CHARGE * k <= limit);
 }
 
@@ -220,15 +235,15 @@ async fn both_backends_answer_alike() {
                 Admission::Granted,
                 Admission::Refused {
                     index: 0,
-                    spent_pico: 0,
-                    held_pico: 60
+                    spent: Money::ZERO,
+                    held: m(60)
                 },
                 Admission::Granted,
                 Admission::Granted,
                 Admission::Granted,
             ]
         );
-        assert_eq!(backend.read(KEY, 60_022).await.unwrap(), (25, 75));
+        assert_eq!(read(backend, KEY, 60_022).await, (25, 75));
     }
 }
 
@@ -274,10 +289,11 @@ async fn redis_down_is_a_prompt_error_and_recovery_is_immediate() {
 }
 
 /// A window rolling over, with the clock injected: a daily limit exhausted at 23:59:59 UTC is
-/// fresh at 00:00:00, on both backends.
+/// fresh at 00:00:00, on both backends. The injected clock is years from the real one on purpose:
+/// Redis is given expiries as spans from the injected time, never as absolute times it would
+/// compare with its own clock.
 #[tokio::test]
 async fn a_daily_window_rolls_over_at_utc_midnight() {
-    use switchyard_dataplane::spend::Period;
     let redis = Redis::start(free_port());
     let remote = SpendBackend::Redis(Arc::new(
         RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
@@ -285,35 +301,104 @@ async fn a_daily_window_rolls_over_at_utc_midnight() {
             .unwrap(),
     ));
     let local = SpendBackend::Embedded(Arc::new(Embedded::default()));
-    let before = 1_795_651_199_000; // 2026-11-25T23:59:59Z
-    let after = before + 1_000; // 2026-11-26T00:00:00Z
+    for (before, label) in [
+        (1_795_651_199_000, "2026-11-25T23:59:59Z"),
+        (1_164_585_599_000, "2006-11-26T23:59:59Z, long past"),
+        (4_320_259_199_000, "2106-11-25T23:59:59Z, far ahead"),
+    ] {
+        let after = before + 1_000; // 00:00:00 the next day
+        for backend in [&remote, &local] {
+            let request = |generation: &str, now: i64| {
+                let span = Window::Daily.span(now);
+                ReserveRequest {
+                    generation_id: format!("{before}-{generation}"),
+                    now_ms: now,
+                    hold_ms: 60_000,
+                    counters: vec![Counter {
+                        key: format!("{{org:o1}}:sp:key:k1:{}", span.id),
+                        limit: m(100),
+                        amount: m(80),
+                        expire_at_ms: span.expire_at_ms(),
+                    }],
+                }
+            };
+            assert_eq!(
+                backend.reserve(&request("a", before)).await.unwrap(),
+                Admission::Granted,
+                "{label}"
+            );
+            assert!(
+                matches!(
+                    backend.reserve(&request("b", before)).await.unwrap(),
+                    Admission::Refused { .. }
+                ),
+                "{label}: the day's limit holds"
+            );
+            assert_eq!(
+                backend.reserve(&request("c", after)).await.unwrap(),
+                Admission::Granted,
+                "{label}: a new day starts from zero"
+            );
+        }
+        // The counter lives for the rest of its day plus a day of grace, measured on the
+        // injected clock: one second and a day from 23:59:59.
+        let key = format!("{{org:o1}}:sp:key:k1:{}", Window::Daily.span(before).id);
+        let client = redis::Client::open(redis.url()).unwrap();
+        let mut c = client.get_multiplexed_async_connection().await.unwrap();
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut c)
+            .await
+            .unwrap();
+        let expected = 86_401_000;
+        assert!(
+            ttl > expected - 10_000 && ttl <= expected,
+            "{label}: PTTL {ttl}, expected about {expected}"
+        );
+    }
+}
+
+/// Amounts past where Lua's doubles are exact (2^53 picodollars, about 9,007 USD) and past
+/// `HINCRBY`'s `i64` (about 9.2 million USD) are added and compared exactly.
+#[tokio::test]
+async fn large_amounts_are_exact_on_both_backends() {
+    let redis = Redis::start(free_port());
+    let remote = SpendBackend::Redis(Arc::new(
+        RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
+            .await
+            .unwrap(),
+    ));
+    let local = SpendBackend::Embedded(Arc::new(Embedded::default()));
+    let limit = Money::MAX.pico(); // one billion USD
+    let amount = limit / 2 + 1; // one picodollar more than half
     for backend in [&remote, &local] {
-        let request = |generation: &str, now: i64| {
-            let (window, expire_at_ms) = Period::Daily.window(now);
-            ReserveRequest {
-                generation_id: generation.into(),
-                now_ms: now,
-                hold_ms: 60_000,
-                counters: vec![Counter {
-                    key: format!("{{org:o1}}:sp:key:k1:{window}"),
-                    limit_pico: 100,
-                    amount_pico: 80,
-                    expire_at_ms,
-                }],
-            }
-        };
         assert_eq!(
-            backend.reserve(&request("a", before)).await.unwrap(),
+            backend
+                .reserve(&reserve_request("x", 0, amount, limit))
+                .await
+                .unwrap(),
             Admission::Granted
         );
+        // Exactly one picodollar too many: a double would round this away.
         assert!(matches!(
-            backend.reserve(&request("b", before)).await.unwrap(),
+            backend
+                .reserve(&reserve_request("y", 0, amount - 1, limit))
+                .await
+                .unwrap(),
             Admission::Refused { .. }
         ));
         assert_eq!(
-            backend.reserve(&request("c", after)).await.unwrap(),
-            Admission::Granted,
-            "a new day starts from zero"
+            backend
+                .reserve(&reserve_request("z", 0, amount - 2, limit))
+                .await
+                .unwrap(),
+            Admission::Granted
         );
+        assert_eq!(read(backend, KEY, 1).await, (0, limit));
+        backend
+            .settle(&settle_request("x", 1, amount, amount - 7))
+            .await
+            .unwrap();
+        assert_eq!(read(backend, KEY, 2).await, (amount - 7, amount - 2));
     }
 }

@@ -97,6 +97,7 @@ async fn sigterm_drains_and_exits_cleanly() {
 fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
     pb::Snapshot {
         version,
+        epoch: "e2e".into(),
         created_at_ms: 0,
         resources: Some(pb::Resources {
             organizations: vec![pb::Organization {
@@ -141,83 +142,180 @@ fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
     }
 }
 
+/// A dataplane fed by a mock control plane, serving `snapshot(10)`: what a test pushes next
+/// and what the dataplane answers.
+struct Fed {
+    _dir: TempDir,
+    _mock: Mock,
+    _dataplane: Process,
+    controller: MockController,
+    mock_url: String,
+    port: u16,
+    client: reqwest::Client,
+}
+
+const SECRET: &str = "sk-sy-v1-test";
+const SECOND_SECRET: &str = "sk-sy-v1-second";
+
+impl Fed {
+    async fn start(name: &str) -> Fed {
+        let dir = TempDir::new(name);
+        let mock = Mock::start("mock", &dir.0).await;
+        let grpc_port = free_port();
+        let controller = MockController::start(SocketAddr::from(([127, 0, 0, 1], grpc_port))).await;
+        let hash = sha256_hex(SECRET).expect("sha256sum is available");
+        controller.push(snapshot(10, &mock.url, &hash));
+        let port = free_port();
+        let dataplane = Process::spawn(
+            "dataplane",
+            "switchyard-dataplane",
+            &[
+                "--data-dir".into(),
+                dir.0.display().to_string(),
+                "--listen".into(),
+                format!("127.0.0.1:{port}"),
+                "--control-plane".into(),
+                format!("http://127.0.0.1:{grpc_port}"),
+                "--control-plane-http".into(),
+                "http://127.0.0.1:9".into(),
+            ],
+            &[],
+            &dir.0,
+        );
+        let fed = Fed {
+            mock_url: mock.url.clone(),
+            _dir: dir,
+            _mock: mock,
+            _dataplane: dataplane,
+            controller,
+            port,
+            client: client(),
+        };
+        eventually("snapshot 10 served", Duration::from_secs(20), || async {
+            (fed.chat(SECRET).await.0 == 200).then_some(())
+        })
+        .await;
+        fed
+    }
+
+    /// A chat request with `secret`: the status and the body.
+    async fn chat(&self, secret: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(format!(
+                "http://127.0.0.1:{}/api/v1/chat/completions",
+                self.port
+            ))
+            .bearer_auth(secret)
+            .json(&chat_body("mock/fast"))
+            .send()
+            .await;
+        match r {
+            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or_default()),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    async fn ack(&self, version: u64) -> pb::AckRequest {
+        eventually(
+            &format!("version {version} acknowledged"),
+            Duration::from_secs(10),
+            || {
+                let acks = self.controller.acks();
+                async move { acks.into_iter().find(|a| a.version == version) }
+            },
+        )
+        .await
+    }
+
+    async fn served_version(&self) -> Value {
+        let ready: Value = self
+            .client
+            .get(format!("http://127.0.0.1:{}/health/ready", self.port))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ready["snapshot_version"].clone()
+    }
+}
+
+/// One invalid record is set aside; everything else in that version is served: a key added in
+/// the same version works, and the key whose record is invalid is refused with a reason.
 #[tokio::test]
-async fn an_invalid_snapshot_is_rejected_and_the_old_one_kept() {
-    let dir = TempDir::new("invalid");
-    let mock = Mock::start("mock", &dir.0).await;
-    let grpc_port = free_port();
-    let controller = MockController::start(SocketAddr::from(([127, 0, 0, 1], grpc_port))).await;
-    let secret = "sk-sy-v1-test";
-    let hash = sha256_hex(secret).expect("sha256sum is available");
-    controller.push(snapshot(10, &mock.url, &hash));
+async fn an_invalid_record_is_set_aside_and_the_rest_published() {
+    let fed = Fed::start("quarantine").await;
+    let hash = sha256_hex(SECRET).unwrap();
+    let mut next = snapshot(11, &fed.mock_url, &hash);
+    let resources = next.resources.as_mut().unwrap();
+    let mut second = resources.keys[0].clone();
+    second.hash = sha256_hex(SECOND_SECRET).unwrap();
+    resources.keys.push(second);
+    // The first key names a workspace that does not exist.
+    resources.keys[0].workspace_id = "ws-missing".into();
+    fed.controller.push(next);
 
-    let dp_port = free_port();
-    let _dp = Process::spawn(
-        "dataplane",
-        "switchyard-dataplane",
-        &[
-            "--data-dir".into(),
-            dir.0.display().to_string(),
-            "--listen".into(),
-            format!("127.0.0.1:{dp_port}"),
-            "--control-plane".into(),
-            format!("http://127.0.0.1:{grpc_port}"),
-            "--control-plane-http".into(),
-            "http://127.0.0.1:9".into(),
-        ],
-        &[],
-        &dir.0,
-    );
-    let c = client();
-    let chat = |c: reqwest::Client| async move {
-        c.post(format!(
-            "http://127.0.0.1:{dp_port}/api/v1/chat/completions"
-        ))
-        .bearer_auth(secret)
-        .json(&chat_body("mock/fast"))
-        .send()
-        .await
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0)
-    };
-    eventually("snapshot 10 served", Duration::from_secs(20), || {
-        let c = c.clone();
-        async move { (chat(c).await == 200).then_some(()) }
-    })
-    .await;
-
-    // Version 11 names a workspace that does not exist.
-    let mut bad = snapshot(11, &mock.url, &hash);
-    bad.resources.as_mut().unwrap().keys[0].workspace_id = "ws-missing".into();
-    controller.push(bad);
-    let ack = eventually("version 11 acknowledged", Duration::from_secs(10), || {
-        let acks = controller.acks();
-        async move { acks.into_iter().find(|a| a.version == 11) }
-    })
-    .await;
-    assert!(!ack.accepted);
-    assert!(ack.reason.contains("ws-missing"), "reason: {}", ack.reason);
-    assert!(
-        controller
-            .acks()
-            .iter()
-            .any(|a| a.version == 10 && a.accepted)
-    );
-
+    let ack = fed.ack(11).await;
+    assert!(ack.accepted, "the version is published: {}", ack.reason);
+    let quarantined: Vec<(&str, &str, &str)> = ack
+        .quarantined
+        .iter()
+        .map(|q| (q.kind.as_str(), q.id.as_str(), q.reason.as_str()))
+        .collect();
     assert_eq!(
-        chat(c.clone()).await,
-        200,
-        "the last good snapshot still serves"
+        quarantined,
+        [("key", hash.as_str(), "unknown workspace ws-missing")]
     );
-    let ready: Value = c
-        .get(format!("http://127.0.0.1:{dp_port}/health/ready"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["snapshot_version"], 10);
+    assert_eq!(fed.served_version().await, 11);
+    assert_eq!(fed.chat(SECOND_SECRET).await.0, 200, "the new key works");
+    let (status, body) = fed.chat(SECRET).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(
+        body["error"]["metadata"]["reason"],
+        "configuration_quarantined"
+    );
+    assert_eq!(body["error"]["metadata"]["record"], "key");
+}
+
+/// Versions only move forward within one store: an older one is refused, and the last good
+/// one keeps serving.
+#[tokio::test]
+async fn an_older_version_is_refused_and_the_newer_one_kept() {
+    let fed = Fed::start("stale").await;
+    let hash = sha256_hex(SECRET).unwrap();
+    let mut older = snapshot(9, &fed.mock_url, &hash);
+    older.resources.as_mut().unwrap().keys.clear();
+    fed.controller.push(older);
+    let ack = fed.ack(9).await;
+    assert!(!ack.accepted);
+    assert!(ack.reason.contains("not newer"), "reason: {}", ack.reason);
+    assert_eq!(fed.served_version().await, 10);
+    assert_eq!(
+        fed.chat(SECRET).await.0,
+        200,
+        "the last good snapshot serves"
+    );
+}
+
+/// A snapshot numbered by another store (a new epoch) replaces what is served, whatever its
+/// number: versions of different stores are not comparable.
+#[tokio::test]
+async fn a_snapshot_of_another_epoch_replaces_what_is_served() {
+    let fed = Fed::start("epoch").await;
+    let hash = sha256_hex(SECRET).unwrap();
+    let mut other = snapshot(3, &fed.mock_url, &hash);
+    other.epoch = "another-store".into();
+    other.resources.as_mut().unwrap().keys[0].disabled = true;
+    fed.controller.push(other);
+    assert!(fed.ack(3).await.accepted);
+    assert_eq!(fed.served_version().await, 3);
+    assert_eq!(
+        fed.chat(SECRET).await.0,
+        401,
+        "the new store's key is disabled"
+    );
 }
 
 /// SHA-256 via the system's `sha256sum`, to keep the test independent of the code under test.

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::{Redis, Stack, client, eventually};
-use switchyard_proto::spend::{Period, counter_key};
+use switchyard_policy::counters::counter_key;
+use switchyard_policy::{LimitScope, Window};
 
 const REQUESTS: usize = 200;
 const FITS: u64 = 20;
@@ -628,11 +629,11 @@ async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64;
-    let (month, _) = Period::Monthly.window(now_ms);
+    let month = Window::Monthly.span(now_ms).id;
     let counters = [
         redis_key(&stack, &hash).await,
-        counter_key(&org, "guardrail", &format!("{g}|{hash}"), &month),
-        counter_key(&org, "member", &format!("{user}|{g}"), &month),
+        counter_key(&org, LimitScope::Guardrail, &format!("{g}|{hash}"), &month),
+        counter_key(&org, LimitScope::Member, &format!("{user}|{g}"), &month),
     ];
     let mut charged = 0;
     for _ in 0..5 {

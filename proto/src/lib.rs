@@ -1,6 +1,5 @@
-//! Generated gRPC types for the Switchyard contract. These are wire types only: each side
-//! converts them into its own domain model (`TryFrom`) and validates them there. `spend` names
-//! the spend counters both planes touch.
+//! Generated gRPC types for the Switchyard contract. These are wire types only: the domain model
+//! they decode into, and its validation, live in `switchyard-policy`, which both planes use.
 
 pub mod admin {
     pub mod v1 {
@@ -19,5 +18,3 @@ pub mod usage {
         tonic::include_proto!("switchyard.usage.v1");
     }
 }
-
-pub mod spend;

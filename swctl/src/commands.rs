@@ -31,6 +31,9 @@ pub enum Resource {
     Audit,
     #[value(alias = "guardrail")]
     Guardrails,
+    /// The dataplanes the control plane has heard from, with the records they set aside.
+    #[value(alias = "dataplane")]
+    Dataplanes,
 }
 
 #[derive(Debug, Args)]
@@ -581,6 +584,14 @@ pub async fn get(client: &mut Admin, format: Format, a: GetArgs) -> anyhow::Resu
                 .map(views::audit)
                 .collect()
         }
+        Resource::Dataplanes => client
+            .list_dataplanes(pb::ListDataplanesRequest {})
+            .await?
+            .into_inner()
+            .dataplanes
+            .iter()
+            .map(views::dataplane)
+            .collect(),
         Resource::Guardrails => {
             let org = org_id(client, need(&a.org, "--org", "guardrails")?).await?;
             client

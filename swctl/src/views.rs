@@ -1,7 +1,7 @@
 //! How each `switchyard.admin.v1` message prints: its columns, in order. Times print as
 //! ISO 8601 UTC, enums as their lowercase names, absent values as null (`-` in tables).
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use switchyard_proto::admin::v1 as pb;
 
 use crate::output::Record;
@@ -229,6 +229,22 @@ pub fn audit(a: &pb::AuditEntry) -> Record {
         .detail("id", a.id.as_str())
         .detail("before", json(&a.before_json))
         .detail("after", json(&a.after_json))
+}
+
+pub fn dataplane(d: &pb::Dataplane) -> Record {
+    let quarantined: Vec<Value> = d
+        .quarantined
+        .iter()
+        .map(|q| json!({ "kind": q.kind, "id": q.id, "reason": q.reason }))
+        .collect();
+    Record::new()
+        .with("id", d.id.as_str())
+        .with("version", d.version)
+        .with("accepted", d.accepted)
+        .with("last_ack", time(d.last_ack_at_ms))
+        .with("quarantined", d.quarantined.len())
+        .detail("reason", text(&d.reason))
+        .detail("quarantined_records", quarantined)
 }
 
 #[cfg(test)]

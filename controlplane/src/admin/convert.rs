@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use switchyard_proto::admin::v1 as pb;
 use tonic::Status;
 
-use crate::keys::{KeyKind, LimitReset};
+use crate::keys::KeyKind;
 use crate::manage::Role;
 use crate::manage::byok::{ByokPatch, ByokSettings};
 use crate::manage::credits::Credits;
@@ -17,6 +17,7 @@ use crate::store::{
     AuditRow, ByokRow, GuardrailRow, KeyRow, LedgerRow, MemberRow, OrganizationRow, PresetRow,
     PresetVersionRow, UserRow, WorkspaceRow,
 };
+use switchyard_policy::Window;
 
 pub fn organization(o: OrganizationRow) -> pb::Organization {
     let kind = if o.is_personal() {
@@ -268,26 +269,45 @@ pub fn key_kind(value: i32) -> Result<KeyKind, Status> {
     }
 }
 
-fn limit_reset_out(reset: Option<LimitReset>) -> pb::LimitReset {
+fn limit_reset_out(reset: Option<Window>) -> pb::LimitReset {
     match reset {
-        None => pb::LimitReset::Never,
-        Some(LimitReset::Daily) => pb::LimitReset::Daily,
-        Some(LimitReset::Weekly) => pb::LimitReset::Weekly,
-        Some(LimitReset::Monthly) => pb::LimitReset::Monthly,
+        None | Some(Window::Lifetime) => pb::LimitReset::Never,
+        Some(Window::Daily) => pb::LimitReset::Daily,
+        Some(Window::Weekly) => pb::LimitReset::Weekly,
+        Some(Window::Monthly) => pb::LimitReset::Monthly,
     }
 }
 
 /// `None`: leave unchanged (UNSPECIFIED); `Some(None)`: no reset (NEVER).
-pub fn limit_reset(value: i32) -> Result<Option<Option<LimitReset>>, Status> {
+pub fn limit_reset(value: i32) -> Result<Option<Option<Window>>, Status> {
     match pb::LimitReset::try_from(value) {
         Ok(pb::LimitReset::Unspecified) => Ok(None),
         Ok(pb::LimitReset::Never) => Ok(Some(None)),
-        Ok(pb::LimitReset::Daily) => Ok(Some(Some(LimitReset::Daily))),
-        Ok(pb::LimitReset::Weekly) => Ok(Some(Some(LimitReset::Weekly))),
-        Ok(pb::LimitReset::Monthly) => Ok(Some(Some(LimitReset::Monthly))),
+        Ok(pb::LimitReset::Daily) => Ok(Some(Some(Window::Daily))),
+        Ok(pb::LimitReset::Weekly) => Ok(Some(Some(Window::Weekly))),
+        Ok(pb::LimitReset::Monthly) => Ok(Some(Some(Window::Monthly))),
         Err(_) => Err(Status::invalid_argument(format!(
             "unknown limit_reset {value}"
         ))),
+    }
+}
+
+pub fn dataplane(id: String, ack: crate::publisher::AckRecord) -> pb::Dataplane {
+    pb::Dataplane {
+        id,
+        version: ack.version,
+        accepted: ack.accepted,
+        reason: ack.reason,
+        last_ack_at_ms: ack.at_ms,
+        quarantined: ack
+            .quarantined
+            .into_iter()
+            .map(|q| pb::QuarantinedRecord {
+                kind: q.kind.label().to_owned(),
+                id: q.id,
+                reason: q.reason,
+            })
+            .collect(),
     }
 }
 
@@ -495,7 +515,7 @@ mod tests {
         );
         assert_eq!(
             limit_reset(pb::LimitReset::Weekly.into()).unwrap(),
-            Some(Some(LimitReset::Weekly))
+            Some(Some(Window::Weekly))
         );
         assert_eq!(key_kind(0).unwrap(), KeyKind::Inference);
         assert!(key_kind(7).is_err());

@@ -39,6 +39,7 @@ pub fn generate_token() -> String {
 /// this RPC: ALREADY_EXISTS for creations, FAILED_PRECONDITION for changes of existing state.
 pub(crate) fn status(e: ManageError, conflict: Code) -> Status {
     match e {
+        ManageError::Unauthenticated(m) => Status::unauthenticated(m),
         ManageError::Invalid(m) => Status::invalid_argument(m),
         ManageError::Forbidden(m) => Status::permission_denied(m),
         ManageError::NotFound(m) => Status::not_found(m),

@@ -1005,6 +1005,25 @@ impl AdminService for AdminApi {
         })
     }
 
+    // ---- dataplanes -----------------------------------------------------------------------
+
+    async fn list_dataplanes(
+        &self,
+        _request: Request<pb::ListDataplanesRequest>,
+    ) -> RpcResult<pb::ListDataplanesResponse> {
+        let publisher = &self.manage.publisher;
+        let mut dataplanes: Vec<pb::Dataplane> = publisher
+            .acks()
+            .into_iter()
+            .map(|(id, ack)| convert::dataplane(id, ack))
+            .collect();
+        dataplanes.sort_by(|a, b| a.id.cmp(&b.id));
+        ok(pb::ListDataplanesResponse {
+            published_version: publisher.current_version(),
+            dataplanes,
+        })
+    }
+
     // ---- audit ----------------------------------------------------------------------------
 
     async fn list_audit_log(
@@ -1012,14 +1031,15 @@ impl AdminService for AdminApi {
         request: Request<pb::ListAuditLogRequest>,
     ) -> RpcResult<pb::ListAuditLogResponse> {
         let r = request.into_inner();
-        // The operator may read every organization's log, so there is nothing to authorize:
-        // this reads the store directly.
         let rows = self
             .manage
-            .store
-            .audit_log(non_empty(&r.organization_id), page(r.limit))
+            .audit_log(
+                &Actor::Operator,
+                non_empty(&r.organization_id),
+                page(r.limit),
+            )
             .await
-            .map_err(|e| on_change(e.into()))?;
+            .map_err(on_change)?;
         ok(pb::ListAuditLogResponse {
             entries: rows.into_iter().map(convert::audit_entry).collect(),
         })
@@ -1052,208 +1072,5 @@ impl AdminApi {
                 return Ok(versions);
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use std::collections::HashMap;
-    use std::sync::Arc;
-
-    use super::*;
-    use crate::catalogue::{Catalogue, DEV_CATALOGUE};
-    use crate::keys;
-    use crate::publisher::Publisher;
-    use crate::seed;
-    use crate::store::Store;
-    use crate::vault::Vault;
-
-    /// The API over a fresh SQLite store with the dev catalogue; also the seeded organization,
-    /// its inference key's hash, and the store's directory (the caller removes it).
-    async fn api(name: &str) -> (AdminApi, String, String, std::path::PathBuf) {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "switchyard-admin-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        let store = Store::open(&Store::sqlite_url(&dir)).await.unwrap();
-        store
-            .replace_catalogue(
-                &Catalogue::parse(DEV_CATALOGUE)
-                    .unwrap()
-                    .rows(&HashMap::new()),
-            )
-            .await
-            .unwrap();
-        let seeded = seed::seed_if_empty(&store).await.unwrap().unwrap();
-        let hash = keys::hash(&seeded.inference_key);
-        let org = store.key(&hash).await.unwrap().unwrap().organization_id;
-        let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
-        let manage = Manage {
-            store: store.clone(),
-            publisher: Publisher::start(store, vault.clone()).await.unwrap(),
-            vault,
-            serial: Default::default(),
-        };
-        (AdminApi::new(manage), org, hash, dir)
-    }
-
-    #[tokio::test]
-    async fn guardrails_round_trip_through_the_operator_api() {
-        let (api, org, hash, dir) = api("guardrails").await;
-        let team = api
-            .create_workspace(Request::new(pb::CreateWorkspaceRequest {
-                organization_id: org.clone(),
-                slug: "team".into(),
-                name: "Team".into(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-
-        // Created in a workspace named by slug; the default workspace when none is named.
-        let g = api
-            .create_guardrail(Request::new(pb::CreateGuardrailRequest {
-                organization_id: org.clone(),
-                workspace: "team".into(),
-                name: "Team cap".into(),
-                limit_usd: Some(2.5),
-                reset_interval: "weekly".into(),
-                allowed_models: vec!["mock/fast".into()],
-                enforce_zdr_openai: Some(true),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(g.workspace_id, team.id);
-        assert_eq!(
-            (g.limit_usd, g.reset_interval.as_str()),
-            (Some(2.5), "weekly")
-        );
-        assert_eq!(g.enforce_zdr_openai, Some(true));
-        assert_eq!(g.enforce_zdr_xai, None);
-        let plain = api
-            .create_guardrail(Request::new(pb::CreateGuardrailRequest {
-                organization_id: org.clone(),
-                name: "Plain".into(),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_ne!(plain.workspace_id, team.id);
-
-        // Each workspace lists its default guardrail first.
-        let list = |workspace: &str| pb::ListGuardrailsRequest {
-            organization_id: org.clone(),
-            workspace: workspace.into(),
-        };
-        let all = api
-            .list_guardrails(Request::new(list("")))
-            .await
-            .unwrap()
-            .into_inner()
-            .guardrails;
-        assert_eq!(all.len(), 4);
-        let team_only = api
-            .list_guardrails(Request::new(list("team")))
-            .await
-            .unwrap()
-            .into_inner()
-            .guardrails;
-        assert_eq!(team_only.len(), 2);
-        assert!(team_only[0].is_default && team_only[1].id == g.id);
-
-        // Updates leave absent fields alone; lists are replaced whole; clear_limit clears both.
-        let updated = api
-            .update_guardrail(Request::new(pb::UpdateGuardrailRequest {
-                id: g.id.clone(),
-                description: Some("weekly cap".into()),
-                clear_limit: true,
-                allowed_models: Some(pb::StringList { values: vec![] }),
-                ignored_providers: Some(pb::StringList {
-                    values: vec!["mock-b".into()],
-                }),
-                ..Default::default()
-            }))
-            .await
-            .unwrap()
-            .into_inner();
-        assert_eq!(updated.name, "Team cap");
-        assert_eq!(updated.description, "weekly cap");
-        assert_eq!(
-            (updated.limit_usd, updated.reset_interval.as_str()),
-            (None, "")
-        );
-        assert!(updated.allowed_models.is_empty());
-        assert_eq!(updated.ignored_providers, ["mock-b"]);
-        assert_eq!(updated.enforce_zdr_openai, Some(true));
-        assert!(updated.updated_at_ms > 0);
-        let half = api
-            .update_guardrail(Request::new(pb::UpdateGuardrailRequest {
-                id: g.id.clone(),
-                limit_usd: Some(1.0),
-                ..Default::default()
-            }))
-            .await
-            .unwrap_err();
-        assert_eq!(half.code(), Code::InvalidArgument);
-
-        // Assignments: counted, and validated by the manage layer.
-        let assign = |id: &str, keys: Vec<String>| pb::AssignGuardrailKeysRequest {
-            id: id.into(),
-            key_hashes: keys,
-        };
-        let n = api
-            .assign_guardrail_keys(Request::new(assign(&plain.id, vec![hash.clone()])))
-            .await
-            .unwrap()
-            .into_inner()
-            .assigned_count;
-        assert_eq!(n, 1);
-        let unknown = api
-            .assign_guardrail_keys(Request::new(assign(&plain.id, vec!["nope".into()])))
-            .await
-            .unwrap_err();
-        assert_eq!(unknown.code(), Code::InvalidArgument);
-        let default = api
-            .assign_guardrail_keys(Request::new(assign(&team_only[0].id, vec![hash.clone()])))
-            .await
-            .unwrap_err();
-        assert_eq!(default.code(), Code::InvalidArgument);
-        let n = api
-            .unassign_guardrail_keys(Request::new(pb::UnassignGuardrailKeysRequest {
-                id: plain.id.clone(),
-                key_hashes: vec![hash.clone()],
-            }))
-            .await
-            .unwrap()
-            .into_inner()
-            .unassigned_count;
-        assert_eq!(n, 1);
-
-        // Deleted, then gone.
-        api.delete_guardrail(Request::new(pb::DeleteGuardrailRequest {
-            id: g.id.clone(),
-        }))
-        .await
-        .unwrap();
-        let gone = api
-            .get_guardrail(Request::new(pb::GetGuardrailRequest { id: g.id.clone() }))
-            .await
-            .unwrap_err();
-        assert_eq!(gone.code(), Code::NotFound);
-        let missing = api
-            .list_guardrails(Request::new(list("nowhere")))
-            .await
-            .unwrap_err();
-        assert_eq!(missing.code(), Code::NotFound);
-        std::fs::remove_dir_all(dir).ok();
     }
 }

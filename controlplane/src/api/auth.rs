@@ -1,12 +1,13 @@
-//! Who is calling: the key behind `Authorization: Bearer`, looked up by hash in the store.
+//! Who is calling: the key behind `Authorization: Bearer` (`Manage::caller`), and the actor it
+//! acts as (`Manage::actor`).
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use super::ApiState;
 use super::error::ApiError;
-use crate::keys::{self, KeyKind};
-use crate::manage::{Actor, Role};
+use crate::keys::KeyKind;
+use crate::manage::Actor;
 use crate::store::KeyRow;
 
 /// An authenticated caller: a live key of either kind.
@@ -20,24 +21,13 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let secret = parts
+        let authorization = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| ApiError::Unauthorized("No auth credentials found".into()))?;
-        let key = state
-            .store
-            .key(&keys::hash(secret))
-            .await?
-            .filter(|k| !k.disabled && k.expires_at.is_none_or(|t| t > crate::now_ms()))
-            .ok_or_else(|| ApiError::Unauthorized("User not found.".into()))?;
-        Ok(Caller(key))
+            .and_then(|v| v.to_str().ok());
+        Ok(Caller(
+            state.manage.caller(authorization, crate::now_ms()).await?,
+        ))
     }
 }
 
@@ -51,23 +41,7 @@ impl FromRequestParts<ApiState> for Manager {
                 "This endpoint requires a management key; inference keys cannot manage".into(),
             ));
         }
-        // The key acts as its user does today: a demoted or removed member loses the power.
-        let role = state
-            .store
-            .membership(&key.organization_id, &key.creator_user_id)
-            .await?
-            .and_then(|m| m.role.parse::<Role>().ok())
-            .ok_or_else(|| {
-                ApiError::Forbidden(
-                    "This key's user is no longer a member of its organization".into(),
-                )
-            })?;
-        let actor = Actor::Member {
-            user_id: key.creator_user_id.clone(),
-            organization_id: key.organization_id.clone(),
-            role,
-            key_hash: key.hash.clone(),
-        };
+        let actor = state.manage.actor(&key).await?;
         Ok(Manager(key, actor))
     }
 }

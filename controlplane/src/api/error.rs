@@ -32,6 +32,7 @@ pub enum ApiError {
 impl From<ManageError> for ApiError {
     fn from(e: ManageError) -> ApiError {
         match e {
+            ManageError::Unauthenticated(m) => ApiError::Unauthorized(m),
             ManageError::Invalid(m) | ManageError::Conflict(m) => ApiError::BadRequest(m),
             ManageError::Forbidden(m) => ApiError::Forbidden(m),
             ManageError::NotFound(m) => ApiError::NotFound(m),

@@ -8,7 +8,6 @@ use serde_json::{Value, json};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{ApiQuery, ApiState, iso8601};
-use crate::manage::Role;
 
 #[derive(Deserialize)]
 pub struct GenerationQuery {
@@ -23,37 +22,12 @@ pub async fn get(
     let id =
         q.id.filter(|id| !id.is_empty())
             .ok_or_else(|| ApiError::BadRequest("id is required".into()))?;
-    let not_found = || ApiError::NotFound(format!("Generation {id} not found"));
-    let g = state.store.generation(&id).await?.ok_or_else(not_found)?;
-    // Another organization's generation is indistinguishable from a missing one.
-    if g.organization_id != caller.organization_id {
-        return Err(not_found());
-    }
-    // Within the organization, a member sees the generations of their own keys; admins see all.
-    if g.key_hash != caller.hash {
-        let is_admin = state
-            .store
-            .membership(&caller.organization_id, &caller.creator_user_id)
-            .await?
-            .is_some_and(|m| m.role == Role::Admin.as_str());
-        let same_owner = state
-            .store
-            .key(&g.key_hash)
-            .await?
-            .is_some_and(|k| k.creator_user_id == caller.creator_user_id);
-        if !is_admin && !same_owner {
-            return Err(not_found());
-        }
-    }
-    let cost = g.cost_usd.as_deref().and_then(|c| c.parse::<f64>().ok());
-    let provider_name = state
-        .store
-        .catalogue()
-        .await?
-        .providers
-        .into_iter()
-        .find(|p| p.id == g.provider_id)
-        .map_or_else(|| g.provider_id.clone(), |p| p.name);
+    let (g, provider_name) = state.manage.generation(&caller, &id).await?;
+    let cost = g
+        .cost_usd
+        .as_deref()
+        .and_then(|c| switchyard_policy::Money::parse_recorded(c).ok())
+        .map(switchyard_policy::Money::as_usd_f64);
     Ok(Json(json!({
         "data": {
             "id": g.id,

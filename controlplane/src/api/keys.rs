@@ -12,9 +12,10 @@ use serde_json::{Value, json};
 use super::auth::{Caller, Manager};
 use super::error::ApiError;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
-use crate::keys::{KeyKind, LimitReset};
+use crate::keys::KeyKind;
 use crate::manage::keys::{KeyFilter, KeyUpdate, NewKeyInput};
-use crate::store::{KeyRow, KeyUsage, WindowStarts};
+use crate::store::{KeyRow, KeyUsage};
+use switchyard_policy::Window;
 
 /// Keys per page of `GET /keys`.
 const PAGE_SIZE: i64 = 100;
@@ -196,7 +197,7 @@ pub async fn current(
             "label": key.label,
             "limit": limit,
             "limit_remaining": remaining(&key, &u),
-            "limit_reset": key.limit_reset.map(LimitReset::as_str),
+            "limit_reset": key.limit_reset.map(Window::name),
             "include_byok_in_limit": key.include_byok_in_limit,
             "usage": u.total, "usage_daily": u.daily, "usage_weekly": u.weekly, "usage_monthly": u.monthly,
             "byok_usage": u.byok_total, "byok_usage_daily": u.byok_daily,
@@ -222,21 +223,17 @@ async fn usage_of(
     state: &ApiState,
     keys: &[KeyRow],
 ) -> Result<HashMap<String, KeyUsage>, ApiError> {
-    let hashes: Vec<&str> = keys.iter().map(|k| k.hash.as_str()).collect();
-    Ok(state
-        .store
-        .key_usage(&hashes, WindowStarts::at(crate::now_ms()))
-        .await?)
+    Ok(state.manage.key_usage(keys, crate::now_ms()).await?)
 }
 
 /// What is left of a key's limit in its current window (`None` without a limit).
 fn remaining(k: &KeyRow, u: &KeyUsage) -> Option<f64> {
     let limit = k.limit_usd.as_deref()?.parse::<f64>().ok()?;
     let (used, byok) = match k.limit_reset {
-        Some(LimitReset::Daily) => (u.daily, u.byok_daily),
-        Some(LimitReset::Weekly) => (u.weekly, u.byok_weekly),
-        Some(LimitReset::Monthly) => (u.monthly, u.byok_monthly),
-        None => (u.total, u.byok_total),
+        Some(Window::Daily) => (u.daily, u.byok_daily),
+        Some(Window::Weekly) => (u.weekly, u.byok_weekly),
+        Some(Window::Monthly) => (u.monthly, u.byok_monthly),
+        None | Some(Window::Lifetime) => (u.total, u.byok_total),
     };
     let used = if k.include_byok_in_limit {
         used + byok
@@ -256,7 +253,7 @@ pub fn key_json(k: &KeyRow, u: &KeyUsage) -> Value {
         "disabled": k.disabled,
         "limit": limit,
         "limit_remaining": remaining(k, u),
-        "limit_reset": k.limit_reset.map(LimitReset::as_str),
+        "limit_reset": k.limit_reset.map(Window::name),
         "include_byok_in_limit": k.include_byok_in_limit,
         "usage": u.total, "usage_daily": u.daily, "usage_weekly": u.weekly, "usage_monthly": u.monthly,
         "byok_usage": u.byok_total, "byok_usage_daily": u.byok_daily,
@@ -271,8 +268,8 @@ pub fn key_json(k: &KeyRow, u: &KeyUsage) -> Value {
     })
 }
 
-fn limit_reset(value: &str) -> Result<LimitReset, ApiError> {
-    value.parse().map_err(|()| {
+fn limit_reset(value: &str) -> Result<Window, ApiError> {
+    Window::resetting(value).ok_or_else(|| {
         ApiError::BadRequest(format!(
             "limit_reset must be one of daily, weekly, monthly (got {value:?})"
         ))

@@ -9,13 +9,12 @@ mod error;
 mod generation;
 mod guardrails;
 mod keys;
+mod metrics;
 mod models;
 mod organization;
 mod presets;
 mod providers;
 mod workspaces;
-
-use std::sync::Arc;
 
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -27,19 +26,17 @@ use serde::{Deserialize, Deserializer};
 pub use error::ApiError;
 
 use crate::manage::Manage;
-use crate::publisher::Publisher;
-use crate::store::Store;
 
+/// Everything a handler reaches goes through `manage`, where authorization lives.
 #[derive(Clone)]
 pub struct ApiState {
-    pub store: Store,
-    pub publisher: Arc<Publisher>,
     pub manage: Manage,
 }
 
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics::get))
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route(
             "/api/v1/keys/{hash}",

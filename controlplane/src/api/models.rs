@@ -27,7 +27,7 @@ pub async fn list(
             "limit must be between 1 and 1000".into(),
         ));
     }
-    let catalogue = state.store.catalogue().await?;
+    let catalogue = state.manage.catalogue().await?;
     let total = catalogue.models.len();
     let data: Vec<Value> = catalogue
         .models
@@ -46,7 +46,7 @@ pub async fn endpoints(
     Path((author, slug)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let id = format!("{author}/{slug}");
-    let catalogue = state.store.catalogue().await?;
+    let catalogue = state.manage.catalogue().await?;
     let model = catalogue
         .models
         .iter()

@@ -14,7 +14,7 @@ use super::error::ApiError;
 use crate::store::ProviderRow;
 
 pub async fn list(State(state): State<ApiState>) -> Result<Json<Value>, ApiError> {
-    let catalogue = state.store.catalogue().await?;
+    let catalogue = state.manage.catalogue().await?;
     let data: Vec<Value> = catalogue.providers.iter().map(provider_json).collect();
     Ok(Json(json!({ "data": data })))
 }

@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::{ApiJson, ApiQuery, ApiState, iso8601, nullable};
 use crate::manage::page;
 use crate::manage::workspaces::{
-    BudgetInterval, WorkspaceInput, WorkspaceMember, WorkspaceSettings,
+    WorkspaceInput, WorkspaceMember, WorkspaceSettings, budget_interval,
 };
 use crate::store::{WorkspaceBudgetRow, WorkspaceRow};
 
@@ -213,7 +213,7 @@ pub async fn get_budget(
     Manager(_key, actor): Manager,
     Path((id, interval)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let interval = BudgetInterval::parse(&interval)?;
+    let interval = budget_interval(&interval)?;
     let (budget, include_byok) = state
         .manage
         .get_workspace_budget(&actor, &id, interval)
@@ -237,7 +237,7 @@ pub async fn put_budget(
     Path((id, interval)): Path<(String, String)>,
     ApiJson(body): ApiJson<BudgetBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let interval = BudgetInterval::parse(&interval)?;
+    let interval = budget_interval(&interval)?;
     let (budget, include_byok) = state
         .manage
         .upsert_workspace_budget(
@@ -259,7 +259,7 @@ pub async fn delete_budget(
     Manager(_key, actor): Manager,
     Path((id, interval)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let interval = BudgetInterval::parse(&interval)?;
+    let interval = budget_interval(&interval)?;
     state
         .manage
         .delete_workspace_budget(&actor, &id, interval)

@@ -7,8 +7,8 @@ use super::{Actor, Manage, ManageResult, new_id};
 use crate::store::AuditRow;
 
 impl Manage {
-    /// Records one management action. Written after the change commits; a failure to record
-    /// fails the request, so no action goes unrecorded without the caller knowing.
+    /// Records one management action, in the same transaction as the change (call it on a
+    /// `Manage` from `begin`): the change and its record commit together or not at all.
     pub async fn audit(
         &self,
         actor: &Actor,

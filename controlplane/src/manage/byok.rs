@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Actor, Manage, ManageError, ManageResult, new_id, valid_name};
+use super::{Actor, Manage, ManageError, ManageResult, Publish, new_id, valid_name};
 use crate::store::{ByokRow, StoreError};
 
 /// The provider slugs the SDK's `BYOKProviderSlug` accepts (openrouter 1.3.84).
@@ -270,16 +270,17 @@ impl Manage {
         organization_id: Option<&str>,
         new: NewByok,
     ) -> ManageResult<ByokRow> {
+        let this = self.begin().await?;
         let organization_id = actor.target_organization(organization_id)?;
         actor.require_admin(&organization_id, "Organization")?;
-        let provider = self.valid_provider(&new.provider).await?;
+        let provider = this.valid_provider(&new.provider).await?;
         let key = valid_key(&new.key)?;
         let name = valid_optional_name(new.name)?;
-        let workspace_id = self
+        let workspace_id = this
             .byok_workspace(&organization_id, new.workspace_id.as_deref())
             .await?;
         let mut settings = new.settings;
-        self.valid_allowlists(
+        this.valid_allowlists(
             &organization_id,
             settings.allowed_api_key_hashes.as_mut(),
             settings.allowed_models.as_mut(),
@@ -289,7 +290,7 @@ impl Manage {
         valid_flags(&settings)?;
         let id = new_id("byok");
         let row = ByokRow {
-            sealed: self.vault.seal(key, &id)?,
+            sealed: this.vault.seal(key, &id)?,
             id,
             organization_id: organization_id.clone(),
             workspace_id,
@@ -302,8 +303,8 @@ impl Manage {
             created_at: crate::now_ms(),
             updated_at: None,
         };
-        let row = self.store.insert_byok(&row).await?;
-        self.audit(
+        let row = this.store.insert_byok(&row).await?;
+        this.audit(
             actor,
             Some(&organization_id),
             "byok.create",
@@ -312,7 +313,7 @@ impl Manage {
             Some(&audit_view(&row)?),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         tracing::info!(id = %row.id, provider = %row.provider, label = %row.label, "BYOK credential created");
         Ok(row)
     }
@@ -324,14 +325,15 @@ impl Manage {
         id: &str,
         patch: ByokPatch,
     ) -> ManageResult<ByokRow> {
-        let before = self.byok_key(actor, id).await?;
+        let this = self.begin().await?;
+        let before = this.byok_key(actor, id).await?;
         actor.require_admin(&before.organization_id, "BYOK credential")?;
         let mut settings = ByokSettings::of(&before)?;
         let mut after = before.clone();
         if let Some(key) = &patch.key {
             let key = valid_key(key)?;
             after.label = mask(key);
-            after.sealed = self.vault.seal(key, &after.id)?;
+            after.sealed = this.vault.seal(key, &after.id)?;
         }
         if let Some(name) = patch.name {
             after.name = valid_optional_name(name)?;
@@ -343,7 +345,7 @@ impl Manage {
         let mut hashes = patch.allowed_api_key_hashes;
         let mut models = patch.allowed_models;
         let mut users = patch.allowed_user_ids;
-        self.valid_allowlists(
+        this.valid_allowlists(
             &before.organization_id,
             hashes.as_mut().and_then(Option::as_mut),
             models.as_mut().and_then(Option::as_mut),
@@ -377,10 +379,10 @@ impl Manage {
         valid_flags(&settings)?;
         after.settings = settings.to_map();
         after.updated_at = Some(crate::now_ms());
-        if !self.store.update_byok(&after).await? {
+        if !this.store.update_byok(&after).await? {
             return Err(not_found(id));
         }
-        self.audit(
+        this.audit(
             actor,
             Some(&after.organization_id),
             "byok.update",
@@ -389,19 +391,20 @@ impl Manage {
             Some(&audit_view(&after)?),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         tracing::info!(id = %after.id, label = %after.label, rotated = patch.key.is_some(), "BYOK credential updated");
         Ok(after)
     }
 
     /// Admins only. The row goes, and with it the sealed key.
     pub async fn delete_byok(&self, actor: &Actor, id: &str) -> ManageResult<()> {
-        let before = self.byok_key(actor, id).await?;
+        let this = self.begin().await?;
+        let before = this.byok_key(actor, id).await?;
         actor.require_admin(&before.organization_id, "BYOK credential")?;
-        if !self.store.delete_byok(id).await? {
+        if !this.store.delete_byok(id).await? {
             return Err(not_found(id));
         }
-        self.audit(
+        this.audit(
             actor,
             Some(&before.organization_id),
             "byok.delete",
@@ -410,7 +413,7 @@ impl Manage {
             None,
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         tracing::info!(id = %before.id, label = %before.label, "BYOK credential deleted");
         Ok(())
     }

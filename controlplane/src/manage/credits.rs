@@ -2,7 +2,9 @@
 
 use serde_json::json;
 
-use super::{Actor, Manage, ManageError, ManageResult, micros_usd, new_id, usd_micros};
+use switchyard_policy::{Ledger, Money};
+
+use super::{Actor, Manage, ManageError, ManageResult, Publish, micros_usd, money, new_id};
 use crate::store::LedgerRow;
 
 /// `GET /credits`: what was granted and what was spent, in USD.
@@ -19,10 +21,22 @@ impl Manage {
     /// Any member may read their organization's balance.
     pub async fn credits(&self, actor: &Actor, owner_id: Option<&str>) -> ManageResult<Credits> {
         let owner = self.organization(actor, owner_id).await?;
+        let (granted, spent) = self.balance(&owner.id).await?;
         Ok(Credits {
-            total_credits: micros_usd(self.store.credits_micros(&owner.id).await?),
-            total_usage: self.store.usage_usd(&owner.id).await?,
+            total_credits: micros_usd(granted),
+            total_usage: spent.as_usd_f64(),
         })
+    }
+
+    /// Credits granted (ledger micro-dollars; negative when more moved out than in) and spent
+    /// (exact; BYOK spend is the customer's own bill and never counts).
+    async fn balance(&self, owner_id: &str) -> ManageResult<(i64, Money)> {
+        let granted = self.store.credits_micros(owner_id).await?;
+        let spent = self
+            .store
+            .ledger_spend(&Ledger::Organization(owner_id.to_owned()), 0, false)
+            .await?;
+        Ok((granted, spent))
     }
 
     /// Admins and operators add credits; every grant is a ledger entry with who and why.
@@ -33,14 +47,27 @@ impl Manage {
         amount_usd: f64,
         reason: &str,
     ) -> ManageResult<LedgerRow> {
-        let owner = self.organization(actor, owner_id).await?;
+        let this = self.begin().await?;
+        let owner = this.organization(actor, owner_id).await?;
         actor.require_admin(&owner.id, "Organization")?;
-        let micros = usd_micros("amount", amount_usd)?;
-        if micros <= 0 || amount_usd > MAX_GRANT_USD {
+        let amount = money("amount", amount_usd)?;
+        if amount == Money::ZERO || amount_usd > MAX_GRANT_USD {
             return Err(ManageError::Invalid(format!(
                 "amount must be more than 0 and at most {MAX_GRANT_USD} USD"
             )));
         }
+        // The organization's credits must stay a valid amount for every dataplane: checked
+        // under its lock, so concurrent grants cannot pass it together.
+        this.lock_organization(&owner.id).await?;
+        let granted = this.store.credits_micros(&owner.id).await?;
+        let total = Money::from_micros(u64::try_from(granted).unwrap_or(0)).saturating_add(amount);
+        if total > Money::MAX {
+            return Err(ManageError::Invalid(format!(
+                "The organization's credits would exceed the maximum of {} USD",
+                Money::MAX
+            )));
+        }
+        let micros = amount.micros_floor();
         let entry = LedgerRow {
             id: new_id("credit"),
             owner_id: owner.id.clone(),
@@ -51,10 +78,10 @@ impl Manage {
             counterpart_id: None,
             created_at: crate::now_ms(),
         };
-        self.store
+        this.store
             .insert_ledger(std::slice::from_ref(&entry))
             .await?;
-        self.audit(
+        this.audit(
             actor,
             Some(&owner.id),
             "credits.grant",
@@ -66,7 +93,7 @@ impl Manage {
         )
         .await?;
         // Credits granted cap an organization's spend on the dataplanes.
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(entry)
     }
 
@@ -80,34 +107,51 @@ impl Manage {
         amount_usd: f64,
         reason: &str,
     ) -> ManageResult<()> {
+        let this = self.begin().await?;
         if !actor.is_operator() {
             return Err(ManageError::Forbidden(
                 "Only operators move credits between accounts".into(),
             ));
         }
-        let personal = self
+        let personal = this
             .store
             .personal_account(user_id)
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("User {user_id} not found")))?;
-        let org = self.organization(actor, Some(organization_id)).await?;
-        if org.is_personal() || self.store.membership(&org.id, user_id).await?.is_none() {
+        let org = this.organization(actor, Some(organization_id)).await?;
+        if org.is_personal() || this.store.membership(&org.id, user_id).await?.is_none() {
             return Err(ManageError::Invalid(format!(
                 "User {user_id} is not a member of organization {organization_id}"
             )));
         }
-        let micros = usd_micros("amount", amount_usd)?;
-        if micros <= 0 {
+        let amount = money("amount", amount_usd)?;
+        if amount == Money::ZERO {
             return Err(ManageError::Invalid("amount must be more than 0".into()));
         }
-        // The balance check and both entries happen under one lock, so concurrent transfers
-        // cannot both spend the same credits.
-        let _serial = self.serial.lock().await;
-        let balance = self.credits(actor, Some(&personal.id)).await?;
-        let available = balance.total_credits - balance.total_usage;
-        if micros_usd(micros) > available + 1e-9 {
+        let micros = amount.micros_floor();
+        // The balance check and both entries happen under both accounts' locks (taken in one
+        // order, so two transfers cannot deadlock), so concurrent transfers cannot both spend
+        // the same credits, on this control plane or another.
+        let mut accounts = [personal.id.as_str(), org.id.as_str()];
+        accounts.sort_unstable();
+        for account in accounts {
+            this.lock_organization(account).await?;
+        }
+        let (granted, spent) = this.balance(&personal.id).await?;
+        let held = Money::from_micros(u64::try_from(granted).unwrap_or(0));
+        let available = held.saturating_sub(spent);
+        if amount > available {
             return Err(ManageError::InsufficientCredits(format!(
-                "The personal account holds {available:.6} USD, less than {amount_usd} USD"
+                "The personal account holds {available} USD, less than {amount} USD"
+            )));
+        }
+        let to_org = Money::from_micros(
+            u64::try_from(this.store.credits_micros(&org.id).await?).unwrap_or(0),
+        );
+        if to_org.saturating_add(amount) > Money::MAX {
+            return Err(ManageError::Invalid(format!(
+                "The organization's credits would exceed the maximum of {} USD",
+                Money::MAX
             )));
         }
         let reason = valid_reason(reason)?;
@@ -132,8 +176,8 @@ impl Manage {
             counterpart_id: Some(personal.id.clone()),
             created_at: now,
         };
-        self.store.insert_ledger(&[out, into]).await?;
-        self.audit(
+        this.store.insert_ledger(&[out, into]).await?;
+        this.audit(
             actor,
             Some(&org.id),
             "credits.transfer",
@@ -142,7 +186,7 @@ impl Manage {
             Some(&json!({ "from": personal.id, "to": org.id, "amount_usd": amount_usd })),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(())
     }
 

@@ -9,7 +9,7 @@
 use serde_json::{Value, json};
 
 use super::MAX_PAGE;
-use super::{Actor, Manage, ManageError, ManageResult, Role, new_id, usd_text, valid_name};
+use super::{Actor, Manage, ManageError, ManageResult, Publish, Role, money, new_id, valid_name};
 use crate::store::{GuardrailRow, KeyAssignmentRow, MemberAssignmentRow, WorkspaceRow, ZdrFlags};
 
 const MAX_NAME: usize = 200;
@@ -90,7 +90,9 @@ pub fn apply_input(g: &mut GuardrailRow, input: &GuardrailInput) -> ManageResult
         };
     }
     if let Some(limit) = input.limit_usd {
-        g.limit_usd = limit.map(|l| usd_text("limit_usd", l)).transpose()?;
+        g.limit_usd = limit
+            .map(|l| money("limit_usd", l).map(|m| m.to_string()))
+            .transpose()?;
     }
     if let Some(interval) = &input.reset_interval {
         g.reset_interval = match interval.as_deref() {
@@ -259,7 +261,8 @@ impl Manage {
         actor: &Actor,
         input: &GuardrailInput,
     ) -> ManageResult<GuardrailRow> {
-        let w = self
+        let this = self.begin().await?;
+        let w = this
             .guardrail_workspace(actor, input.workspace.as_deref())
             .await?;
         actor.require_admin(&w.organization_id, "Workspace")?;
@@ -274,9 +277,9 @@ impl Manage {
             ..GuardrailRow::default_for(&w.id, &w.organization_id, crate::now_ms())
         };
         apply_input(&mut g, input)?;
-        self.check_catalogue(input).await?;
-        self.store.insert_guardrail(&g).await?;
-        self.audit(
+        this.check_catalogue(input).await?;
+        this.store.insert_guardrail(&g).await?;
+        this.audit(
             actor,
             Some(&g.organization_id),
             "guardrail.create",
@@ -285,7 +288,7 @@ impl Manage {
             Some(&audit_view(&g)),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(g)
     }
 
@@ -296,7 +299,8 @@ impl Manage {
         id: &str,
         input: &GuardrailInput,
     ) -> ManageResult<GuardrailRow> {
-        let before = self.administered_guardrail(actor, id).await?;
+        let this = self.begin().await?;
+        let before = this.administered_guardrail(actor, id).await?;
         if input.workspace.is_some() {
             return Err(ManageError::Invalid(
                 "A guardrail cannot move to another workspace".into(),
@@ -304,12 +308,12 @@ impl Manage {
         }
         let mut g = before.clone();
         apply_input(&mut g, input)?;
-        self.check_catalogue(input).await?;
+        this.check_catalogue(input).await?;
         g.updated_at = Some(crate::now_ms());
-        if !self.store.update_guardrail(&g).await? {
+        if !this.store.update_guardrail(&g).await? {
             return Err(not_found(id));
         }
-        self.audit(
+        this.audit(
             actor,
             Some(&g.organization_id),
             "guardrail.update",
@@ -318,24 +322,25 @@ impl Manage {
             Some(&audit_view(&g)),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(g)
     }
 
     /// Admins only; never a workspace's default guardrail. Its assignments go with it.
     pub async fn delete_guardrail(&self, actor: &Actor, id: &str) -> ManageResult<()> {
-        let g = self.administered_guardrail(actor, id).await?;
+        let this = self.begin().await?;
+        let g = this.administered_guardrail(actor, id).await?;
         if g.is_default {
             return Err(ManageError::Invalid(
                 "A workspace's default guardrail cannot be deleted; update it to lift its restrictions"
                     .into(),
             ));
         }
-        let (keys, members, deleted) = self.store.delete_guardrail(&g.id).await?;
+        let (keys, members, deleted) = this.store.delete_guardrail(&g.id).await?;
         if !deleted {
             return Err(not_found(id));
         }
-        self.audit(
+        this.audit(
             actor,
             Some(&g.organization_id),
             "guardrail.delete",
@@ -348,7 +353,7 @@ impl Manage {
             None,
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(())
     }
 
@@ -360,11 +365,12 @@ impl Manage {
         id: &str,
         key_hashes: &[String],
     ) -> ManageResult<u64> {
-        let g = self.assignable(actor, id).await?;
+        let this = self.begin().await?;
+        let g = this.assignable(actor, id).await?;
         let hashes = bulk_list("key_hashes", key_hashes)?;
         let mut unknown = Vec::new();
         for hash in &hashes {
-            let known = self
+            let known = this
                 .store
                 .key(hash)
                 .await?
@@ -379,12 +385,12 @@ impl Manage {
                 unknown.join(", ")
             )));
         }
-        let changed = self
+        let changed = this
             .store
             .assign_keys(&g.id, &hashes, actor.user_id(), crate::now_ms())
             .await?;
         if !changed.is_empty() {
-            self.audit(
+            this.audit(
                 actor,
                 Some(&g.organization_id),
                 "guardrail.keys.assign",
@@ -393,7 +399,7 @@ impl Manage {
                 Some(&json!({ "guardrail_id": g.id, "key_hashes": changed })),
             )
             .await?;
-            self.publish().await?;
+            this.commit(Publish::Snapshot).await?;
         }
         Ok(changed.len() as u64)
     }
@@ -405,11 +411,12 @@ impl Manage {
         id: &str,
         key_hashes: &[String],
     ) -> ManageResult<u64> {
-        let g = self.administered_guardrail(actor, id).await?;
+        let this = self.begin().await?;
+        let g = this.administered_guardrail(actor, id).await?;
         let hashes = bulk_list("key_hashes", key_hashes)?;
-        let removed = self.store.unassign_keys(&g.id, &hashes).await?;
+        let removed = this.store.unassign_keys(&g.id, &hashes).await?;
         if removed > 0 {
-            self.audit(
+            this.audit(
                 actor,
                 Some(&g.organization_id),
                 "guardrail.keys.unassign",
@@ -418,7 +425,7 @@ impl Manage {
                 None,
             )
             .await?;
-            self.publish().await?;
+            this.commit(Publish::Snapshot).await?;
         }
         Ok(removed)
     }
@@ -431,11 +438,12 @@ impl Manage {
         id: &str,
         user_ids: &[String],
     ) -> ManageResult<u64> {
-        let g = self.assignable(actor, id).await?;
+        let this = self.begin().await?;
+        let g = this.assignable(actor, id).await?;
         let ids = bulk_list("member_user_ids", user_ids)?;
         let mut outsiders = Vec::new();
         for user_id in &ids {
-            if self
+            if this
                 .store
                 .membership(&g.organization_id, user_id)
                 .await?
@@ -450,7 +458,7 @@ impl Manage {
                 outsiders.join(", ")
             )));
         }
-        let added = self
+        let added = this
             .store
             .assign_members(
                 &g.id,
@@ -461,7 +469,7 @@ impl Manage {
             )
             .await?;
         if !added.is_empty() {
-            self.audit(
+            this.audit(
                 actor,
                 Some(&g.organization_id),
                 "guardrail.members.assign",
@@ -470,7 +478,7 @@ impl Manage {
                 Some(&json!({ "guardrail_id": g.id, "user_ids": added })),
             )
             .await?;
-            self.publish().await?;
+            this.commit(Publish::Snapshot).await?;
         }
         Ok(added.len() as u64)
     }
@@ -482,11 +490,12 @@ impl Manage {
         id: &str,
         user_ids: &[String],
     ) -> ManageResult<u64> {
-        let g = self.administered_guardrail(actor, id).await?;
+        let this = self.begin().await?;
+        let g = this.administered_guardrail(actor, id).await?;
         let ids = bulk_list("member_user_ids", user_ids)?;
-        let removed = self.store.unassign_members(&g.id, &ids).await?;
+        let removed = this.store.unassign_members(&g.id, &ids).await?;
         if removed > 0 {
-            self.audit(
+            this.audit(
                 actor,
                 Some(&g.organization_id),
                 "guardrail.members.unassign",
@@ -495,7 +504,7 @@ impl Manage {
                 None,
             )
             .await?;
-            self.publish().await?;
+            this.commit(Publish::Snapshot).await?;
         }
         Ok(removed)
     }

@@ -2,9 +2,10 @@
 
 use serde_json::{Value, json};
 
-use super::{Actor, Manage, ManageError, ManageResult, Role, usd_text, valid_name};
-use crate::keys::{self as secrets, KeyKind, LimitReset};
+use super::{Actor, Manage, ManageError, ManageResult, Publish, Role, money, valid_name};
+use crate::keys::{self as secrets, KeyKind};
 use crate::store::{KeyPatch, KeyRow, NewKey, WorkspaceRow};
+use switchyard_policy::Window;
 
 /// A key to create. Members create inference keys for themselves; the operator may create
 /// either kind for any member of any organization.
@@ -18,7 +19,7 @@ pub struct NewKeyInput {
     pub organization_id: Option<String>,
     pub owner_user_id: Option<String>,
     pub limit_usd: Option<f64>,
-    pub limit_reset: Option<LimitReset>,
+    pub limit_reset: Option<Window>,
     pub include_byok_in_limit: bool,
     pub expires_at: Option<i64>,
 }
@@ -37,7 +38,7 @@ pub struct KeyUpdate {
     pub name: Option<String>,
     pub disabled: Option<bool>,
     pub limit_usd: Option<Option<f64>>,
-    pub limit_reset: Option<Option<LimitReset>>,
+    pub limit_reset: Option<Option<Window>>,
     pub include_byok_in_limit: Option<bool>,
     pub workspace: Option<String>,
 }
@@ -50,7 +51,7 @@ fn audit_view(k: &KeyRow) -> Value {
     json!({
         "hash": k.hash, "label": k.label, "name": k.name, "kind": k.kind.as_str(),
         "workspace_id": k.workspace_id, "disabled": k.disabled, "limit": k.limit_usd,
-        "limit_reset": k.limit_reset.map(LimitReset::as_str), "expires_at": k.expires_at,
+        "limit_reset": k.limit_reset.map(Window::name), "expires_at": k.expires_at,
         "creator_user_id": k.creator_user_id,
     })
 }
@@ -61,6 +62,7 @@ impl Manage {
         actor: &Actor,
         input: NewKeyInput,
     ) -> ManageResult<(KeyRow, String)> {
+        let this = self.begin().await?;
         let organization_id = actor.target_organization(input.organization_id.as_deref())?;
         let owner = match (actor, &input.owner_user_id) {
             (Actor::Member { user_id, .. }, None) => user_id.clone(),
@@ -82,7 +84,7 @@ impl Manage {
                 "Management keys are issued by operators".into(),
             ));
         }
-        if self
+        if this
             .store
             .membership(&organization_id, &owner)
             .await?
@@ -92,7 +94,7 @@ impl Manage {
                 "User {owner} is not a member of organization {organization_id}"
             )));
         }
-        let workspace = self
+        let workspace = this
             .usable_workspace(&organization_id, &owner, input.workspace.as_deref())
             .await?;
         let now = crate::now_ms();
@@ -111,7 +113,10 @@ impl Manage {
             workspace_id: workspace.id,
             creator_user_id: owner,
             disabled: false,
-            limit_usd: input.limit_usd.map(|l| usd_text("limit", l)).transpose()?,
+            limit_usd: input
+                .limit_usd
+                .map(|l| money("limit", l).map(|m| m.to_string()))
+                .transpose()?,
             limit_reset: input.limit_reset,
             include_byok_in_limit: input.include_byok_in_limit,
             expires_at: input.expires_at,
@@ -119,8 +124,8 @@ impl Manage {
             updated_at: None,
             rotated_from: None,
         };
-        self.store.insert_key(&key).await?;
-        self.audit(
+        this.store.insert_key(&key).await?;
+        this.audit(
             actor,
             Some(&key.organization_id),
             "key.create",
@@ -129,7 +134,7 @@ impl Manage {
             Some(&audit_view(&key)),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok((key, generated.secret))
     }
 
@@ -198,7 +203,8 @@ impl Manage {
         hash: &str,
         update: KeyUpdate,
     ) -> ManageResult<KeyRow> {
-        let before = self.key(actor, hash).await?;
+        let this = self.begin().await?;
+        let before = this.key(actor, hash).await?;
         if let Actor::Member { key_hash, .. } = actor
             && *key_hash == before.hash
             && update.disabled == Some(true)
@@ -209,7 +215,9 @@ impl Manage {
             let re_enables = before.disabled && update.disabled == Some(false);
             let loosens_limit = match (&update.limit_usd, &before.limit_usd) {
                 (Some(None), Some(_)) => true,
-                (Some(Some(new)), Some(old)) => old.parse::<f64>().is_ok_and(|o| *new > o),
+                (Some(Some(new)), Some(old)) => {
+                    money("limit", *new)? > super::stored_money("key limit", old)?
+                }
                 _ => false,
             };
             if re_enables || loosens_limit {
@@ -220,7 +228,7 @@ impl Manage {
         }
         let workspace_id = match update.workspace.as_deref() {
             Some(w) => Some(
-                self.usable_workspace(&before.organization_id, &before.creator_user_id, Some(w))
+                this.usable_workspace(&before.organization_id, &before.creator_user_id, Some(w))
                     .await?
                     .id,
             ),
@@ -235,19 +243,22 @@ impl Manage {
             disabled: update.disabled,
             limit_usd: update
                 .limit_usd
-                .map(|l| l.map(|v| usd_text("limit", v)).transpose())
+                .map(|l| {
+                    l.map(|v| money("limit", v).map(|m| m.to_string()))
+                        .transpose()
+                })
                 .transpose()?,
             limit_reset: update.limit_reset,
             include_byok_in_limit: update.include_byok_in_limit,
             workspace_id,
             expires_at: None,
         };
-        let after = self
+        let after = this
             .store
             .update_key(hash, &patch, crate::now_ms())
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("Key {hash} not found")))?;
-        self.audit(
+        this.audit(
             actor,
             Some(&after.organization_id),
             "key.update",
@@ -256,21 +267,22 @@ impl Manage {
             Some(&audit_view(&after)),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(after)
     }
 
     pub async fn delete_key(&self, actor: &Actor, hash: &str) -> ManageResult<()> {
-        let before = self.key(actor, hash).await?;
+        let this = self.begin().await?;
+        let before = this.key(actor, hash).await?;
         if let Actor::Member { key_hash, .. } = actor
             && *key_hash == before.hash
         {
             return Err(ManageError::Invalid("A key cannot delete itself".into()));
         }
-        if !self.store.delete_key(hash).await? {
+        if !this.store.delete_key(hash).await? {
             return Err(ManageError::NotFound(format!("Key {hash} not found")));
         }
-        self.audit(
+        this.audit(
             actor,
             Some(&before.organization_id),
             "key.delete",
@@ -279,7 +291,7 @@ impl Manage {
             None,
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(())
     }
 
@@ -291,7 +303,8 @@ impl Manage {
         hash: &str,
         grace_seconds: u64,
     ) -> ManageResult<(KeyRow, String)> {
-        let old = self.key(actor, hash).await?;
+        let this = self.begin().await?;
+        let old = this.key(actor, hash).await?;
         // Rotation hands out a working secret that acts as the key's owner: only the owner (or
         // the operator) may ask for one, even an admin who can see the key.
         if actor.user_id().is_some_and(|u| u != old.creator_user_id) {
@@ -299,7 +312,7 @@ impl Manage {
                 "Only a key's owner can rotate it".into(),
             ));
         }
-        if self.store.has_successor(&old.hash).await? {
+        if this.store.has_successor(&old.hash).await? {
             return Err(ManageError::Conflict(
                 "This key was already rotated; rotate its successor instead".into(),
             ));
@@ -324,10 +337,10 @@ impl Manage {
             rotated_from: Some(old.hash.clone()),
             ..old.clone()
         };
-        self.store.insert_key(&new).await?;
+        this.store.insert_key(&new).await?;
         // The successor takes over the key's guardrail, as it takes its other settings.
-        if let Some(guardrail_id) = self.store.key_guardrail(&old.hash).await? {
-            self.store
+        if let Some(guardrail_id) = this.store.key_guardrail(&old.hash).await? {
+            this.store
                 .assign_keys(
                     &guardrail_id,
                     std::slice::from_ref(&new.hash),
@@ -341,12 +354,12 @@ impl Manage {
             expires_at: Some(grace_end),
             ..KeyPatch::default()
         };
-        let old_after = self
+        let old_after = this
             .store
             .update_key(&old.hash, &patch, now)
             .await?
             .ok_or_else(|| ManageError::NotFound(format!("Key {hash} not found")))?;
-        self.audit(
+        this.audit(
             actor,
             Some(&new.organization_id),
             "key.rotate",
@@ -355,7 +368,7 @@ impl Manage {
             Some(&json!({ "old": audit_view(&old_after), "new": audit_view(&new) })),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok((new, generated.secret))
     }
 

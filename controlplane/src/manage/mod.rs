@@ -3,6 +3,12 @@
 //! changes the store, writes the audit log, and publishes a snapshot when dataplanes must see the
 //! change. The REST and gRPC layers only translate wire formats.
 //!
+//! A write is one unit: [`Manage::begin`] gives a `Manage` whose store handle is bound to one
+//! transaction; the change, its audit record and (when dataplanes must see it) the configuration
+//! version bump all commit together in [`Manage::commit`], which then waits for a snapshot that
+//! includes the change. A failure anywhere before the commit rolls everything back; a crash after
+//! it is published by the publisher's follower, on this replica or another.
+//!
 //! Authorization rules, in one place:
 //! - an operator may do everything, in every organization;
 //! - a member acts only inside their own organization: what belongs to another organization is
@@ -10,7 +16,9 @@
 //! - admin-only operations answer 403 to members;
 //! - members see and manage only their own keys, in workspaces they belong to.
 
+pub mod access;
 pub mod audit;
+pub mod budgets;
 pub mod byok;
 pub mod credits;
 pub mod guardrails;
@@ -22,6 +30,8 @@ pub mod workspaces;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+
+use switchyard_policy::{MAX_USD, Money};
 
 use crate::publisher::Publisher;
 use crate::store::{Store, StoreError};
@@ -171,6 +181,9 @@ impl Actor {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ManageError {
+    /// No usable credential (401).
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("{0}")]
     Invalid(String),
     #[error("{0}")]
@@ -197,15 +210,67 @@ pub struct Manage {
     pub store: Store,
     pub publisher: Arc<Publisher>,
     pub vault: Arc<Vault>,
-    /// Serialises check-then-write changes (member cap, last admin, credit transfers) within
-    /// this control plane. Replicas sharing one PostgreSQL would need row locks instead.
-    pub serial: Arc<tokio::sync::Mutex<()>>,
+    /// Began inside another operation's transaction: that operation commits.
+    nested: bool,
+}
+
+/// Whether dataplanes must see a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Publish {
+    /// The change is in the snapshot: bump the configuration version and wait until a published
+    /// snapshot includes it.
+    Snapshot,
+    /// The change is the control plane's alone.
+    No,
 }
 
 impl Manage {
-    /// Pushes a snapshot that includes every change committed so far.
-    pub async fn publish(&self) -> ManageResult<()> {
-        self.publisher.publish().await?;
+    pub fn new(store: Store, publisher: Arc<Publisher>, vault: Arc<Vault>) -> Manage {
+        Manage {
+            store,
+            publisher,
+            vault,
+            nested: false,
+        }
+    }
+
+    /// A `Manage` whose every store call runs in one new transaction, until `commit`. Check
+    /// within it, write within it, audit within it. Dropped without `commit`, nothing happened.
+    pub async fn begin(&self) -> ManageResult<Manage> {
+        Ok(Manage {
+            store: self.store.begin().await?,
+            publisher: self.publisher.clone(),
+            vault: self.vault.clone(),
+            nested: self.store.in_transaction(),
+        })
+    }
+
+    /// Commits this transaction, bumping the configuration version in it when dataplanes must
+    /// see the change, and then returns once a published snapshot includes it. Inside another
+    /// operation's transaction, only bumps: the outer commit publishes.
+    pub async fn commit(self, publish: Publish) -> ManageResult<()> {
+        if publish == Publish::Snapshot && self.store.bumped_version().is_none() {
+            self.store.bump_config_version().await?;
+        }
+        if self.nested {
+            return Ok(());
+        }
+        self.store.commit().await?;
+        if let Some(version) = self.store.bumped_version() {
+            self.publisher.publish_through(version).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes the organization's lock for the rest of this transaction: check-then-write rules on
+    /// it (member cap, last admin, credit balances) hold across every control plane replica
+    /// sharing the database.
+    pub async fn lock_organization(&self, organization_id: &str) -> ManageResult<()> {
+        if !self.store.lock_organization(organization_id).await? {
+            return Err(ManageError::NotFound(format!(
+                "Organization {organization_id} not found"
+            )));
+        }
         Ok(())
     }
 }
@@ -264,27 +329,25 @@ pub fn valid_slug(slug: &str) -> ManageResult<String> {
     Ok(slug.to_owned())
 }
 
-/// USD as an exact decimal string to the micro-dollar, within `0..=1e9`.
-pub fn usd_text(field: &str, value: f64) -> ManageResult<String> {
-    if !value.is_finite() || !(0.0..=1e9).contains(&value) {
-        return Err(ManageError::Invalid(format!(
-            "{field} must be a number of USD between 0 and 1000000000"
-        )));
-    }
-    let text = format!("{value:.6}");
-    Ok(text.trim_end_matches('0').trim_end_matches('.').to_owned())
+/// An amount of USD from a client, by the rule both planes apply (`Money`): finite, not
+/// negative, at most `MAX_USD`, kept to the micro-dollar. Whatever passes here, every dataplane
+/// accepts.
+pub fn money(field: &str, value: f64) -> ManageResult<Money> {
+    Money::from_usd_f64(value).map_err(|_| {
+        ManageError::Invalid(format!(
+            "{field} must be a number of USD between 0 and {MAX_USD}"
+        ))
+    })
 }
 
-/// USD to whole micro-dollars, for sums kept exact in SQL.
-pub fn usd_micros(field: &str, value: f64) -> ManageResult<i64> {
-    if !value.is_finite() || value.abs() > 1e9 {
-        return Err(ManageError::Invalid(format!(
-            "{field} must be a finite number of USD of at most 1000000000"
-        )));
-    }
-    Ok((value * 1e6).round() as i64)
+/// A stored amount (exact decimal USD); a value that no longer parses is a corrupt row.
+pub fn stored_money(what: &str, text: &str) -> ManageResult<Money> {
+    Money::parse_usd(text)
+        .map_err(|e| ManageError::Store(StoreError::Corrupt(format!("{what}: {e}"))))
 }
 
+/// Micro-dollars of the credit ledger (a sum may be negative: more moved out than in) as USD,
+/// for JSON fields OpenRouter reports as numbers.
 pub fn micros_usd(micros: i64) -> f64 {
     micros as f64 / 1e6
 }
@@ -329,10 +392,15 @@ mod tests {
 
     #[test]
     fn money_and_slugs_are_validated() {
-        assert_eq!(usd_text("limit", 5.5).unwrap(), "5.5");
-        assert!(usd_text("limit", -1.0).is_err());
-        assert_eq!(usd_micros("amount", 1.234567).unwrap(), 1_234_567);
-        assert!(usd_micros("amount", f64::INFINITY).is_err());
+        assert_eq!(money("limit", 5.5).unwrap().to_string(), "5.5");
+        assert_eq!(
+            money("limit", 20_000_000.0).unwrap().to_string(),
+            "20000000"
+        );
+        assert!(money("limit", -1.0).is_err());
+        assert!(money("limit", 1e9 + 1.0).is_err());
+        assert_eq!(money("amount", 1.234567).unwrap().micros_floor(), 1_234_567);
+        assert!(money("amount", f64::INFINITY).is_err());
         assert!(valid_slug("team-a").is_ok());
         assert!(valid_slug("Team A").is_err());
         assert!(valid_slug("").is_err());

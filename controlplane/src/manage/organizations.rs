@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use super::{Actor, Manage, ManageError, ManageResult, Role, new_id, valid_name};
+use super::{Actor, Manage, ManageError, ManageResult, Publish, Role, new_id, valid_name};
 use crate::seed::{DEFAULT_MEMBER_CAP, default_workspace, personal_account};
 use crate::store::{MemberRow, OrganizationRow, UserRow};
 
@@ -34,6 +34,7 @@ impl Manage {
         name: &str,
         member_cap: Option<i64>,
     ) -> ManageResult<OrganizationRow> {
+        let this = self.begin().await?;
         if !actor.is_operator() {
             return Err(ManageError::Forbidden(
                 "Only operators create organizations".into(),
@@ -49,11 +50,11 @@ impl Manage {
             filtered_model_catalog: false,
             created_at: now,
         };
-        self.store.insert_organization(&org).await?;
-        self.store
+        this.store.insert_organization(&org).await?;
+        this.store
             .insert_workspace(&default_workspace(&new_id("ws"), &org.id, None, now))
             .await?;
-        self.audit(
+        this.audit(
             actor,
             Some(&org.id),
             "organization.create",
@@ -62,7 +63,7 @@ impl Manage {
             Some(&organization_json(&org)),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(org)
     }
 
@@ -91,7 +92,8 @@ impl Manage {
         id: Option<&str>,
         patch: OrganizationPatch,
     ) -> ManageResult<OrganizationRow> {
-        let before = self.organization(actor, id).await?;
+        let this = self.begin().await?;
+        let before = this.organization(actor, id).await?;
         actor.require_admin(&before.id, "Organization")?;
         if (patch.name.is_some() || patch.member_cap.is_some()) && !actor.is_operator() {
             return Err(ManageError::Forbidden(
@@ -108,8 +110,8 @@ impl Manage {
         if let Some(filtered) = patch.filtered_model_catalog {
             after.filtered_model_catalog = filtered;
         }
-        self.store.update_organization(&after).await?;
-        self.audit(
+        this.store.update_organization(&after).await?;
+        this.audit(
             actor,
             Some(&after.id),
             "organization.update",
@@ -118,6 +120,7 @@ impl Manage {
             Some(&organization_json(&after)),
         )
         .await?;
+        this.commit(Publish::No).await?;
         Ok(after)
     }
 
@@ -128,11 +131,12 @@ impl Manage {
         email: &str,
         name: &str,
     ) -> ManageResult<UserRow> {
+        let this = self.begin().await?;
         if !actor.is_operator() {
             return Err(ManageError::Forbidden("Only operators create users".into()));
         }
         let email = valid_email(email)?;
-        if self.store.user_by_email(&email).await?.is_some() {
+        if this.store.user_by_email(&email).await?.is_some() {
             return Err(ManageError::Conflict(format!(
                 "A user with email {email} already exists"
             )));
@@ -144,13 +148,13 @@ impl Manage {
             name: valid_name("name", name, 128)?,
             created_at: now,
         };
-        self.store.insert_user(&user).await?;
+        this.store.insert_user(&user).await?;
         let personal = personal_account(&user.id, &user.name, now);
-        self.store.insert_organization(&personal).await?;
-        self.store
+        this.store.insert_organization(&personal).await?;
+        this.store
             .insert_membership(&personal.id, &user.id, Role::Admin.as_str(), now)
             .await?;
-        self.store
+        this.store
             .insert_workspace(&default_workspace(
                 &new_id("ws"),
                 &personal.id,
@@ -158,12 +162,12 @@ impl Manage {
                 now,
             ))
             .await?;
-        if let Some(ws) = self.store.default_workspace(&personal.id).await? {
-            self.store
+        if let Some(ws) = this.store.default_workspace(&personal.id).await? {
+            this.store
                 .add_workspace_member(&ws.id, &user.id, now)
                 .await?;
         }
-        self.audit(
+        this.audit(
             actor,
             None,
             "user.create",
@@ -172,7 +176,7 @@ impl Manage {
             Some(&json!({ "id": user.id, "email": user.email, "name": user.name })),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(user)
     }
 
@@ -204,42 +208,43 @@ impl Manage {
         user_id: &str,
         role: Role,
     ) -> ManageResult<MemberRow> {
-        let org = self.organization(actor, organization_id).await?;
+        let this = self.begin().await?;
+        let org = this.organization(actor, organization_id).await?;
         actor.require_admin(&org.id, "Organization")?;
         if org.is_personal() {
             return Err(ManageError::Invalid(
                 "A personal account has no other members".into(),
             ));
         }
-        let _serial = self.serial.lock().await;
-        let user = self
+        this.lock_organization(&org.id).await?;
+        let user = this
             .store
             .user(user_id)
             .await?
             .ok_or_else(|| ManageError::Invalid(format!("User {user_id} does not exist")))?;
-        if self.store.membership(&org.id, &user.id).await?.is_some() {
+        if this.store.membership(&org.id, &user.id).await?.is_some() {
             return Err(ManageError::Conflict(format!(
                 "User {} is already a member",
                 user.id
             )));
         }
-        if org.member_cap > 0 && self.store.member_count(&org.id).await? >= org.member_cap {
+        if org.member_cap > 0 && this.store.member_count(&org.id).await? >= org.member_cap {
             return Err(ManageError::Invalid(format!(
                 "The organization has reached its member cap of {}",
                 org.member_cap
             )));
         }
         let now = crate::now_ms();
-        self.store
+        this.store
             .insert_membership(&org.id, &user.id, role.as_str(), now)
             .await?;
-        if let Some(ws) = self.store.default_workspace(&org.id).await? {
-            self.store
+        if let Some(ws) = this.store.default_workspace(&org.id).await? {
+            this.store
                 .add_workspace_member(&ws.id, &user.id, now)
                 .await?;
         }
-        let member = self.member(&org.id, &user.id).await?;
-        self.audit(
+        let member = this.member(&org.id, &user.id).await?;
+        this.audit(
             actor,
             Some(&org.id),
             "member.add",
@@ -248,6 +253,7 @@ impl Manage {
             Some(&member_json(&member)),
         )
         .await?;
+        this.commit(Publish::No).await?;
         Ok(member)
     }
 
@@ -258,18 +264,19 @@ impl Manage {
         user_id: &str,
         role: Role,
     ) -> ManageResult<MemberRow> {
-        let org = self.organization(actor, organization_id).await?;
+        let this = self.begin().await?;
+        let org = this.organization(actor, organization_id).await?;
         actor.require_admin(&org.id, "Organization")?;
-        let _serial = self.serial.lock().await;
-        let before = self.member(&org.id, user_id).await?;
+        this.lock_organization(&org.id).await?;
+        let before = this.member(&org.id, user_id).await?;
         if role == Role::Member && before.role == Role::Admin.as_str() {
-            self.keep_an_admin(&org.id, user_id).await?;
+            this.keep_an_admin(&org.id, user_id).await?;
         }
-        self.store
+        this.store
             .set_membership_role(&org.id, user_id, role.as_str())
             .await?;
-        let after = self.member(&org.id, user_id).await?;
-        self.audit(
+        let after = this.member(&org.id, user_id).await?;
+        this.audit(
             actor,
             Some(&org.id),
             "member.role",
@@ -278,6 +285,7 @@ impl Manage {
             Some(&member_json(&after)),
         )
         .await?;
+        this.commit(Publish::No).await?;
         Ok(after)
     }
 
@@ -289,20 +297,21 @@ impl Manage {
         organization_id: Option<&str>,
         user_id: &str,
     ) -> ManageResult<()> {
-        let org = self.organization(actor, organization_id).await?;
+        let this = self.begin().await?;
+        let org = this.organization(actor, organization_id).await?;
         actor.require_admin(&org.id, "Organization")?;
         if org.is_personal() {
             return Err(ManageError::Invalid(
                 "A personal account's owner cannot be removed".into(),
             ));
         }
-        let _serial = self.serial.lock().await;
-        let before = self.member(&org.id, user_id).await?;
+        this.lock_organization(&org.id).await?;
+        let before = this.member(&org.id, user_id).await?;
         if before.role == Role::Admin.as_str() {
-            self.keep_an_admin(&org.id, user_id).await?;
+            this.keep_an_admin(&org.id, user_id).await?;
         }
-        self.store.delete_membership(&org.id, user_id).await?;
-        self.audit(
+        this.store.delete_membership(&org.id, user_id).await?;
+        this.audit(
             actor,
             Some(&org.id),
             "member.remove",
@@ -312,7 +321,7 @@ impl Manage {
         )
         .await?;
         // The member's guardrail assignments went with the membership.
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(())
     }
 

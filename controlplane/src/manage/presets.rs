@@ -7,7 +7,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::{Actor, Manage, ManageError, ManageResult, new_id, valid_name, valid_slug};
+use super::{Actor, Manage, ManageError, ManageResult, Publish, new_id, valid_name, valid_slug};
 use crate::store::{PresetRow, PresetVersionRow};
 
 /// A preset's statuses, as the SDK's `PresetStatus` names them.
@@ -145,13 +145,14 @@ impl Manage {
         organization_id: Option<&str>,
         new: NewPreset,
     ) -> ManageResult<PresetView> {
+        let this = self.begin().await?;
         let organization_id = actor.target_organization(organization_id)?;
         let slug = valid_slug(&new.slug)?;
         let name = valid_name("name", &new.name, 128)?;
         let description = valid_description(new.description)?;
         let config = valid_config(new.config)?;
         let system_prompt = valid_system_prompt(new.system_prompt)?;
-        let workspace_id = self
+        let workspace_id = this
             .preset_workspace(actor, &organization_id, new.workspace_id.as_deref())
             .await?;
         let now = crate::now_ms();
@@ -179,7 +180,7 @@ impl Manage {
             created_at: now,
             updated_at: now,
         };
-        if !self.store.insert_preset(&preset, &version).await? {
+        if !this.store.insert_preset(&preset, &version).await? {
             return Err(ManageError::Conflict(format!(
                 "A preset with slug {} already exists",
                 preset.slug
@@ -187,7 +188,7 @@ impl Manage {
         }
         let mut after = preset_audit(&preset);
         after["designated_version"] = version_audit(&version);
-        self.audit(
+        this.audit(
             actor,
             Some(&organization_id),
             "preset.create",
@@ -196,6 +197,7 @@ impl Manage {
             Some(&after),
         )
         .await?;
+        this.commit(Publish::No).await?;
         Ok(PresetView {
             preset,
             designated: Some(version),
@@ -210,7 +212,8 @@ impl Manage {
         slug: &str,
         new: NewPresetVersion,
     ) -> ManageResult<PresetVersionRow> {
-        let preset = self.find_preset(actor, organization_id, slug).await?;
+        let this = self.begin().await?;
+        let preset = this.find_preset(actor, organization_id, slug).await?;
         require_manager(actor, &preset)?;
         let version = PresetVersionRow {
             id: new_id("presetv"),
@@ -221,14 +224,14 @@ impl Manage {
             creator_id: creator_id(actor),
             created_at: crate::now_ms(),
         };
-        let version = self
+        let version = this
             .store
             .add_preset_version(&version, new.designate, version.created_at)
             .await?
             .ok_or_else(|| not_found(slug))?;
         let mut after = version_audit(&version);
         after["designated"] = Value::Bool(new.designate);
-        self.audit(
+        this.audit(
             actor,
             Some(&preset.organization_id),
             "preset.version.create",
@@ -237,6 +240,7 @@ impl Manage {
             Some(&after),
         )
         .await?;
+        this.commit(Publish::No).await?;
         Ok(version)
     }
 
@@ -247,7 +251,8 @@ impl Manage {
         slug: &str,
         patch: PresetPatch,
     ) -> ManageResult<PresetView> {
-        let before = self.find_preset(actor, organization_id, slug).await?;
+        let this = self.begin().await?;
+        let before = this.find_preset(actor, organization_id, slug).await?;
         require_manager(actor, &before)?;
         let now = crate::now_ms();
         let mut after = before.clone();
@@ -276,7 +281,7 @@ impl Manage {
                 ));
             }
             (Some(id), None) => Some(
-                self.store
+                this.store
                     .preset_version_by_id(&before.id, id)
                     .await?
                     .ok_or_else(|| {
@@ -284,7 +289,7 @@ impl Manage {
                     })?,
             ),
             (None, Some(number)) => Some(
-                self.store
+                this.store
                     .preset_version(&before.id, number)
                     .await?
                     .ok_or_else(|| {
@@ -297,10 +302,10 @@ impl Manage {
             after.designated_version_id = Some(v.id.clone());
         }
         after.updated_at = now;
-        if !self.store.update_preset(&after).await? {
+        if !this.store.update_preset(&after).await? {
             return Err(not_found(slug));
         }
-        self.audit(
+        this.audit(
             actor,
             Some(&after.organization_id),
             "preset.update",
@@ -309,6 +314,7 @@ impl Manage {
             Some(&preset_audit(&after)),
         )
         .await?;
+        this.commit(Publish::No).await?;
         match designated {
             Some(v) => Ok(PresetView {
                 preset: after,
@@ -325,12 +331,13 @@ impl Manage {
         organization_id: Option<&str>,
         slug: &str,
     ) -> ManageResult<()> {
-        let preset = self.find_preset(actor, organization_id, slug).await?;
+        let this = self.begin().await?;
+        let preset = this.find_preset(actor, organization_id, slug).await?;
         require_manager(actor, &preset)?;
-        if !self.store.delete_preset(&preset.id).await? {
+        if !this.store.delete_preset(&preset.id).await? {
             return Err(not_found(slug));
         }
-        self.audit(
+        this.audit(
             actor,
             Some(&preset.organization_id),
             "preset.delete",
@@ -339,6 +346,7 @@ impl Manage {
             None,
         )
         .await?;
+        this.commit(Publish::No).await?;
         Ok(())
     }
 

@@ -5,15 +5,12 @@
 //! members see the Default workspace (every member belongs to it) and the workspaces they were
 //! added to. Anything else is "not found" to them, so workspaces cannot be probed.
 
-use std::fmt;
-use std::str::FromStr;
-
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use switchyard_policy::{Money, Window};
 
 use super::{
-    Actor, Manage, ManageError, ManageResult, Role, new_id, usd_micros, usd_text, valid_name,
-    valid_slug,
+    Actor, Manage, ManageError, ManageResult, Publish, Role, money, new_id, valid_name, valid_slug,
 };
 use crate::store::{MemberRow, StoreError, WorkspaceBudgetRow, WorkspaceContents, WorkspaceRow};
 
@@ -176,53 +173,14 @@ impl WorkspaceMember {
     }
 }
 
-/// A budget's reset interval, ordered from the narrowest to the widest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum BudgetInterval {
-    Daily,
-    Weekly,
-    Monthly,
-    /// A one-time budget that never resets.
-    Lifetime,
-}
-
-impl BudgetInterval {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BudgetInterval::Daily => "daily",
-            BudgetInterval::Weekly => "weekly",
-            BudgetInterval::Monthly => "monthly",
-            BudgetInterval::Lifetime => "lifetime",
-        }
-    }
-
-    /// Parses a path or wire value, answering 400 for anything else.
-    pub fn parse(text: &str) -> ManageResult<BudgetInterval> {
-        text.parse().map_err(|()| {
-            ManageError::Invalid(format!(
-                "interval must be one of daily, weekly, monthly, lifetime (got {text:?})"
-            ))
-        })
-    }
-}
-
-impl FromStr for BudgetInterval {
-    type Err = ();
-    fn from_str(s: &str) -> Result<Self, ()> {
-        match s {
-            "daily" => Ok(BudgetInterval::Daily),
-            "weekly" => Ok(BudgetInterval::Weekly),
-            "monthly" => Ok(BudgetInterval::Monthly),
-            "lifetime" => Ok(BudgetInterval::Lifetime),
-            _ => Err(()),
-        }
-    }
-}
-
-impl fmt::Display for BudgetInterval {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// A budget interval from a path or wire value (`daily`, `weekly`, `monthly`, `lifetime`),
+/// answering 400 for anything else. Windows order from the narrowest to the widest.
+pub fn budget_interval(text: &str) -> ManageResult<Window> {
+    Window::from_name(text).ok_or_else(|| {
+        ManageError::Invalid(format!(
+            "interval must be one of daily, weekly, monthly, lifetime (got {text:?})"
+        ))
+    })
 }
 
 /// A workspace's budgets and its workspace-wide BYOK setting.
@@ -343,16 +301,16 @@ pub fn apply_input(w: &mut WorkspaceRow, input: &WorkspaceInput) -> ManageResult
 }
 
 /// Budget limits must strictly decrease as the interval narrows (lifetime > monthly > weekly
-/// > daily), as the SDK documents. `others` are the workspace's budgets in micro-dollars.
+/// > daily), as the SDK documents. `others` are the workspace's other budgets.
 pub fn check_budget_order(
-    interval: BudgetInterval,
-    micros: i64,
-    others: &[(BudgetInterval, i64)],
+    interval: Window,
+    limit: Money,
+    others: &[(Window, Money)],
 ) -> ManageResult<()> {
-    for &(other, other_micros) in others {
+    for &(other, other_limit) in others {
         let ok = match other.cmp(&interval) {
-            std::cmp::Ordering::Less => micros > other_micros,
-            std::cmp::Ordering::Greater => micros < other_micros,
+            std::cmp::Ordering::Less => limit > other_limit,
+            std::cmp::Ordering::Greater => limit < other_limit,
             std::cmp::Ordering::Equal => true,
         };
         if !ok {
@@ -361,7 +319,7 @@ pub fn check_budget_order(
                 "The {interval} budget must be {relation} than the {other} budget ({} USD): \
                  limits must strictly decrease as the interval narrows \
                  (lifetime > monthly > weekly > daily)",
-                super::micros_usd(other_micros)
+                other_limit
             )));
         }
     }
@@ -422,16 +380,6 @@ fn budget_view(b: &WorkspaceBudgetRow) -> Value {
         "id": b.id, "workspace_id": b.workspace_id, "interval": b.reset_interval,
         "limit_usd": b.limit_usd, "include_byok": b.include_byok,
     })
-}
-
-fn budget_micros(b: &WorkspaceBudgetRow) -> ManageResult<i64> {
-    let usd: f64 = b.limit_usd.parse().map_err(|_| {
-        ManageError::Store(StoreError::Corrupt(format!(
-            "budget {} has limit {:?}",
-            b.id, b.limit_usd
-        )))
-    })?;
-    usd_micros("limit_usd", usd)
 }
 
 impl Manage {
@@ -501,9 +449,10 @@ impl Manage {
         organization_id: Option<&str>,
         input: &WorkspaceInput,
     ) -> ManageResult<WorkspaceRow> {
+        let this = self.begin().await?;
         let organization_id = actor.target_organization(organization_id)?;
         actor.require_admin(&organization_id, "Organization")?;
-        if self.store.organization(&organization_id).await?.is_none() {
+        if this.store.organization(&organization_id).await?.is_none() {
             return Err(ManageError::NotFound(format!(
                 "Organization {organization_id} not found"
             )));
@@ -527,13 +476,13 @@ impl Manage {
             settings: WorkspaceSettings::default().to_map(),
         };
         apply_input(&mut w, input)?;
-        self.check_models(input).await?;
-        self.ensure_slug_free(&w).await?;
-        self.store
+        this.check_models(input).await?;
+        this.ensure_slug_free(&w).await?;
+        this.store
             .create_workspace(&w, actor.user_id())
             .await
             .map_err(|e| slug_conflict(e, &w.slug))?;
-        self.audit(
+        this.audit(
             actor,
             Some(&w.organization_id),
             "workspace.create",
@@ -542,7 +491,7 @@ impl Manage {
             Some(&audit_view(&w)),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(w)
     }
 
@@ -553,7 +502,8 @@ impl Manage {
         reference: &str,
         input: &WorkspaceInput,
     ) -> ManageResult<WorkspaceRow> {
-        let before = self.administered(actor, reference).await?;
+        let this = self.begin().await?;
+        let before = this.administered(actor, reference).await?;
         let mut w = before.clone();
         apply_input(&mut w, input)?;
         if w.is_default && w.slug != before.slug {
@@ -561,16 +511,16 @@ impl Manage {
                 "The Default workspace's slug cannot be changed".into(),
             ));
         }
-        self.check_models(input).await?;
+        this.check_models(input).await?;
         if w.slug != before.slug {
-            self.ensure_slug_free(&w).await?;
+            this.ensure_slug_free(&w).await?;
         }
         w.updated_at = Some(crate::now_ms());
-        self.store
+        this.store
             .update_workspace(&w)
             .await
             .map_err(|e| slug_conflict(e, &w.slug))?;
-        self.audit(
+        this.audit(
             actor,
             Some(&w.organization_id),
             "workspace.update",
@@ -579,7 +529,7 @@ impl Manage {
             Some(&audit_view(&w)),
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(w)
     }
 
@@ -592,7 +542,8 @@ impl Manage {
         reference: &str,
         force: bool,
     ) -> ManageResult<WorkspaceContents> {
-        let w = self.administered(actor, reference).await?;
+        let this = self.begin().await?;
+        let w = this.administered(actor, reference).await?;
         if w.is_default {
             return Err(ManageError::Invalid(
                 "The Default workspace cannot be deleted".into(),
@@ -600,7 +551,7 @@ impl Manage {
         }
         // A key cannot delete itself (as with `DELETE /keys/{hash}`), not even by force.
         if let Actor::Member { key_hash, .. } = actor
-            && self
+            && this
                 .store
                 .key(key_hash)
                 .await?
@@ -611,7 +562,7 @@ impl Manage {
                     .into(),
             ));
         }
-        let (contents, deleted) = self.store.delete_workspace(&w.id, force).await?;
+        let (contents, deleted) = this.store.delete_workspace(&w.id, force).await?;
         if !deleted {
             if contents.is_empty() || force {
                 // Deleted concurrently by another request.
@@ -635,7 +586,7 @@ impl Manage {
             "deleted_byok_credentials": contents.byok_credentials,
             "deleted_guardrails": contents.guardrails,
         });
-        self.audit(
+        this.audit(
             actor,
             Some(&w.organization_id),
             "workspace.delete",
@@ -644,7 +595,7 @@ impl Manage {
             None,
         )
         .await?;
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(contents)
     }
 
@@ -672,12 +623,13 @@ impl Manage {
         reference: &str,
         user_ids: &[String],
     ) -> ManageResult<Vec<WorkspaceMember>> {
-        let w = self.administered(actor, reference).await?;
+        let this = self.begin().await?;
+        let w = this.administered(actor, reference).await?;
         let ids = user_list(user_ids)?;
         let mut memberships = Vec::with_capacity(ids.len());
         let mut outsiders = Vec::new();
         for id in &ids {
-            match self.store.membership(&w.organization_id, id).await? {
+            match this.store.membership(&w.organization_id, id).await? {
                 Some(m) => memberships.push(m),
                 None => outsiders.push(id.as_str()),
             }
@@ -689,7 +641,7 @@ impl Manage {
             )));
         }
         let now = crate::now_ms();
-        let added = self.store.add_workspace_members(&w.id, &ids, now).await?;
+        let added = this.store.add_workspace_members(&w.id, &ids, now).await?;
         let members: Vec<WorkspaceMember> = memberships
             .iter()
             .filter(|m| added.contains(&m.user_id))
@@ -704,7 +656,7 @@ impl Manage {
             })
             .collect();
         if !added.is_empty() {
-            self.audit(
+            this.audit(
                 actor,
                 Some(&w.organization_id),
                 "workspace.members.add",
@@ -713,6 +665,7 @@ impl Manage {
                 Some(&json!({ "workspace_id": w.id, "user_ids": added })),
             )
             .await?;
+            this.commit(Publish::No).await?;
         }
         Ok(members)
     }
@@ -725,7 +678,8 @@ impl Manage {
         reference: &str,
         user_ids: &[String],
     ) -> ManageResult<u64> {
-        let w = self.administered(actor, reference).await?;
+        let this = self.begin().await?;
+        let w = this.administered(actor, reference).await?;
         if w.is_default {
             return Err(ManageError::Invalid(
                 "Members cannot be removed from the Default workspace: every organization member belongs to it"
@@ -736,7 +690,7 @@ impl Manage {
         let now = crate::now_ms();
         let mut holders = Vec::new();
         for id in &ids {
-            if self.store.live_keys_in_workspace(&w.id, id, now).await? > 0 {
+            if this.store.live_keys_in_workspace(&w.id, id, now).await? > 0 {
                 holders.push(id.as_str());
             }
         }
@@ -746,9 +700,9 @@ impl Manage {
                 holders.join(", ")
             )));
         }
-        let removed = self.store.remove_workspace_members(&w.id, &ids).await?;
+        let removed = this.store.remove_workspace_members(&w.id, &ids).await?;
         if removed > 0 {
-            self.audit(
+            this.audit(
                 actor,
                 Some(&w.organization_id),
                 "workspace.members.remove",
@@ -757,6 +711,7 @@ impl Manage {
                 None,
             )
             .await?;
+            this.commit(Publish::No).await?;
         }
         Ok(removed)
     }
@@ -779,13 +734,13 @@ impl Manage {
         &self,
         actor: &Actor,
         reference: &str,
-        interval: BudgetInterval,
+        interval: Window,
     ) -> ManageResult<(WorkspaceBudgetRow, bool)> {
         let all = self.list_workspace_budgets(actor, reference).await?;
         let budget = all
             .budgets
             .into_iter()
-            .find(|b| b.reset_interval == interval.as_str())
+            .find(|b| b.reset_interval == interval.name())
             .ok_or_else(|| {
                 ManageError::NotFound(format!("Workspace {reference} has no {interval} budget"))
             })?;
@@ -798,26 +753,29 @@ impl Manage {
         &self,
         actor: &Actor,
         reference: &str,
-        interval: BudgetInterval,
+        interval: Window,
         limit_usd: f64,
         include_byok: Option<bool>,
     ) -> ManageResult<(WorkspaceBudgetRow, bool)> {
-        let w = self.administered(actor, reference).await?;
-        let limit = usd_text("limit_usd", limit_usd)?;
-        let micros = usd_micros("limit_usd", limit_usd)?;
-        if micros <= 0 {
+        let this = self.begin().await?;
+        let w = this.administered(actor, reference).await?;
+        let limit = money("limit_usd", limit_usd)?;
+        if limit == Money::ZERO {
             return Err(ManageError::Invalid(
                 "limit_usd must be greater than 0".into(),
             ));
         }
-        let existing = self.store.workspace_budgets(&w.id).await?;
+        let existing = this.store.workspace_budgets(&w.id).await?;
         let mut others = Vec::with_capacity(existing.len());
         for b in &existing {
-            if let Ok(other) = b.reset_interval.parse::<BudgetInterval>() {
-                others.push((other, budget_micros(b)?));
+            if let Some(other) = Window::from_name(&b.reset_interval) {
+                others.push((
+                    other,
+                    super::stored_money("workspace budget", &b.limit_usd)?,
+                ));
             }
         }
-        check_budget_order(interval, micros, &others)?;
+        check_budget_order(interval, limit, &others)?;
         let mut settings = WorkspaceSettings::of(&w)?;
         let byok_before = settings.include_byok_in_budgets;
         if let Some(on) = include_byok {
@@ -827,22 +785,22 @@ impl Manage {
         let budget = WorkspaceBudgetRow {
             id: new_id("wsb"),
             workspace_id: w.id.clone(),
-            reset_interval: interval.as_str().to_owned(),
-            limit_usd: limit,
+            reset_interval: interval.name().to_owned(),
+            limit_usd: limit.to_string(),
             include_byok: settings.include_byok_in_budgets,
             created_at: now,
             updated_at: now,
         };
-        let stored = self
+        let stored = this
             .store
             .upsert_workspace_budget(&budget, &settings.to_map())
             .await?;
         let before = existing
             .iter()
-            .find(|b| b.reset_interval == interval.as_str())
+            .find(|b| b.reset_interval == interval.name())
             .map(budget_view)
             .unwrap_or(Value::Null);
-        self.audit(
+        this.audit(
             actor,
             Some(&w.organization_id),
             "workspace.budget.upsert",
@@ -855,7 +813,7 @@ impl Manage {
         )
         .await?;
         // Budgets are enforcement configuration: dataplanes must see the change at once.
-        self.publish().await?;
+        this.commit(Publish::Snapshot).await?;
         Ok((stored, settings.include_byok_in_budgets))
     }
 
@@ -864,24 +822,25 @@ impl Manage {
         &self,
         actor: &Actor,
         reference: &str,
-        interval: BudgetInterval,
+        interval: Window,
     ) -> ManageResult<()> {
-        let w = self.administered(actor, reference).await?;
-        let before = self
+        let this = self.begin().await?;
+        let w = this.administered(actor, reference).await?;
+        let before = this
             .store
             .workspace_budgets(&w.id)
             .await?
             .into_iter()
-            .find(|b| b.reset_interval == interval.as_str());
+            .find(|b| b.reset_interval == interval.name());
         let Some(before) = before else {
             return Ok(());
         };
-        if self
+        if this
             .store
-            .delete_workspace_budget(&w.id, interval.as_str())
+            .delete_workspace_budget(&w.id, interval.name())
             .await?
         {
-            self.audit(
+            this.audit(
                 actor,
                 Some(&w.organization_id),
                 "workspace.budget.delete",
@@ -890,7 +849,7 @@ impl Manage {
                 None,
             )
             .await?;
-            self.publish().await?;
+            this.commit(Publish::Snapshot).await?;
         }
         Ok(())
     }
@@ -1164,22 +1123,23 @@ mod tests {
 
     #[test]
     fn budgets_strictly_decrease_as_the_interval_narrows() {
-        use BudgetInterval::*;
-        let existing = [(Daily, 10_000_000), (Monthly, 100_000_000)];
-        assert!(check_budget_order(Weekly, 50_000_000, &existing).is_ok());
+        use Window::*;
+        let usd = |n: u64| Money::from_micros(n * 1_000_000);
+        let existing = [(Daily, usd(10)), (Monthly, usd(100))];
+        assert!(check_budget_order(Weekly, usd(50), &existing).is_ok());
         assert!(
-            check_budget_order(Weekly, 10_000_000, &existing).is_err(),
+            check_budget_order(Weekly, usd(10), &existing).is_err(),
             "equal to daily"
         );
         assert!(
-            check_budget_order(Weekly, 100_000_000, &existing).is_err(),
+            check_budget_order(Weekly, usd(100), &existing).is_err(),
             "equal to monthly"
         );
-        assert!(check_budget_order(Lifetime, 90_000_000, &existing).is_err());
-        assert!(check_budget_order(Daily, 100_000_000, &existing).is_err());
+        assert!(check_budget_order(Lifetime, usd(90), &existing).is_err());
+        assert!(check_budget_order(Daily, usd(100), &existing).is_err());
         // Replacing an interval's own budget is not compared with itself.
-        assert!(check_budget_order(Daily, 20_000_000, &[(Daily, 10_000_000)]).is_ok());
-        let err = check_budget_order(Weekly, 5_000_000, &existing).unwrap_err();
+        assert!(check_budget_order(Daily, usd(20), &[(Daily, usd(10))]).is_ok());
+        let err = check_budget_order(Weekly, usd(5), &existing).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("The weekly budget must be greater than the daily budget (10 USD)"),
@@ -1189,13 +1149,10 @@ mod tests {
 
     #[test]
     fn intervals_parse_and_order() {
-        assert_eq!(
-            BudgetInterval::parse("lifetime").unwrap(),
-            BudgetInterval::Lifetime
-        );
-        assert!(BudgetInterval::parse("yearly").is_err());
-        assert!(BudgetInterval::Daily < BudgetInterval::Weekly);
-        assert!(BudgetInterval::Monthly < BudgetInterval::Lifetime);
+        assert_eq!(budget_interval("lifetime").unwrap(), Window::Lifetime);
+        assert!(budget_interval("yearly").is_err());
+        assert!(Window::Daily < Window::Weekly);
+        assert!(Window::Monthly < Window::Lifetime);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! opening happen in the manage layer with the vault.
 
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError, flag};
 use crate::vault::Sealed;
@@ -58,7 +58,8 @@ impl Store {
     /// Inserts a credential after the others of its workspace and provider: `c.sort_order` is
     /// ignored and the stored row is returned.
     pub async fn insert_byok(&self, c: &ByokRow) -> Result<ByokRow, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let next = sqlx::query(
             "SELECT COALESCE(MAX(sort_order) + 1, 0) AS n FROM byok_credentials \
              WHERE workspace_id = $1 AND provider = $2",
@@ -101,7 +102,7 @@ impl Store {
             "SELECT {COLUMNS} FROM byok_credentials WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(credential).transpose()
     }
@@ -125,7 +126,7 @@ impl Store {
         .bind(provider)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query(
             "SELECT COUNT(*) AS n FROM byok_credentials \
@@ -133,7 +134,7 @@ impl Store {
         )
         .bind(workspace_id)
         .bind(provider)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?
         .try_get::<i64, _>("n")?;
         Ok((
@@ -147,7 +148,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM byok_credentials ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(credential).collect()
     }
@@ -168,7 +169,7 @@ impl Store {
         .bind(flag(c.disabled))
         .bind(c.updated_at)
         .bind(&c.id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -191,7 +192,7 @@ impl Store {
         .bind(id)
         .bind(previous_wrapped_key)
         .bind(&rewrapped.ciphertext)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -199,7 +200,7 @@ impl Store {
     pub async fn delete_byok(&self, id: &str) -> Result<bool, StoreError> {
         let done = sqlx::query("DELETE FROM byok_credentials WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(done.rows_affected() > 0)
     }

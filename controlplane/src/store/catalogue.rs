@@ -1,6 +1,6 @@
 //! Providers, models and their endpoints.
 
-use sqlx::Row;
+use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError};
 
@@ -47,7 +47,8 @@ pub struct CatalogueRows {
 impl Store {
     /// Replaces the whole catalogue in one transaction.
     pub async fn replace_catalogue(&self, c: &CatalogueRows) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM model_endpoints")
             .execute(&mut *tx)
             .await?;
@@ -109,7 +110,7 @@ impl Store {
     pub async fn catalogue(&self) -> Result<CatalogueRows, StoreError> {
         let providers =
             sqlx::query("SELECT id, name, base_url, api_key_env FROM providers ORDER BY id")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.conn().await?)
                 .await?
                 .iter()
                 .map(|r| {
@@ -124,7 +125,7 @@ impl Store {
         let mut models = sqlx::query(
             "SELECT id, name, description, context_length, created FROM models ORDER BY id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?
         .iter()
         .map(|r| {
@@ -144,7 +145,7 @@ impl Store {
              price_internal_reasoning, context_length, max_output_tokens, priority \
              FROM model_endpoints ORDER BY model_id, priority, provider_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         for r in &endpoints {
             let model_id: String = r.try_get("model_id")?;

@@ -1,7 +1,7 @@
 //! The credit ledger (exact micro-dollars) and the spend it is measured against.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError};
 
@@ -38,7 +38,8 @@ fn ledger(r: &AnyRow) -> Result<LedgerRow, StoreError> {
 impl Store {
     /// Appends entries in one transaction (a transfer's two sides land together or not at all).
     pub async fn insert_ledger(&self, entries: &[LedgerRow]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         for e in entries {
             sqlx::query(&format!(
                 "INSERT INTO credit_ledger ({LEDGER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
@@ -65,7 +66,7 @@ impl Store {
         ))
         .bind(owner_id)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(ledger).collect()
     }
@@ -76,7 +77,7 @@ impl Store {
             "SELECT CAST(COALESCE(SUM(amount_micros), 0) AS BIGINT) AS total FROM credit_ledger WHERE owner_id = $1",
         )
         .bind(owner_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         // PostgreSQL's SUM(BIGINT) is NUMERIC, which sqlx's Any driver cannot read: hence the cast.
         Ok(row.try_get::<i64, _>("total")?)
@@ -88,7 +89,7 @@ impl Store {
             "SELECT owner_id, CAST(SUM(amount_micros) AS BIGINT) AS total FROM credit_ledger \
              GROUP BY owner_id ORDER BY owner_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("owner_id")?, r.try_get("total")?)))
@@ -103,7 +104,7 @@ impl Store {
              FROM generations WHERE organization_id = $1 AND cost_usd IS NOT NULL AND is_byok = 0",
         )
         .bind(owner_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(row.try_get::<f64, _>("total")?)
     }

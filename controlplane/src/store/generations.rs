@@ -1,7 +1,9 @@
 //! Generation records: one per request, written idempotently from usage events.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
+
+use switchyard_policy::{Ledger, Money};
 
 use super::{Store, StoreError, flag};
 
@@ -45,7 +47,8 @@ impl Store {
     /// inside one transaction: ingest runs at the request rate of every dataplane.
     pub async fn insert_generations(&self, generations: &[Generation]) -> Result<u64, StoreError> {
         const ROWS_PER_INSERT: usize = 200; // 23 columns: within SQLite's and PostgreSQL's bind limits
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut inserted = 0;
         for chunk in generations.chunks(ROWS_PER_INSERT) {
             let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
@@ -99,7 +102,7 @@ impl Store {
     pub async fn generation(&self, id: &str) -> Result<Option<Generation>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM generations WHERE id = $1"))
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(generation).transpose()
     }
@@ -203,7 +206,7 @@ impl Store {
         for h in hashes {
             query = query.bind(*h);
         }
-        for row in query.fetch_all(&self.pool).await? {
+        for row in query.fetch_all(&mut *self.conn().await?).await? {
             let hash: String = row.try_get("key_hash")?;
             let entry: &mut KeyUsage = usage.entry(hash).or_default();
             let (total, daily, weekly, monthly): (f64, f64, f64, f64) = (
@@ -228,34 +231,21 @@ impl Store {
     }
 }
 
-/// Whose spend a ledger sum covers.
-#[derive(Clone, Copy, Debug)]
-pub enum LedgerScope<'a> {
-    Key(&'a str),
-    Workspace(&'a str),
-    Organization(&'a str),
-    /// A member's keys within one workspace (a member guardrail's budget).
-    Member {
-        user_id: &'a str,
-        workspace_id: &'a str,
-    },
-}
-
 impl Store {
-    /// Exact spend (picodollars) in the ledger since `since_ms`: the sum of the recorded costs,
-    /// as the dataplanes charged them. Costs are summed in Rust, not SQL, to stay exact.
-    pub async fn ledger_pico(
+    /// Exact spend in a part of the ledger since `since_ms`: the sum of the recorded costs, as
+    /// the dataplanes charged them. Costs are summed in Rust, not SQL, to stay exact.
+    pub async fn ledger_spend(
         &self,
-        scope: LedgerScope<'_>,
+        scope: &Ledger,
         since_ms: i64,
         include_byok: bool,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<Money, StoreError> {
         // $1 and $2 select the rows; $3 and $4 bound the window and BYOK.
-        let (filter, first, second) = match scope {
-            LedgerScope::Key(h) => ("key_hash = $1 AND $2 = ''", h, ""),
-            LedgerScope::Workspace(w) => ("workspace_id = $1 AND $2 = ''", w, ""),
-            LedgerScope::Organization(o) => ("organization_id = $1 AND $2 = ''", o, ""),
-            LedgerScope::Member {
+        let (filter, first, second): (&str, &str, &str) = match scope {
+            Ledger::Key(h) => ("key_hash = $1 AND $2 = ''", h, ""),
+            Ledger::Workspace(w) => ("workspace_id = $1 AND $2 = ''", w, ""),
+            Ledger::Organization(o) => ("organization_id = $1 AND $2 = ''", o, ""),
+            Ledger::Member {
                 user_id,
                 workspace_id,
             } => (
@@ -273,14 +263,14 @@ impl Store {
         .bind(second)
         .bind(since_ms)
         .bind(flag(include_byok))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
-        let mut total: u64 = 0;
+        let mut total = Money::ZERO;
         for row in rows {
             let cost: String = row.try_get("cost_usd")?;
-            let pico = switchyard_proto::spend::parse_pico(&cost)
-                .ok_or_else(|| StoreError::Corrupt(format!("generation cost {cost:?}")))?;
-            total = total.saturating_add(pico);
+            let cost = Money::parse_recorded(&cost)
+                .map_err(|e| StoreError::Corrupt(format!("generation cost: {e}")))?;
+            total = total.saturating_add(cost);
         }
         Ok(total)
     }

@@ -1,7 +1,7 @@
 //! Guardrails and their assignments to keys and members.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError, flag};
 
@@ -243,7 +243,7 @@ pub(super) async fn delete_of_workspace(
 
 impl Store {
     pub async fn insert_guardrail(&self, g: &GuardrailRow) -> Result<(), StoreError> {
-        insert(&self.pool, g).await
+        insert(&mut *self.conn().await?, g).await
     }
 
     pub async fn guardrail(&self, id: &str) -> Result<Option<GuardrailRow>, StoreError> {
@@ -251,7 +251,7 @@ impl Store {
             "SELECT {GUARDRAIL_COLUMNS} FROM guardrails WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(guardrail).transpose()
     }
@@ -261,7 +261,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {GUARDRAIL_COLUMNS} FROM guardrails ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(guardrail).collect()
     }
@@ -280,11 +280,11 @@ impl Store {
         .bind(workspace_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query("SELECT COUNT(*) AS n FROM guardrails WHERE workspace_id = $1")
             .bind(workspace_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?
             .try_get::<i64, _>("n")?;
         Ok((rows.iter().map(guardrail).collect::<Result<_, _>>()?, total))
@@ -315,7 +315,7 @@ impl Store {
         .bind(opt_flag(g.zdr.other))
         .bind(g.updated_at)
         .bind(&g.id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -323,7 +323,8 @@ impl Store {
     /// Deletes a guardrail and its assignments in one transaction; returns how many key and
     /// member assignments went with it, and whether it existed.
     pub async fn delete_guardrail(&self, id: &str) -> Result<(u64, u64, bool), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let keys = sqlx::query("DELETE FROM guardrail_key_assignments WHERE guardrail_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -352,7 +353,8 @@ impl Store {
         assigned_by: Option<&str>,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut changed = Vec::new();
         for hash in key_hashes {
             let current: Option<String> = sqlx::query(
@@ -393,7 +395,8 @@ impl Store {
         guardrail_id: &str,
         key_hashes: &[String],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut removed = 0;
         for hash in key_hashes {
             removed += sqlx::query(
@@ -414,7 +417,7 @@ impl Store {
         let row =
             sqlx::query("SELECT guardrail_id FROM guardrail_key_assignments WHERE key_hash = $1")
                 .bind(key_hash)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.conn().await?)
                 .await?;
         Ok(row.map(|r| r.try_get("guardrail_id")).transpose()?)
     }
@@ -442,13 +445,13 @@ impl Store {
         .bind(owner.unwrap_or(""))
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query(&format!("SELECT COUNT(*) AS n {FROM}"))
             .bind(organization_id)
             .bind(guardrail_id.unwrap_or(""))
             .bind(owner.unwrap_or(""))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?
             .try_get::<i64, _>("n")?;
         Ok((
@@ -462,7 +465,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT key_hash, guardrail_id FROM guardrail_key_assignments ORDER BY key_hash",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("key_hash")?, r.try_get("guardrail_id")?)))
@@ -478,7 +481,8 @@ impl Store {
         assigned_by: Option<&str>,
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut added = Vec::new();
         for user_id in user_ids {
             let present = sqlx::query(
@@ -518,7 +522,8 @@ impl Store {
         guardrail_id: &str,
         user_ids: &[String],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut removed = 0;
         for user_id in user_ids {
             removed += sqlx::query(
@@ -556,13 +561,13 @@ impl Store {
         .bind(user_id.unwrap_or(""))
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query(&format!("SELECT COUNT(*) AS n {FROM}"))
             .bind(organization_id)
             .bind(guardrail_id.unwrap_or(""))
             .bind(user_id.unwrap_or(""))
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?
             .try_get::<i64, _>("n")?;
         Ok((
@@ -579,7 +584,7 @@ impl Store {
             "SELECT id, guardrail_id, organization_id, user_id, assigned_by, created_at \
              FROM guardrail_member_assignments ORDER BY organization_id, user_id, created_at, id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(member_assignment).collect()
     }
@@ -588,7 +593,7 @@ impl Store {
     pub async fn provider_exists(&self, id: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM providers WHERE id = $1")
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }

@@ -1,10 +1,11 @@
 //! API keys as stored: hash (id), settings, owner. Secrets are never stored.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError, flag, parse_column};
-use crate::keys::{KeyKind, LimitReset};
+use crate::keys::KeyKind;
+use switchyard_policy::Window;
 
 #[derive(Clone, Debug)]
 pub struct KeyRow {
@@ -18,7 +19,8 @@ pub struct KeyRow {
     pub disabled: bool,
     /// Exact decimal USD.
     pub limit_usd: Option<String>,
-    pub limit_reset: Option<LimitReset>,
+    /// `None`: the limit never resets.
+    pub limit_reset: Option<Window>,
     pub include_byok_in_limit: bool,
     pub expires_at: Option<i64>,
     pub created_at: i64,
@@ -35,7 +37,7 @@ pub struct KeyPatch {
     pub name: Option<String>,
     pub disabled: Option<bool>,
     pub limit_usd: Option<Option<String>>,
-    pub limit_reset: Option<Option<LimitReset>>,
+    pub limit_reset: Option<Option<Window>>,
     pub include_byok_in_limit: Option<bool>,
     pub workspace_id: Option<String>,
     /// Set by rotation: the grace period's end (never extends an earlier expiry).
@@ -85,13 +87,13 @@ impl Store {
         .bind(&k.creator_user_id)
         .bind(flag(k.disabled))
         .bind(k.limit_usd.clone())
-        .bind(k.limit_reset.map(|r| r.as_str()))
+        .bind(k.limit_reset.map(Window::name))
         .bind(flag(k.include_byok_in_limit))
         .bind(k.expires_at)
         .bind(k.created_at)
         .bind(k.updated_at)
         .bind(k.rotated_from.clone())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -99,7 +101,7 @@ impl Store {
     pub async fn key(&self, hash: &str) -> Result<Option<KeyRow>, StoreError> {
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE hash = $1"))
             .bind(hash)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(key).transpose()
     }
@@ -126,14 +128,14 @@ impl Store {
         .bind(flag(include_disabled))
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(key).collect()
     }
 
     pub async fn all_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
         let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY hash"))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter().map(key).collect()
     }
@@ -145,7 +147,8 @@ impl Store {
         patch: &KeyPatch,
         now: i64,
     ) -> Result<Option<KeyRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let row = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE hash = $1"))
             .bind(hash)
             .fetch_optional(&mut *tx)
@@ -183,7 +186,7 @@ impl Store {
         .bind(&k.name)
         .bind(flag(k.disabled))
         .bind(k.limit_usd.clone())
-        .bind(k.limit_reset.map(|r| r.as_str()))
+        .bind(k.limit_reset.map(Window::name))
         .bind(flag(k.include_byok_in_limit))
         .bind(&k.workspace_id)
         .bind(now)
@@ -199,14 +202,15 @@ impl Store {
     pub async fn has_successor(&self, hash: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE rotated_from = $1")
             .bind(hash)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
 
     /// Deletes a key and its guardrail assignment in one transaction.
     pub async fn delete_key(&self, hash: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM guardrail_key_assignments WHERE key_hash = $1")
             .bind(hash)
             .execute(&mut *tx)

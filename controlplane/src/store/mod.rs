@@ -3,6 +3,12 @@
 //!
 //! Portability rules: placeholders are `$1, $2, …` in order of first use; integers are BIGINT and
 //! read as `i64`; booleans are BIGINT 0/1; timestamps are Unix milliseconds.
+//!
+//! Writes that belong together run in one transaction: [`Store::begin`] returns a handle bound
+//! to it, whose every query (its own nested transactions become savepoints) runs inside, and
+//! [`Store::commit`] ends it. A change that dataplanes must see also bumps the configuration
+//! version in that transaction ([`Store::bump_config_version`]), so publication follows from
+//! what committed and nothing can come apart.
 
 mod byok;
 mod catalogue;
@@ -14,16 +20,22 @@ mod presets;
 mod tenancy;
 mod workspaces;
 
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use sqlx::AnyPool;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
+use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub use byok::ByokRow;
 pub use catalogue::{CatalogueRows, EndpointRow, ModelRow, ProviderRow};
 pub use credits::LedgerRow;
-pub use generations::{Generation, KeyUsage, LedgerScope, WindowStarts};
+pub use generations::{Generation, KeyUsage, WindowStarts};
 pub use guardrails::{
     GuardrailRow, KeyAssignmentRow, MemberAssignmentRow, ZdrFlags, default_guardrail_id,
 };
@@ -40,11 +52,52 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+    #[error("the transaction has already ended")]
+    TransactionEnded,
 }
+
+type SharedTransaction = Arc<Mutex<Option<Transaction<'static, Any>>>>;
 
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Set on a handle bound to a transaction: every query runs in it.
+    tx: Option<SharedTransaction>,
+    /// On a transaction's handles: the configuration version it bumped to (0: none yet).
+    bumped: Arc<AtomicU64>,
+}
+
+/// A connection to run one query on: a pooled one, or the bound transaction's.
+pub(crate) enum Conn<'a> {
+    Pooled(PoolConnection<Any>),
+    Tx(MappedMutexGuard<'a, Transaction<'static, Any>>),
+}
+
+impl Deref for Conn<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Tx(t) => t,
+        }
+    }
+}
+
+impl DerefMut for Conn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Conn::Pooled(c) => c,
+            Conn::Tx(t) => t,
+        }
+    }
+}
+
+/// The configuration version and the store's epoch: what numbers snapshots.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigVersion {
+    pub version: u64,
+    /// Random, set when the store was created; shared by every replica using it.
+    pub epoch: String,
 }
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -57,6 +110,8 @@ impl Store {
         let pool = AnyPoolOptions::new()
             // SQLite serialises writers anyway; one connection avoids SQLITE_BUSY under load.
             .max_connections(if is_sqlite { 1 } else { 16 })
+            // A query waiting this long for a connection is stuck, not busy.
+            .acquire_timeout(Duration::from_secs(10))
             .connect(url)
             .await?;
         if is_sqlite {
@@ -68,7 +123,107 @@ impl Store {
                 .await?;
         }
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        // The configuration version starts at 0 in a new store, under a new epoch.
+        sqlx::query(
+            "INSERT INTO config_state (id, version, epoch) VALUES (1, 0, $1) \
+             ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(uuid::Uuid::new_v4().simple().to_string())
+        .execute(&pool)
+        .await?;
+        Ok(Store {
+            pool,
+            tx: None,
+            bumped: Arc::default(),
+        })
+    }
+
+    /// A handle whose queries all run in one new transaction, until `commit`. Dropped without
+    /// `commit`, the transaction rolls back. On a handle already bound to a transaction, another
+    /// handle on the same one.
+    pub async fn begin(&self) -> Result<Store, StoreError> {
+        if self.tx.is_some() {
+            return Ok(self.clone());
+        }
+        let tx = self.pool.begin().await?;
+        Ok(Store {
+            pool: self.pool.clone(),
+            tx: Some(Arc::new(Mutex::new(Some(tx)))),
+            bumped: Arc::default(),
+        })
+    }
+
+    /// Whether this handle is bound to a transaction.
+    pub fn in_transaction(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// Commits the transaction this handle is bound to.
+    pub async fn commit(&self) -> Result<(), StoreError> {
+        let Some(shared) = &self.tx else {
+            return Ok(());
+        };
+        let tx = shared
+            .lock()
+            .await
+            .take()
+            .ok_or(StoreError::TransactionEnded)?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub(crate) async fn conn(&self) -> Result<Conn<'_>, StoreError> {
+        match &self.tx {
+            None => Ok(Conn::Pooled(self.pool.acquire().await?)),
+            Some(shared) => MutexGuard::try_map(shared.lock().await, Option::as_mut)
+                .map(Conn::Tx)
+                .map_err(|_| StoreError::TransactionEnded),
+        }
+    }
+
+    /// Marks a change dataplanes must see: the configuration version, incremented in the
+    /// current transaction, is the version of the first snapshot that includes it.
+    pub async fn bump_config_version(&self) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "UPDATE config_state SET version = version + 1 WHERE id = 1 RETURNING version",
+        )
+        .fetch_one(&mut *self.conn().await?)
+        .await?;
+        let version: i64 = row.try_get("version")?;
+        let version = u64::try_from(version)
+            .map_err(|_| StoreError::Corrupt(format!("config version {version}")))?;
+        self.bumped.store(version, Ordering::SeqCst);
+        Ok(version)
+    }
+
+    /// The configuration version this transaction bumped to, if it did.
+    pub fn bumped_version(&self) -> Option<u64> {
+        Some(self.bumped.load(Ordering::SeqCst)).filter(|&v| v > 0)
+    }
+
+    /// The latest committed configuration version and the store's epoch.
+    pub async fn config_version(&self) -> Result<ConfigVersion, StoreError> {
+        let row = sqlx::query("SELECT version, epoch FROM config_state WHERE id = 1")
+            .fetch_one(&mut *self.conn().await?)
+            .await?;
+        let version: i64 = row.try_get("version")?;
+        Ok(ConfigVersion {
+            version: u64::try_from(version)
+                .map_err(|_| StoreError::Corrupt(format!("config version {version}")))?,
+            epoch: row.try_get("epoch")?,
+        })
+    }
+
+    /// Takes the organization's row lock until the transaction ends, so that checks and writes
+    /// on it (member cap, last admin, credit balance) are serialised across every control
+    /// plane sharing the database. A no-op update: PostgreSQL locks the row, SQLite the
+    /// database.
+    pub async fn lock_organization(&self, organization_id: &str) -> Result<bool, StoreError> {
+        let locked = sqlx::query("UPDATE organizations SET id = id WHERE id = $1")
+            .bind(organization_id)
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(locked.rows_affected() == 1)
     }
 
     /// The default embedded database under `data_dir`.

@@ -1,8 +1,8 @@
 //! Presets and their immutable versions.
 
 use serde_json::{Map, Value};
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError};
 
@@ -88,7 +88,8 @@ impl Store {
         p: &PresetRow,
         first: &PresetVersionRow,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let inserted = sqlx::query(&format!(
             "INSERT INTO presets ({PRESET_COLUMNS}) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
@@ -127,7 +128,7 @@ impl Store {
         ))
         .bind(organization_id)
         .bind(slug)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(preset).transpose()
     }
@@ -146,11 +147,11 @@ impl Store {
         .bind(organization_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query("SELECT COUNT(*) AS n FROM presets WHERE organization_id = $1")
             .bind(organization_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?
             .try_get::<i64, _>("n")?;
         Ok((rows.iter().map(preset).collect::<Result<_, _>>()?, total))
@@ -170,14 +171,15 @@ impl Store {
         .bind(p.designated_version_id.clone())
         .bind(p.updated_at)
         .bind(&p.id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Deletes a preset and all its versions; `false` if it did not exist.
     pub async fn delete_preset(&self, id: &str) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("DELETE FROM preset_versions WHERE preset_id = $1")
             .bind(id)
             .execute(&mut *tx)
@@ -199,7 +201,8 @@ impl Store {
         designate: bool,
         now: i64,
     ) -> Result<Option<PresetVersionRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         // Touching the preset first takes its row lock (on PostgreSQL), so concurrent additions
         // to one preset number their versions one after the other instead of colliding.
         let touched = sqlx::query(
@@ -246,11 +249,11 @@ impl Store {
         .bind(preset_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query("SELECT COUNT(*) AS n FROM preset_versions WHERE preset_id = $1")
             .bind(preset_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?
             .try_get::<i64, _>("n")?;
         Ok((rows.iter().map(version).collect::<Result<_, _>>()?, total))
@@ -267,7 +270,7 @@ impl Store {
         ))
         .bind(preset_id)
         .bind(number)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(version).transpose()
     }
@@ -283,7 +286,7 @@ impl Store {
         ))
         .bind(preset_id)
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(version).transpose()
     }

@@ -1,7 +1,7 @@
 //! Organizations (and personal accounts), users, memberships and the audit log.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError, flag};
 
@@ -96,7 +96,7 @@ fn member(r: &AnyRow) -> Result<MemberRow, StoreError> {
 impl Store {
     pub async fn is_empty(&self) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM organizations")
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(row.try_get::<i64, _>("n")? == 0)
     }
@@ -112,7 +112,7 @@ impl Store {
         .bind(o.member_cap)
         .bind(flag(o.filtered_model_catalog))
         .bind(o.created_at)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -125,7 +125,7 @@ impl Store {
         .bind(o.member_cap)
         .bind(flag(o.filtered_model_catalog))
         .bind(&o.id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -135,7 +135,7 @@ impl Store {
             "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(organization).transpose()
     }
@@ -144,7 +144,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {ORGANIZATION_COLUMNS} FROM organizations ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(organization).collect()
     }
@@ -157,7 +157,7 @@ impl Store {
             "SELECT {ORGANIZATION_COLUMNS} FROM organizations WHERE kind = 'personal' AND owner_user_id = $1"
         ))
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(organization).transpose()
     }
@@ -168,7 +168,7 @@ impl Store {
             .bind(&u.email)
             .bind(&u.name)
             .bind(u.created_at)
-            .execute(&self.pool)
+            .execute(&mut *self.conn().await?)
             .await?;
         Ok(())
     }
@@ -176,7 +176,7 @@ impl Store {
     pub async fn user(&self, id: &str) -> Result<Option<UserRow>, StoreError> {
         let row = sqlx::query("SELECT id, email, name, created_at FROM users WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(user).transpose()
     }
@@ -184,14 +184,14 @@ impl Store {
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRow>, StoreError> {
         let row = sqlx::query("SELECT id, email, name, created_at FROM users WHERE email = $1")
             .bind(email)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.conn().await?)
             .await?;
         row.as_ref().map(user).transpose()
     }
 
     pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
         let rows = sqlx::query("SELECT id, email, name, created_at FROM users ORDER BY id")
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *self.conn().await?)
             .await?;
         rows.iter().map(user).collect()
     }
@@ -210,7 +210,7 @@ impl Store {
         .bind(user_id)
         .bind(role)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -227,7 +227,7 @@ impl Store {
         .bind(role)
         .bind(organization_id)
         .bind(user_id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -239,7 +239,8 @@ impl Store {
         organization_id: &str,
         user_id: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(
             "DELETE FROM workspace_members WHERE user_id = $1 AND workspace_id IN \
              (SELECT id FROM workspaces WHERE organization_id = $2)",
@@ -277,7 +278,7 @@ impl Store {
         )
         .bind(organization_id)
         .bind(user_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(member).transpose()
     }
@@ -297,7 +298,7 @@ impl Store {
         .bind(organization_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = self.member_count(organization_id).await?;
         Ok((rows.iter().map(member).collect::<Result<_, _>>()?, total))
@@ -306,7 +307,7 @@ impl Store {
     pub async fn member_count(&self, organization_id: &str) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM memberships WHERE organization_id = $1")
             .bind(organization_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(row.try_get("n")?)
     }
@@ -324,7 +325,7 @@ impl Store {
         .bind(&a.target)
         .bind(a.before.clone())
         .bind(a.after.clone())
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -341,7 +342,7 @@ impl Store {
         )
         .bind(organization_id.unwrap_or(""))
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter()
             .map(|r| {

@@ -1,7 +1,7 @@
 //! Workspaces, their members and their budgets.
 
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{Connection as _, Row};
 
 use super::{MemberRow, Store, StoreError, flag, guardrails};
 
@@ -50,7 +50,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {WORKSPACE_COLUMNS} FROM workspaces ORDER BY id"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(workspace).collect()
     }
@@ -60,7 +60,7 @@ impl Store {
             "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE id = $1"
         ))
         .bind(id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(workspace).transpose()
     }
@@ -76,7 +76,7 @@ impl Store {
         ))
         .bind(organization_id)
         .bind(reference)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(workspace).transpose()
     }
@@ -89,7 +89,7 @@ impl Store {
             "SELECT {WORKSPACE_COLUMNS} FROM workspaces WHERE organization_id = $1 AND is_default = 1"
         ))
         .bind(organization_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *self.conn().await?)
         .await?;
         row.as_ref().map(workspace).transpose()
     }
@@ -106,7 +106,7 @@ impl Store {
         )
         .bind(workspace_id)
         .bind(user_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?
         .try_get::<i64, _>("n")?
             > 0;
@@ -120,7 +120,7 @@ impl Store {
         .bind(workspace_id)
         .bind(user_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(true)
     }
@@ -135,7 +135,7 @@ impl Store {
         )
         .bind(workspace_id)
         .bind(user_id)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
@@ -221,7 +221,8 @@ impl Store {
         w: &WorkspaceRow,
         member: Option<&str>,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query(&format!(
             "INSERT INTO workspaces ({WORKSPACE_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         ))
@@ -265,7 +266,7 @@ impl Store {
         .bind(serde_json::Value::Object(w.settings.clone()).to_string())
         .bind(w.updated_at)
         .bind(&w.id)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
     }
@@ -289,14 +290,14 @@ impl Store {
         .bind(member.unwrap_or(""))
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query(&format!(
             "SELECT COUNT(*) AS n FROM workspaces WHERE {VISIBLE}"
         ))
         .bind(organization_id)
         .bind(member.unwrap_or(""))
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?
         .try_get::<i64, _>("n")?;
         Ok((rows.iter().map(workspace).collect::<Result<_, _>>()?, total))
@@ -311,7 +312,8 @@ impl Store {
         id: &str,
         force: bool,
     ) -> Result<(WorkspaceContents, bool), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let key_hashes =
             sqlx::query("SELECT hash FROM api_keys WHERE workspace_id = $1 ORDER BY hash")
                 .bind(id)
@@ -387,12 +389,12 @@ impl Store {
         .bind(&w.organization_id)
         .bind(limit)
         .bind(offset)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         let total = sqlx::query(&format!("SELECT COUNT(*) AS n {FROM}"))
             .bind(&w.id)
             .bind(&w.organization_id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?
             .try_get::<i64, _>("n")?;
         Ok((
@@ -410,7 +412,8 @@ impl Store {
         user_ids: &[String],
         now: i64,
     ) -> Result<Vec<String>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut added = Vec::new();
         for user_id in user_ids {
             let present = sqlx::query(
@@ -446,7 +449,8 @@ impl Store {
         workspace_id: &str,
         user_ids: &[String],
     ) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         let mut removed = 0;
         for user_id in user_ids {
             removed += sqlx::query(
@@ -476,7 +480,7 @@ impl Store {
         .bind(workspace_id)
         .bind(user_id)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *self.conn().await?)
         .await?;
         Ok(row.try_get("n")?)
     }
@@ -485,7 +489,7 @@ impl Store {
     pub async fn model_exists(&self, id: &str) -> Result<bool, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM models WHERE id = $1")
             .bind(id)
-            .fetch_one(&self.pool)
+            .fetch_one(&mut *self.conn().await?)
             .await?;
         Ok(row.try_get::<i64, _>("n")? > 0)
     }
@@ -495,7 +499,7 @@ impl Store {
         let rows = sqlx::query(&format!(
             "SELECT {BUDGET_COLUMNS} FROM workspace_budgets ORDER BY workspace_id, reset_interval"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(budget).collect()
     }
@@ -508,7 +512,7 @@ impl Store {
             "SELECT {BUDGET_COLUMNS} FROM workspace_budgets WHERE workspace_id = $1 ORDER BY created_at, id"
         ))
         .bind(workspace_id)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.conn().await?)
         .await?;
         rows.iter().map(budget).collect()
     }
@@ -521,7 +525,8 @@ impl Store {
         b: &WorkspaceBudgetRow,
         settings: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<WorkspaceBudgetRow, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await?;
         sqlx::query("UPDATE workspaces SET settings = $1 WHERE id = $2")
             .bind(serde_json::Value::Object(settings.clone()).to_string())
             .bind(&b.workspace_id)
@@ -589,7 +594,7 @@ impl Store {
         )
         .bind(workspace_id)
         .bind(reset_interval)
-        .execute(&self.pool)
+        .execute(&mut *self.conn().await?)
         .await?;
         Ok(done.rows_affected() > 0)
     }

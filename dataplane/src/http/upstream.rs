@@ -1,6 +1,5 @@
-//! forward (network part): one attempt at a provider endpoint through pingora's pooled
-//! connector. The request body is built per attempt, so a retry on another endpoint can send a
-//! different body.
+//! forward's network part: one attempt at a provider endpoint through pingora's pooled
+//! connector. What to send and what a failure means are decided in `stages::forward`.
 
 use std::time::Duration;
 
@@ -8,11 +7,9 @@ use bytes::Bytes;
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
-use serde_json::json;
 
-use crate::reject::{Kind, Reject};
 use crate::snapshot::Upstream;
-use crate::stages::forward;
+use crate::stages::forward::{self, Failure, Transport};
 use crate::stages::route::Attempt;
 
 #[derive(Clone, Copy, Debug)]
@@ -39,106 +36,68 @@ pub struct Opened {
     pub peer: HttpPeer,
 }
 
-/// Sends the request and reads the response header. A provider 5xx, 429, timeout or connection
-/// failure comes back as a retryable `Reject`; a provider 4xx is the client's problem and
-/// is passed on with the provider's status.
-pub async fn open(
-    connector: &Connector,
-    attempt: &Attempt<'_>,
-    body: Vec<u8>,
-    stream: bool,
-    timeouts: &Timeouts,
-) -> Result<Opened, Reject> {
-    let endpoint = attempt.endpoint;
-    let header = forward::upstream_header(attempt, body.len(), stream)?;
-    let unavailable = |what: &str, e: &pingora_error::Error| {
-        let kind = if matches!(
-            e.etype(),
-            pingora_error::ErrorType::ReadTimedout
-                | pingora_error::ErrorType::WriteTimedout
-                | pingora_error::ErrorType::ConnectTimedout
-        ) {
-            Kind::UpstreamTimeout
-        } else {
-            Kind::UpstreamUnavailable
-        };
-        Reject::new(kind, format!("Provider {} {what}", endpoint.provider_name))
-            .with_metadata(json!({ "provider_name": endpoint.provider_name }))
-    };
-    let peer = peer(&endpoint.upstream, timeouts).ok_or_else(|| {
-        Reject::new(
-            Kind::UpstreamUnavailable,
-            format!(
-                "Provider {} has no resolvable address",
-                endpoint.provider_id
-            ),
-        )
-    })?;
-    let (mut session, _reused) = connector
-        .get_http_session(&peer)
-        .await
-        .map_err(|e| unavailable("is unreachable", &e))?;
-    let sent = async {
-        session.write_request_header(Box::new(header)).await?;
-        session.write_request_body(Bytes::from(body), true).await?;
-        session.finish_request_body().await?;
-        session.read_response_header().await
+/// The forward stage's transport over pingora-core's pooled connector.
+pub struct Pingora<'a> {
+    pub connector: &'a Connector,
+    pub timeouts: &'a Timeouts,
+}
+
+fn failure(e: &pingora_error::Error, before_sending: bool) -> Failure {
+    match e.etype() {
+        pingora_error::ErrorType::ReadTimedout
+        | pingora_error::ErrorType::WriteTimedout
+        | pingora_error::ErrorType::ConnectTimedout => Failure::TimedOut,
+        _ if before_sending => Failure::Unreachable,
+        _ => Failure::NoResponse,
     }
-    .await;
-    if let Err(e) = sent {
-        session.shutdown().await;
-        return Err(unavailable("failed before responding", &e));
-    }
-    let status = session
-        .response_header()
-        .map(|h| h.status.as_u16())
-        .unwrap_or(502);
-    if (200..300).contains(&status) {
-        return Ok(Opened { session, peer });
-    }
-    // Read the provider's error (bounded) so the client sees why.
-    let raw = read_capped(&mut session, 64 * 1024)
-        .await
-        .unwrap_or_default();
-    connector
-        .release_http_session(session, &peer, Some(timeouts.idle_pool))
+}
+
+impl Transport for Pingora<'_> {
+    type Response = Opened;
+
+    /// Sends the request and reads the response header; a non-2xx answer comes back as
+    /// `Failure::Status` with its body (bounded), for `forward::classify` to judge.
+    async fn send(
+        &self,
+        attempt: &Attempt<'_>,
+        body: Vec<u8>,
+        stream: bool,
+    ) -> Result<Opened, Failure> {
+        let header = forward::upstream_header(attempt, body.len(), stream)
+            .map_err(|r| Failure::Request(r.message.into_owned()))?;
+        let peer = peer(&attempt.endpoint.upstream, self.timeouts).ok_or(Failure::NoAddress)?;
+        let (mut session, _reused) = self
+            .connector
+            .get_http_session(&peer)
+            .await
+            .map_err(|e| failure(&e, true))?;
+        let sent = async {
+            session.write_request_header(Box::new(header)).await?;
+            session.write_request_body(Bytes::from(body), true).await?;
+            session.finish_request_body().await?;
+            session.read_response_header().await
+        }
         .await;
-    let raw_text = String::from_utf8_lossy(&raw).into_owned();
-    let message = serde_json::from_slice::<serde_json::Value>(&raw)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| format!("Provider returned error {status}"));
-    if matches!(status, 401 | 403 | 407) {
-        // The credential was refused. That is not the client's fault, and the provider's
-        // message may quote part of the credential: log it, answer 502 (after the next attempt,
-        // if there is one).
-        let whose = match attempt.credential {
-            Some(c) => {
-                tracing::error!(provider = %endpoint.provider_id, status, byok_id = %c.id, "provider refused a BYOK credential");
-                "the organization's BYOK credential"
-            }
-            None => {
-                tracing::error!(provider = %endpoint.provider_id, status, "provider refused the gateway's credential");
-                "the gateway's credentials"
-            }
-        };
-        return Err(Reject::new(
-            Kind::UpstreamUnavailable,
-            format!("Provider {} refused {whose}", endpoint.provider_name),
-        )
-        .with_metadata(json!({ "provider_name": endpoint.provider_name })));
+        if let Err(e) = sent {
+            session.shutdown().await;
+            return Err(failure(&e, false));
+        }
+        let status = session
+            .response_header()
+            .map(|h| h.status.as_u16())
+            .unwrap_or(502);
+        if (200..300).contains(&status) {
+            return Ok(Opened { session, peer });
+        }
+        // Read the provider's error (bounded) so the client can be told why.
+        let raw = read_capped(&mut session, 64 * 1024)
+            .await
+            .unwrap_or_default();
+        self.connector
+            .release_http_session(session, &peer, Some(self.timeouts.idle_pool))
+            .await;
+        Err(Failure::Status { status, body: raw })
     }
-    let metadata = json!({ "provider_name": endpoint.provider_name, "raw": raw_text });
-    let kind = if status == 429 || status >= 500 {
-        Kind::UpstreamUnavailable
-    } else {
-        Kind::UpstreamRefused
-    };
-    let mut reject = Reject::new(kind, message).with_metadata(metadata);
-    if kind == Kind::UpstreamRefused || status == 429 {
-        reject.upstream_status = Some(status);
-    }
-    Err(reject)
 }
 
 /// Reads a whole response body, up to `cap` bytes; `None` if it is longer or the read fails.

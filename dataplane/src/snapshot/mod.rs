@@ -1,16 +1,9 @@
-//! The dataplane's runtime model of configuration: everything a request needs, built from the
-//! control plane's protobuf snapshot by a fallible `TryFrom` and then published whole.
+//! Configuration on the dataplane: the live snapshot in one `ArcSwap` (`store`), kept current by
+//! following the control plane's stream (`watch`). The domain model itself, and the validation
+//! that sets bad records aside, are `switchyard_policy::snapshot`, shared with the control plane.
 
-mod byok;
-mod limits;
-mod model;
 mod store;
 pub mod watch;
 
-pub use byok::{ByokCredential, ByokError, ByokIndex};
-pub use limits::{Limit, LimitScope, NANOS_PER_USD, Policies, Window, parse_nanos_floor};
-pub use model::{
-    ApiKey, Budget, Endpoint, Guardrail, KeyIndex, KeyKind, LimitReset, Model, Organization,
-    Prices, Snapshot, SnapshotError, Upstream, Workspace, Zdr,
-};
 pub use store::{SnapshotStore, StoreError};
+pub use switchyard_policy::snapshot::*;

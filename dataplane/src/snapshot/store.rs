@@ -1,7 +1,8 @@
 //! The one `ArcSwap` that holds the live snapshot, plus its copy on disk.
 //!
-//! Updates follow prepare-then-publish: decoding and validation may fail and leave the live
-//! snapshot untouched; publishing is a single infallible pointer swap.
+//! Updates follow prepare-then-publish: decoding may refuse a snapshot (a stale version, no
+//! resources) and leave the live one untouched; records that fail validation are set aside
+//! inside an otherwise good snapshot; publishing is a single infallible pointer swap.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,13 +11,13 @@ use arc_swap::ArcSwapOption;
 use prost::Message;
 use switchyard_proto::config::v1 as pb;
 
-use super::model::{Snapshot, SnapshotError};
+use switchyard_policy::snapshot::{Snapshot, SnapshotError, system_resolver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("invalid snapshot: {0}")]
     Invalid(#[from] SnapshotError),
-    #[error("snapshot version {offered} is older than the served version {served}")]
+    #[error("snapshot version {offered} is not newer than the served version {served}")]
     Stale { offered: u64, served: u64 },
     #[error("persisted snapshot is not decodable: {0}")]
     Decode(#[from] prost::DecodeError),
@@ -51,18 +52,31 @@ impl SnapshotStore {
         self.current.load().as_ref().map(|s| s.version)
     }
 
+    /// Whether `message` is the version already served (of the same store).
+    pub fn serves(&self, message: &pb::Snapshot) -> bool {
+        self.current
+            .load()
+            .as_ref()
+            .is_some_and(|s| s.version == message.version && s.epoch == message.epoch)
+    }
+
     /// Decodes and validates without touching the live snapshot. Resolves provider hosts,
     /// so call it off the async executor.
+    ///
+    /// Versions only move forward within one epoch (one control plane store, shared by its
+    /// replicas): an older version is refused. A snapshot of another epoch replaces whatever is
+    /// served, since its numbers are not comparable.
     pub fn prepare(&self, message: pb::Snapshot) -> Result<Snapshot, StoreError> {
-        if let Some(served) = self.version()
-            && message.version < served
+        if let Some(served) = self.current.load().as_ref()
+            && served.epoch == message.epoch
+            && message.version < served.version
         {
             return Err(StoreError::Stale {
                 offered: message.version,
-                served,
+                served: served.version,
             });
         }
-        Ok(Snapshot::try_from(message)?)
+        Ok(Snapshot::decode(message, &system_resolver)?)
     }
 
     /// Makes a prepared snapshot live. Infallible by design.
@@ -105,7 +119,11 @@ impl SnapshotStore {
             }
         };
         let message = pb::Snapshot::decode(bytes.as_slice())?;
+        // The same rule as for a live update: bad records are set aside, the rest is served.
         let snapshot = self.prepare(message)?;
+        for record in snapshot.quarantine.records() {
+            tracing::error!(%record, "persisted snapshot record set aside; what depends on it is refused");
+        }
         let version = snapshot.version;
         self.publish(snapshot);
         Ok(Some(version))

@@ -83,7 +83,7 @@ impl Watcher {
 
     async fn apply(&self, channel: &Channel, message: pb::Snapshot) {
         let version = message.version;
-        if self.store.version() == Some(version) {
+        if self.store.serves(&message) {
             return;
         }
         let store = self.store.clone();
@@ -94,10 +94,23 @@ impl Watcher {
             Ok::<_, StoreError>((snapshot, encoded))
         })
         .await;
+        let mut quarantined = Vec::new();
         let verdict = match prepared {
             Ok(Ok((snapshot, encoded))) => {
+                for record in snapshot.quarantine.records() {
+                    tracing::error!(version, %record, "snapshot record set aside; what depends on it is refused");
+                    quarantined.push(pb::QuarantinedRecord {
+                        kind: record.kind.label().to_owned(),
+                        id: record.id.clone(),
+                        reason: record.reason.clone(),
+                    });
+                }
                 self.store.publish(snapshot);
-                tracing::info!(version, "snapshot published");
+                tracing::info!(
+                    version,
+                    quarantined = quarantined.len(),
+                    "snapshot published"
+                );
                 let store = self.store.clone();
                 let persisted = tokio::task::spawn_blocking(move || store.persist(&encoded)).await;
                 if let Ok(Err(e)) = persisted {
@@ -116,6 +129,7 @@ impl Watcher {
             version,
             accepted: verdict.is_ok(),
             reason: verdict.err().unwrap_or_default(),
+            quarantined,
         };
         if let Err(e) = ConfigServiceClient::with_interceptor(channel.clone(), self.auth.clone())
             .ack(ack)

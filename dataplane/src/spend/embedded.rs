@@ -4,25 +4,27 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
+use switchyard_policy::Money;
+
 use super::{Admission, ReserveRequest, SETTLED_MARKER_MS, SettleRequest};
 
 #[derive(Default)]
 struct CounterState {
-    spent: u64,
-    held: u64,
+    spent: Money,
+    held: Money,
     /// Outstanding reservations: generation → (amount, expires at).
-    holds: HashMap<String, (u64, i64)>,
+    holds: HashMap<String, (Money, i64)>,
     expire_at_ms: Option<i64>,
 }
 
 impl CounterState {
     /// Releases reservations whose time ran out (their dataplane never settled them).
     fn expire_holds(&mut self, now_ms: i64) {
-        let mut released = 0;
+        let mut released = Money::ZERO;
         self.holds.retain(|_, (amount, until)| {
             let keep = *until > now_ms;
             if !keep {
-                released += *amount;
+                released = released.saturating_add(*amount);
             }
             keep
         });
@@ -56,12 +58,12 @@ impl Embedded {
             let total = counter
                 .spent
                 .saturating_add(counter.held)
-                .saturating_add(c.amount_pico);
-            if total > c.limit_pico {
+                .saturating_add(c.amount);
+            if total > c.limit {
                 return Admission::Refused {
                     index,
-                    spent_pico: counter.spent,
-                    held_pico: counter.held,
+                    spent: counter.spent,
+                    held: counter.held,
                 };
             }
         }
@@ -70,10 +72,10 @@ impl Embedded {
             .saturating_add(i64::try_from(r.hold_ms).unwrap_or(i64::MAX));
         for c in &r.counters {
             let counter = state.counters.entry(c.key.clone()).or_default();
-            counter.held = counter.held.saturating_add(c.amount_pico);
+            counter.held = counter.held.saturating_add(c.amount);
             counter
                 .holds
-                .insert(r.generation_id.clone(), (c.amount_pico, until));
+                .insert(r.generation_id.clone(), (c.amount, until));
             counter.expire_at_ms = c.expire_at_ms;
         }
         Admission::Granted
@@ -95,20 +97,20 @@ impl Embedded {
             if let Some((amount, _)) = counter.holds.remove(&s.generation_id) {
                 counter.held = counter.held.saturating_sub(amount);
             }
-            counter.spent = counter.spent.saturating_add(c.charge_pico);
+            counter.spent = counter.spent.saturating_add(c.charge);
             counter.expire_at_ms = c.expire_at_ms;
         }
         true
     }
 
-    pub fn read(&self, key: &str, now_ms: i64) -> (u64, u64) {
+    pub fn read(&self, key: &str, now_ms: i64) -> (Money, Money) {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         match state.counters.get_mut(key) {
             Some(c) => {
                 c.expire_holds(now_ms);
                 (c.spent, c.held)
             }
-            None => (0, 0),
+            None => (Money::ZERO, Money::ZERO),
         }
     }
 }
@@ -117,7 +119,8 @@ impl Embedded {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SavedCounter {
     pub key: String,
-    pub spent: u64,
+    /// Picodollars.
+    pub spent: u128,
     pub expire_at_ms: Option<i64>,
 }
 
@@ -128,10 +131,10 @@ impl Embedded {
         state
             .counters
             .iter()
-            .filter(|(_, c)| c.spent > 0)
+            .filter(|(_, c)| c.spent > Money::ZERO)
             .map(|(key, c)| SavedCounter {
                 key: key.clone(),
-                spent: c.spent,
+                spent: c.spent.pico(),
                 expire_at_ms: c.expire_at_ms,
             })
             .collect()
@@ -147,7 +150,7 @@ impl Embedded {
             state.counters.insert(
                 c.key,
                 CounterState {
-                    spent: c.spent,
+                    spent: Money::from_pico(c.spent),
                     expire_at_ms: c.expire_at_ms,
                     ..CounterState::default()
                 },
@@ -175,7 +178,11 @@ mod tests {
     use super::super::{Counter, Settlement};
     use super::*;
 
-    fn reserve(e: &Embedded, generation: &str, now: i64, amount: u64, limit: u64) -> Admission {
+    fn pico(n: u128) -> Money {
+        Money::from_pico(n)
+    }
+
+    fn reserve(e: &Embedded, generation: &str, now: i64, amount: u128, limit: u128) -> Admission {
         e.reserve(&ReserveRequest {
             generation_id: generation.into(),
             now_ms: now,
@@ -183,21 +190,21 @@ mod tests {
             counters: vec![
                 Counter {
                     key: "k".into(),
-                    limit_pico: limit,
-                    amount_pico: amount,
+                    limit: pico(limit),
+                    amount: pico(amount),
                     expire_at_ms: None,
                 },
                 Counter {
                     key: "credits".into(),
-                    limit_pico: 1_000,
-                    amount_pico: amount,
+                    limit: pico(1_000),
+                    amount: pico(amount),
                     expire_at_ms: None,
                 },
             ],
         })
     }
 
-    fn settle(e: &Embedded, generation: &str, now: i64, reserved: u64, charge: u64) -> bool {
+    fn settle(e: &Embedded, generation: &str, now: i64, reserved: u128, charge: u128) -> bool {
         e.settle(&SettleRequest {
             generation_id: generation.into(),
             settled_key: format!("settled:{generation}"),
@@ -206,12 +213,17 @@ mod tests {
                 .into_iter()
                 .map(|key| Settlement {
                     key: key.into(),
-                    reserved_pico: reserved,
-                    charge_pico: charge,
+                    reserved: pico(reserved),
+                    charge: pico(charge),
                     expire_at_ms: None,
                 })
                 .collect(),
         })
+    }
+
+    fn read(e: &Embedded, key: &str, now: i64) -> (u128, u128) {
+        let (spent, held) = e.read(key, now);
+        (spent.pico(), held.pico())
     }
 
     #[test]
@@ -223,18 +235,18 @@ mod tests {
             reserve(&e, "g2", 0, 60, 100),
             Admission::Refused {
                 index: 0,
-                spent_pico: 0,
-                held_pico: 60
+                spent: Money::ZERO,
+                held: pico(60)
             }
         );
-        assert_eq!(e.read("credits", 0), (0, 60));
+        assert_eq!(read(&e, "credits", 0), (0, 60));
         assert!(settle(&e, "g1", 1, 60, 25));
         assert!(
             !settle(&e, "g1", 2, 60, 25),
             "a second settle changes nothing"
         );
-        assert_eq!(e.read("k", 2), (25, 0));
-        assert_eq!(e.read("credits", 2), (25, 0));
+        assert_eq!(read(&e, "k", 2), (25, 0));
+        assert_eq!(read(&e, "credits", 2), (25, 0));
         assert_eq!(reserve(&e, "g3", 3, 75, 100), Admission::Granted);
     }
 
@@ -250,8 +262,8 @@ mod tests {
             expire_at_ms: Some(2),
         });
         let restarted = Embedded::restore(saved, 10);
-        assert_eq!(restarted.read("k", 10), (70, 0));
-        assert_eq!(restarted.read("yesterday", 10), (0, 0));
+        assert_eq!(read(&restarted, "k", 10), (70, 0));
+        assert_eq!(read(&restarted, "yesterday", 10), (0, 0));
         // 70 spent + 40 > 100: the limit still holds after the restart.
         assert!(matches!(
             reserve(&restarted, "g2", 11, 40, 100),
@@ -270,6 +282,6 @@ mod tests {
         // After the hold time the budget is free again; a late settle still charges.
         assert_eq!(reserve(&e, "g3", 1001, 90, 100), Admission::Granted);
         assert!(settle(&e, "crashed", 1002, 90, 5));
-        assert_eq!(e.read("k", 1002), (5, 90));
+        assert_eq!(read(&e, "k", 1002), (5, 90));
     }
 }

@@ -7,8 +7,12 @@
 //! cached by SHA; every key of one organization shares the hash tag `{org:<id>}`, so a script's
 //! keys share a slot) and an in-process one for single-node use and `make dev`.
 //!
-//! Money is integer picodollars, the unit prices are computed in, so counters add up to the
-//! usage ledger exactly. A counter holds at most `i64::MAX` pico (about 9.2 million USD).
+//! Amounts are `Money` (exact picodollars, the unit prices are computed in), so counters add up
+//! to the usage ledger exactly; Redis keeps them as decimal strings and the scripts add them
+//! exactly (`switchyard_policy::counters::EXACT_LUA`), whatever their size.
+//!
+//! Times come from the caller's clock (`now_ms`), expiries included: Redis is given time-to-live
+//! spans computed from that clock, never absolute times compared with its own.
 
 mod embedded;
 mod redis_store;
@@ -19,17 +23,18 @@ use std::time::Duration;
 
 pub use embedded::{Embedded, SavedCounter};
 pub use redis_store::RedisSpend;
-pub use switchyard_proto::spend::{Period, counter_key, org_tag, settled_key};
+use switchyard_policy::Money;
 
 /// One counter a request is checked against and charged to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Counter {
     /// The full store key, e.g. `{org:o1}:sp:key:<hash>:m20261101`.
     pub key: String,
-    pub limit_pico: u64,
+    pub limit: Money,
     /// What this request reserves (worst case) on it.
-    pub amount_pico: u64,
-    /// When the counter may be dropped (its window's end plus a grace day).
+    pub amount: Money,
+    /// When the counter may be dropped (its window's end plus a grace day), on the caller's
+    /// clock.
     pub expire_at_ms: Option<i64>,
 }
 
@@ -48,8 +53,8 @@ pub enum Admission {
     /// The first counter that could not take the reservation, with what it already held.
     Refused {
         index: usize,
-        spent_pico: u64,
-        held_pico: u64,
+        spent: Money,
+        held: Money,
     },
 }
 
@@ -57,8 +62,8 @@ pub enum Admission {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settlement {
     pub key: String,
-    pub reserved_pico: u64,
-    pub charge_pico: u64,
+    pub reserved: Money,
+    pub charge: Money,
     pub expire_at_ms: Option<i64>,
 }
 
@@ -133,7 +138,7 @@ impl SpendBackend {
     }
 
     /// A counter's settled spend and outstanding reservations, for tests and reconciliation.
-    pub async fn read(&self, key: &str, now_ms: i64) -> Result<(u64, u64), SpendError> {
+    pub async fn read(&self, key: &str, now_ms: i64) -> Result<(Money, Money), SpendError> {
         match self {
             SpendBackend::Embedded(e) => Ok(e.read(key, now_ms)),
             SpendBackend::Redis(r) => r.read(key, now_ms).await,
@@ -167,8 +172,8 @@ pub enum Verdict {
     /// A counter's limit would be exceeded: `index` into the request's counters.
     Refused {
         index: usize,
-        spent_pico: u64,
-        held_pico: u64,
+        spent: Money,
+        held: Money,
     },
     /// The store is unreachable and the policy is to fail closed.
     Unavailable,
@@ -200,17 +205,9 @@ impl Spend {
                 SpendMetrics::bump(&self.metrics.granted);
                 Verdict::Admitted(hold)
             }
-            Ok(Admission::Refused {
-                index,
-                spent_pico,
-                held_pico,
-            }) => {
+            Ok(Admission::Refused { index, spent, held }) => {
                 SpendMetrics::bump(&self.metrics.refused);
-                Verdict::Refused {
-                    index,
-                    spent_pico,
-                    held_pico,
-                }
+                Verdict::Refused { index, spent, held }
             }
             Err(e) => match self.policy {
                 FailurePolicy::FailClosed => {
@@ -227,10 +224,12 @@ impl Spend {
         }
     }
 
-    /// Releases the hold and charges `cost_pico` (0 on counters that exclude BYOK spend when
-    /// this was BYOK), off the request path, retrying briefly; settles are idempotent, and what
-    /// still fails is corrected by reconciliation from the usage ledger.
-    pub fn settle(&self, hold: Hold, cost_pico: u64, is_byok: bool, now_ms: i64) {
+    /// Releases the hold and charges `cost` (nothing on counters that exclude BYOK spend when
+    /// this was BYOK). Settles are idempotent by generation. The embedded backend settles at once
+    /// (one short critical section), so a client's next request already sees the charge; Redis
+    /// settles off the request path, retrying briefly, and what still fails is corrected by
+    /// reconciliation from the usage ledger.
+    pub fn settle(&self, hold: Hold, cost: Money, is_byok: bool, now_ms: i64) {
         if hold.counters.is_empty() {
             return;
         }
@@ -244,17 +243,27 @@ impl Spend {
                 .zip(&hold.include_byok)
                 .map(|(c, counts_byok)| Settlement {
                     key: c.key.clone(),
-                    reserved_pico: c.amount_pico,
-                    charge_pico: if is_byok && !counts_byok {
-                        0
+                    reserved: c.amount,
+                    charge: if is_byok && !counts_byok {
+                        Money::ZERO
                     } else {
-                        cost_pico
+                        cost
                     },
                     expire_at_ms: c.expire_at_ms,
                 })
                 .collect(),
         };
-        let backend = self.backend.clone();
+        let backend = match &self.backend {
+            SpendBackend::Embedded(e) => {
+                let outcome = if e.settle(&request) {
+                    &self.metrics.settled
+                } else {
+                    &self.metrics.settle_duplicates
+                };
+                return SpendMetrics::bump(outcome);
+            }
+            SpendBackend::Redis(_) => self.backend.clone(),
+        };
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
             let mut delay = Duration::from_millis(50);

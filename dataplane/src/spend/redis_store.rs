@@ -9,10 +9,23 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
+use switchyard_policy::Money;
+use switchyard_policy::counters::{EXACT_LUA, holds_key};
+
 use super::{Admission, ReserveRequest, SETTLED_MARKER_MS, SettleRequest, SpendError};
 
-static RESERVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("reserve.lua")));
-static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
+static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("reserve.lua")));
+static SETTLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("settle.lua")));
+
+/// A spend script: the exact-arithmetic helpers, then its body.
+fn script(body: &str) -> Script {
+    Script::new(&format!("{EXACT_LUA}\n{body}"))
+}
+
+/// How long a counter should live from `now_ms` on (at least a millisecond); `0` for never.
+fn ttl_ms(expire_at_ms: Option<i64>, now_ms: i64) -> i64 {
+    expire_at_ms.map_or(0, |t| t.saturating_sub(now_ms).max(1))
+}
 
 #[derive(Clone)]
 enum Connection {
@@ -95,7 +108,7 @@ impl RedisSpend {
     pub async fn reserve(&self, r: &ReserveRequest) -> Result<Admission, SpendError> {
         let mut invocation = RESERVE.prepare_invoke();
         for c in &r.counters {
-            invocation.key(&c.key).key(format!("{}:r", c.key));
+            invocation.key(&c.key).key(holds_key(&c.key));
         }
         invocation
             .arg(&r.generation_id)
@@ -103,9 +116,9 @@ impl RedisSpend {
             .arg(r.hold_ms);
         for c in &r.counters {
             invocation
-                .arg(c.limit_pico)
-                .arg(c.amount_pico)
-                .arg(c.expire_at_ms.unwrap_or(0));
+                .arg(c.limit.pico().to_string())
+                .arg(c.amount.pico().to_string())
+                .arg(ttl_ms(c.expire_at_ms, r.now_ms));
         }
         let reply: Vec<Value> = self.run(invocation).await?;
         match reply.as_slice() {
@@ -113,8 +126,8 @@ impl RedisSpend {
             [Value::Int(0), Value::Int(index), spent, held] => Ok(Admission::Refused {
                 index: usize::try_from(*index - 1)
                     .map_err(|_| SpendError::Protocol(format!("counter index {index}")))?,
-                spent_pico: number(spent)?,
-                held_pico: number(held)?,
+                spent: amount(spent)?,
+                held: amount(held)?,
             }),
             other => Err(SpendError::Protocol(format!("reserve returned {other:?}"))),
         }
@@ -123,15 +136,15 @@ impl RedisSpend {
     pub async fn settle(&self, s: &SettleRequest) -> Result<bool, SpendError> {
         let mut invocation = SETTLE.prepare_invoke();
         for c in &s.counters {
-            invocation.key(&c.key).key(format!("{}:r", c.key));
+            invocation.key(&c.key).key(holds_key(&c.key));
         }
         invocation.key(&s.settled_key);
         invocation.arg(&s.generation_id).arg(SETTLED_MARKER_MS);
         for c in &s.counters {
             invocation
-                .arg(c.reserved_pico)
-                .arg(c.charge_pico)
-                .arg(c.expire_at_ms.unwrap_or(0));
+                .arg(c.reserved.pico().to_string())
+                .arg(c.charge.pico().to_string())
+                .arg(ttl_ms(c.expire_at_ms, s.now_ms));
         }
         let settled: i64 = self.run(invocation).await?;
         Ok(settled == 1)
@@ -139,21 +152,24 @@ impl RedisSpend {
 
     /// Settled spend and live reservations (holds past their expiry, which the next reserve
     /// would release, are not counted), as the embedded backend reports them.
-    pub async fn read(&self, key: &str, now_ms: i64) -> Result<(u64, u64), SpendError> {
+    pub async fn read(&self, key: &str, now_ms: i64) -> Result<(Money, Money), SpendError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(key).arg("spent").arg("held");
-        let values: (Option<u64>, Option<u64>) = self.query(&cmd).await?;
+        let (spent, held): (Option<String>, Option<String>) = self.query(&cmd).await?;
         let mut expired = redis::cmd("ZRANGEBYSCORE");
-        expired.arg(format!("{key}:r")).arg("-inf").arg(now_ms);
+        expired.arg(holds_key(key)).arg("-inf").arg(now_ms);
         let expired: Vec<String> = self.query(&expired).await?;
-        let expired: u64 = expired
+        let expired = expired
             .iter()
-            .filter_map(|m| m.rsplit_once(':').and_then(|(_, a)| a.parse::<u64>().ok()))
-            .sum();
-        Ok((
-            values.0.unwrap_or(0),
-            values.1.unwrap_or(0).saturating_sub(expired),
-        ))
+            .filter_map(|m| m.rsplit_once(':').and_then(|(_, a)| a.parse::<u128>().ok()))
+            .fold(Money::ZERO, |sum, a| {
+                sum.saturating_add(Money::from_pico(a))
+            });
+        let parse = |v: Option<String>| match v {
+            None => Ok(Money::ZERO),
+            Some(text) => parse_amount(&text),
+        };
+        Ok((parse(spent)?, parse(held)?.saturating_sub(expired)))
     }
 
     /// Adds this dataplane's provider-health counts to the shared per-minute hashes and reads
@@ -281,19 +297,20 @@ impl RedisSpend {
     }
 }
 
-fn number(v: &Value) -> Result<u64, SpendError> {
-    let text = match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        Value::Int(i) => i.to_string(),
-        other => {
-            return Err(SpendError::Protocol(format!(
-                "expected a number, got {other:?}"
-            )));
-        }
-    };
-    // Lua renders large doubles as "1.2e+15"; parse as a float then.
-    text.parse::<u64>()
-        .or_else(|_| text.parse::<f64>().map(|f| f as u64))
-        .map_err(|_| SpendError::Protocol(format!("expected a number, got {text}")))
+/// An amount the scripts returned: a decimal string of picodollars.
+fn amount(v: &Value) -> Result<Money, SpendError> {
+    match v {
+        Value::BulkString(b) => parse_amount(&String::from_utf8_lossy(b)),
+        Value::SimpleString(s) => parse_amount(s),
+        Value::Int(i) => parse_amount(&i.to_string()),
+        other => Err(SpendError::Protocol(format!(
+            "expected an amount, got {other:?}"
+        ))),
+    }
+}
+
+fn parse_amount(text: &str) -> Result<Money, SpendError> {
+    text.parse::<u128>()
+        .map(Money::from_pico)
+        .map_err(|_| SpendError::Protocol(format!("expected an amount, got {text:?}")))
 }

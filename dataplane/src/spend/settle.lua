@@ -1,7 +1,8 @@
 -- Release a generation's reservations and charge its actual cost, once.
 -- KEYS: per counter, its hash then its reservations zset; last, the generation's settled marker.
--- ARGV: generation, marker_ttl_ms, then per counter: reserved, charge, expire_at_ms (0 = never).
--- Returns 1 when settled now, 0 when it already was.
+-- ARGV: generation, marker_ttl_ms, then per counter: reserved, charge, ttl_ms (0 = never).
+-- Amounts are decimal strings of picodollars (EXACT_LUA). Returns 1 when settled now, 0 when it
+-- already was.
 local marker = KEYS[#KEYS]
 if not redis.call('SET', marker, '1', 'NX', 'PX', ARGV[2]) then
   return 0
@@ -11,12 +12,16 @@ local n = (#KEYS - 1) / 2
 for i = 1, n do
   local counter, holds = KEYS[2 * i - 1], KEYS[2 * i]
   local base = 2 + 3 * (i - 1)
-  local reserved, charge, expire_at = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
+  local reserved, charge, ttl = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   -- Only a reservation still held is released; an expired one already was.
   if redis.call('ZREM', holds, generation .. ':' .. reserved) == 1 then
-    redis.call('HINCRBY', counter, 'held', '-' .. reserved)
+    local held = redis.call('HGET', counter, 'held') or '0'
+    redis.call('HSET', counter, 'held', exact_sub(held, reserved))
   end
-  if charge ~= '0' then redis.call('HINCRBY', counter, 'spent', charge) end
-  if expire_at ~= '0' then redis.call('PEXPIREAT', counter, expire_at) end
+  if charge ~= '0' then
+    local spent = redis.call('HGET', counter, 'spent') or '0'
+    redis.call('HSET', counter, 'spent', exact_add(spent, charge))
+  end
+  if ttl ~= '0' then redis.call('PEXPIRE', counter, ttl) end
 end
 return 1

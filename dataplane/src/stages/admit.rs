@@ -1,66 +1,74 @@
-//! admit: may this request spend? Guardrails are evaluated from the snapshot (no I/O); then the
-//! request's worst-case cost is reserved, in one atomic step, on every counter that applies: the
-//! key's limit, its member's and its workspace's budgets, each guardrail budget and the
-//! organization's credits. This module builds that step; `spend` runs it.
+//! admit: may this request spend? Its worst-case cost is reserved, in one atomic step, on every
+//! counter that applies (`Snapshot::limits_for`): the key's limit, its member's and its
+//! workspace's budgets, each guardrail budget and the organization's credits. A request refused
+//! here never reaches a provider; an admitted one carries a `Hold` that `settle` ends.
 
 use std::sync::Arc;
 
 use serde_json::json;
+use switchyard_policy::counters::settled_key;
+use switchyard_policy::{Limit, LimitScope, Money};
 
-use crate::money::Picodollars;
 use crate::reject::{Kind, Reject};
-use crate::snapshot::{Endpoint, Limit, LimitScope, Window};
-use crate::spend::{Counter, Hold, Period, counter_key, settled_key};
+use crate::snapshot::{ApiKey, Endpoint, Snapshot};
+use crate::spend::{Counter, Hold, Spend, Verdict};
 use crate::stages::request::ChatRequest;
+use crate::stages::route::{self, Attempt};
+
+/// The admit stage: reserves the most this request can cost, given where it may be routed, on
+/// every limit that applies to `key`; or refuses in OpenRouter's terms (402 credits, 403 a
+/// limit, 503 when the spend store cannot be reached and the policy is to fail closed).
+pub async fn admit(
+    spend: &Spend,
+    snapshot: &Snapshot,
+    key: &ApiKey,
+    request: &ChatRequest<'_>,
+    attempts: &[Attempt<'_>],
+    generation_id: &str,
+    now_ms: i64,
+) -> Result<Hold, Reject> {
+    let is_byok = route::all_byok(attempts);
+    let limits = counted(snapshot.limits_for(key), is_byok);
+    let worst = worst_case(request, attempts.iter().map(|a| a.endpoint));
+    let hold = hold(
+        &key.organization_id,
+        generation_id,
+        &limits,
+        worst,
+        is_byok,
+        now_ms,
+    );
+    match spend.admit(hold, now_ms).await {
+        Verdict::Admitted(hold) => Ok(hold),
+        Verdict::Refused { index, spent, held } => Err(match limits.get(index) {
+            Some(limit) => refusal(limit, spent, held),
+            None => Reject::new(Kind::Internal, "Spend limit refused"),
+        }),
+        Verdict::Unavailable => Err(Reject::new(
+            Kind::SpendUnavailable,
+            "Spend limits cannot be checked right now; try again shortly",
+        )),
+    }
+}
 
 /// The most this request can cost on any of the endpoints it may be routed to: the prompt
 /// estimate at the prompt price, plus the most output it may produce (its `max_tokens`, capped
 /// by the endpoint's max output) at the dearer of the completion and reasoning prices, plus the
-/// per-request price. An endpoint without a price costs nothing here, as in the ledger.
+/// per-request price.
 pub fn worst_case<'a>(
     request: &ChatRequest,
     endpoints: impl IntoIterator<Item = &'a Arc<Endpoint>>,
-) -> Picodollars {
+) -> Money {
     let prompt_tokens = request.estimated_prompt_tokens();
     endpoints
         .into_iter()
         .map(|e| {
             let cap = u64::from(e.max_output_tokens).max(1);
             let output = request.max_output_tokens.map_or(cap, |m| m.min(cap));
-            let per_output = e
-                .prices
-                .completion
-                .unwrap_or(Picodollars(0))
-                .0
-                .max(e.prices.internal_reasoning.unwrap_or(Picodollars(0)).0);
-            e.prices
-                .prompt
-                .unwrap_or(Picodollars(0))
-                .times(prompt_tokens)
-                .plus(Picodollars(per_output).times(output))
-                .plus(e.prices.request.unwrap_or(Picodollars(0)))
+            e.prices.worst_case(prompt_tokens, output)
         })
-        .max_by_key(|p| p.0)
-        .unwrap_or(Picodollars(0))
-}
-
-fn period(window: Window) -> Period {
-    match window {
-        Window::Daily => Period::Daily,
-        Window::Weekly => Period::Weekly,
-        Window::Monthly => Period::Monthly,
-        Window::Lifetime => Period::Lifetime,
-    }
-}
-
-fn scope_name(scope: LimitScope) -> &'static str {
-    match scope {
-        LimitScope::Key => "key",
-        LimitScope::Member => "member",
-        LimitScope::Workspace => "workspace",
-        LimitScope::Guardrail => "guardrail",
-        LimitScope::Credits => "credits",
-    }
+        .max()
+        .unwrap_or(Money::ZERO)
 }
 
 /// The limits a request is checked against: all of them, except that a request which can only
@@ -79,23 +87,22 @@ pub fn hold(
     organization_id: &str,
     generation_id: &str,
     limits: &[Limit],
-    worst: Picodollars,
+    worst: Money,
     is_byok: bool,
     now_ms: i64,
 ) -> Hold {
     let mut counters = Vec::with_capacity(limits.len());
     let mut include_byok = Vec::with_capacity(limits.len());
     for limit in limits {
-        let (window, expire_at_ms) = period(limit.window).window(now_ms);
         counters.push(Counter {
-            key: counter_key(organization_id, scope_name(limit.scope), &limit.id, &window),
-            limit_pico: limit.limit_nanos.saturating_mul(1000),
-            amount_pico: if is_byok && !limit.include_byok {
-                0
+            key: limit.counter_key(organization_id, now_ms),
+            limit: limit.cap,
+            amount: if is_byok && !limit.include_byok {
+                Money::ZERO
             } else {
-                worst.0
+                worst
             },
-            expire_at_ms,
+            expire_at_ms: limit.window.span(now_ms).expire_at_ms(),
         });
         include_byok.push(limit.include_byok);
     }
@@ -109,14 +116,13 @@ pub fn hold(
 
 /// The refusal for the limit that could not take this request, in OpenRouter's terms: 402 when
 /// the organization's credits run out, 403 naming the limit otherwise.
-pub fn refusal(limit: &Limit, spent_pico: u64, held_pico: u64) -> Reject {
-    let usd = |pico: u64| Picodollars(pico).as_usd_f64();
+pub fn refusal(limit: &Limit, spent: Money, held: Money) -> Reject {
     let metadata = json!({
-        "limit": scope_name(limit.scope),
+        "limit": limit.scope.label(),
         "id": limit.id.as_ref(),
-        "limit_usd": usd(limit.limit_nanos.saturating_mul(1000)),
-        "used_usd": usd(spent_pico),
-        "reserved_usd": usd(held_pico),
+        "limit_usd": limit.cap.as_usd_f64(),
+        "used_usd": spent.as_usd_f64(),
+        "reserved_usd": held.as_usd_f64(),
     });
     let (kind, message) = match limit.scope {
         LimitScope::Credits => (
@@ -143,14 +149,14 @@ pub fn refusal(limit: &Limit, spent_pico: u64, held_pico: u64) -> Reject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Prices;
+    use switchyard_policy::{Prices, Window};
 
-    fn limit(scope: LimitScope, window: Window, nanos: u64, include_byok: bool) -> Limit {
+    fn limit(scope: LimitScope, window: Window, pico: u128, include_byok: bool) -> Limit {
         Limit {
             scope,
             id: Arc::from("id1"),
             window,
-            limit_nanos: nanos,
+            cap: Money::from_pico(pico),
             include_byok,
         }
     }
@@ -158,25 +164,21 @@ mod tests {
     #[test]
     fn counters_name_their_organization_scope_and_window() {
         let limits = [
-            limit(LimitScope::Key, Window::Monthly, 5_000, false),
-            limit(LimitScope::Credits, Window::Lifetime, 9_000, true),
+            limit(LimitScope::Key, Window::Monthly, 5_000_000, false),
+            limit(LimitScope::Credits, Window::Lifetime, 9_000_000, true),
         ];
         // 2026-11-23T12:00:00Z
-        let h = hold(
-            "o1",
-            "gen-1",
-            &limits,
-            Picodollars(700),
-            true,
-            1_795_435_200_000,
-        );
+        let now = 1_795_435_200_000;
+        let h = hold("o1", "gen-1", &limits, Money::from_pico(700), true, now);
         assert_eq!(h.counters[0].key, "{org:o1}:sp:key:id1:m20261101");
         assert_eq!(h.counters[1].key, "{org:o1}:sp:credits:id1:l");
         assert_eq!(h.settled_key, "{org:o1}:settled:gen-1");
-        assert_eq!(h.counters[0].limit_pico, 5_000_000);
+        assert_eq!(h.counters[0].limit, Money::from_pico(5_000_000));
         // BYOK spend reserves nothing on a limit that excludes it.
-        assert_eq!(h.counters[0].amount_pico, 0);
-        assert_eq!(h.counters[1].amount_pico, 700);
+        assert_eq!(h.counters[0].amount, Money::ZERO);
+        assert_eq!(h.counters[1].amount, Money::from_pico(700));
+        // A monthly counter lives until a day after the month ends; lifetime ones forever.
+        assert_eq!(h.counters[0].expire_at_ms, Some(1_796_169_600_000));
         assert_eq!(h.counters[1].expire_at_ms, None);
     }
 
@@ -197,9 +199,14 @@ mod tests {
 
     #[test]
     fn credits_refuse_with_402_and_limits_with_403() {
-        let r = refusal(&limit(LimitScope::Credits, Window::Lifetime, 1, true), 0, 0);
+        let none = Money::ZERO;
+        let r = refusal(
+            &limit(LimitScope::Credits, Window::Lifetime, 1, true),
+            none,
+            none,
+        );
         assert_eq!(r.kind.status(), 402);
-        let r = refusal(&limit(LimitScope::Key, Window::Daily, 1, true), 0, 0);
+        let r = refusal(&limit(LimitScope::Key, Window::Daily, 1, true), none, none);
         assert_eq!(r.kind.status(), 403);
     }
 
@@ -207,19 +214,21 @@ mod tests {
     fn worst_case_takes_the_dearest_endpoint_and_caps_output() {
         let body = br#"{"model":"m","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#;
         let request = ChatRequest::parse(body).unwrap();
-        let prices = |prompt: u64, completion: u64| Prices {
-            prompt: Some(Picodollars(prompt)),
-            completion: Some(Picodollars(completion)),
-            request: None,
-            input_cache_read: None,
-            internal_reasoning: None,
+        let prices = |prompt: u128, completion: u128| Prices {
+            prompt: Some(Money::from_pico(prompt)),
+            completion: Some(Money::from_pico(completion)),
+            ..Default::default()
         };
         let endpoint = |id: &str, prices: Prices, max_output_tokens: u32| {
             Arc::new(Endpoint {
                 provider_id: id.into(),
                 provider_name: id.into(),
                 upstream_model: "m".into(),
-                upstream: crate::snapshot::Upstream::parse("http://127.0.0.1:9/v1").unwrap(),
+                upstream: crate::snapshot::Upstream::parse(
+                    "http://127.0.0.1:9/v1",
+                    &crate::snapshot::no_resolver,
+                )
+                .unwrap(),
                 prices,
                 context_length: 8192,
                 max_output_tokens,
@@ -230,12 +239,12 @@ mod tests {
         };
         let cheap = endpoint("a", prices(1, 2), 50);
         let dear = endpoint("b", prices(10, 20), 4096);
-        let prompt = request.estimated_prompt_tokens();
+        let prompt = u128::from(request.estimated_prompt_tokens());
         assert_eq!(
-            worst_case(&request, &[cheap.clone(), dear]).0,
+            worst_case(&request, &[cheap.clone(), dear]).pico(),
             10 * prompt + 20 * 100
         );
         // max_tokens above the endpoint's max output is capped by it.
-        assert_eq!(worst_case(&request, &[cheap]).0, prompt + 2 * 50);
+        assert_eq!(worst_case(&request, &[cheap]).pico(), prompt + 2 * 50);
     }
 }

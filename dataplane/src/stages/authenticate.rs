@@ -1,6 +1,10 @@
-//! authenticate: `Authorization: Bearer <secret>` → the key it names, by SHA-256 lookup.
+//! authenticate: `Authorization: Bearer <secret>` → the key it names, by SHA-256 lookup. A key
+//! that depends on a record this dataplane set aside (see `Quarantine`) is refused here, with a
+//! reason, before it can spend.
 
+use serde_json::json;
 use sha2::{Digest, Sha256};
+use switchyard_policy::bearer::bearer;
 
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{ApiKey, KeyKind, Snapshot};
@@ -27,6 +31,22 @@ pub fn authenticate<'s>(
     if key.disabled || key.expires_at_ms.is_some_and(|t| t <= now_ms) {
         return Err(invalid());
     }
+    if let Some(blocked) = snapshot.quarantine.blocking(key) {
+        return Err(Reject::new(
+            Kind::KeyQuarantined,
+            format!(
+                "This key cannot be used: the gateway could not apply its configuration ({} {}). \
+                 Ask an organization admin to correct it.",
+                blocked.kind.label(),
+                blocked.id
+            ),
+        )
+        .with_metadata(json!({
+            "reason": "configuration_quarantined",
+            "record": blocked.kind.label(),
+            "id": &*blocked.id,
+        })));
+    }
     match (purpose, key.kind) {
         (Purpose::Inference, KeyKind::Inference) => Ok(key),
         (Purpose::Inference, KeyKind::Management) => Err(Reject::new(
@@ -36,20 +56,10 @@ pub fn authenticate<'s>(
     }
 }
 
-fn bearer(value: &[u8]) -> Option<&[u8]> {
-    let prefix = b"bearer ";
-    if value.len() > prefix.len() && value[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        let secret = value[prefix.len()..].trim_ascii();
-        (!secret.is_empty()).then_some(secret)
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::SnapshotBuilder;
+    use switchyard_policy::testing::SnapshotBuilder;
 
     const NOW: i64 = 1_700_000_000_000;
 
@@ -93,5 +103,20 @@ mod tests {
             .with_management_key()
             .build_with_secret();
         assert_eq!(check(&snapshot, Some(&format!("Bearer {secret}"))), 403);
+    }
+
+    #[test]
+    fn a_key_whose_record_was_set_aside_is_refused_with_its_reason() {
+        let (snapshot, secret) = SnapshotBuilder::new()
+            .with_inference_key_where(|k| k.limit_usd = "2000000000".into())
+            .build_with_secret();
+        let header = format!("Bearer {secret}");
+        let reject =
+            authenticate(&snapshot, Some(header.as_bytes()), Purpose::Inference, NOW).unwrap_err();
+        assert_eq!(reject.kind, Kind::KeyQuarantined);
+        assert_eq!(reject.status(), 403);
+        let metadata = reject.metadata.unwrap();
+        assert_eq!(metadata["reason"], "configuration_quarantined");
+        assert_eq!(metadata["record"], "key");
     }
 }

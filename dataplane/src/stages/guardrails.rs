@@ -1,4 +1,4 @@
-//! Guardrail evaluation (part of admit): which of a model's endpoints a key's guardrails allow.
+//! Guardrail evaluation (part of route): which of a model's endpoints a key's guardrails allow.
 //! Pure: it reads only its arguments, so it runs the same in tests as on the request path.
 //!
 //! Several guardrails combine as on OpenRouter (the workspace default, the member's, the key's):
@@ -151,7 +151,8 @@ fn endpoint_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Prices, Upstream, Zdr};
+    use crate::snapshot::{Upstream, Zdr};
+    use switchyard_policy::Prices;
 
     fn list(ids: &[&str]) -> Box<[Box<str>]> {
         ids.iter().map(|s| Box::from(*s)).collect()
@@ -544,7 +545,7 @@ mod tests {
 
     #[test]
     fn a_snapshots_guardrails_for_a_key_are_evaluated_together() {
-        use crate::testing::SnapshotBuilder;
+        use switchyard_policy::testing::SnapshotBuilder;
         let snapshot = SnapshotBuilder::new()
             .with_default_guardrail(|g| g.ignored_providers = vec!["mock-b".into()])
             .with_guardrail("gr_key", |g| {
@@ -575,7 +576,7 @@ mod tests {
 
     fn snapshot_key_hash(snapshot: &crate::snapshot::Snapshot) -> [u8; 32] {
         assert_eq!(snapshot.keys.len(), 1);
-        let hex = crate::testing::key_hash(0);
+        let hex = switchyard_policy::testing::key_hash(0);
         let mut hash = [0u8; 32];
         hex::decode_to_slice(hex, &mut hash).unwrap();
         hash

@@ -7,18 +7,9 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::money::Picodollars;
-use crate::snapshot::Prices;
-use crate::stages::request::RawMembers;
+use switchyard_policy::{Money, Prices, Usage};
 
-/// Token counts as the provider reported them (OpenAI's `usage` object).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub cached_tokens: u64,
-    pub reasoning_tokens: u64,
-}
+use crate::stages::request::RawMembers;
 
 #[derive(Deserialize)]
 struct WireUsage {
@@ -44,90 +35,58 @@ struct WireCompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
-impl Usage {
-    /// Parses an OpenAI `usage` object; `None` for `null` or anything unreadable.
-    pub fn from_raw(raw: &RawValue) -> Option<Usage> {
-        let wire: Option<WireUsage> = serde_json::from_str(raw.get()).ok()?;
-        let wire = wire?;
-        Some(Usage {
-            prompt_tokens: wire.prompt_tokens,
-            completion_tokens: wire.completion_tokens,
-            cached_tokens: wire
-                .prompt_tokens_details
-                .and_then(|d| d.cached_tokens)
-                .unwrap_or(0),
-            reasoning_tokens: wire
-                .completion_tokens_details
-                .and_then(|d| d.reasoning_tokens)
-                .unwrap_or(0),
-        })
-    }
+/// Parses an OpenAI `usage` object; `None` for `null` or anything unreadable.
+pub fn parse_usage(raw: &RawValue) -> Option<Usage> {
+    let wire: Option<WireUsage> = serde_json::from_str(raw.get()).ok()?;
+    let wire = wire?;
+    Some(Usage {
+        prompt_tokens: wire.prompt_tokens,
+        completion_tokens: wire.completion_tokens,
+        cached_tokens: wire
+            .prompt_tokens_details
+            .and_then(|d| d.cached_tokens)
+            .unwrap_or(0),
+        reasoning_tokens: wire
+            .completion_tokens_details
+            .and_then(|d| d.reasoning_tokens)
+            .unwrap_or(0),
+    })
+}
 
-    /// The cost of this usage at `prices`, or `None` when a price it needs is missing: an
-    /// unknown cost is reported as unknown, never as zero.
-    ///
-    /// Cached prompt tokens are charged at the cache-read price (the prompt price when the
-    /// catalogue has none), and reasoning tokens at the internal-reasoning price when one is
-    /// set (they are part of `completion_tokens`, as OpenAI counts them).
-    pub fn cost(&self, prices: &Prices) -> Option<Picodollars> {
-        let cached = self.cached_tokens.min(self.prompt_tokens);
-        let reasoning = self.reasoning_tokens.min(self.completion_tokens);
-        let prompt_price = prices.prompt?;
-        let completion_price = prices.completion?;
-        let cache_price = prices.input_cache_read.unwrap_or(prompt_price);
-        let (reasoning_price, billed_reasoning) = match prices.internal_reasoning {
-            Some(p) => (p, reasoning),
-            None => (completion_price, 0),
-        };
-        Some(
-            prompt_price
-                .times(self.prompt_tokens - cached)
-                .plus(cache_price.times(cached))
-                .plus(completion_price.times(self.completion_tokens - billed_reasoning))
-                .plus(reasoning_price.times(billed_reasoning))
-                .plus(prices.request.unwrap_or(Picodollars::ZERO)),
-        )
-    }
-
-    /// Writes OpenRouter's `usage` object as the client receives it. Written by hand rather
-    /// than through a `serde_json::Value`: this runs for every response.
-    pub fn write_json(&self, out: &mut Vec<u8>, cost: Option<Picodollars>, is_byok: bool) {
-        let mut n = itoa::Buffer::new();
-        let mut field = |out: &mut Vec<u8>, name: &[u8], value: u64| {
-            out.extend_from_slice(name);
-            out.extend_from_slice(n.format(value).as_bytes());
-        };
-        field(out, b"{\"prompt_tokens\":", self.prompt_tokens);
-        field(out, b",\"completion_tokens\":", self.completion_tokens);
-        field(
-            out,
-            b",\"total_tokens\":",
-            self.prompt_tokens + self.completion_tokens,
-        );
-        field(
-            out,
-            b",\"prompt_tokens_details\":{\"cached_tokens\":",
-            self.cached_tokens,
-        );
-        field(
-            out,
-            b"},\"completion_tokens_details\":{\"reasoning_tokens\":",
-            self.reasoning_tokens,
-        );
-        out.extend_from_slice(b"},\"cost\":");
-        match cost {
-            // Writing into a Vec cannot fail.
-            Some(c) => {
-                let _ = serde_json::to_writer(&mut *out, &c.as_usd_f64());
-            }
-            None => out.extend_from_slice(b"null"),
+/// Writes OpenRouter's `usage` object as the client receives it. Written by hand rather than
+/// through a `serde_json::Value`: this runs for every response.
+pub fn write_usage(out: &mut Vec<u8>, usage: &Usage, cost: Option<Money>, is_byok: bool) {
+    let mut n = itoa::Buffer::new();
+    let mut field = |out: &mut Vec<u8>, name: &[u8], value: u64| {
+        out.extend_from_slice(name);
+        out.extend_from_slice(n.format(value).as_bytes());
+    };
+    field(out, b"{\"prompt_tokens\":", usage.prompt_tokens);
+    field(out, b",\"completion_tokens\":", usage.completion_tokens);
+    field(out, b",\"total_tokens\":", usage.total_tokens());
+    field(
+        out,
+        b",\"prompt_tokens_details\":{\"cached_tokens\":",
+        usage.cached_tokens,
+    );
+    field(
+        out,
+        b"},\"completion_tokens_details\":{\"reasoning_tokens\":",
+        usage.reasoning_tokens,
+    );
+    out.extend_from_slice(b"},\"cost\":");
+    match cost {
+        // Writing into a Vec cannot fail.
+        Some(c) => {
+            let _ = serde_json::to_writer(&mut *out, &c.as_usd_f64());
         }
-        out.extend_from_slice(if is_byok {
-            b",\"is_byok\":true}"
-        } else {
-            b",\"is_byok\":false}"
-        });
+        None => out.extend_from_slice(b"null"),
     }
+    out.extend_from_slice(if is_byok {
+        b",\"is_byok\":true}"
+    } else {
+        b",\"is_byok\":false}"
+    });
 }
 
 /// What the meter learned from one response.
@@ -148,6 +107,8 @@ pub struct Pricing<'a> {
     /// Public model id, which the client asked for (not the provider's id).
     pub model: &'a str,
     pub provider_name: &'a str,
+    /// Unix seconds, the `created` of chunks the gateway writes itself.
+    pub created: i64,
 }
 
 #[derive(Deserialize)]
@@ -224,7 +185,7 @@ pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>
     let mut metered = Metered::default();
     for (name, value) in &members {
         match name.as_ref() {
-            "usage" => metered.usage = Usage::from_raw(value),
+            "usage" => metered.usage = parse_usage(value),
             "id" => metered.upstream_id = serde_json::from_str(value.get()).ok(),
             "choices" => metered.finish_reason = summarize_choices(value).finish_reason,
             _ => {}
@@ -271,7 +232,7 @@ fn write_members(
             "usage" => {
                 wrote_usage = true;
                 match usage {
-                    Some(u) => u.write_json(out, u.cost(pricing.prices), pricing.is_byok),
+                    Some(u) => write_usage(out, u, pricing.prices.cost(u), pricing.is_byok),
                     None => out.extend_from_slice(value.get().as_bytes()),
                 }
             }
@@ -286,7 +247,7 @@ fn write_members(
     if let (false, Some(u)) = (wrote_usage, usage) {
         sep(out);
         out.extend_from_slice(b"\"usage\":");
-        u.write_json(out, u.cost(pricing.prices), pricing.is_byok);
+        write_usage(out, u, pricing.prices.cost(u), pricing.is_byok);
     }
     out.push(b'}');
 }
@@ -354,6 +315,32 @@ impl SseRelay {
         self.pending.len() <= MAX_EVENT_BYTES
     }
 
+    /// Ends a stream the provider cut off before `[DONE]`, as OpenRouter reports a mid-stream
+    /// failure: a chunk with `finish_reason: "error"` and an `error` member, after whatever was
+    /// already relayed. The generation's finish reason becomes `error`.
+    pub fn fail(&mut self, pricing: &Pricing<'_>, out: &mut Vec<u8>) {
+        self.finish(pricing, out);
+        if self.state.saw_done {
+            return;
+        }
+        let chunk = serde_json::json!({
+            "id": pricing.generation_id,
+            "object": "chat.completion.chunk",
+            "created": pricing.created,
+            "model": pricing.model,
+            "choices": [{ "index": 0, "delta": {}, "finish_reason": "error" }],
+            "error": {
+                "code": 502,
+                "message": format!("Provider {} stream was cut off", pricing.provider_name),
+                "metadata": { "error_type": "provider_unavailable" },
+            },
+        });
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(chunk.to_string().as_bytes());
+        out.extend_from_slice(b"\n\n");
+        self.state.metered.finish_reason = Some("error".into());
+    }
+
     /// Flushes a trailing event that the provider ended without a blank line.
     pub fn finish(&mut self, pricing: &Pricing<'_>, out: &mut Vec<u8>) {
         if self.pending.iter().all(u8::is_ascii_whitespace) {
@@ -389,7 +376,7 @@ impl StreamState {
         let mut usage = None;
         for (name, value) in &members {
             match name.as_ref() {
-                "usage" => usage = Usage::from_raw(value),
+                "usage" => usage = parse_usage(value),
                 "id" if self.metered.upstream_id.is_none() => {
                     self.metered.upstream_id = serde_json::from_str(value.get()).ok();
                 }
@@ -444,11 +431,10 @@ mod tests {
 
     fn prices() -> Prices {
         Prices {
-            prompt: Some(Picodollars(1_000)),
-            completion: Some(Picodollars(2_000)),
-            request: None,
-            input_cache_read: Some(Picodollars(100)),
-            internal_reasoning: None,
+            prompt: Some(Money::from_pico(1_000)),
+            completion: Some(Money::from_pico(2_000)),
+            input_cache_read: Some(Money::from_pico(100)),
+            ..Default::default()
         }
     }
 
@@ -459,28 +445,8 @@ mod tests {
             is_byok: false,
             model: "mock/small",
             provider_name: "Mock",
+            created: 1,
         }
-    }
-
-    #[test]
-    fn prices_cached_and_reasoning_tokens() {
-        let u = Usage {
-            prompt_tokens: 10,
-            completion_tokens: 5,
-            cached_tokens: 4,
-            reasoning_tokens: 2,
-        };
-        // 6 uncached × 1000 + 4 cached × 100 + 5 completion × 2000
-        assert_eq!(u.cost(&prices()), Some(Picodollars(6_000 + 400 + 10_000)));
-        let mut p = prices();
-        p.internal_reasoning = Some(Picodollars(3_000));
-        assert_eq!(u.cost(&p), Some(Picodollars(6_000 + 400 + 6_000 + 6_000)));
-        p.prompt = None;
-        assert_eq!(
-            u.cost(&p),
-            None,
-            "a missing price makes the cost unknown, not zero"
-        );
     }
 
     #[test]
@@ -546,5 +512,29 @@ mod tests {
             assert_eq!(events[2], ": keep-alive");
             assert_eq!(events[5], "data: [DONE]");
         }
+    }
+
+    #[test]
+    fn a_cut_stream_ends_with_an_error_chunk() {
+        let p = prices();
+        let mut relay = SseRelay::new();
+        let mut out = Vec::new();
+        let cut = &STREAM[..STREAM.find(": keep-alive").unwrap()];
+        relay.push(cut.as_bytes(), &pricing(&p), &mut out);
+        relay.fail(&pricing(&p), &mut out);
+        assert_eq!(relay.state.metered.finish_reason.as_deref(), Some("error"));
+        let text = String::from_utf8(out).unwrap();
+        let last = text.split("\n\n").filter(|e| !e.is_empty()).last().unwrap();
+        let v: Value = serde_json::from_str(&last["data: ".len()..]).unwrap();
+        assert_eq!(v["choices"][0]["finish_reason"], "error");
+        assert_eq!(v["error"]["code"], 502);
+        assert_eq!(v["id"], "gen-1");
+
+        // A stream that reached [DONE] gets no error chunk, whatever happened after.
+        let mut relay = SseRelay::new();
+        let mut out = Vec::new();
+        relay.push(STREAM.as_bytes(), &pricing(&p), &mut out);
+        relay.fail(&pricing(&p), &mut out);
+        assert_eq!(relay.state.metered.finish_reason.as_deref(), Some("stop"));
     }
 }

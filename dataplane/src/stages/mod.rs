@@ -1,13 +1,25 @@
-//! The request path, one plain function per stage, each testable without Pingora:
+//! The request path, one function per stage over one per-request context, each testable without
+//! Pingora (see `docs/request-path.md`):
 //!
-//! `authenticate → resolve → admit → route → forward → meter → settle`
+//! `authenticate → request (parse) → resolve → route → admit → forward → meter → settle`
 //!
-//! `admit` (guardrails, spend reservation) and `route` (health-aware choice) are thin today:
-//! admission is authentication's verdict, and routing walks a model's endpoints in priority
-//! order. Both keep their place in the chain so that later work slots in without reshaping it.
+//! - `authenticate`: the key behind the bearer secret, refused if disabled, expired, of the
+//!   wrong kind, or blocked by a quarantined record;
+//! - `request`: the body's shallow parse;
+//! - `resolve`: the model;
+//! - `route`: the endpoints the key's guardrails allow (`guardrails`), and the attempts over
+//!   them with whose credential (BYOK);
+//! - `admit`: the worst case reserved on every limit that applies, or a refusal;
+//! - `forward`: the attempts tried in order until a provider answers;
+//! - `meter`: the response priced and rewritten for the client;
+//! - `settle`: health, the usage event and the spend settle, for every admitted exchange.
+//!
+//! `context` is the state they share; the Pingora adapter (`http::chat`) only reads and writes
+//! bytes and calls them.
 
 pub mod admit;
 pub mod authenticate;
+pub mod context;
 pub mod forward;
 pub mod guardrails;
 pub mod meter;

@@ -1,15 +1,21 @@
-//! route: which provider endpoints to try, in order, and with whose credential.
+//! route: which provider endpoints may serve the request, in which order, and with whose
+//! credential.
 //!
-//! Endpoints come in the catalogue's priority order among those the guardrails allow. Where the
-//! key's workspace holds its own credentials for an endpoint's provider (BYOK), OpenRouter's
-//! order applies on that provider: the workspace's credentials first, then the gateway's own,
-//! then credentials marked `is_fallback`. `is_required` takes the gateway's credential away for
-//! the models a credential covers, `is_byok_only` for every model of that provider.
-//! Health- and price-aware ordering will reorder the endpoints without changing the callers.
+//! The key's guardrails narrow the model's endpoints first (`guardrails`); the rest come in the
+//! catalogue's priority order. Where the key's workspace holds its own credentials for an
+//! endpoint's provider (BYOK), OpenRouter's order applies on that provider: the workspace's
+//! credentials first, then the gateway's own, then credentials marked `is_fallback`.
+//! `is_required` takes the gateway's credential away for the models a credential covers,
+//! `is_byok_only` for every model of that provider. Health- and price-aware ordering will
+//! reorder the endpoints without changing the callers.
 
 use std::sync::Arc;
 
-use crate::snapshot::{ApiKey, ByokCredential, Endpoint, Model};
+use serde_json::json;
+
+use crate::reject::{Kind, Reject};
+use crate::snapshot::{ApiKey, ByokCredential, Endpoint, Model, Snapshot};
+use crate::stages::guardrails;
 
 /// Upper bound on attempts per request, so one request cannot walk a long catalogue.
 pub const MAX_ATTEMPTS: usize = 3;
@@ -37,6 +43,35 @@ impl Attempt<'_> {
     }
 }
 
+/// The route stage: the attempts for a request for `model` by `key`, or why there are none (a
+/// guardrail refuses the model or every endpoint; only the organization's own keys may be used
+/// and none applies).
+pub fn route<'a>(
+    snapshot: &'a Snapshot,
+    key: &ApiKey,
+    model: &'a Model,
+) -> Result<Vec<Attempt<'a>>, Reject> {
+    let allowed = guardrails::evaluate(&snapshot.guardrails_for(key), &model.id, &model.endpoints)
+        .map_err(Reject::from)?;
+    let attempts = plan(
+        model,
+        &allowed,
+        key,
+        snapshot.byok.of_workspace(&key.workspace_id),
+    );
+    if attempts.is_empty() {
+        return Err(Reject::new(
+            Kind::NotFound,
+            format!(
+                "No endpoint can serve {}: its providers take only the organization's own keys, and none applies to this request",
+                model.id
+            ),
+        )
+        .with_metadata(json!({ "reason": "byok_required" })));
+    }
+    Ok(attempts)
+}
+
 /// The attempts for a request for `model` by `key`, over the endpoints at the `allowed` indices;
 /// `byok` is the key's workspace's credentials. Empty when no endpoint may be used.
 pub fn plan<'a>(
@@ -60,9 +95,8 @@ pub fn plan<'a>(
                 })
         };
         attempts.extend(usable(false));
-        let shared_allowed = !own
-            .iter()
-            .any(|c| c.is_byok_only || (c.is_required && c.covers_model(&model.id)));
+        // An unusable credential still counts here: dropping it must not loosen anything.
+        let shared_allowed = !own.iter().any(|c| c.excludes_gateway_for(&model.id));
         if shared_allowed {
             attempts.push(Attempt {
                 endpoint,
@@ -91,8 +125,7 @@ pub fn all_byok(attempts: &[Attempt<'_>]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::Snapshot;
-    use crate::testing::{SnapshotBuilder, USER, key_hash};
+    use switchyard_policy::testing::{SnapshotBuilder, USER, key_hash};
     use switchyard_proto::config::v1 as pb;
 
     type Edit = fn(&mut pb::ByokCredential);
@@ -200,15 +233,47 @@ mod tests {
     }
 
     #[test]
-    fn unusable_credentials_are_ignored_and_foreign_workspaces_refused() {
+    fn unusable_credentials_are_never_sent_but_keep_their_restrictions() {
         let s = snapshot(&[("bad", "a", |c| c.api_key = "line\nbreak".into())]);
         assert_eq!(routes(&s), ["a:-", "b:-"]);
         let s = snapshot(&[("bad", "a", |c| c.allowed_key_hashes = vec!["zz".into()])]);
         assert_eq!(routes(&s), ["a:-", "b:-"]);
-        let message = SnapshotBuilder::new()
+        // A BYOK-only credential that cannot be used leaves provider a with no way in: the
+        // gateway's own key is not sent in its place (and not billed to credits).
+        let s = snapshot(&[("bad", "a", |c| {
+            c.api_key = "line\nbreak".into();
+            c.is_byok_only = true;
+        })]);
+        assert_eq!(routes(&s), ["b:-"]);
+        // A credential of an unknown workspace applies to nobody.
+        let s = SnapshotBuilder::new()
             .with_inference_key()
+            .with_model("m", &["a", "b"])
             .with_byok("k", "a", |c| c.workspace_id = "nowhere".into())
-            .message();
-        assert!(Snapshot::try_from(message).is_err());
+            .build();
+        assert_eq!(routes(&s), ["a:-", "b:-"]);
+    }
+
+    #[test]
+    fn the_stage_refuses_when_no_endpoint_is_left() {
+        let s = SnapshotBuilder::new()
+            .with_inference_key()
+            .with_model("m", &["a"])
+            .with_byok("k", "a", |c| {
+                c.is_byok_only = true;
+                c.allowed_key_hashes = vec![key_hash(9)];
+            })
+            .build();
+        let key = s.keys.get(&hash(0)).unwrap();
+        let reject = route(&s, key, &s.models["m"]).unwrap_err();
+        assert_eq!(reject.status(), 404);
+        assert_eq!(reject.metadata.unwrap()["reason"], "byok_required");
+        let s = SnapshotBuilder::new()
+            .with_inference_key()
+            .with_default_guardrail(|g| g.ignored_providers = vec!["mock".into()])
+            .build();
+        let key = s.keys.get(&hash(0)).unwrap();
+        let reject = route(&s, key, &s.models["mock/small"]).unwrap_err();
+        assert_eq!(reject.status(), 403);
     }
 }

@@ -1,6 +1,6 @@
 //! BYOK credentials: an organization's own provider keys, scoped to a workspace. Routing sends
 //! the requests they apply to with them instead of the gateway's credential, and those requests'
-//! spend is BYOK spend (see `stages::route`).
+//! spend is BYOK spend.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -8,14 +8,21 @@ use std::sync::Arc;
 
 use switchyard_proto::config::v1 as pb;
 
-use super::model::{ApiKey, Workspace, parse_hash};
+use super::Workspace;
+use super::keys::{ApiKey, parse_hash};
+use super::quarantine::{Quarantine, RecordKind};
 
 /// One credential. Deliberately not `Debug`-derived: it holds a raw key.
 pub struct ByokCredential {
     pub id: Arc<str>,
     pub provider_id: Box<str>,
-    /// `Bearer <key>`, checked to be a valid header value when the snapshot was built.
+    /// `Bearer <key>`, checked to be a valid header value when the snapshot was built; empty
+    /// when the credential is unusable.
     pub authorization: Box<str>,
+    /// Whether it may be sent. An unusable credential (its key cannot travel in a header, a
+    /// restriction of it is malformed) is never sent, but its `is_required` and `is_byok_only`
+    /// still take the gateway's credential away: dropping it must not loosen anything.
+    pub usable: bool,
     /// Empty lists restrict nothing.
     pub allowed_models: Box<[Box<str>]>,
     pub allowed_key_hashes: Box<[[u8; 32]]>,
@@ -30,6 +37,7 @@ impl fmt::Debug for ByokCredential {
         f.debug_struct("ByokCredential")
             .field("id", &self.id)
             .field("provider_id", &self.provider_id)
+            .field("usable", &self.usable)
             .field("is_fallback", &self.is_fallback)
             .field("is_required", &self.is_required)
             .field("is_byok_only", &self.is_byok_only)
@@ -43,10 +51,11 @@ impl ByokCredential {
         self.allowed_models.is_empty() || self.allowed_models.iter().any(|m| **m == *model)
     }
 
-    /// Whether this request may be sent with this credential: its model, its key and the key's
-    /// owner are all allowed.
+    /// Whether this request may be sent with this credential: it is usable, and its model, its
+    /// key and the key's owner are all allowed.
     pub fn applies_to(&self, model: &str, key: &ApiKey) -> bool {
-        self.covers_model(model)
+        self.usable
+            && self.covers_model(model)
             && (self.allowed_key_hashes.is_empty() || self.allowed_key_hashes.contains(&key.hash))
             && (self.allowed_user_ids.is_empty()
                 || self
@@ -54,23 +63,16 @@ impl ByokCredential {
                     .iter()
                     .any(|u| **u == *key.owner_user_id))
     }
+
+    /// Whether this credential takes the gateway's own credential away for `model`.
+    pub fn excludes_gateway_for(&self, model: &str) -> bool {
+        self.is_byok_only || (self.is_required && self.covers_model(model))
+    }
 }
 
 /// Credentials by workspace, each workspace's ordered by provider, then try order.
 #[derive(Debug, Default)]
 pub struct ByokIndex(HashMap<Arc<str>, Box<[ByokCredential]>>);
-
-#[derive(Debug, thiserror::Error)]
-pub enum ByokError {
-    #[error("BYOK credential {id}: unknown workspace {workspace}")]
-    UnknownWorkspace { id: String, workspace: String },
-    #[error("BYOK credential {id}: workspace {workspace} is not in organization {organization}")]
-    WorkspaceOutsideOrganization {
-        id: String,
-        workspace: String,
-        organization: String,
-    },
-}
 
 impl ByokIndex {
     /// A workspace's credentials; empty for most workspaces, found with one hash lookup.
@@ -78,48 +80,68 @@ impl ByokIndex {
         self.0.get(workspace_id).map_or(&[], |c| c)
     }
 
-    pub fn build(
+    pub(crate) fn decode(
         credentials: Vec<pb::ByokCredential>,
         workspaces: &HashMap<String, Workspace>,
-    ) -> Result<ByokIndex, ByokError> {
+        q: &mut Quarantine,
+    ) -> ByokIndex {
         let mut by_workspace: HashMap<Arc<str>, Vec<(i64, ByokCredential)>> = HashMap::new();
         for c in credentials {
             match workspaces.get(&c.workspace_id) {
+                // A credential of no known workspace can apply to no request.
                 None => {
-                    return Err(ByokError::UnknownWorkspace {
-                        id: c.id,
-                        workspace: c.workspace_id,
-                    });
+                    q.record(
+                        RecordKind::ByokCredential,
+                        &c.id,
+                        format!("unknown workspace {}", c.workspace_id),
+                    );
+                    continue;
                 }
                 Some(w) if w.organization_id != c.organization_id => {
-                    return Err(ByokError::WorkspaceOutsideOrganization {
-                        id: c.id,
-                        workspace: c.workspace_id,
-                        organization: c.organization_id,
-                    });
+                    q.record(
+                        RecordKind::ByokCredential,
+                        &c.id,
+                        format!(
+                            "workspace {} is not in organization {}",
+                            c.workspace_id, c.organization_id
+                        ),
+                    );
+                    q.block_workspace(
+                        Arc::from(c.workspace_id.as_str()),
+                        RecordKind::ByokCredential,
+                        &c.id,
+                    );
+                    continue;
                 }
                 Some(_) => {}
             }
             let authorization = format!("Bearer {}", c.api_key);
-            // A key that cannot travel in a header (a JSON service-account file, say) is left
-            // out rather than failing the whole snapshot; requests use the gateway's credential.
+            let mut problem = None;
             if c.api_key.is_empty() || http::HeaderValue::from_str(&authorization).is_err() {
-                tracing::warn!(id = %c.id, provider = %c.provider_id, "BYOK credential is not usable as a bearer token; ignored");
-                continue;
+                // A JSON service-account file, say: not a bearer token.
+                problem = Some("key is not usable as a bearer token");
             }
             let allowed_key_hashes: Option<Box<[[u8; 32]]>> =
                 c.allowed_key_hashes.iter().map(|h| parse_hash(h)).collect();
-            // Dropping a bad hash could turn a restriction into none; drop the credential.
-            let Some(allowed_key_hashes) = allowed_key_hashes else {
-                tracing::warn!(id = %c.id, "BYOK credential names a malformed key hash; ignored");
-                continue;
-            };
+            if allowed_key_hashes.is_none() {
+                // Dropping a bad hash could turn a restriction into none.
+                problem = Some("allowed_key_hashes names a malformed hash");
+            }
+            if let Some(reason) = problem {
+                q.record(RecordKind::ByokCredential, &c.id, reason);
+            }
+            let usable = problem.is_none();
             let credential = ByokCredential {
                 id: Arc::from(c.id.as_str()),
                 provider_id: c.provider_id.into(),
-                authorization: authorization.into(),
+                authorization: if usable {
+                    authorization.into()
+                } else {
+                    Box::from("")
+                },
+                usable,
                 allowed_models: c.allowed_models.into_iter().map(Into::into).collect(),
-                allowed_key_hashes,
+                allowed_key_hashes: allowed_key_hashes.unwrap_or_default(),
                 allowed_user_ids: c.allowed_user_ids.into_iter().map(Into::into).collect(),
                 is_fallback: c.is_fallback,
                 is_required: c.is_required,
@@ -130,7 +152,7 @@ impl ByokIndex {
                 .or_default()
                 .push((c.sort_order, credential));
         }
-        Ok(ByokIndex(
+        ByokIndex(
             by_workspace
                 .into_iter()
                 .map(|(workspace, mut credentials)| {
@@ -140,6 +162,6 @@ impl ByokIndex {
                     (workspace, credentials.into_iter().map(|(_, c)| c).collect())
                 })
                 .collect(),
-        ))
+        )
     }
 }

@@ -1,10 +1,11 @@
-//! Test support: a builder for valid snapshots (and their protobuf form), shared by unit
-//! tests and benches.
+//! Test support: a builder for valid snapshots (and their protobuf form), shared by both planes'
+//! unit tests and the dataplane's benches.
 
 use sha2::{Digest, Sha256};
 use switchyard_proto::config::v1 as pb;
 
-use crate::snapshot::{Snapshot, Window};
+use crate::snapshot::{Snapshot, system_resolver};
+use crate::window::Window;
 
 pub const ORG: &str = "org-test";
 pub const WORKSPACE: &str = "ws-test";
@@ -79,6 +80,7 @@ impl SnapshotBuilder {
             message: pb::Snapshot {
                 version: 1,
                 created_at_ms: 0,
+                epoch: String::new(),
                 resources: Some(resources),
             },
             secret: None,
@@ -299,6 +301,19 @@ impl SnapshotBuilder {
         self.message
     }
 
+    /// Sets the epoch (the control plane store that numbered the version).
+    pub fn epoch(mut self, epoch: &str) -> Self {
+        self.message.epoch = epoch.into();
+        self
+    }
+
+    /// Edits the protobuf directly, to make records the builder would not.
+    pub fn edit(mut self, edit: impl FnOnce(&mut pb::Resources)) -> Self {
+        edit(self.resources());
+        self
+    }
+
+    /// The decoded snapshot, quarantined records included (see `Snapshot::quarantine`).
     pub fn build(self) -> Snapshot {
         self.build_with_secret().0
     }
@@ -306,9 +321,9 @@ impl SnapshotBuilder {
     /// The snapshot and the secret of the last key added.
     pub fn build_with_secret(self) -> (Snapshot, String) {
         let secret = self.secret.clone().unwrap_or_default();
-        match Snapshot::try_from(self.message) {
+        match Snapshot::decode(self.message, &system_resolver) {
             Ok(s) => (s, secret),
-            Err(e) => unreachable!("the builder makes valid snapshots: {e}"),
+            Err(e) => unreachable!("the builder always sets resources: {e}"),
         }
     }
 }

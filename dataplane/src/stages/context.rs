@@ -1,0 +1,110 @@
+//! The request context: one per request, carried through the stages and filled in by each in
+//! turn. Everything `settle` needs to end the exchange is here, so every admitted request, served
+//! or not, ends through the one function `settle::finish`.
+
+use std::time::Instant;
+
+use switchyard_policy::Money;
+
+use crate::snapshot::{ApiKey, Endpoint, Model};
+use crate::spend::Hold;
+use crate::stages::forward::Tried;
+use crate::stages::meter::{Metered, Pricing};
+use crate::stages::request::ChatRequest;
+use crate::stages::route::Attempt;
+
+pub struct Context<'a> {
+    // authenticate, parse, resolve, route:
+    pub key: &'a ApiKey,
+    pub request: ChatRequest<'a>,
+    pub model: &'a Model,
+    pub attempts: Vec<Attempt<'a>>,
+    pub generation_id: String,
+    pub started: Instant,
+    pub created_at_ms: i64,
+    /// `X-Title` (or `X-OpenRouter-Title`), for the generation's record.
+    pub app_title: Option<String>,
+    /// admit: the reservation, ended by settle.
+    pub hold: Option<Hold>,
+    /// forward: every attempt made, and which one answered.
+    pub tried: Vec<Tried>,
+    pub served: Option<usize>,
+    pub ttfb_ms: Option<u64>,
+    /// meter: what the response used.
+    pub metered: Metered,
+    /// The status the client saw.
+    pub status: u16,
+    /// The client went away before the response was delivered.
+    pub cancelled: bool,
+    /// The provider answered, then failed (a cut or oversized body or stream).
+    pub provider_failed: bool,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        key: &'a ApiKey,
+        request: ChatRequest<'a>,
+        model: &'a Model,
+        attempts: Vec<Attempt<'a>>,
+        generation_id: String,
+        started: Instant,
+        created_at_ms: i64,
+    ) -> Context<'a> {
+        Context {
+            key,
+            request,
+            model,
+            attempts,
+            generation_id,
+            started,
+            created_at_ms,
+            app_title: None,
+            hold: None,
+            tried: Vec::new(),
+            served: None,
+            ttfb_ms: None,
+            metered: Metered::default(),
+            status: 0,
+            cancelled: false,
+            provider_failed: false,
+        }
+    }
+
+    /// The attempt that answered, once forward found one.
+    pub fn served_attempt(&self) -> Option<&Attempt<'a>> {
+        self.served.and_then(|i| self.attempts.get(i))
+    }
+
+    pub fn served_endpoint(&self) -> Option<&'a Endpoint> {
+        self.served_attempt().map(|a| &**a.endpoint)
+    }
+
+    /// Whether the provider that answered bills the organization directly (BYOK).
+    pub fn is_byok(&self) -> bool {
+        self.served_attempt().is_some_and(Attempt::is_byok)
+    }
+
+    /// What the meter writes into the client's view of the response that `served` gave.
+    pub fn pricing(&self) -> Option<Pricing<'_>> {
+        let endpoint = self.served_endpoint()?;
+        Some(Pricing {
+            generation_id: &self.generation_id,
+            prices: &endpoint.prices,
+            is_byok: self.is_byok(),
+            model: &self.model.id,
+            provider_name: &endpoint.provider_name,
+            created: self.created_at_ms / 1000,
+        })
+    }
+
+    /// The cost to record and charge: the served endpoint's price of the usage settle records;
+    /// `None` when nothing was served or a price is unknown.
+    pub fn cost(&self) -> Option<Money> {
+        let endpoint = self.served_endpoint()?;
+        endpoint.prices.cost(&crate::stages::settle::usage(self))
+    }
+
+    pub fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+}

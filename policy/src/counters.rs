@@ -1,0 +1,95 @@
+//! Spend counter names: dataplanes reserve and settle on these Redis keys and the control plane's
+//! reconciliation corrects them from the usage ledger, so the naming is part of the contract
+//! between the planes and lives only here.
+//!
+//! Every key of one organization carries the hash tag `{org:<id>}`, so one request's counters
+//! share a Redis Cluster slot and one script can touch them all.
+
+use crate::limits::LimitScope;
+
+/// The hash tag that keeps one organization's keys in one Redis Cluster slot.
+pub fn org_tag(organization_id: &str) -> String {
+    format!("{{org:{organization_id}}}")
+}
+
+/// A counter's key: `{org:<org>}:sp:<scope>:<id>:<window id>`.
+pub fn counter_key(organization_id: &str, scope: LimitScope, id: &str, window_id: &str) -> String {
+    format!(
+        "{}:sp:{}:{id}:{window_id}",
+        org_tag(organization_id),
+        scope.label()
+    )
+}
+
+/// Where a counter's live reservations are kept: its key with `:r` appended.
+pub fn holds_key(counter_key: &str) -> String {
+    format!("{counter_key}:r")
+}
+
+/// Lua helpers every script over spend counters starts with: exact arithmetic on amounts kept as
+/// decimal strings of picodollars. Lua numbers are doubles, exact only to 2^53 picodollars (about
+/// 9,007 USD), and `HINCRBY` stops at `i64::MAX` (about 9.2 million USD), while a lifetime
+/// counter or a limit may reach [`crate::Money::MAX`]. Amounts are split at 10^12 so that each half
+/// stays exact: correct up to about 10^27 picodollars.
+pub const EXACT_LUA: &str = r"
+local EXACT_BASE = 1e12
+local function exact_split(s)
+  s = s or '0'
+  local n = #s
+  if n <= 12 then return 0, tonumber(s) end
+  return tonumber(string.sub(s, 1, n - 12)), tonumber(string.sub(s, n - 11))
+end
+local function exact_join(hi, lo)
+  if hi == 0 then return string.format('%.0f', lo) end
+  return string.format('%.0f', hi) .. string.format('%012.0f', lo)
+end
+local function exact_add(a, b)
+  local ah, al = exact_split(a)
+  local bh, bl = exact_split(b)
+  local hi, lo = ah + bh, al + bl
+  if lo >= EXACT_BASE then hi, lo = hi + 1, lo - EXACT_BASE end
+  return exact_join(hi, lo)
+end
+-- a - b, or '0' when b > a.
+local function exact_sub(a, b)
+  local ah, al = exact_split(a)
+  local bh, bl = exact_split(b)
+  local hi, lo = ah - bh, al - bl
+  if lo < 0 then hi, lo = hi - 1, lo + EXACT_BASE end
+  if hi < 0 then return '0' end
+  return exact_join(hi, lo)
+end
+local function exact_gt(a, b)
+  local ah, al = exact_split(a)
+  local bh, bl = exact_split(b)
+  if ah ~= bh then return ah > bh end
+  return al > bl
+end
+";
+
+/// The marker that makes a generation's settle idempotent.
+pub fn settled_key(organization_id: &str, generation_id: &str) -> String {
+    format!("{}:settled:{generation_id}", org_tag(organization_id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_carry_the_organization_tag_scope_and_window() {
+        assert_eq!(
+            counter_key("o1", LimitScope::Key, "abc", "m20261101"),
+            "{org:o1}:sp:key:abc:m20261101"
+        );
+        assert_eq!(
+            counter_key("o1", LimitScope::Credits, "o1", "l"),
+            "{org:o1}:sp:credits:o1:l"
+        );
+        assert_eq!(
+            holds_key("{org:o1}:sp:key:abc:l"),
+            "{org:o1}:sp:key:abc:l:r"
+        );
+        assert_eq!(settled_key("o1", "gen-1"), "{org:o1}:settled:gen-1");
+    }
+}

@@ -1,0 +1,139 @@
+//! Pricing: what a generation costs at an endpoint's prices, and the most a request can cost
+//! before it runs (what admission reserves). One rule, used by every stage that needs it.
+
+use crate::money::Money;
+
+/// Per-token (or per-request, per-image) prices; `None` means the catalogue gives no price, so
+/// any cost that depends on it is unknown rather than zero.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prices {
+    pub prompt: Option<Money>,
+    pub completion: Option<Money>,
+    pub request: Option<Money>,
+    pub image: Option<Money>,
+    pub input_cache_read: Option<Money>,
+    pub input_cache_write: Option<Money>,
+    pub internal_reasoning: Option<Money>,
+}
+
+/// Token counts as a provider reports them (OpenAI's `usage` object).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Prompt tokens read from the provider's cache (part of `prompt_tokens`).
+    pub cached_tokens: u64,
+    /// Reasoning tokens (part of `completion_tokens`, as OpenAI counts them).
+    pub reasoning_tokens: u64,
+}
+
+impl Usage {
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens.saturating_add(self.completion_tokens)
+    }
+}
+
+impl Prices {
+    /// The cost of `usage`, or `None` when a price it needs is missing: an unknown cost is
+    /// reported as unknown, never as zero.
+    ///
+    /// Cached prompt tokens are charged at the cache-read price (the prompt price when the
+    /// catalogue has none), and reasoning tokens at the internal-reasoning price when one is
+    /// set.
+    pub fn cost(&self, usage: &Usage) -> Option<Money> {
+        let cached = usage.cached_tokens.min(usage.prompt_tokens);
+        let reasoning = usage.reasoning_tokens.min(usage.completion_tokens);
+        let prompt_price = self.prompt?;
+        let completion_price = self.completion?;
+        let cache_price = self.input_cache_read.unwrap_or(prompt_price);
+        let (reasoning_price, billed_reasoning) = match self.internal_reasoning {
+            Some(p) => (p, reasoning),
+            None => (completion_price, 0),
+        };
+        Some(
+            prompt_price
+                .saturating_mul(usage.prompt_tokens - cached)
+                .saturating_add(cache_price.saturating_mul(cached))
+                .saturating_add(
+                    completion_price.saturating_mul(usage.completion_tokens - billed_reasoning),
+                )
+                .saturating_add(reasoning_price.saturating_mul(billed_reasoning))
+                .saturating_add(self.request.unwrap_or(Money::ZERO)),
+        )
+    }
+
+    /// The most a request can cost here: `prompt_tokens` at the prompt price, plus
+    /// `output_tokens` at the dearer of the completion and reasoning prices, plus the
+    /// per-request price. A missing price counts as zero, as the ledger records it.
+    pub fn worst_case(&self, prompt_tokens: u64, output_tokens: u64) -> Money {
+        let zero = Money::ZERO;
+        let per_output = self
+            .completion
+            .unwrap_or(zero)
+            .max(self.internal_reasoning.unwrap_or(zero));
+        self.prompt
+            .unwrap_or(zero)
+            .saturating_mul(prompt_tokens)
+            .saturating_add(per_output.saturating_mul(output_tokens))
+            .saturating_add(self.request.unwrap_or(zero))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prices() -> Prices {
+        Prices {
+            prompt: Some(Money::from_pico(1_000)),
+            completion: Some(Money::from_pico(2_000)),
+            input_cache_read: Some(Money::from_pico(100)),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn prices_cached_and_reasoning_tokens() {
+        let u = Usage {
+            prompt_tokens: 10,
+            completion_tokens: 5,
+            cached_tokens: 4,
+            reasoning_tokens: 2,
+        };
+        assert_eq!(
+            prices().cost(&u),
+            Some(Money::from_pico(6_000 + 400 + 10_000))
+        );
+        let mut p = prices();
+        p.internal_reasoning = Some(Money::from_pico(3_000));
+        assert_eq!(
+            p.cost(&u),
+            Some(Money::from_pico(6_000 + 400 + 6_000 + 6_000))
+        );
+    }
+
+    #[test]
+    fn a_missing_price_makes_the_cost_unknown() {
+        let mut p = prices();
+        p.completion = None;
+        assert_eq!(p.cost(&Usage::default()), None);
+    }
+
+    #[test]
+    fn worst_case_uses_the_dearer_output_price() {
+        let mut p = prices();
+        assert_eq!(p.worst_case(3, 10), Money::from_pico(3_000 + 20_000));
+        p.internal_reasoning = Some(Money::from_pico(5_000));
+        p.request = Some(Money::from_pico(7));
+        assert_eq!(p.worst_case(3, 10), Money::from_pico(3_000 + 50_000 + 7));
+        assert_eq!(
+            Prices::default().worst_case(u64::MAX, u64::MAX),
+            Money::ZERO
+        );
+        // Absurd counts saturate instead of wrapping.
+        assert_eq!(
+            p.worst_case(u64::MAX, u64::MAX).pico(),
+            (1_000u128 * u128::from(u64::MAX)) + 5_000 * u128::from(u64::MAX) + 7
+        );
+    }
+}

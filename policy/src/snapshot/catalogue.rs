@@ -1,0 +1,264 @@
+//! The catalogue as routing reads it: models, their provider endpoints, prices and upstream
+//! addresses; and `GET /models`, rendered from it once per snapshot.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::money::Money;
+use crate::pricing::Prices;
+
+#[derive(Debug)]
+pub struct Model {
+    pub id: String,
+    pub name: String,
+    pub description: String,
+    pub created: i64,
+    pub context_length: u32,
+    /// Ordered by routing preference (lowest priority value first).
+    pub endpoints: Vec<Arc<Endpoint>>,
+}
+
+#[derive(Debug)]
+pub struct Endpoint {
+    pub provider_id: String,
+    /// Display name, as OpenRouter reports `provider`.
+    pub provider_name: String,
+    pub upstream_model: String,
+    pub upstream: Upstream,
+    pub prices: Prices,
+    pub context_length: u32,
+    pub max_output_tokens: u32,
+    /// `Authorization` value injected upstream; never the client's.
+    pub authorization: Option<String>,
+    pub priority: i32,
+    /// `<provider>|<upstream model>`: this endpoint's name in the shared provider health.
+    pub health_id: Arc<str>,
+}
+
+/// This endpoint's name in provider health.
+pub fn health_id(provider_id: &str, upstream_model: &str) -> String {
+    format!("{provider_id}|{upstream_model}")
+}
+
+/// Looks up a host's address while a snapshot is prepared (off the request path). The dataplane
+/// resolves with the system's resolver; the control plane, which only validates, resolves
+/// nothing.
+pub type Resolver<'a> = &'a dyn Fn(&str, u16) -> Option<SocketAddr>;
+
+/// The system resolver (blocking; call it off the async executor).
+pub fn system_resolver(host: &str, port: u16) -> Option<SocketAddr> {
+    match (host, port).to_socket_addrs() {
+        Ok(mut addrs) => addrs.next(),
+        Err(_) => None,
+    }
+}
+
+/// Resolves nothing: for validating a snapshot without network access.
+pub fn no_resolver(_host: &str, _port: u16) -> Option<SocketAddr> {
+    None
+}
+
+/// A provider's address, parsed and resolved before it can reach the request path, because
+/// pingora's `HttpPeer::new` would resolve names with blocking DNS and panic on a bad address.
+#[derive(Clone, Debug)]
+pub struct Upstream {
+    /// `None` when the host did not resolve: the endpoint stays in the snapshot but is skipped
+    /// by routing, so one unresolvable provider cannot make a whole snapshot invalid.
+    pub addr: Option<SocketAddr>,
+    pub tls: bool,
+    /// Host header and TLS SNI.
+    pub host: String,
+    /// Path of the chat completions call, e.g. `/v1/chat/completions`.
+    pub chat_path: String,
+}
+
+impl Upstream {
+    /// Parses an OpenAI-style base URL (`http(s)://host[:port][/prefix]`) and resolves its host.
+    pub fn parse(base_url: &str, resolve: Resolver<'_>) -> Result<Upstream, String> {
+        let (tls, rest) = if let Some(rest) = base_url.strip_prefix("https://") {
+            (true, rest)
+        } else if let Some(rest) = base_url.strip_prefix("http://") {
+            (false, rest)
+        } else {
+            return Err("scheme must be http or https".into());
+        };
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
+            None => (rest, ""),
+        };
+        if authority.is_empty() || authority.contains('@') {
+            return Err("missing or invalid host".into());
+        }
+        let default_port = if tls { 443 } else { 80 };
+        // `host`, `host:port`, `[v6]` or `[v6]:port`; the host keeps its brackets for Host.
+        let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+            let (v6, after) = rest
+                .split_once(']')
+                .ok_or_else(|| "unclosed [ in host".to_owned())?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?,
+                None if after.is_empty() => default_port,
+                None => return Err("junk after ]".into()),
+            };
+            (&authority[..v6.len() + 2], port)
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h, p.parse::<u16>().map_err(|_| format!("bad port {p:?}"))?),
+                None => (authority, default_port),
+            }
+        };
+        let host_only = host.trim_start_matches('[').trim_end_matches(']');
+        if host_only.is_empty() {
+            return Err("missing host".into());
+        }
+        Ok(Upstream {
+            addr: resolve(host_only, port),
+            tls,
+            host: if port == default_port {
+                host.to_owned()
+            } else {
+                format!("{host}:{port}")
+            },
+            chat_path: format!("{path}/chat/completions"),
+        })
+    }
+
+    /// SNI name: the host without a port or brackets.
+    pub fn sni(&self) -> &str {
+        let host = match self.host.rsplit_once(':') {
+            Some((h, p)) if !self.host.ends_with(']') && p.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => &self.host,
+        };
+        host.trim_start_matches('[').trim_end_matches(']')
+    }
+}
+
+/// `GET /api/v1/models` as OpenRouter's SDK reads it, rendered once per snapshot version so a
+/// dataplane answers it without the control plane.
+pub fn render_models(models: &HashMap<String, Arc<Model>>) -> Bytes {
+    let mut sorted: Vec<&Arc<Model>> = models.values().collect();
+    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+    let data: Vec<Value> = sorted.iter().map(|m| model_json(m)).collect();
+    let document = json!({
+        "data": data,
+        "links": { "next": null },
+        "total_count": data.len(),
+    });
+    Bytes::from(document.to_string())
+}
+
+fn price(p: Option<Money>) -> Value {
+    p.map_or(Value::Null, |p| Value::String(p.to_string()))
+}
+
+fn model_json(m: &Model) -> Value {
+    // The model's public price is its preferred endpoint's.
+    let top = m.endpoints.first();
+    let prices = top.map(|e| e.prices).unwrap_or_default();
+    // OpenRouter writes "-1" for a price it does not know; "0" would claim the model is free.
+    let mut pricing = json!({
+        "prompt": price(prices.prompt).as_str().unwrap_or("-1"),
+        "completion": price(prices.completion).as_str().unwrap_or("-1"),
+    });
+    for (name, value) in [
+        ("request", prices.request),
+        ("image", prices.image),
+        ("input_cache_read", prices.input_cache_read),
+        ("input_cache_write", prices.input_cache_write),
+        ("internal_reasoning", prices.internal_reasoning),
+    ] {
+        if let Some(v) = value {
+            pricing[name] = Value::String(v.to_string());
+        }
+    }
+    let max_output = top.map(|e| e.max_output_tokens).filter(|&n| n > 0);
+    json!({
+        "id": m.id,
+        "canonical_slug": m.id,
+        "name": m.name,
+        "created": m.created,
+        "description": m.description,
+        "context_length": m.context_length,
+        "architecture": {
+            "input_modalities": ["text"],
+            "output_modalities": ["text"],
+            "modality": "text->text",
+        },
+        "pricing": pricing,
+        "top_provider": {
+            "is_moderated": false,
+            "context_length": top.map(|e| e.context_length),
+            "max_completion_tokens": max_output,
+        },
+        "per_request_limits": null,
+        "supported_parameters": [
+            "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
+            "tools", "tool_choice", "response_format"
+        ],
+        "default_parameters": null,
+        "supported_voices": null,
+        "links": { "details": format!("/api/v1/models/{}/endpoints", m.id) },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(url: &str) -> Result<Upstream, String> {
+        Upstream::parse(url, &system_resolver)
+    }
+
+    #[test]
+    fn parses_base_urls() {
+        let u = parse("http://127.0.0.1:9000/v1").unwrap();
+        assert_eq!(u.addr.unwrap().port(), 9000);
+        assert!(!u.tls);
+        assert_eq!(u.host, "127.0.0.1:9000");
+        assert_eq!(u.chat_path, "/v1/chat/completions");
+        assert_eq!(u.sni(), "127.0.0.1");
+
+        let u = parse("http://localhost/").unwrap();
+        assert_eq!(u.addr.unwrap().port(), 80);
+        assert_eq!(u.chat_path, "/chat/completions");
+        assert_eq!(u.host, "localhost");
+    }
+
+    #[test]
+    fn parses_ipv6_base_urls() {
+        let u = parse("http://[::1]:9000/v1").unwrap();
+        assert_eq!(u.addr.unwrap().port(), 9000);
+        assert_eq!(u.host, "[::1]:9000");
+        assert_eq!(u.sni(), "::1");
+        let u = parse("http://[::1]/v1").unwrap();
+        assert_eq!(u.addr.unwrap().port(), 80);
+        assert_eq!(u.host, "[::1]");
+        assert_eq!(u.sni(), "::1");
+        assert!(parse("http://[::1/v1").is_err());
+    }
+
+    #[test]
+    fn rejects_bad_base_urls() {
+        assert!(parse("ftp://x/v1").is_err());
+        assert!(parse("http:///v1").is_err());
+        assert!(parse("http://127.0.0.1:notaport/v1").is_err());
+        assert!(parse("http://user@127.0.0.1/v1").is_err());
+    }
+
+    #[test]
+    fn unresolvable_hosts_and_validation_leave_the_address_empty() {
+        assert!(
+            parse("https://no-such-host.invalid/v1")
+                .unwrap()
+                .addr
+                .is_none()
+        );
+        let u = Upstream::parse("https://api.example.com/v1", &no_resolver).unwrap();
+        assert!(u.addr.is_none());
+        assert_eq!(u.sni(), "api.example.com");
+    }
+}

@@ -1,0 +1,389 @@
+//! The snapshot's domain model and its validation: everything a request needs, decoded from the
+//! control plane's protobuf record by record.
+//!
+//! Decoding never fails as a whole for one bad record: the record is set aside (see
+//! [`quarantine`]) with its reason, whatever depends on it fails closed, and everything else is
+//! published. The control plane runs the same decoder over what it is about to publish, so it
+//! sees exactly what every dataplane will set aside.
+
+pub mod byok;
+pub mod catalogue;
+pub mod guardrails;
+pub mod keys;
+pub mod quarantine;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use switchyard_proto::config::v1 as pb;
+
+pub use byok::{ByokCredential, ByokIndex};
+pub use catalogue::{
+    Endpoint, Model, Resolver, Upstream, health_id, no_resolver, render_models, system_resolver,
+};
+pub use guardrails::{Budget, Guardrail, Policies, Zdr};
+pub use keys::{ApiKey, KeyIndex, KeyKind, parse_hash};
+pub use quarantine::{Blocked, Quarantine, Quarantined, RecordKind};
+
+use crate::money::Money;
+use crate::pricing::Prices;
+use crate::window::Window;
+use keys::Interner;
+
+/// Everything the request path reads, immutable once published. Every part is an `Arc` so a
+/// later partial update (say, provider health) can share the rest.
+#[derive(Debug)]
+pub struct Snapshot {
+    pub version: u64,
+    /// The control plane store this version was numbered by: versions compare only within one.
+    pub epoch: String,
+    pub keys: Arc<KeyIndex>,
+    pub organizations: Arc<HashMap<String, Organization>>,
+    pub workspaces: Arc<HashMap<String, Workspace>>,
+    pub models: Arc<HashMap<String, Arc<Model>>>,
+    /// Guardrails, their assignments and workspace budgets; read through
+    /// `Snapshot::guardrails_for` and `Snapshot::limits_for`.
+    pub policies: Arc<Policies>,
+    /// Organizations' own provider credentials, by workspace.
+    pub byok: Arc<ByokIndex>,
+    /// Records set aside, and what they block.
+    pub quarantine: Arc<Quarantine>,
+    /// `GET /api/v1/models`, rendered once per snapshot rather than once per request.
+    pub models_document: Bytes,
+}
+
+#[derive(Debug)]
+pub struct Organization {
+    pub id: String,
+    pub name: String,
+    /// Every credit ever granted (the ledger's sum).
+    pub credits: Money,
+}
+
+#[derive(Debug)]
+pub struct Workspace {
+    pub id: String,
+    pub organization_id: String,
+    pub name: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("snapshot has no resources")]
+    MissingResources,
+}
+
+impl Snapshot {
+    /// Decodes a snapshot, setting aside each record that fails validation. Provider hosts are
+    /// resolved with `resolve` (which may block: call this off the async executor).
+    pub fn decode(message: pb::Snapshot, resolve: Resolver<'_>) -> Result<Snapshot, SnapshotError> {
+        let resources = message.resources.ok_or(SnapshotError::MissingResources)?;
+        let mut q = Quarantine::default();
+        let mut interner = Interner::default();
+
+        let organizations = organizations(resources.organizations, &mut q);
+        let workspaces = workspaces(resources.workspaces, &organizations, &mut q);
+        let keys = key_index(resources.keys, &workspaces, &mut interner, &mut q);
+        let models = models(resources.models, &resources.providers, resolve, &mut q);
+        let policies = guardrails::decode(
+            guardrails::PolicyParts {
+                guardrails: resources.guardrails,
+                key_guardrails: resources.key_guardrails,
+                member_guardrails: resources.member_guardrails,
+                workspace_budgets: resources.workspace_budgets,
+            },
+            &organizations,
+            &workspaces,
+            &keys,
+            &mut interner,
+            &mut q,
+        );
+        let byok = ByokIndex::decode(resources.byok_credentials, &workspaces, &mut q);
+        let models_document = render_models(&models);
+        Ok(Snapshot {
+            version: message.version,
+            epoch: message.epoch,
+            keys: Arc::new(keys),
+            organizations: Arc::new(organizations),
+            workspaces: Arc::new(workspaces),
+            models: Arc::new(models),
+            policies: Arc::new(policies),
+            byok: Arc::new(byok),
+            quarantine: Arc::new(q),
+            models_document,
+        })
+    }
+}
+
+/// How many records carry each id: a duplicated id makes every copy suspect.
+fn counts<'a>(ids: impl Iterator<Item = &'a str>) -> HashMap<&'a str, usize> {
+    let mut out: HashMap<&str, usize> = HashMap::new();
+    for id in ids {
+        *out.entry(id).or_default() += 1;
+    }
+    out
+}
+
+/// Organizations. One whose credits cannot be read, or whose id is duplicated, is kept (its
+/// workspaces and keys still resolve) with no credits, and blocked.
+fn organizations(list: Vec<pb::Organization>, q: &mut Quarantine) -> HashMap<String, Organization> {
+    let counts: HashMap<String, usize> = counts(list.iter().map(|o| o.id.as_str()))
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let mut out = HashMap::with_capacity(list.len());
+    for o in list {
+        let mut failure = None;
+        if counts.get(&o.id).copied().unwrap_or(0) > 1 {
+            failure = Some("duplicate organization id".to_owned());
+        }
+        let credits = match Money::parse_optional(&o.credits_usd) {
+            Ok(c) => c.unwrap_or(Money::ZERO),
+            Err(e) => {
+                failure.get_or_insert(format!("credits: {e}"));
+                Money::ZERO
+            }
+        };
+        if let Some(reason) = failure {
+            q.record(RecordKind::Organization, &o.id, reason);
+            q.block_organization(Arc::from(o.id.as_str()), RecordKind::Organization, &o.id);
+        }
+        out.entry(o.id.clone()).or_insert(Organization {
+            id: o.id,
+            name: o.name,
+            credits,
+        });
+    }
+    out
+}
+
+/// Workspaces. One of no known organization, or with a duplicated id, is kept and blocked.
+fn workspaces(
+    list: Vec<pb::Workspace>,
+    organizations: &HashMap<String, Organization>,
+    q: &mut Quarantine,
+) -> HashMap<String, Workspace> {
+    let counts: HashMap<String, usize> = counts(list.iter().map(|w| w.id.as_str()))
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let mut out = HashMap::with_capacity(list.len());
+    for w in list {
+        let failure = if counts.get(&w.id).copied().unwrap_or(0) > 1 {
+            Some("duplicate workspace id".to_owned())
+        } else if !organizations.contains_key(&w.organization_id) {
+            Some(format!("unknown organization {}", w.organization_id))
+        } else {
+            None
+        };
+        if let Some(reason) = failure {
+            q.record(RecordKind::Workspace, &w.id, reason);
+            q.block_workspace(Arc::from(w.id.as_str()), RecordKind::Workspace, &w.id);
+        }
+        out.entry(w.id.clone()).or_insert(Workspace {
+            id: w.id,
+            organization_id: w.organization_id,
+            name: w.name,
+        });
+    }
+    out
+}
+
+/// Keys. A key whose hash is malformed can match no secret and is dropped; any other invalid
+/// key is kept, so that it authenticates, and blocked, so that it is refused with a reason.
+fn key_index(
+    list: Vec<pb::Key>,
+    workspaces: &HashMap<String, Workspace>,
+    interner: &mut Interner,
+    q: &mut Quarantine,
+) -> KeyIndex {
+    let counts: HashMap<String, usize> = counts(list.iter().map(|k| k.hash.as_str()))
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let mut keys = Vec::with_capacity(list.len());
+    for k in list {
+        let Some(hash) = parse_hash(&k.hash) else {
+            q.record(
+                RecordKind::Key,
+                &k.hash,
+                "hash is not 64 lowercase hex digits",
+            );
+            continue;
+        };
+        let mut failure = None;
+        let kind = match pb::KeyKind::try_from(k.kind) {
+            Ok(pb::KeyKind::Inference) => KeyKind::Inference,
+            Ok(pb::KeyKind::Management) => KeyKind::Management,
+            _ => {
+                failure = Some(format!("unknown kind {}", k.kind));
+                // Refused anyway; inference is the kind that can spend.
+                KeyKind::Inference
+            }
+        };
+        let limit_window = match pb::LimitReset::try_from(k.limit_reset) {
+            Ok(pb::LimitReset::Daily) => Window::Daily,
+            Ok(pb::LimitReset::Weekly) => Window::Weekly,
+            Ok(pb::LimitReset::Monthly) => Window::Monthly,
+            Ok(pb::LimitReset::Never | pb::LimitReset::Unspecified) => Window::Lifetime,
+            Err(_) => {
+                failure.get_or_insert(format!("unknown limit reset {}", k.limit_reset));
+                Window::Lifetime
+            }
+        };
+        let limit = match Money::parse_optional(&k.limit_usd) {
+            Ok(limit) => limit,
+            Err(e) => {
+                failure.get_or_insert(format!("limit: {e}"));
+                // Refused anyway; a zero limit would also refuse any spend.
+                Some(Money::ZERO)
+            }
+        };
+        if counts.get(&k.hash).copied().unwrap_or(0) > 1 {
+            failure.get_or_insert("duplicate hash".into());
+        }
+        match workspaces.get(&k.workspace_id) {
+            None => {
+                failure.get_or_insert(format!("unknown workspace {}", k.workspace_id));
+            }
+            Some(w) if w.organization_id != k.organization_id => {
+                failure.get_or_insert(format!(
+                    "workspace {} is not in organization {}",
+                    k.workspace_id, k.organization_id
+                ));
+            }
+            Some(_) => {}
+        }
+        if let Some(reason) = failure {
+            q.record(RecordKind::Key, &k.hash, reason);
+            q.block_key(hash, RecordKind::Key, &k.hash);
+        }
+        keys.push(ApiKey {
+            hash,
+            kind,
+            owner_user_id: interner.intern(k.owner_user_id),
+            organization_id: interner.intern(k.organization_id),
+            workspace_id: interner.intern(k.workspace_id),
+            disabled: k.disabled,
+            expires_at_ms: (k.expires_at_ms > 0).then_some(k.expires_at_ms),
+            limit,
+            limit_window,
+            include_byok_in_limit: k.include_byok_in_limit,
+        });
+    }
+    KeyIndex::new(keys)
+}
+
+/// Models. An endpoint that fails is left out of its model's routes; a model with no valid
+/// endpoint left, or a duplicated id, is unavailable.
+fn models(
+    list: Vec<pb::Model>,
+    providers: &[pb::Provider],
+    resolve: Resolver<'_>,
+    q: &mut Quarantine,
+) -> HashMap<String, Arc<Model>> {
+    let provider_names: HashMap<&str, &str> = providers
+        .iter()
+        .map(|p| (p.id.as_str(), p.name.as_str()))
+        .collect();
+    let counts: HashMap<String, usize> = counts(list.iter().map(|m| m.id.as_str()))
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let mut out = HashMap::with_capacity(list.len());
+    for m in list {
+        if m.id.is_empty() {
+            q.record(RecordKind::Model, "", "empty model id");
+            continue;
+        }
+        if counts.get(&m.id).copied().unwrap_or(0) > 1 {
+            q.record(RecordKind::Model, &m.id, "duplicate model id");
+            q.block_model(&m.id, RecordKind::Model, &m.id);
+            continue;
+        }
+        let mut endpoints = Vec::with_capacity(m.endpoints.len());
+        for e in m.endpoints {
+            let name = provider_names.get(e.provider_id.as_str()).copied();
+            match endpoint(&m.id, e, name, resolve) {
+                Ok(e) => endpoints.push(Arc::new(e)),
+                Err((id, reason)) => q.record(RecordKind::Endpoint, &id, reason),
+            }
+        }
+        if endpoints.is_empty() {
+            q.record(RecordKind::Model, &m.id, "no valid provider endpoint");
+            q.block_model(&m.id, RecordKind::Model, &m.id);
+            continue;
+        }
+        endpoints.sort_by_key(|e| e.priority);
+        out.insert(
+            m.id.clone(),
+            Arc::new(Model {
+                id: m.id,
+                name: m.name,
+                description: m.description,
+                created: m.created,
+                context_length: m.context_length,
+                endpoints,
+            }),
+        );
+    }
+    out
+}
+
+fn endpoint(
+    model: &str,
+    e: pb::Endpoint,
+    provider_name: Option<&str>,
+    resolve: Resolver<'_>,
+) -> Result<Endpoint, (String, String)> {
+    let id = format!("{model}|{}", e.provider_id);
+    let fail = |reason: String| (id.clone(), reason);
+    if e.provider_id.is_empty() {
+        return Err(fail("empty provider id".into()));
+    }
+    let upstream = Upstream::parse(&e.base_url, resolve)
+        .map_err(|reason| fail(format!("base URL {:?}: {reason}", e.base_url)))?;
+    let price = e.price.unwrap_or_default();
+    let parse = |field: &str, text: &str| {
+        Money::parse_optional(text).map_err(|err| fail(format!("price {field}: {err}")))
+    };
+    let prices = Prices {
+        prompt: parse("prompt", &price.prompt)?,
+        completion: parse("completion", &price.completion)?,
+        request: parse("request", &price.request)?,
+        image: parse("image", &price.image)?,
+        input_cache_read: parse("input_cache_read", &price.input_cache_read)?,
+        input_cache_write: parse("input_cache_write", &price.input_cache_write)?,
+        internal_reasoning: parse("internal_reasoning", &price.internal_reasoning)?,
+    };
+    let authorization = if e.api_key.is_empty() {
+        None
+    } else {
+        let value = format!("Bearer {}", e.api_key);
+        if http::HeaderValue::from_str(&value).is_err() {
+            return Err(fail("provider key is not usable as a bearer token".into()));
+        }
+        Some(value)
+    };
+    let upstream_model = if e.upstream_model.is_empty() {
+        model.to_owned()
+    } else {
+        e.upstream_model
+    };
+    Ok(Endpoint {
+        health_id: Arc::from(health_id(&e.provider_id, &upstream_model)),
+        upstream_model,
+        provider_name: provider_name.unwrap_or(&e.provider_id).to_owned(),
+        provider_id: e.provider_id,
+        upstream,
+        prices,
+        context_length: e.context_length,
+        max_output_tokens: e.max_output_tokens,
+        authorization,
+        priority: e.priority,
+    })
+}
+
+#[cfg(test)]
+mod tests;
