@@ -324,7 +324,10 @@ impl RestServer {
             .await
             .unwrap();
         f.store
-            .remove_workspace_members(&f.default_workspace_id, &[f.member_user.clone()])
+            .remove_workspace_members(
+                &f.default_workspace_id,
+                std::slice::from_ref(&f.member_user),
+            )
             .await
             .unwrap();
         let (_, member) = add_key(

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use sqlx::{Connection, Row};
+use sqlx::Row;
 use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::manage::byok::{ByokPatch, ByokSettings, NewByok};
 use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};

@@ -8,17 +8,14 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
-use switchyard_controlplane::keys::{self, KeyKind};
+use switchyard_controlplane::keys::KeyKind;
 use switchyard_controlplane::manage::guardrails::GuardrailInput;
 use switchyard_controlplane::manage::keys::NewKeyInput;
 use switchyard_controlplane::manage::workspaces::WorkspaceInput;
-use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};
+use switchyard_controlplane::manage::{Actor, Manage, ManageError};
 use switchyard_controlplane::publisher::Publisher;
-use switchyard_controlplane::seed;
 use switchyard_controlplane::store::{Store, default_guardrail_id};
 use switchyard_controlplane::testing::{self, Database};
-use switchyard_controlplane::vault::Vault;
 use switchyard_policy::Window;
 use switchyard_proto::config::v1 as pb;
 

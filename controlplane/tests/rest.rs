@@ -5,20 +5,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sqlx::Connection;
-use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
 use switchyard_controlplane::keys::KeyKind;
 use switchyard_controlplane::manage::guardrails::GuardrailInput;
 use switchyard_controlplane::manage::keys::NewKeyInput;
 use switchyard_controlplane::manage::{Actor, Manage, Role};
-use switchyard_controlplane::publisher::Publisher;
 use switchyard_controlplane::seed::{self, default_workspace};
 use switchyard_controlplane::store::{Generation, Store, default_guardrail_id};
 use switchyard_controlplane::testing::{self, Database};
-use switchyard_controlplane::vault::Vault;
 
 /// The callers of the matrix, in the order each case runs them: refusals first, so a caller
 /// that may change state does so after every caller that must not.

@@ -4,22 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use serde_json::Value;
-use switchyard_controlplane::api::{self, ApiState};
-use switchyard_controlplane::catalogue::{Catalogue, DEV_CATALOGUE};
-use switchyard_controlplane::keys::{self, KeyKind};
+use switchyard_controlplane::keys::KeyKind;
 use switchyard_controlplane::manage::workspaces::WorkspaceInput;
-use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};
-use switchyard_controlplane::publisher::Publisher;
-use switchyard_controlplane::seed;
-use switchyard_controlplane::store::{
-    NewKey, OrganizationRow, Store, StoreError, UserRow, WorkspaceRow,
-};
+use switchyard_controlplane::manage::{Actor, ManageError, Role};
+use switchyard_controlplane::store::{StoreError, WorkspaceRow};
 use switchyard_controlplane::testing::{self, Database, Fixture, fixture};
-use switchyard_controlplane::vault::Vault;
 use switchyard_policy::Window;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

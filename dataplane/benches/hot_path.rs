@@ -20,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use prost::Message;
-use switchyard_dataplane::snapshot::{Prices, Snapshot};
+use switchyard_dataplane::snapshot::{Snapshot, no_resolver};
 use switchyard_dataplane::stages::authenticate::{Purpose, authenticate};
 use switchyard_dataplane::stages::forward::upstream_body;
 use switchyard_dataplane::stages::meter::{Pricing, SseRelay, rewrite_completion};
 use switchyard_dataplane::stages::request::ChatRequest;
 use switchyard_policy::testing::SnapshotBuilder;
+use switchyard_policy::{Money, Prices};
 
 /// mimalloc, counting live bytes so that snapshot memory per key can be measured.
 struct Counting;
@@ -142,8 +143,8 @@ fn stream_body(tokens: usize) -> Vec<u8> {
 
 fn usage_extraction(c: &mut Criterion) {
     let prices = Prices {
-        prompt: Some(switchyard_dataplane::money::Picodollars(1000)),
-        completion: Some(switchyard_dataplane::money::Picodollars(2000)),
+        prompt: Some(Money::from_pico(1000)),
+        completion: Some(Money::from_pico(2000)),
         ..Prices::default()
     };
     let pricing = Pricing {
@@ -152,6 +153,7 @@ fn usage_extraction(c: &mut Criterion) {
         is_byok: false,
         model: "mock/small",
         provider_name: "Mock",
+        created: 1,
     };
     let mut group = c.benchmark_group("usage extraction");
     group.bench_function("json: switchyard rewrite_completion", |b| {
@@ -217,7 +219,7 @@ fn main() {
     let decoded = switchyard_proto::config::v1::Snapshot::decode(encoded.as_slice()).unwrap();
     let decode_time = t.elapsed();
     let t = Instant::now();
-    let big = Snapshot::try_from(decoded).unwrap();
+    let big = Snapshot::decode(decoded, &no_resolver).unwrap();
     let prepare_time = t.elapsed();
     let bytes_per_key = (LIVE.load(Ordering::Relaxed) - before) as f64 / 1_000_000.0;
     println!(

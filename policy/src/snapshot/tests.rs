@@ -169,7 +169,8 @@ fn budget(limit: &str, window: pb::SpendWindow) -> impl FnOnce(&mut pb::Guardrai
 
 #[test]
 fn an_invalid_guardrail_blocks_its_workspace() {
-    let cases: Vec<(&str, fn(&mut pb::Guardrail), &str)> = vec![
+    type Edit = fn(&mut pb::Guardrail);
+    let cases: Vec<(&str, Edit, &str)> = vec![
         (
             "g",
             |g| g.limit_usd = "5".into(),
