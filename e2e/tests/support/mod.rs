@@ -323,6 +323,11 @@ impl Stack {
     }
 
     pub async fn start_control_plane(&mut self) {
+        self.start_control_plane_with_env(&[]).await;
+    }
+
+    /// Starts the control plane with extra environment variables (a faked clock, say).
+    pub async fn start_control_plane_with_env(&mut self, extra_env: &[(&str, String)]) {
         let mut args = vec![
             "--data-dir".into(),
             self.dir.0.display().to_string(),
@@ -334,10 +339,11 @@ impl Stack {
             format!("127.0.0.1:{}", self.cp_admin),
         ];
         args.extend(self.cp_args.iter().cloned());
-        let env = [
+        let mut env = vec![
             ("SWITCHYARD_MOCK_URL", format!("{}/v1", self.mock_a.url)),
             ("SWITCHYARD_MOCK_URL_B", format!("{}/v1", self.mock_b.url)),
         ];
+        env.extend(extra_env.iter().cloned());
         self.control_plane = Some(Process::spawn(
             "controlplane",
             "switchyard-controlplane",
@@ -363,7 +369,7 @@ impl Stack {
 
     /// A dataplane's flags: listening on `port`, against this stack's control plane and data dir.
     fn dataplane_args(&self, port: u16) -> Vec<String> {
-        vec![
+        let mut args: Vec<String> = vec![
             "--data-dir".into(),
             self.dir.0.display().to_string(),
             "--listen".into(),
@@ -372,11 +378,14 @@ impl Stack {
             format!("http://127.0.0.1:{}", self.cp_grpc),
             "--control-plane-http".into(),
             format!("http://127.0.0.1:{}", self.cp_http),
-            "--grace-period-secs".into(),
-            "1".into(),
             "--threads".into(),
             "2".into(),
-        ]
+        ];
+        // A short drain keeps stopping quick, unless the test chose its own.
+        if !self.dp_args.iter().any(|a| a == "--grace-period-secs") {
+            args.extend(["--grace-period-secs".into(), "1".into()]);
+        }
+        args
     }
 
     pub async fn start_dataplane(&mut self) {
@@ -406,6 +415,28 @@ impl Stack {
 
     pub async fn wait_ready(&self) {
         wait_dataplane_ready(self.dp_port).await;
+    }
+
+    /// Runs `swctl -o json` against this stack's operator API with the operator token the
+    /// control plane generated; expects success and returns what it printed.
+    pub fn swctl(&self, args: &[&str]) -> Value {
+        let token = std::fs::read_to_string(self.dir.0.join("controlplane/operator.token"))
+            .expect("the control plane wrote its operator token");
+        let out = Command::new(bin("swctl"))
+            .args(args)
+            .args(["-o", "json"])
+            .env("SWITCHYARD_ADMIN_URL", format!("http://127.0.0.1:{}", self.cp_admin))
+            .env("SWITCHYARD_OPERATOR_TOKEN", token.trim())
+            .env_remove("SWITCHYARD_OPERATOR_TOKEN_FILE")
+            .output()
+            .expect("run swctl");
+        assert!(
+            out.status.success(),
+            "swctl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("swctl printed JSON")
     }
 
     /// The gateway's single base URL, as a client configures it.
@@ -475,6 +506,31 @@ impl Stack {
 }
 
 /// Waits until the dataplane on `port` answers `/health/ready` with success.
+/// The snapshot version a dataplane serves (`GET /health/ready`); `None` before it is ready.
+pub async fn served_version(port: u16) -> Option<u64> {
+    let ready: Value = client()
+        .get(format!("http://127.0.0.1:{port}/health/ready"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    ready["snapshot_version"].as_u64()
+}
+
+/// `libfaketime` (Debian's `faketime` package), to start a process with its clock moved.
+pub fn libfaketime() -> String {
+    [
+        "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+        "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("libfaketime is required (apt-get install faketime; .ci/run installs it)")
+    .to_owned()
+}
+
 pub async fn wait_dataplane_ready(port: u16) {
     let url = format!("http://127.0.0.1:{port}/health/ready");
     eventually("dataplane ready", Duration::from_secs(20), || {
@@ -562,16 +618,16 @@ impl Redis {
         }
     }
 
-    /// `HGET key field` through redis-cli, as an integer (0 when absent).
-    pub fn hget(&self, key: &str, field: &str) -> u64 {
-        let out = Command::new("redis-cli")
-            .args(["-p", &self.port.to_string(), "--raw", "HGET", key, field])
-            .output()
-            .expect("redis-cli");
-        String::from_utf8_lossy(&out.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0)
+    /// `HGET key field` through redis-cli: `None` when the key or field does not exist; any
+    /// failure, or an answer that is not a number, fails the test (never a silent 0).
+    pub fn hget(&self, key: &str, field: &str) -> Option<u64> {
+        hget_answer(
+            Command::new("redis-cli")
+                .args(["-p", &self.port.to_string(), "--raw", "HGET", key, field])
+                .output(),
+            key,
+            field,
+        )
     }
 }
 
@@ -579,6 +635,30 @@ impl Drop for Redis {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// What `redis-cli --raw HGET` printed: a number, or nothing for a missing key or field. A failed
+/// command, an error reply or anything else fails the test.
+fn hget_answer(
+    output: std::io::Result<std::process::Output>,
+    key: &str,
+    field: &str,
+) -> Option<u64> {
+    let out = output.expect("redis-cli runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let text = text.trim();
+    assert!(
+        out.status.success() && out.stderr.is_empty(),
+        "redis-cli HGET {key} {field} failed: {text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    if text.is_empty() {
+        return None;
+    }
+    Some(
+        text.parse()
+            .unwrap_or_else(|_| panic!("HGET {key} {field} answered {text:?}")),
+    )
 }
 
 /// A Redis Cluster of the test's own: `masters` `redis-server --cluster-enabled yes` nodes on
@@ -676,32 +756,24 @@ impl RedisCluster {
             .join(",")
     }
 
-    /// `HGET key field` through `redis-cli -c` (following redirects to the slot's owner), as an
-    /// integer (0 when absent); any other answer fails the test.
-    pub fn hget(&self, key: &str, field: &str) -> u64 {
-        let out = Command::new("redis-cli")
-            .args([
-                "-c",
-                "-p",
-                &self.ports[0].to_string(),
-                "--raw",
-                "HGET",
-                key,
-                field,
-            ])
-            .output()
-            .expect("redis-cli");
-        let text = String::from_utf8_lossy(&out.stdout);
-        let text = text.trim();
-        assert!(
-            out.status.success(),
-            "redis-cli -c HGET {key} {field}: {text}"
-        );
-        if text.is_empty() {
-            return 0;
-        }
-        text.parse()
-            .unwrap_or_else(|_| panic!("HGET {key} {field} answered {text:?}"))
+    /// `HGET key field` through `redis-cli -c` (following redirects to the slot's owner), as
+    /// `Redis::hget` answers.
+    pub fn hget(&self, key: &str, field: &str) -> Option<u64> {
+        hget_answer(
+            Command::new("redis-cli")
+                .args([
+                    "-c",
+                    "-p",
+                    &self.ports[0].to_string(),
+                    "--raw",
+                    "HGET",
+                    key,
+                    field,
+                ])
+                .output(),
+            key,
+            field,
+        )
     }
 }
 
