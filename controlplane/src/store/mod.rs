@@ -61,6 +61,9 @@ type SharedTransaction = Arc<Mutex<Option<Transaction<'static, Any>>>>;
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// SQLite takes its write lock when a transaction begins (`BEGIN IMMEDIATE`), so that two
+    /// processes' transactions wait for each other instead of failing when one upgrades.
+    sqlite: bool,
     /// Set on a handle bound to a transaction: every query runs in it.
     tx: Option<SharedTransaction>,
     /// On a transaction's handles: the configuration version it bumped to (0: none yet).
@@ -133,6 +136,7 @@ impl Store {
         .await?;
         Ok(Store {
             pool,
+            sqlite: is_sqlite,
             tx: None,
             bumped: Arc::default(),
         })
@@ -145,9 +149,14 @@ impl Store {
         if self.tx.is_some() {
             return Ok(self.clone());
         }
-        let tx = self.pool.begin().await?;
+        let tx = if self.sqlite {
+            self.pool.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.pool.begin().await?
+        };
         Ok(Store {
             pool: self.pool.clone(),
+            sqlite: self.sqlite,
             tx: Some(Arc::new(Mutex::new(Some(tx)))),
             bumped: Arc::default(),
         })
@@ -219,7 +228,7 @@ impl Store {
     /// plane sharing the database. A no-op update: PostgreSQL locks the row, SQLite the
     /// database.
     pub async fn lock_organization(&self, organization_id: &str) -> Result<bool, StoreError> {
-        let locked = sqlx::query("UPDATE organizations SET id = id WHERE id = $1")
+        let locked = sqlx::query("UPDATE organizations SET created_at = created_at WHERE id = $1")
             .bind(organization_id)
             .execute(&mut *self.conn().await?)
             .await?;
