@@ -152,15 +152,24 @@ async fn check(c: Config) {
             .unwrap();
     }
     if c.credits_cents > 0 {
-        m.grant_credits(&op, Some(&f.organization_id), usd(c.credits_cents).min(1e6), "test")
-            .await
-            .unwrap();
+        m.grant_credits(
+            &op,
+            Some(&f.organization_id),
+            usd(c.credits_cents).min(1e6),
+            "test",
+        )
+        .await
+        .unwrap();
     }
 
     // What a dataplane enforces: the published message, decoded by the dataplanes' decoder.
     let message = f.publisher.subscribe().borrow().message.as_ref().clone();
     let enforced = Snapshot::decode(message, &no_resolver).unwrap();
-    assert!(enforced.quarantine.is_empty(), "{:?}", enforced.quarantine.records());
+    assert!(
+        enforced.quarantine.is_empty(),
+        "{:?}",
+        enforced.quarantine.records()
+    );
     let dp_key = enforced.keys.get_hex(&key.hash).unwrap();
     let limits = enforced.limits_for(dp_key);
 
@@ -182,7 +191,14 @@ async fn check(c: Config) {
     let expected: Vec<_> = limits
         .iter()
         .filter(|l| l.scope != LimitScope::Credits)
-        .map(|l| (l.cap, l.window, l.include_byok, l.guardrail_id().map(str::to_owned)))
+        .map(|l| {
+            (
+                l.cap,
+                l.window,
+                l.include_byok,
+                l.guardrail_id().map(str::to_owned),
+            )
+        })
         .collect();
     let reported: Vec<_> = layers
         .iter()

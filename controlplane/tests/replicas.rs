@@ -20,14 +20,20 @@ async fn two_replicas(url: &str) -> (Fixture, Manage) {
     let first = fixture(url).await;
     let store = Store::open(url).await.unwrap();
     let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
-    let publisher = Publisher::start(store.clone(), vault.clone()).await.unwrap();
+    let publisher = Publisher::start(store.clone(), vault.clone())
+        .await
+        .unwrap();
     tokio::spawn(publisher.clone().follow());
     (first, Manage::new(store, publisher, vault))
 }
 
 /// The replica that runs the `i`th racer.
 fn replica<'a>(f: &'a Fixture, second: &'a Manage, i: usize) -> &'a Manage {
-    if i.is_multiple_of(2) { &f.manage } else { second }
+    if i.is_multiple_of(2) {
+        &f.manage
+    } else {
+        second
+    }
 }
 
 async fn member_cap_holds(f: &Fixture, second: &Manage) {
@@ -59,7 +65,10 @@ async fn member_cap_holds(f: &Fixture, second: &Manage) {
         .map(|(i, user)| {
             let m = replica(f, second, i).clone();
             let (org, user) = (f.organization_id.clone(), user.clone());
-            tokio::spawn(async move { m.add_member(&Actor::Operator, Some(&org), &user, Role::Member).await })
+            tokio::spawn(async move {
+                m.add_member(&Actor::Operator, Some(&org), &user, Role::Member)
+                    .await
+            })
         })
         .collect();
     let mut added = 0;
@@ -198,11 +207,17 @@ async fn each_replica_publishes_the_others_changes(f: &Fixture, second: &Manage)
         .unwrap()
         .0;
     let version = second.publisher.current_version();
-    assert_eq!(f.publisher.current().epoch, second.publisher.current().epoch);
+    assert_eq!(
+        f.publisher.current().epoch,
+        second.publisher.current().epoch
+    );
     tokio::spawn(f.publisher.clone().follow());
     let deadline = Instant::now() + Duration::from_secs(20);
     while f.publisher.current_version() < version {
-        assert!(Instant::now() < deadline, "the first replica never caught up");
+        assert!(
+            Instant::now() < deadline,
+            "the first replica never caught up"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(f.publisher.current().keys.get_hex(&key.hash).is_some());

@@ -43,13 +43,9 @@ fn is_forbidden<T: std::fmt::Debug>(r: Result<T, ManageError>) {
     assert!(matches!(r, Err(ManageError::Forbidden(_))), "{r:?}");
 }
 
-async fn workspaces_members_and_budgets(url: &str) {
-    let f = fixture(url).await;
-    let m = &f.manage;
-
-    // Create, with settings validated against the catalogue and the SDK's enums.
-    let version = f.publisher.current_version();
-    let team = m
+/// Team A, created by the admin with settings (the first test shows each is validated).
+async fn team_a(f: &Fixture) -> WorkspaceRow {
+    f.manage
         .create_workspace(
             &f.admin,
             None,
@@ -63,7 +59,24 @@ async fn workspaces_members_and_budgets(url: &str) {
             },
         )
         .await
+        .unwrap()
+}
+
+/// Team A with the fixture's member in it.
+async fn team_a_with_member(f: &Fixture) -> WorkspaceRow {
+    let team = team_a(f).await;
+    f.manage
+        .add_workspace_members(&f.admin, "team-a", std::slice::from_ref(&f.member_user))
+        .await
         .unwrap();
+    team
+}
+
+async fn creation_is_validated_and_published(f: &Fixture) {
+    let m = &f.manage;
+    // Create, with settings validated against the catalogue and the SDK's enums.
+    let version = f.publisher.current_version();
+    let team = team_a(f).await;
     assert!(!team.is_default);
     assert_eq!(team.created_by.as_deref(), Some(f.admin_user.as_str()));
     assert_eq!(team.settings["default_text_model"], "mock/fast");
@@ -114,7 +127,14 @@ async fn workspaces_members_and_budgets(url: &str) {
     m.create_workspace(&f.outsider, None, &named("Theirs", "team-a"))
         .await
         .unwrap();
+}
 
+async fn visibility_follows_the_caller(f: &Fixture) {
+    let m = &f.manage;
+    let team = team_a(f).await;
+    m.create_workspace(&f.outsider, None, &named("Theirs", "team-a"))
+        .await
+        .unwrap();
     // Visibility: admins see all, members the Default and their own, others nothing.
     let (all, total) = m.list_workspaces(&f.admin, None, 0, 50).await.unwrap();
     assert_eq!(total, 2);
@@ -157,7 +177,11 @@ async fn workspaces_members_and_budgets(url: &str) {
             .id,
         team.id
     );
+}
 
+async fn members_join_all_or_nothing(f: &Fixture) {
+    let m = &f.manage;
+    let team = team_a(f).await;
     // Members: only the organization's users, and all or nothing.
     assert!(
         is_invalid(
@@ -224,7 +248,11 @@ async fn workspaces_members_and_budgets(url: &str) {
         )
         .contains("Default")
     );
+}
 
+async fn updates_are_for_admins_and_keep_slugs_unique(f: &Fixture) {
+    let m = &f.manage;
+    team_a_with_member(f).await;
     // Updates: admins only; the Default keeps its slug; slugs stay unique.
     is_forbidden(
         m.update_workspace(
@@ -244,7 +272,7 @@ async fn workspaces_members_and_budgets(url: &str) {
             "team-a",
             &WorkspaceInput {
                 name: Some("Team B".into()),
-                slug: Some("team-b".into()),
+                slug: Some("team-x".into()),
                 default_text_model: Some(None),
                 is_observability_io_logging_enabled: Some(true),
                 ..Default::default()
@@ -254,7 +282,7 @@ async fn workspaces_members_and_budgets(url: &str) {
         .unwrap();
     assert_eq!(
         (renamed.slug.as_str(), renamed.name.as_str()),
-        ("team-b", "Team B")
+        ("team-x", "Team B")
     );
     assert!(renamed.updated_at.is_some());
     assert_eq!(renamed.settings["default_text_model"], Value::Null);
@@ -291,7 +319,7 @@ async fn workspaces_members_and_budgets(url: &str) {
         is_invalid(
             m.update_workspace(
                 &f.admin,
-                "team-b",
+                "team-x",
                 &WorkspaceInput {
                     slug: Some("default".into()),
                     ..Default::default()
@@ -304,7 +332,7 @@ async fn workspaces_members_and_budgets(url: &str) {
     is_invalid(
         m.update_workspace(
             &f.admin,
-            "team-b",
+            "team-x",
             &WorkspaceInput {
                 io_logging_sampling_rate: Some(0.0),
                 ..Default::default()
@@ -312,47 +340,51 @@ async fn workspaces_members_and_budgets(url: &str) {
         )
         .await,
     );
+}
 
+async fn budgets_narrow_with_the_interval(f: &Fixture) {
+    let m = &f.manage;
+    team_a_with_member(f).await;
     // Budgets: admins write, the workspace's members read, limits narrow with the interval.
     let (daily, byok) = m
-        .upsert_workspace_budget(&f.admin, "team-b", Window::Daily, 10.0, None)
+        .upsert_workspace_budget(&f.admin, "team-a", Window::Daily, 10.0, None)
         .await
         .unwrap();
     assert_eq!((daily.limit_usd.as_str(), byok), ("10", false));
-    m.upsert_workspace_budget(&f.admin, "team-b", Window::Monthly, 100.0, None)
+    m.upsert_workspace_budget(&f.admin, "team-a", Window::Monthly, 100.0, None)
         .await
         .unwrap();
     assert!(
         is_invalid(
-            m.upsert_workspace_budget(&f.admin, "team-b", Window::Weekly, 5.0, None)
+            m.upsert_workspace_budget(&f.admin, "team-a", Window::Weekly, 5.0, None)
                 .await
         )
         .contains("strictly decrease")
     );
     is_invalid(
-        m.upsert_workspace_budget(&f.admin, "team-b", Window::Lifetime, 50.0, None)
+        m.upsert_workspace_budget(&f.admin, "team-a", Window::Lifetime, 50.0, None)
             .await,
     );
     is_invalid(
-        m.upsert_workspace_budget(&f.admin, "team-b", Window::Lifetime, 0.0, None)
+        m.upsert_workspace_budget(&f.admin, "team-a", Window::Lifetime, 0.0, None)
             .await,
     );
     let (weekly, byok) = m
-        .upsert_workspace_budget(&f.admin, "team-b", Window::Weekly, 50.5, Some(true))
+        .upsert_workspace_budget(&f.admin, "team-a", Window::Weekly, 50.5, Some(true))
         .await
         .unwrap();
     assert!(byok && weekly.include_byok);
     let (replaced, _) = m
-        .upsert_workspace_budget(&f.admin, "team-b", Window::Daily, 20.0, None)
+        .upsert_workspace_budget(&f.admin, "team-a", Window::Daily, 20.0, None)
         .await
         .unwrap();
     assert_eq!(replaced.id, daily.id, "an upsert keeps the budget's id");
     assert_eq!(replaced.limit_usd, "20");
     is_forbidden(
-        m.upsert_workspace_budget(&f.member, "team-b", Window::Lifetime, 500.0, None)
+        m.upsert_workspace_budget(&f.member, "team-a", Window::Lifetime, 500.0, None)
             .await,
     );
-    let budgets = m.list_workspace_budgets(&f.member, "team-b").await.unwrap();
+    let budgets = m.list_workspace_budgets(&f.member, "team-a").await.unwrap();
     assert_eq!(budgets.budgets.len(), 3);
     assert!(budgets.include_byok_in_budgets);
     assert!(
@@ -360,55 +392,67 @@ async fn workspaces_members_and_budgets(url: &str) {
         "BYOK inclusion is workspace-wide"
     );
     let (got, _) = m
-        .get_workspace_budget(&f.member, "team-b", Window::Weekly)
+        .get_workspace_budget(&f.member, "team-a", Window::Weekly)
         .await
         .unwrap();
     assert_eq!(got.limit_usd, "50.5");
     is_not_found(
-        m.get_workspace_budget(&f.member, "team-b", Window::Lifetime)
+        m.get_workspace_budget(&f.member, "team-a", Window::Lifetime)
             .await,
     );
-    is_not_found(m.list_workspace_budgets(&f.outsider, "team-b").await);
+    is_not_found(m.list_workspace_budgets(&f.outsider, "team-a").await);
     is_forbidden(
-        m.delete_workspace_budget(&f.member, "team-b", Window::Daily)
+        m.delete_workspace_budget(&f.member, "team-a", Window::Daily)
             .await,
     );
-    m.delete_workspace_budget(&f.admin, "team-b", Window::Daily)
+    m.delete_workspace_budget(&f.admin, "team-a", Window::Daily)
         .await
         .unwrap();
-    m.delete_workspace_budget(&f.admin, "team-b", Window::Daily)
+    m.delete_workspace_budget(&f.admin, "team-a", Window::Daily)
         .await
         .unwrap();
     assert_eq!(
-        m.list_workspace_budgets(&f.admin, "team-b")
+        m.list_workspace_budgets(&f.admin, "team-a")
             .await
             .unwrap()
             .budgets
             .len(),
         2
     );
+}
 
+async fn a_member_with_a_live_key_stays(f: &Fixture) {
+    let m = &f.manage;
+    let team = team_a_with_member(f).await;
     // Removing a member with a live key in the workspace is refused.
-    let member_key = add_key(&f, &team.id, &f.member_user, KeyKind::Inference).await;
+    add_key(f, &team.id, &f.member_user, KeyKind::Inference).await;
     assert!(
         is_invalid(
-            m.remove_workspace_members(&f.admin, "team-b", std::slice::from_ref(&f.member_user))
+            m.remove_workspace_members(&f.admin, "team-a", std::slice::from_ref(&f.member_user))
                 .await
         )
         .contains("active API keys")
     );
     assert_eq!(
-        m.remove_workspace_members(&f.admin, "team-b", std::slice::from_ref(&f.admin_user))
+        m.remove_workspace_members(&f.admin, "team-a", std::slice::from_ref(&f.admin_user))
             .await
             .unwrap(),
         1
     );
+}
 
+async fn deletion_keeps_the_default_and_takes_keys_only_when_forced(f: &Fixture) {
+    let m = &f.manage;
+    let team = team_a_with_member(f).await;
+    m.upsert_workspace_budget(&f.admin, "team-a", Window::Daily, 10.0, None)
+        .await
+        .unwrap();
+    let member_key = add_key(f, &team.id, &f.member_user, KeyKind::Inference).await;
     // Deletion: never the Default, not while it holds keys unless forced.
     is_invalid(m.delete_workspace(&f.admin, "default", true).await);
-    is_forbidden(m.delete_workspace(&f.member, "team-b", true).await);
+    is_forbidden(m.delete_workspace(&f.member, "team-a", true).await);
     is_not_found(m.delete_workspace(&f.outsider, &team.id, true).await);
-    let refusal = is_invalid(m.delete_workspace(&f.admin, "team-b", false).await);
+    let refusal = is_invalid(m.delete_workspace(&f.admin, "team-a", false).await);
     assert!(
         refusal.contains("1 API key") && refusal.contains("force=true"),
         "{refusal}"
@@ -418,7 +462,7 @@ async fn workspaces_members_and_budgets(url: &str) {
         "a refusal changes nothing"
     );
     let version = f.publisher.current_version();
-    let held = m.delete_workspace(&f.admin, "team-b", true).await.unwrap();
+    let held = m.delete_workspace(&f.admin, "team-a", true).await.unwrap();
     assert_eq!(held.key_hashes, vec![member_key.clone()]);
     assert!(
         f.publisher.current_version() > version,
@@ -443,13 +487,27 @@ async fn workspaces_members_and_budgets(url: &str) {
             .unwrap()
     );
     is_not_found(m.get_workspace(&f.admin, &team.id).await);
+    let audit = f
+        .store
+        .audit_log(Some(&f.organization_id), 100)
+        .await
+        .unwrap();
+    let deletion = audit
+        .iter()
+        .find(|a| a.action == "workspace.delete" && a.target == team.id)
+        .unwrap();
+    assert!(deletion.before.as_deref().unwrap().contains(&member_key));
+    assert!(deletion.after.is_none());
+}
 
+async fn a_key_cannot_delete_its_own_workspace(f: &Fixture) {
+    let m = &f.manage;
     // A key cannot delete the workspace it lives in.
     let empty = m
         .create_workspace(&f.admin, None, &named("Empty", "empty"))
         .await
         .unwrap();
-    let own_key = add_key(&f, &empty.id, &f.admin_user, KeyKind::Management).await;
+    let own_key = add_key(f, &empty.id, &f.admin_user, KeyKind::Management).await;
     let in_it = Actor::Member {
         user_id: f.admin_user.clone(),
         organization_id: f.organization_id.clone(),
@@ -458,7 +516,31 @@ async fn workspaces_members_and_budgets(url: &str) {
     };
     assert!(is_invalid(m.delete_workspace(&in_it, "empty", true).await).contains("calling key"));
     m.delete_workspace(&f.admin, "empty", true).await.unwrap();
+}
 
+async fn every_mutation_is_audited(f: &Fixture) {
+    let m = &f.manage;
+    let team = team_a_with_member(f).await;
+    m.update_workspace(
+        &f.admin,
+        "team-a",
+        &WorkspaceInput {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    m.upsert_workspace_budget(&f.admin, "team-a", Window::Daily, 10.0, None)
+        .await
+        .unwrap();
+    m.delete_workspace_budget(&f.admin, "team-a", Window::Daily)
+        .await
+        .unwrap();
+    m.remove_workspace_members(&f.admin, "team-a", std::slice::from_ref(&f.member_user))
+        .await
+        .unwrap();
+    m.delete_workspace(&f.admin, &team.id, false).await.unwrap();
     // Every mutation is audited, with its before and after.
     let audit = f
         .store
@@ -477,12 +559,6 @@ async fn workspaces_members_and_budgets(url: &str) {
     ] {
         assert!(actions.contains(&action), "{action} in {actions:?}");
     }
-    let deletion = audit
-        .iter()
-        .find(|a| a.action == "workspace.delete" && a.target == team.id)
-        .unwrap();
-    assert!(deletion.before.as_deref().unwrap().contains(&member_key));
-    assert!(deletion.after.is_none());
 }
 
 /// A request over a plain socket (the crate has no HTTP client); returns status and JSON body.
@@ -509,8 +585,7 @@ async fn call(
     (status, serde_json::from_str(json).unwrap_or(Value::Null))
 }
 
-async fn rest_routes(url: &str) {
-    let f = fixture(url).await;
+async fn rest_routes(f: &Fixture) {
     let base = testing::serve(&f.manage).await;
     let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
     let key = f.management_secret.as_str();
@@ -671,35 +746,42 @@ async fn rest_routes(url: &str) {
     assert_eq!((status, body["total_count"].as_i64()), (200, Some(1)));
 }
 
-#[tokio::test]
-async fn sqlite_manage() {
-    on_sqlite(|url| async move { workspaces_members_and_budgets(&url).await }).await;
+/// Each rule on its own fixture, on SQLite and on a throwaway PostgreSQL database (needs a
+/// server: `SWITCHYARD_TEST_POSTGRES`, default the local one).
+macro_rules! on_both_databases {
+    ($($rule:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $rule() {
+                    let db = super::Database::sqlite();
+                    super::$rule(&super::fixture(&db.url).await).await;
+                    db.drop().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $rule() {
+                    let db = super::Database::postgres().await;
+                    super::$rule(&super::fixture(&db.url).await).await;
+                    db.drop().await;
+                }
+            )*
+        }
+    };
 }
 
-#[tokio::test]
-async fn sqlite_rest() {
-    on_sqlite(|url| async move { rest_routes(&url).await }).await;
-}
-
-#[tokio::test]
-async fn postgres_manage() {
-    on_postgres(|url| async move { workspaces_members_and_budgets(&url).await }).await;
-}
-
-#[tokio::test]
-async fn postgres_rest() {
-    on_postgres(|url| async move { rest_routes(&url).await }).await;
-}
-
-async fn on_sqlite<F: std::future::Future<Output = ()>>(run: impl FnOnce(String) -> F) {
-    let db = Database::sqlite();
-    run(db.url.clone()).await;
-    db.drop().await;
-}
-
-/// Needs a PostgreSQL server: `SWITCHYARD_TEST_POSTGRES` (default: the local one).
-async fn on_postgres<F: std::future::Future<Output = ()>>(run: impl FnOnce(String) -> F) {
-    let db = Database::postgres().await;
-    run(db.url.clone()).await;
-    db.drop().await;
-}
+on_both_databases!(
+    creation_is_validated_and_published,
+    visibility_follows_the_caller,
+    members_join_all_or_nothing,
+    updates_are_for_admins_and_keep_slugs_unique,
+    budgets_narrow_with_the_interval,
+    a_member_with_a_live_key_stays,
+    deletion_keeps_the_default_and_takes_keys_only_when_forced,
+    a_key_cannot_delete_its_own_workspace,
+    every_mutation_is_audited,
+    rest_routes,
+);

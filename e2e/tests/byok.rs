@@ -189,7 +189,11 @@ async fn byok_spend_counts_only_where_limits_include_it() {
         async move { (held == Some(0)).then_some(()) }
     })
     .await;
-    assert_eq!(redis.hget(&counter, "spent"), Some(spent), "counter = charges");
+    assert_eq!(
+        redis.hget(&counter, "spent"),
+        Some(spent),
+        "counter = charges"
+    );
     // Named like `counter`, which exists: the excluded key's counter was never touched.
     let excluded_counter = format!("{{org:{org}}}:sp:key:{excluded_hash}:l");
     assert_eq!(redis.hget(&excluded_counter, "spent"), None);

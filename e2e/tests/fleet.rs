@@ -127,11 +127,30 @@ async fn one_bad_record_never_stops_configuration_reaching_the_fleet() {
 
     // A limit above the maximum is refused before it is stored, in OpenRouter's shape; twenty
     // million USD, which once overflowed the dataplane, is an ordinary limit.
-    let (status, body) = call(&stack, "POST", "/keys", &member, json!({"name": "x", "limit": 2e9})).await;
+    let (status, body) = call(
+        &stack,
+        "POST",
+        "/keys",
+        &member,
+        json!({"name": "x", "limit": 2e9}),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["code"], 400);
-    assert!(body["error"]["message"].as_str().unwrap().contains("1000000000"));
-    let (status, created) = call(&stack, "POST", "/keys", &member, json!({"name": "big", "limit": 2e7})).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1000000000")
+    );
+    let (status, created) = call(
+        &stack,
+        "POST",
+        "/keys",
+        &member,
+        json!({"name": "big", "limit": 2e7}),
+    )
+    .await;
     assert_eq!(status, 201, "{created}");
     let (bad_secret, bad_hash) = (
         created["key"].as_str().unwrap().to_owned(),
@@ -149,8 +168,16 @@ async fn one_bad_record_never_stops_configuration_reaching_the_fleet() {
         ))
         .output()
         .expect("sqlite3 is installed");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1", "the row was changed");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "1",
+        "the row was changed"
+    );
 
     // Another organization's changes, each published with the bad row in the snapshot.
     let (status, fresh) = call(&stack, "POST", "/keys", &other_ops, json!({"name": "new"})).await;
@@ -183,20 +210,33 @@ async fn one_bad_record_never_stops_configuration_reaching_the_fleet() {
         .await;
         let (status, body) = chat(port, &bad_secret).await;
         assert_eq!(status, 403, "the bad record's key is refused: {body}");
-        assert_eq!(body["error"]["metadata"]["reason"], "configuration_quarantined");
-        assert_eq!(chat(port, &stack.inference_key).await.0, 200, "others serve on");
+        assert_eq!(
+            body["error"]["metadata"]["reason"],
+            "configuration_quarantined"
+        );
+        assert_eq!(
+            chat(port, &stack.inference_key).await.0,
+            200,
+            "others serve on"
+        );
     }
 
     // Operators see which records each dataplane set aside.
-    let dataplanes = eventually("every dataplane acknowledged", Duration::from_secs(10), || {
-        let dataplanes = stack.swctl(&["get", "dataplanes"]);
-        async move {
-            let rows = dataplanes.as_array()?.clone();
-            (rows.len() == 3
-                && rows.iter().all(|d| d["quarantined"] == 1 && d["accepted"] == true))
-            .then_some(rows)
-        }
-    })
+    let dataplanes = eventually(
+        "every dataplane acknowledged",
+        Duration::from_secs(10),
+        || {
+            let dataplanes = stack.swctl(&["get", "dataplanes"]);
+            async move {
+                let rows = dataplanes.as_array()?.clone();
+                (rows.len() == 3
+                    && rows
+                        .iter()
+                        .all(|d| d["quarantined"] == 1 && d["accepted"] == true))
+                .then_some(rows)
+            }
+        },
+    )
     .await;
     let record = &dataplanes[0]["quarantined_records"][0];
     assert_eq!(record["kind"], "key");
@@ -260,5 +300,8 @@ async fn a_control_plane_restarted_with_its_clock_set_back_still_reaches_every_d
     let created_at = created["data"]["created_at"].as_str().unwrap();
     let created_at = chrono::DateTime::parse_from_rfc3339(created_at).unwrap();
     let behind = chrono::Utc::now().signed_duration_since(created_at);
-    assert!(behind.num_days() >= 399, "the control plane's clock was {behind} behind");
+    assert!(
+        behind.num_days() >= 399,
+        "the control plane's clock was {behind} behind"
+    );
 }

@@ -520,7 +520,8 @@ async fn keys_disabled_or_limited_mid_flight() {
             &format!("{change}: settled"),
             Duration::from_secs(10),
             || {
-                let settled = redis.hget(&key, "held") == Some(0) && redis.hget(&key, "spent") == Some(charged);
+                let settled = redis.hget(&key, "held") == Some(0)
+                    && redis.hget(&key, "spent") == Some(charged);
                 async move { settled.then_some(()) }
             },
         )
@@ -562,7 +563,8 @@ async fn a_stream_cut_by_its_client_is_charged_for_what_was_generated() {
     assert!(cost > 0, "what was generated is charged: {generation}");
     let key = redis_key(&stack, &hash).await;
     eventually("cut stream settled", Duration::from_secs(10), || {
-        let settled = redis.hget(&key, "held") == Some(0) && redis.hget(&key, "spent") == Some(cost);
+        let settled =
+            redis.hget(&key, "held") == Some(0) && redis.hget(&key, "spent") == Some(cost);
         async move { settled.then_some(()) }
     })
     .await;
@@ -641,9 +643,8 @@ async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
         charged += pico(v["usage"]["cost"].as_f64().unwrap());
     }
     eventually("settled", Duration::from_secs(10), || {
-        let settled =
-            redis.hget(&counters[0], "held") == Some(0)
-                && redis.hget(&counters[0], "spent") == Some(charged);
+        let settled = redis.hget(&counters[0], "held") == Some(0)
+            && redis.hget(&counters[0], "spent") == Some(charged);
         async move { settled.then_some(()) }
     })
     .await;
@@ -742,7 +743,8 @@ async fn a_limit_raised_mid_flight_admits_new_requests() {
     }
     let key = redis_key(&stack, &hash).await;
     eventually("settled", Duration::from_secs(10), || {
-        let settled = redis.hget(&key, "held") == Some(0) && redis.hget(&key, "spent") == Some(charged);
+        let settled =
+            redis.hget(&key, "held") == Some(0) && redis.hget(&key, "spent") == Some(charged);
         async move { settled.then_some(()) }
     })
     .await;

@@ -171,7 +171,11 @@ async fn no_overshoot(stack: &Stack, apis: &[String], hget: impl Fn(&str, &str) 
         async move { (held == Some(0)).then_some(()) }
     })
     .await;
-    assert_eq!(hget(&key, "spent"), Some(spent), "counter equals the ledger");
+    assert_eq!(
+        hget(&key, "spent"),
+        Some(spent),
+        "counter equals the ledger"
+    );
 }
 
 /// The key's lifetime counter, named as the dataplane names it.

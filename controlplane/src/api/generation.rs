@@ -23,11 +23,7 @@ pub async fn get(
         q.id.filter(|id| !id.is_empty())
             .ok_or_else(|| ApiError::BadRequest("id is required".into()))?;
     let (g, provider_name) = state.manage.generation(&caller, &id).await?;
-    let cost = g
-        .cost_usd
-        .as_deref()
-        .and_then(|c| switchyard_policy::Money::parse_recorded(c).ok())
-        .map(switchyard_policy::Money::as_usd_f64);
+    let cost = g.cost_usd.as_deref().and_then(super::usd);
     Ok(Json(json!({
         "data": {
             "id": g.id,

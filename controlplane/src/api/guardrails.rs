@@ -346,7 +346,7 @@ pub fn guardrail_json(g: &GuardrailRow) -> Value {
         "workspace_id": g.workspace_id,
         "created_at": iso8601(g.created_at),
         "updated_at": g.updated_at.map(iso8601),
-        "limit_usd": g.limit_usd.as_deref().and_then(|l| l.parse::<f64>().ok()),
+        "limit_usd": g.limit_usd.as_deref().and_then(super::usd),
         "reset_interval": g.reset_interval,
         "include_byok_in_budgets": g.include_byok,
         "allowed_models": g.allowed_models,

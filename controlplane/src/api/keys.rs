@@ -190,7 +190,7 @@ pub async fn current(
 ) -> Result<Json<Value>, ApiError> {
     let usage = usage_of(&state, std::slice::from_ref(&key)).await?;
     let u = usage.get(&key.hash).copied().unwrap_or_default();
-    let limit = key.limit_usd.as_deref().and_then(|l| l.parse::<f64>().ok());
+    let limit = key.limit_usd.as_deref().and_then(super::usd);
     let (budgets, effective_budget) = super::budgets::layers(&state, &key).await?;
     Ok(Json(json!({
         "data": {
@@ -228,7 +228,7 @@ async fn usage_of(
 
 /// What is left of a key's limit in its current window (`None` without a limit).
 fn remaining(k: &KeyRow, u: &KeyUsage) -> Option<f64> {
-    let limit = k.limit_usd.as_deref()?.parse::<f64>().ok()?;
+    let limit = super::usd(k.limit_usd.as_deref()?)?;
     let (used, byok) = match k.limit_reset {
         Some(Window::Daily) => (u.daily, u.byok_daily),
         Some(Window::Weekly) => (u.weekly, u.byok_weekly),
@@ -245,7 +245,7 @@ fn remaining(k: &KeyRow, u: &KeyUsage) -> Option<f64> {
 
 /// OpenRouter's key object, with its spend from the usage ledger.
 pub fn key_json(k: &KeyRow, u: &KeyUsage) -> Value {
-    let limit = k.limit_usd.as_deref().and_then(|l| l.parse::<f64>().ok());
+    let limit = k.limit_usd.as_deref().and_then(super::usd);
     json!({
         "hash": k.hash,
         "name": k.name,

@@ -186,6 +186,14 @@ pub fn nullable<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// A stored decimal amount of USD as the JSON number OpenRouter reports, parsed by the one money
+/// parser both planes use; `None` for a value that is not one.
+pub fn usd(text: &str) -> Option<f64> {
+    switchyard_policy::Money::parse_recorded(text)
+        .ok()
+        .map(switchyard_policy::Money::as_usd_f64)
+}
+
 /// Unix milliseconds as ISO 8601 UTC, e.g. `2026-01-02T03:04:05.678Z`.
 pub fn iso8601(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)

@@ -314,7 +314,7 @@ fn budget_json(b: &WorkspaceBudgetRow) -> Value {
     json!({
         "id": b.id,
         "workspace_id": b.workspace_id,
-        "limit_usd": b.limit_usd.parse::<f64>().unwrap_or(0.0),
+        "limit_usd": super::usd(&b.limit_usd).unwrap_or(0.0),
         "reset_interval": reset_interval,
         "created_at": iso8601(b.created_at),
         "updated_at": iso8601(b.updated_at),

@@ -425,7 +425,10 @@ impl Stack {
         let out = Command::new(bin("swctl"))
             .args(args)
             .args(["-o", "json"])
-            .env("SWITCHYARD_ADMIN_URL", format!("http://127.0.0.1:{}", self.cp_admin))
+            .env(
+                "SWITCHYARD_ADMIN_URL",
+                format!("http://127.0.0.1:{}", self.cp_admin),
+            )
             .env("SWITCHYARD_OPERATOR_TOKEN", token.trim())
             .env_remove("SWITCHYARD_OPERATOR_TOKEN_FILE")
             .output()
