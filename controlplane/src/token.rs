@@ -4,6 +4,7 @@
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+use switchyard_policy::bearer::bearer_str;
 use subtle::ConstantTimeEq;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
@@ -38,7 +39,7 @@ impl Interceptor for BearerToken {
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(bearer);
+            .and_then(bearer_str);
         match presented {
             Some(token) if self.matches(token) => Ok(request),
             Some(_) => Err(Status::unauthenticated(format!("invalid {}", self.what))),
@@ -48,14 +49,6 @@ impl Interceptor for BearerToken {
             ))),
         }
     }
-}
-
-fn bearer(header: &str) -> Option<&str> {
-    let (scheme, token) = header.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim())
-        .filter(|t| !t.is_empty())
 }
 
 /// A new token: 256 random bits, hex, after a prefix that tells what it is.

@@ -29,8 +29,12 @@ pub fn holds_key(counter_key: &str) -> String {
 /// Lua helpers every script over spend counters starts with: exact arithmetic on amounts kept as
 /// decimal strings of picodollars. Lua numbers are doubles, exact only to 2^53 picodollars (about
 /// 9,007 USD), and `HINCRBY` stops at `i64::MAX` (about 9.2 million USD), while a lifetime
-/// counter or a limit may reach [`crate::Money::MAX`]. Amounts are split at 10^12 so that each half
-/// stays exact: correct up to about 10^27 picodollars.
+/// counter or a limit may reach [`crate::Money::MAX`].
+///
+/// The common case stays as cheap as plain integers: sums of amounts of at most 15 digits are
+/// compared as numbers (exact below 2^53), and fields are changed with `HINCRBY` (in C, exact in
+/// `i64`). Beyond either, amounts are split at 10^12 so that each half stays exact: correct up to
+/// about 10^27 picodollars.
 pub const EXACT_LUA: &str = r"
 local EXACT_BASE = 1e12
 local function exact_split(s)
@@ -64,6 +68,39 @@ local function exact_gt(a, b)
   local bh, bl = exact_split(b)
   if ah ~= bh then return ah > bh end
   return al > bl
+end
+-- Whether a + b + c > limit. Three amounts of at most 15 digits sum to less than 3e15, exact as
+-- doubles and below any limit of 17 digits or more.
+local function exact_sum_exceeds(a, b, c, limit)
+  if #a <= 15 and #b <= 15 and #c <= 15 then
+    if #limit <= 15 then
+      return tonumber(a) + tonumber(b) + tonumber(c) > tonumber(limit)
+    end
+    if #limit >= 17 then return false end
+  end
+  return exact_gt(exact_add(exact_add(a, b), c), limit)
+end
+-- Adds `amount` to a hash field: HINCRBY while the field and the sum fit in i64, decimal
+-- arithmetic otherwise (a failed HINCRBY changes nothing).
+local function exact_incr(key, field, amount)
+  if amount == '0' then return end
+  if #amount <= 18 then
+    local r = redis.pcall('HINCRBY', key, field, amount)
+    if type(r) == 'number' then return end
+  end
+  redis.call('HSET', key, field, exact_add(redis.call('HGET', key, field) or '0', amount))
+end
+-- Takes `amount` from a hash field, never below zero.
+local function exact_decr(key, field, amount)
+  if amount == '0' then return end
+  if #amount <= 18 then
+    local r = redis.pcall('HINCRBY', key, field, '-' .. amount)
+    if type(r) == 'number' then
+      if r < 0 then redis.call('HSET', key, field, '0') end
+      return
+    end
+  end
+  redis.call('HSET', key, field, exact_sub(redis.call('HGET', key, field) or '0', amount))
 end
 ";
 

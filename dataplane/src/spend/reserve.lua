@@ -2,7 +2,7 @@
 -- KEYS: per counter, its hash (fields `spent`, `held`) then its reservations zset
 --       (member "<generation>:<amount>", score = expiry ms).
 -- ARGV: generation, now_ms, hold_ms, then per counter: limit, amount, ttl_ms (0 = never).
--- Amounts are decimal strings of picodollars, added with the exact_* helpers (EXACT_LUA).
+-- Amounts are decimal strings of picodollars, handled by the exact_* helpers (EXACT_LUA).
 -- TTLs are relative: the caller derives them from the same clock as `now_ms`.
 -- Returns {1} when granted, {0, index, spent, held} for the first counter that refused.
 local generation = ARGV[1]
@@ -11,20 +11,17 @@ local until_ms = now + tonumber(ARGV[3])
 local n = #KEYS / 2
 for i = 1, n do
   local counter, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  local held = redis.call('HGET', counter, 'held') or '0'
   -- Release reservations whose dataplane never settled them.
   local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
   for _, member in ipairs(stale) do
     local amount = string.match(member, ':(%d+)$')
-    if amount then held = exact_sub(held, amount) end
+    if amount then exact_decr(counter, 'held', amount) end
   end
-  if #stale > 0 then
-    redis.call('ZREMRANGEBYSCORE', holds, '-inf', now)
-    redis.call('HSET', counter, 'held', held)
-  end
+  if #stale > 0 then redis.call('ZREMRANGEBYSCORE', holds, '-inf', now) end
   local spent = redis.call('HGET', counter, 'spent') or '0'
+  local held = redis.call('HGET', counter, 'held') or '0'
   local base = 3 + 3 * (i - 1)
-  if exact_gt(exact_add(exact_add(spent, held), ARGV[base + 2]), ARGV[base + 1]) then
+  if exact_sum_exceeds(spent, held, ARGV[base + 2], ARGV[base + 1]) then
     return {0, i, spent, held}
   end
 end
@@ -32,9 +29,7 @@ for i = 1, n do
   local counter, holds = KEYS[2 * i - 1], KEYS[2 * i]
   local base = 3 + 3 * (i - 1)
   local amount, ttl = ARGV[base + 2], ARGV[base + 3]
-  -- Read again: the same counter may appear twice.
-  local held = redis.call('HGET', counter, 'held') or '0'
-  redis.call('HSET', counter, 'held', exact_add(held, amount))
+  exact_incr(counter, 'held', amount)
   redis.call('ZADD', holds, until_ms, generation .. ':' .. amount)
   if ttl ~= '0' then
     redis.call('PEXPIRE', counter, ttl)

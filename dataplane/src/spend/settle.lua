@@ -15,13 +15,9 @@ for i = 1, n do
   local reserved, charge, ttl = ARGV[base + 1], ARGV[base + 2], ARGV[base + 3]
   -- Only a reservation still held is released; an expired one already was.
   if redis.call('ZREM', holds, generation .. ':' .. reserved) == 1 then
-    local held = redis.call('HGET', counter, 'held') or '0'
-    redis.call('HSET', counter, 'held', exact_sub(held, reserved))
+    exact_decr(counter, 'held', reserved)
   end
-  if charge ~= '0' then
-    local spent = redis.call('HGET', counter, 'spent') or '0'
-    redis.call('HSET', counter, 'spent', exact_add(spent, charge))
-  end
+  exact_incr(counter, 'spent', charge)
   if ttl ~= '0' then redis.call('PEXPIRE', counter, ttl) end
 end
 return 1

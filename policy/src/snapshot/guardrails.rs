@@ -206,7 +206,7 @@ pub(crate) fn decode(
             q.record(RecordKind::Guardrail, &id, reason);
             if let Some(w) = workspace {
                 // Whatever the guardrail restricted in its workspace is unknown now.
-                q.block_workspace(interner_free(&w.id), RecordKind::Guardrail, &id);
+                q.block_workspace(Arc::from(w.id.as_str()), RecordKind::Guardrail, &id);
             }
             poisoned.insert(id.clone(), ());
         };
@@ -399,8 +399,4 @@ pub(crate) fn decode(
     p.keys = key_guardrails;
     p.members = members;
     p
-}
-
-fn interner_free(id: &str) -> Arc<str> {
-    Arc::from(id)
 }

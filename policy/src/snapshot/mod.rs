@@ -198,10 +198,6 @@ fn key_index(
     interner: &mut Interner,
     q: &mut Quarantine,
 ) -> KeyIndex {
-    let counts: HashMap<String, usize> = counts(list.iter().map(|k| k.hash.as_str()))
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
     let mut keys = Vec::with_capacity(list.len());
     for k in list {
         let Some(hash) = parse_hash(&k.hash) else {
@@ -240,9 +236,6 @@ fn key_index(
                 Some(Money::ZERO)
             }
         };
-        if counts.get(&k.hash).copied().unwrap_or(0) > 1 {
-            failure.get_or_insert("duplicate hash".into());
-        }
         match workspaces.get(&k.workspace_id) {
             None => {
                 failure.get_or_insert(format!("unknown workspace {}", k.workspace_id));
@@ -271,6 +264,16 @@ fn key_index(
             limit_window,
             include_byok_in_limit: k.include_byok_in_limit,
         });
+    }
+    // Two records claiming one hash: neither can be trusted to be the key meant. Sorted here
+    // (the index sorts again, cheaply) so that a million keys need no map to find them.
+    keys.sort_unstable_by_key(|k| k.hash);
+    for pair in keys.windows(2) {
+        if pair[0].hash == pair[1].hash {
+            let hex = pair[0].hash_hex();
+            q.record(RecordKind::Key, &hex, "duplicate hash");
+            q.block_key(pair[0].hash, RecordKind::Key, &hex);
+        }
     }
     KeyIndex::new(keys)
 }
