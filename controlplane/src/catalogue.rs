@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
 
-use crate::store::{CatalogueRows, EndpointRow, ModelRow, ProviderRow};
+use crate::store::{CatalogueRows, EndpointRow, EndpointTraits, ModelRow, ProviderRow};
 
 /// The catalogue `make dev` and the tests use: every provider is the mock.
 pub const DEV_CATALOGUE: &str = include_str!("../catalogue/dev.json");
@@ -55,6 +55,33 @@ struct Endpoint {
     context_length: i64,
     max_output_tokens: i64,
     pricing: Pricing,
+    /// OpenRouter's endpoint tag (`provider` or `provider/variant`); the provider id if absent.
+    #[serde(default)]
+    tag: Option<String>,
+    /// `int4`, `int8`, `fp4`, `fp8`, `fp16`, `bf16`, `fp32`, ...
+    #[serde(default)]
+    quantization: Option<String>,
+    /// The request parameters the endpoint honours; the standard set when left out.
+    #[serde(default)]
+    supported_parameters: Option<Vec<String>>,
+    #[serde(default)]
+    max_prompt_tokens: Option<i64>,
+    #[serde(default)]
+    data_policy: DataPolicy,
+    #[serde(default)]
+    implicit_caching: bool,
+}
+
+/// What the provider does with prompts: what `provider.data_collection` and ZDR route on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DataPolicy {
+    #[serde(default)]
+    trains_on_prompts: bool,
+    #[serde(default)]
+    retains_prompts: bool,
+    #[serde(default)]
+    zero_data_retention: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -114,6 +141,23 @@ impl Catalogue {
             for e in &m.endpoints {
                 if !providers.contains(e.provider.as_str()) {
                     return invalid(format!("model {}: unknown provider {}", m.id, e.provider));
+                }
+                if e.data_policy.zero_data_retention
+                    && (e.data_policy.retains_prompts || e.data_policy.trains_on_prompts)
+                {
+                    return invalid(format!(
+                        "model {}, provider {}: zero data retention contradicts retaining or \
+                         training on prompts",
+                        m.id, e.provider
+                    ));
+                }
+                if let Some(q) = &e.quantization
+                    && !QUANTIZATIONS.contains(&q.as_str())
+                {
+                    return invalid(format!(
+                        "model {}, provider {}: unknown quantization {q:?}",
+                        m.id, e.provider
+                    ));
                 }
                 if !seen.insert(e.provider.as_str()) {
                     return invalid(format!(
@@ -184,6 +228,16 @@ impl Catalogue {
                         context_length: e.context_length,
                         max_output_tokens: e.max_output_tokens,
                         priority: e.priority,
+                        traits: EndpointTraits {
+                            tag: e.tag.clone(),
+                            quantization: e.quantization.clone(),
+                            supported_parameters: e.supported_parameters.clone(),
+                            max_prompt_tokens: e.max_prompt_tokens,
+                            trains_on_prompts: e.data_policy.trains_on_prompts,
+                            retains_prompts: e.data_policy.retains_prompts,
+                            zero_data_retention: e.data_policy.zero_data_retention,
+                            implicit_caching: e.implicit_caching,
+                        },
                     })
                     .collect(),
             })
@@ -191,6 +245,12 @@ impl Catalogue {
         CatalogueRows { providers, models }
     }
 }
+
+/// OpenRouter's quantization levels (`components/quantization.py`).
+const QUANTIZATIONS: [&str; 12] = [
+    "int4", "int8", "fp4", "mxfp4", "nvfp4", "fp6", "fp8", "mxfp8", "fp16", "bf16", "fp32",
+    "unknown",
+];
 
 /// A non-negative decimal with at most 12 decimal places (what the dataplane can price).
 fn is_decimal(s: &str) -> bool {

@@ -301,6 +301,14 @@ async fn snapshot(
                 max_output_tokens: clamp(e.max_output_tokens),
                 api_key,
                 priority: i32::try_from(e.priority).unwrap_or(i32::MAX),
+                tag: e.traits.tag.clone().unwrap_or_default(),
+                quantization: e.traits.quantization.clone().unwrap_or_default(),
+                supported_parameters: e.traits.supported_parameters.clone().unwrap_or_default(),
+                trains_on_prompts: e.traits.trains_on_prompts,
+                retains_prompts: e.traits.retains_prompts,
+                zero_data_retention: e.traits.zero_data_retention,
+                max_prompt_tokens: clamp(e.traits.max_prompt_tokens.unwrap_or(0)),
+                implicit_caching: e.traits.implicit_caching,
             });
         }
         models.push(pb::Model {

@@ -4,8 +4,8 @@
 
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use switchyard_policy::bearer::bearer_str;
 use subtle::ConstantTimeEq;
+use switchyard_policy::bearer::bearer_str;
 use tonic::service::Interceptor;
 use tonic::{Request, Status};
 

@@ -71,6 +71,7 @@ impl SnapshotBuilder {
                     max_output_tokens: 1024,
                     api_key: "provider-secret".into(),
                     priority: 0,
+                    ..Default::default()
                 }],
                 ..Default::default()
             }],
@@ -325,5 +326,37 @@ impl SnapshotBuilder {
             Ok(s) => (s, secret),
             Err(e) => unreachable!("the builder always sets resources: {e}"),
         }
+    }
+}
+
+/// An endpoint of `provider` at `prices`, for tests of one stage: no address, the standard
+/// parameters, no data retention promises.
+pub fn endpoint(
+    provider: &str,
+    prices: crate::Prices,
+    max_output_tokens: u32,
+) -> crate::snapshot::Endpoint {
+    use crate::snapshot::{DataPolicy, Endpoint, STANDARD_PARAMETERS, Upstream, no_resolver};
+    let upstream = match Upstream::parse("http://127.0.0.1:9/v1", &no_resolver) {
+        Ok(u) => u,
+        Err(e) => unreachable!("a fixed, valid base URL: {e}"),
+    };
+    Endpoint {
+        provider_id: provider.into(),
+        provider_name: provider.into(),
+        upstream_model: "m".into(),
+        upstream,
+        prices,
+        context_length: 8192,
+        max_output_tokens,
+        authorization: None,
+        priority: 0,
+        health_id: std::sync::Arc::from(format!("{provider}|m")),
+        tag: provider.into(),
+        quantization: None,
+        supported_parameters: STANDARD_PARAMETERS.iter().map(|p| Box::from(*p)).collect(),
+        data: DataPolicy::default(),
+        max_prompt_tokens: 0,
+        implicit_caching: false,
     }
 }

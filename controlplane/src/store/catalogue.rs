@@ -1,5 +1,6 @@
 //! Providers, models and their endpoints.
 
+use serde::{Deserialize, Serialize};
 use sqlx::{Connection as _, Row};
 
 use super::{Store, StoreError};
@@ -36,6 +37,26 @@ pub struct EndpointRow {
     pub context_length: i64,
     pub max_output_tokens: i64,
     pub priority: i64,
+    pub traits: EndpointTraits,
+}
+
+/// What routing needs to know about an endpoint beyond its price (stored as JSON).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointTraits {
+    /// OpenRouter's endpoint tag (`provider` or `provider/variant`); the provider id if absent.
+    pub tag: Option<String>,
+    pub quantization: Option<String>,
+    /// The request parameters the endpoint honours; the standard set if absent.
+    pub supported_parameters: Option<Vec<String>>,
+    pub max_prompt_tokens: Option<i64>,
+    /// The provider may train on prompts.
+    pub trains_on_prompts: bool,
+    /// The provider keeps prompts after answering (for abuse monitoring, say).
+    pub retains_prompts: bool,
+    /// Zero data retention: the provider keeps nothing.
+    pub zero_data_retention: bool,
+    pub implicit_caching: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -83,8 +104,8 @@ impl Store {
                     "INSERT INTO model_endpoints (model_id, provider_id, upstream_model, price_prompt, \
                      price_completion, price_request, price_image, price_input_cache_read, \
                      price_input_cache_write, price_internal_reasoning, context_length, \
-                     max_output_tokens, priority) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                     max_output_tokens, priority, traits) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
                 )
                 .bind(&m.id)
                 .bind(&e.provider_id)
@@ -99,6 +120,10 @@ impl Store {
                 .bind(e.context_length)
                 .bind(e.max_output_tokens)
                 .bind(e.priority)
+                .bind(
+                    serde_json::to_string(&e.traits)
+                        .map_err(|err| StoreError::Corrupt(format!("endpoint traits: {err}")))?,
+                )
                 .execute(&mut *tx)
                 .await?;
             }
@@ -142,7 +167,7 @@ impl Store {
         let endpoints = sqlx::query(
             "SELECT model_id, provider_id, upstream_model, price_prompt, price_completion, \
              price_request, price_image, price_input_cache_read, price_input_cache_write, \
-             price_internal_reasoning, context_length, max_output_tokens, priority \
+             price_internal_reasoning, context_length, max_output_tokens, priority, traits \
              FROM model_endpoints ORDER BY model_id, priority, provider_id",
         )
         .fetch_all(&mut *self.conn().await?)
@@ -162,6 +187,8 @@ impl Store {
                 context_length: r.try_get("context_length")?,
                 max_output_tokens: r.try_get("max_output_tokens")?,
                 priority: r.try_get("priority")?,
+                traits: serde_json::from_str(&r.try_get::<String, _>("traits")?)
+                    .map_err(|err| StoreError::Corrupt(format!("endpoint traits: {err}")))?,
             };
             match models.iter_mut().find(|m| m.id == model_id) {
                 Some(m) => m.endpoints.push(endpoint),

@@ -33,7 +33,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Row, Transaction};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub use byok::ByokRow;
-pub use catalogue::{CatalogueRows, EndpointRow, ModelRow, ProviderRow};
+pub use catalogue::{CatalogueRows, EndpointRow, EndpointTraits, ModelRow, ProviderRow};
 pub use credits::LedgerRow;
 pub use generations::{Generation, KeyUsage, WindowStarts};
 pub use guardrails::{

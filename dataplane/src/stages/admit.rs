@@ -220,22 +220,11 @@ mod tests {
             ..Default::default()
         };
         let endpoint = |id: &str, prices: Prices, max_output_tokens: u32| {
-            Arc::new(Endpoint {
-                provider_id: id.into(),
-                provider_name: id.into(),
-                upstream_model: "m".into(),
-                upstream: crate::snapshot::Upstream::parse(
-                    "http://127.0.0.1:9/v1",
-                    &crate::snapshot::no_resolver,
-                )
-                .unwrap(),
+            Arc::new(switchyard_policy::testing::endpoint(
+                id,
                 prices,
-                context_length: 8192,
                 max_output_tokens,
-                authorization: None,
-                priority: 0,
-                health_id: Arc::from(format!("{id}|m")),
-            })
+            ))
         };
         let cheap = endpoint("a", prices(1, 2), 50);
         let dear = endpoint("b", prices(10, 20), 4096);

@@ -151,7 +151,7 @@ fn endpoint_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{Upstream, Zdr};
+    use crate::snapshot::Zdr;
     use switchyard_policy::Prices;
 
     fn list(ids: &[&str]) -> Box<[Box<str>]> {
@@ -184,23 +184,11 @@ mod tests {
     }
 
     fn endpoint(provider: &str) -> Arc<Endpoint> {
-        Arc::new(Endpoint {
-            provider_id: provider.into(),
-            provider_name: provider.into(),
-            upstream_model: "m".into(),
-            upstream: Upstream {
-                addr: None,
-                tls: false,
-                host: "localhost".into(),
-                chat_path: "/v1/chat/completions".into(),
-            },
-            prices: Prices::default(),
-            context_length: 1000,
-            max_output_tokens: 100,
-            authorization: None,
-            priority: 0,
-            health_id: Arc::from(format!("{provider}|m")),
-        })
+        Arc::new(switchyard_policy::testing::endpoint(
+            provider,
+            Prices::default(),
+            100,
+        ))
     }
 
     fn endpoints(providers: &[&str]) -> Vec<Arc<Endpoint>> {

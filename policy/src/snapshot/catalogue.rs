@@ -37,6 +37,52 @@ pub struct Endpoint {
     pub priority: i32,
     /// `<provider>|<upstream model>`: this endpoint's name in the shared provider health.
     pub health_id: Arc<str>,
+    /// OpenRouter's endpoint tag (`provider` or `provider/variant`).
+    pub tag: String,
+    pub quantization: Option<String>,
+    /// Request parameters this endpoint honours (sorted).
+    pub supported_parameters: Box<[Box<str>]>,
+    pub data: DataPolicy,
+    /// 0: no limit beyond the context length.
+    pub max_prompt_tokens: u32,
+    pub implicit_caching: bool,
+}
+
+/// What a provider does with prompts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DataPolicy {
+    pub trains_on_prompts: bool,
+    pub retains_prompts: bool,
+    /// Zero data retention: nothing is kept.
+    pub zero_data_retention: bool,
+}
+
+/// The parameters an endpoint honours when the catalogue does not say: OpenRouter's names for
+/// what every OpenAI-compatible chat endpoint takes.
+pub const STANDARD_PARAMETERS: [&str; 14] = [
+    "frequency_penalty",
+    "logit_bias",
+    "max_completion_tokens",
+    "max_tokens",
+    "presence_penalty",
+    "response_format",
+    "seed",
+    "stop",
+    "structured_outputs",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_p",
+    "user",
+];
+
+impl Endpoint {
+    /// Whether the endpoint honours `parameter` (OpenRouter's name for it).
+    pub fn supports(&self, parameter: &str) -> bool {
+        self.supported_parameters
+            .binary_search_by(|p| (**p).cmp(parameter))
+            .is_ok()
+    }
 }
 
 /// This endpoint's name in provider health.
@@ -151,6 +197,18 @@ pub fn render_models(models: &HashMap<String, Arc<Model>>) -> Bytes {
     Bytes::from(document.to_string())
 }
 
+/// A model's supported parameters: those any of its endpoints honours.
+pub fn supported_parameters(m: &Model) -> Vec<&str> {
+    let mut all: Vec<&str> = m
+        .endpoints
+        .iter()
+        .flat_map(|e| e.supported_parameters.iter().map(|p| &**p))
+        .collect();
+    all.sort_unstable();
+    all.dedup();
+    all
+}
+
 fn price(p: Option<Money>) -> Value {
     p.map_or(Value::Null, |p| Value::String(p.to_string()))
 }
@@ -195,10 +253,7 @@ fn model_json(m: &Model) -> Value {
             "max_completion_tokens": max_output,
         },
         "per_request_limits": null,
-        "supported_parameters": [
-            "max_tokens", "max_completion_tokens", "temperature", "top_p", "stop", "seed",
-            "tools", "tool_choice", "response_format"
-        ],
+        "supported_parameters": supported_parameters(m),
         "default_parameters": null,
         "supported_voices": null,
         "links": { "details": format!("/api/v1/models/{}/endpoints", m.id) },

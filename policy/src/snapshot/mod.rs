@@ -20,7 +20,8 @@ use switchyard_proto::config::v1 as pb;
 
 pub use byok::{ByokCredential, ByokIndex};
 pub use catalogue::{
-    Endpoint, Model, Resolver, Upstream, health_id, no_resolver, render_models, system_resolver,
+    DataPolicy, Endpoint, Model, Resolver, STANDARD_PARAMETERS, Upstream, health_id, no_resolver,
+    render_models, system_resolver,
 };
 pub use guardrails::{Budget, Guardrail, Policies, Zdr};
 pub use keys::{ApiKey, KeyIndex, KeyKind, parse_hash};
@@ -374,7 +375,36 @@ fn endpoint(
     } else {
         e.upstream_model
     };
+    let mut supported_parameters: Vec<Box<str>> = if e.supported_parameters.is_empty() {
+        catalogue::STANDARD_PARAMETERS
+            .iter()
+            .map(|p| Box::from(*p))
+            .collect()
+    } else {
+        e.supported_parameters.into_iter().map(Into::into).collect()
+    };
+    supported_parameters.sort_unstable();
+    supported_parameters.dedup();
+    if e.zero_data_retention && (e.retains_prompts || e.trains_on_prompts) {
+        return Err(fail(
+            "zero data retention contradicts retaining or training on prompts".into(),
+        ));
+    }
     Ok(Endpoint {
+        tag: if e.tag.is_empty() {
+            e.provider_id.clone()
+        } else {
+            e.tag
+        },
+        quantization: (!e.quantization.is_empty()).then_some(e.quantization),
+        supported_parameters: supported_parameters.into_boxed_slice(),
+        data: catalogue::DataPolicy {
+            trains_on_prompts: e.trains_on_prompts,
+            retains_prompts: e.retains_prompts,
+            zero_data_retention: e.zero_data_retention,
+        },
+        max_prompt_tokens: e.max_prompt_tokens,
+        implicit_caching: e.implicit_caching,
         health_id: Arc::from(health_id(&e.provider_id, &upstream_model)),
         upstream_model,
         provider_name: provider_name.unwrap_or(&e.provider_id).to_owned(),

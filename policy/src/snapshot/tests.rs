@@ -118,7 +118,10 @@ fn a_duplicated_key_is_blocked() {
             r.keys.push(copy);
         })
         .build();
-    assert_eq!(records(&s), [format!("key {}: duplicate hash", key_hash(0))]);
+    assert_eq!(
+        records(&s),
+        [format!("key {}: duplicate hash", key_hash(0))]
+    );
     assert_eq!(blocked(&s, 0), Some(format!("key {}", key_hash(0))));
     assert_eq!(s.keys.len(), 1);
 }
