@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# `make dev`: builds Switchyard and runs a working gateway on embedded defaults: the mock
-# provider, the control plane (SQLite under $SWITCHYARD_DATA_DIR) and one dataplane. Stays in
-# the foreground until Ctrl-C. No Redis or PostgreSQL needed.
+# `make dev`: builds Switchyard and runs a working gateway on embedded defaults: two mock
+# providers (Mock A and Mock B, each its own process, each scriptable on its own), the control
+# plane (SQLite under $SWITCHYARD_DATA_DIR) and one dataplane. Stays in the foreground until
+# Ctrl-C. No Redis or PostgreSQL needed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,7 @@ CP_HTTP_PORT=$(free_port 8081)
 CP_GRPC_PORT=$(free_port 50051)
 CP_ADMIN_PORT=$(free_port $((CP_GRPC_PORT + 1)))
 MOCK_PORT=$(free_port 9000)
+MOCK_B_PORT=$(free_port $((MOCK_PORT + 1)))
 
 echo "Building Switchyard (first build takes a few minutes)..."
 cargo build --workspace --bins --quiet
@@ -50,11 +52,15 @@ wait_http() { # url what
 }
 
 MOCK_URL="http://127.0.0.1:$MOCK_PORT/v1"
+MOCK_URL_B="http://127.0.0.1:$MOCK_B_PORT/v1"
 "$BIN/switchyard-mock" --listen "127.0.0.1:$MOCK_PORT" --ttfb-ms 150 --inter-token-ms 20 \
-  >"$LOGS/mock.log" 2>&1 &
+  >"$LOGS/mock-a.log" 2>&1 &
+pids+=($!)
+"$BIN/switchyard-mock" --listen "127.0.0.1:$MOCK_B_PORT" --ttfb-ms 250 --inter-token-ms 25 \
+  >"$LOGS/mock-b.log" 2>&1 &
 pids+=($!)
 
-SWITCHYARD_MOCK_URL="$MOCK_URL" SWITCHYARD_MOCK_URL_B="$MOCK_URL" \
+SWITCHYARD_MOCK_URL="$MOCK_URL" SWITCHYARD_MOCK_URL_B="$MOCK_URL_B" \
   "$BIN/switchyard-controlplane" --data-dir "$DATA_DIR" \
   --http-listen "127.0.0.1:$CP_HTTP_PORT" --grpc-listen "127.0.0.1:$CP_GRPC_PORT" \
   --admin-listen "127.0.0.1:$CP_ADMIN_PORT" \
@@ -85,7 +91,7 @@ cat <<MSG
     gateway        http://127.0.0.1:$GATEWAY_PORT/api/v1
     control plane  http://127.0.0.1:$CP_HTTP_PORT (REST), 127.0.0.1:$CP_GRPC_PORT (gRPC)
     operator API   http://127.0.0.1:$CP_ADMIN_PORT (swctl --server; token in $DATA_DIR/controlplane/operator.token)
-    mock provider  $MOCK_URL
+    mock providers $MOCK_URL (Mock A), $MOCK_URL_B (Mock B)
     data           $DATA_DIR (logs in $LOGS)
 
   Paste these into another shell:
@@ -94,6 +100,7 @@ export OPENAI_BASE_URL=http://127.0.0.1:$GATEWAY_PORT/api/v1
 export OPENAI_API_KEY=$SWITCHYARD_INFERENCE_KEY
 export SWITCHYARD_MANAGEMENT_KEY=$SWITCHYARD_MANAGEMENT_KEY
 export SWITCHYARD_MOCK_URL=$MOCK_URL
+export SWITCHYARD_MOCK_URL_B=$MOCK_URL_B
 
   Then try:
 

@@ -10,6 +10,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(files, ["."])?;
-    tonic_prost_build::configure().compile_fds(descriptors)?;
+    tonic_prost_build::configure()
+        // A config update is a whole snapshot or a small health view: the snapshot goes in a box
+        // so that the enum is the size of the small one.
+        .boxed(".switchyard.config.v1.ConfigUpdate.update.snapshot")
+        .compile_fds(descriptors)?;
     Ok(())
 }

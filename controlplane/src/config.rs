@@ -75,6 +75,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_RECONCILE_INTERVAL_SECS", default_value_t = 60)]
     pub reconcile_interval_secs: u64,
 
+    /// Milliseconds between pushes of the fleet's provider health when no outage begins or ends
+    /// (those are pushed at once).
+    #[arg(long, env = "SWITCHYARD_HEALTH_PUSH_MS", default_value_t = 5_000)]
+    pub health_push_ms: u64,
+
     /// Operator gRPC API address (`swctl`), apart from the dataplanes' port so that it can stay
     /// on loopback or behind its own firewall rule.
     #[arg(

@@ -20,10 +20,12 @@ pub struct ConfigApi {
 }
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<config::Snapshot, Status>> + Send>>;
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<config::ConfigUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ConfigService for ConfigApi {
     type WatchStream = SnapshotStream;
+    type SubscribeStream = UpdateStream;
 
     async fn watch(
         &self,
@@ -39,6 +41,44 @@ impl ConfigService for ConfigApi {
         let stream = WatchStream::new(self.publisher.subscribe())
             .map(|published| Ok(config::Snapshot::clone(&published.message)));
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn subscribe(
+        &self,
+        request: Request<config::WatchRequest>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        use config::config_update::Update;
+        let request = request.into_inner();
+        tracing::info!(
+            dataplane = %request.dataplane_id,
+            known_version = request.known_version,
+            "dataplane subscribed"
+        );
+        // Each watch yields its current value at once, then every newer one; a health view
+        // never waits behind a snapshot build, nor a snapshot behind health.
+        let snapshots = WatchStream::new(self.publisher.subscribe()).map(|published| {
+            Ok(config::ConfigUpdate {
+                update: Some(Update::Snapshot(Box::new(config::Snapshot::clone(
+                    &published.message,
+                )))),
+            })
+        });
+        let health = WatchStream::new(self.publisher.health.subscribe()).map(|view| {
+            Ok(config::ConfigUpdate {
+                update: Some(Update::Health(config::HealthView::clone(&view))),
+            })
+        });
+        Ok(Response::new(Box::pin(snapshots.merge(health))))
+    }
+
+    async fn report_health(
+        &self,
+        request: Request<config::HealthReport>,
+    ) -> Result<Response<config::HealthReportAck>, Status> {
+        self.publisher
+            .health
+            .ingest(&request.into_inner(), crate::now_ms());
+        Ok(Response::new(config::HealthReportAck {}))
     }
 
     async fn ack(
@@ -114,7 +154,32 @@ fn generation(e: usage::UsageEvent) -> Result<Generation, String> {
     if e.key_hash.len() != 64 {
         return Err(format!("generation {}: invalid key hash", e.generation_id));
     }
+    let provider_responses = (!e.provider_responses.is_empty()).then(|| {
+        let attempts: Vec<serde_json::Value> = e
+            .provider_responses
+            .iter()
+            .map(|a| {
+                serde_json::json!({
+                    "status": (a.status > 0).then_some(a.status),
+                    "provider_name": a.provider_name,
+                    "provider_slug": a.provider_id,
+                    "endpoint_id": a.endpoint_tag,
+                    "model_permaslug": a.model,
+                    "upstream_model": a.upstream_model,
+                    "latency": a.latency_ms,
+                    "is_byok": a.is_byok,
+                })
+            })
+            .collect();
+        serde_json::Value::Array(attempts).to_string()
+    });
     Ok(Generation {
+        provider_responses,
+        preset_id: (!e.preset_id.is_empty()).then_some(e.preset_id),
+        preset_version: (e.preset_version > 0)
+            .then(|| i64::try_from(e.preset_version).unwrap_or(i64::MAX)),
+        session_id: (!e.session_id.is_empty()).then_some(e.session_id),
+        external_user: (!e.external_user.is_empty()).then_some(e.external_user),
         id: e.generation_id,
         key_hash: e.key_hash,
         organization_id: e.organization_id,

@@ -7,6 +7,7 @@ pub mod api;
 pub mod catalogue;
 pub mod config;
 pub mod grpc;
+pub mod health;
 pub mod keys;
 pub mod manage;
 pub mod publisher;

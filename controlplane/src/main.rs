@@ -97,6 +97,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Publishes whatever committed and is not yet published: another replica's changes, a
     // build that failed, a writer that went away.
     tokio::spawn(publisher.clone().follow());
+    tokio::spawn(
+        publisher
+            .health
+            .clone()
+            .refresh(Duration::from_millis(config.health_push_ms.max(10))),
+    );
     if !config.redis_url.is_empty() {
         let reconciler = Reconciler::new(
             store.clone(),

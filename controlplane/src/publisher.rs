@@ -26,8 +26,10 @@ use tokio::sync::{Mutex, watch};
 
 use switchyard_policy::{Money, Window};
 
+use crate::health::FleetHealth;
 use crate::keys::KeyKind;
 use crate::manage::byok::ByokSettings;
+use crate::manage::workspaces::WorkspaceSettings;
 use crate::store::{ByokRow, ConfigVersion, GuardrailRow, Store, StoreError};
 use crate::vault::Vault;
 
@@ -70,6 +72,8 @@ pub struct Publisher {
     building: Mutex<()>,
     acks: StdMutex<HashMap<String, AckRecord>>,
     pub metrics: PublisherMetrics,
+    /// The fleet's provider health, streamed beside the snapshots.
+    pub health: Arc<FleetHealth>,
 }
 
 impl Publisher {
@@ -83,6 +87,7 @@ impl Publisher {
             building: Mutex::new(()),
             acks: StdMutex::new(HashMap::new()),
             metrics: PublisherMetrics::default(),
+            health: Arc::new(FleetHealth::default()),
         }))
     }
 
@@ -230,16 +235,39 @@ async fn snapshot(
                 .unwrap_or_default(),
             id: o.id,
             name: o.name,
+            enforce_zdr: o.enforce_zdr,
+            deny_data_collection: o.deny_data_collection,
         })
         .collect();
-    let workspaces = store
-        .workspaces()
-        .await?
-        .into_iter()
-        .map(|w| pb::Workspace {
+    let mut workspaces = Vec::new();
+    for w in store.workspaces().await? {
+        // Settings the API wrote are readable; a damaged row loses only its routing defaults
+        // (logged), never its place in the snapshot.
+        let settings = WorkspaceSettings::of(&w).unwrap_or_else(|e| {
+            tracing::error!(workspace = %w.id, error = %e, "workspace routing defaults left out");
+            WorkspaceSettings::default()
+        });
+        workspaces.push(pb::Workspace {
             id: w.id,
             organization_id: w.organization_id,
             name: w.name,
+            default_provider_sort: settings.default_provider_sort.unwrap_or_default(),
+            default_text_model: settings.default_text_model.unwrap_or_default(),
+        });
+    }
+    let presets = store
+        .active_presets()
+        .await?
+        .into_iter()
+        .map(|(p, v)| pb::Preset {
+            id: p.id,
+            organization_id: p.organization_id,
+            workspace_id: p.workspace_id,
+            slug: p.slug,
+            version_id: v.id,
+            version: u64::try_from(v.version).unwrap_or(0),
+            config_json: serde_json::Value::Object(v.config).to_string(),
+            system_prompt: v.system_prompt.unwrap_or_default(),
         })
         .collect();
     let keys = store
@@ -399,6 +427,7 @@ async fn snapshot(
             member_guardrails,
             workspace_budgets,
             byok_credentials,
+            presets,
         }),
     })
 }

@@ -28,6 +28,8 @@ pub async fn seed_if_empty(store: &Store) -> Result<Option<Seeded>, StoreError> 
             owner_user_id: None,
             member_cap: DEFAULT_MEMBER_CAP,
             filtered_model_catalog: false,
+            enforce_zdr: false,
+            deny_data_collection: false,
             created_at: now,
         })
         .await?;
@@ -120,6 +122,8 @@ pub fn personal_account(user_id: &str, name: &str, now: i64) -> OrganizationRow 
         owner_user_id: Some(user_id.to_owned()),
         member_cap: 1,
         filtered_model_catalog: false,
+        enforce_zdr: false,
+        deny_data_collection: false,
         created_at: now,
     }
 }

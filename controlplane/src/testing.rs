@@ -158,6 +158,8 @@ pub async fn fixture(url: &str) -> Fixture {
             owner_user_id: None,
             member_cap: 10,
             filtered_model_catalog: false,
+            enforce_zdr: false,
+            deny_data_collection: false,
             created_at: 1,
         })
         .await

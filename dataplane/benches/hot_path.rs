@@ -22,9 +22,10 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use prost::Message;
 use switchyard_dataplane::snapshot::{Snapshot, no_resolver};
 use switchyard_dataplane::stages::authenticate::{Purpose, authenticate};
-use switchyard_dataplane::stages::forward::upstream_body;
+use switchyard_dataplane::stages::forward::{Shaping, upstream_body};
 use switchyard_dataplane::stages::meter::{Pricing, SseRelay, rewrite_completion};
 use switchyard_dataplane::stages::request::ChatRequest;
+use switchyard_dataplane::stages::route::Attempt;
 use switchyard_policy::testing::SnapshotBuilder;
 use switchyard_policy::{Money, Prices};
 
@@ -99,7 +100,13 @@ fn chat_body(bytes: usize) -> Vec<u8> {
 
 fn parse_and_rewrite(c: &mut Criterion) {
     let snapshot = SnapshotBuilder::new().build();
-    let endpoint = snapshot.models["mock/small"].endpoints[0].clone();
+    let model = &snapshot.models["mock/small"];
+    let endpoint = &model.endpoints[0];
+    let attempt = Attempt {
+        model,
+        endpoint,
+        credential: None,
+    };
     let mut group = c.benchmark_group("request parse + rewrite");
     for size in [1024usize, 1024 * 1024] {
         let body = chat_body(size);
@@ -110,7 +117,7 @@ fn parse_and_rewrite(c: &mut Criterion) {
             |b, body| {
                 b.iter(|| {
                     let req = ChatRequest::parse(black_box(body)).unwrap();
-                    black_box(upstream_body(&req, &endpoint))
+                    black_box(upstream_body(&req, Shaping::default(), &attempt))
                 })
             },
         );

@@ -72,6 +72,50 @@ pub struct Config {
     #[arg(long, default_value_t = 300)]
     pub read_timeout_secs: u64,
 
+    /// Longest wait from sending a request to a provider to its response header, seconds; past
+    /// it the next endpoint is tried.
+    #[arg(
+        long,
+        env = "SWITCHYARD_FIRST_BYTE_TIMEOUT_SECS",
+        default_value_t = 120
+    )]
+    pub first_byte_timeout_secs: u64,
+
+    /// Retry budget: retries allowed per request (on top of the floor below).
+    #[arg(long, env = "SWITCHYARD_RETRY_BUDGET_RATIO", default_value_t = 0.2)]
+    pub retry_budget_ratio: f64,
+
+    /// Retry budget floor: retries allowed per second whatever the request rate.
+    #[arg(
+        long,
+        env = "SWITCHYARD_RETRY_BUDGET_MIN_PER_SEC",
+        default_value_t = 10
+    )]
+    pub retry_budget_min_per_sec: u32,
+
+    /// Also retry a request whose connection was lost after it was sent, before any answer
+    /// (the provider may have started, and may bill, a generation).
+    #[arg(long, env = "SWITCHYARD_RETRY_UNANSWERED")]
+    pub retry_unanswered: bool,
+
+    /// Consecutive failures that open an endpoint's circuit breaker.
+    #[arg(long, env = "SWITCHYARD_BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+
+    /// First cool-down of an open breaker before a probe, milliseconds (doubling per failed
+    /// probe, up to a minute).
+    #[arg(long, env = "SWITCHYARD_BREAKER_COOLDOWN_MS", default_value_t = 5_000)]
+    pub breaker_cooldown_ms: u64,
+
+    /// How often provider health is reported to the control plane, milliseconds (failures are
+    /// reported within 20 ms).
+    #[arg(long, env = "SWITCHYARD_HEALTH_REPORT_MS", default_value_t = 1_000)]
+    pub health_report_ms: u64,
+
+    /// How long a session sticks to the endpoint that served it without coming back, seconds.
+    #[arg(long, env = "SWITCHYARD_STICKY_IDLE_SECS", default_value_t = 300)]
+    pub sticky_idle_secs: u64,
+
     /// Capacity of the queue between requests and the usage sender, in events.
     #[arg(long, default_value_t = 65_536)]
     pub usage_queue: usize,
@@ -148,5 +192,16 @@ impl Config {
 
     pub fn read_timeout(&self) -> Duration {
         Duration::from_secs(self.read_timeout_secs)
+    }
+
+    pub fn health(&self) -> crate::health::HealthConfig {
+        let cooldown = Duration::from_millis(self.breaker_cooldown_ms.max(1));
+        crate::health::HealthConfig {
+            breaker_failures: self.breaker_failures.max(1),
+            breaker_cooldown: cooldown,
+            breaker_max_cooldown: cooldown.max(Duration::from_secs(60)),
+            report_every: Duration::from_millis(self.health_report_ms.max(10)),
+            ..crate::health::HealthConfig::default()
+        }
     }
 }

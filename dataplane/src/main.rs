@@ -20,12 +20,15 @@ use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
 use switchyard_dataplane::config::Config;
 use switchyard_dataplane::config::SpendBackendKind;
-use switchyard_dataplane::health::Health;
+use switchyard_dataplane::health::{self, Health};
 use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
+use switchyard_dataplane::now_ms;
 use switchyard_dataplane::snapshot::watch::Watcher;
 use switchyard_dataplane::snapshot::{SnapshotStore, Upstream, system_resolver};
 use switchyard_dataplane::spend::{RedisSpend, Spend, SpendBackend, SpendMetrics, persist};
+use switchyard_dataplane::stages::forward::RetryBudget;
+use switchyard_dataplane::sticky::Sticky;
 use switchyard_dataplane::usage::{SenderConfig, UsageSender, UsageSink};
 use tokio::sync::Mutex;
 
@@ -103,12 +106,15 @@ fn run(config: Config) -> anyhow::Result<()> {
         usage_rx,
         usage.counters.clone(),
     );
+    let health = Arc::new(Health::new(config.health()));
     let watcher = Watcher {
         store: snapshots.clone(),
         control_plane: config.control_plane.clone(),
-        auth,
+        auth: auth.clone(),
         dataplane_id: dataplane_id.clone(),
+        health: health.clone(),
     };
+    let reporter_auth = auth;
 
     let threads = config
         .threads
@@ -122,7 +128,6 @@ fn run(config: Config) -> anyhow::Result<()> {
     let mut server = Server::new_with_opt_and_conf(None, server_conf);
     server.bootstrap();
 
-    let health = Arc::new(Health::default());
     let spend = build_spend(&config)?;
     let spend_backend = spend.backend.clone();
     let gateway = Gateway {
@@ -132,6 +137,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         timeouts: Timeouts {
             connect: config.connect_timeout(),
             read: config.read_timeout(),
+            first_byte: Duration::from_secs(config.first_byte_timeout_secs.max(1)),
             idle_pool: Duration::from_secs(60),
         },
         limits: Limits {
@@ -141,6 +147,12 @@ fn run(config: Config) -> anyhow::Result<()> {
         control_plane_http,
         spend,
         health: health.clone(),
+        sticky: Sticky::new(
+            1_000_000,
+            Duration::from_secs(config.sticky_idle_secs.max(1)),
+        ),
+        retry_budget: RetryBudget::new(config.retry_budget_ratio, config.retry_budget_min_per_sec),
+        retry_unanswered: config.retry_unanswered,
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
     // Pingora's default 64 KiB read buffer per client connection would dominate the memory of a
@@ -154,7 +166,13 @@ fn run(config: Config) -> anyhow::Result<()> {
         "control plane link",
         ControlPlaneLink {
             parts: Mutex::new(Some((watcher, sender))),
-            health: (health, spend_backend),
+            health: HealthReporter {
+                health,
+                control_plane: config.control_plane.clone(),
+                auth: reporter_auth,
+                dataplane_id: dataplane_id.clone(),
+            },
+            spend_backend,
             spend_file: state_dir.join(SPEND_FILE),
         },
     ));
@@ -166,11 +184,20 @@ fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the snapshot watcher and the usage sender on the background runtime.
+/// What the health reporter needs to reach the control plane.
+struct HealthReporter {
+    health: Arc<Health>,
+    control_plane: String,
+    auth: ControlPlaneAuth,
+    dataplane_id: String,
+}
+
+/// Runs the snapshot watcher, the usage sender and the health reporter on the background
+/// runtime.
 struct ControlPlaneLink {
     parts: Mutex<Option<(Watcher, UsageSender)>>,
-    /// Provider health, shared through the spend store once a second.
-    health: (Arc<Health>, SpendBackend),
+    health: HealthReporter,
+    spend_backend: SpendBackend,
     /// Where the embedded spend backend keeps its counters across restarts.
     spend_file: std::path::PathBuf,
 }
@@ -182,8 +209,7 @@ impl BackgroundService for ControlPlaneLink {
             return;
         };
         let watch = tokio::spawn(watcher.run(shutdown.clone()));
-        let (health, backend) = self.health.clone();
-        if let SpendBackend::Embedded(embedded) = &backend {
+        if let SpendBackend::Embedded(embedded) = &self.spend_backend {
             tokio::spawn(persist::run(
                 embedded.clone(),
                 self.spend_file.clone(),
@@ -191,7 +217,14 @@ impl BackgroundService for ControlPlaneLink {
                 shutdown.clone(),
             ));
         }
-        tokio::spawn(health.run(backend, Duration::from_secs(1), shutdown.clone()));
+        let r = &self.health;
+        tokio::spawn(health::report(
+            r.health.clone(),
+            r.control_plane.clone(),
+            r.auth.clone(),
+            r.dataplane_id.clone(),
+            shutdown.clone(),
+        ));
         // The sender drains and spools on shutdown; wait for it so no event is lost.
         sender.run(shutdown).await;
         let _ = watch.await;
@@ -246,10 +279,4 @@ fn build_spend(config: &Config) -> anyhow::Result<Spend> {
         metrics: Arc::new(SpendMetrics::default()),
         hold_ms: config.reservation_hold_secs.saturating_mul(1000),
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -107,11 +107,13 @@ fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
                 name: "Org".into(),
                 // Requests spend credits: without any, every request is a 402.
                 credits_usd: "100".into(),
+                ..Default::default()
             }],
             workspaces: vec![pb::Workspace {
                 id: "ws".into(),
                 organization_id: "org".into(),
                 name: "Default".into(),
+                ..Default::default()
             }],
             keys: vec![pb::Key {
                 hash: key_hash.into(),

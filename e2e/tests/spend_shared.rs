@@ -250,38 +250,3 @@ async fn three_dataplanes_on_a_redis_cluster_never_overshoot_a_key_limit() {
     let (_extra, apis) = dataplanes(&stack, 2, &args).await;
     no_overshoot(&stack, &apis, |key, field| cluster.hget(key, field)).await;
 }
-
-/// Provider health is shared through Redis: failures one dataplane sees at a provider show in
-/// every dataplane's view (`GET /health/providers`), for routing to use.
-#[tokio::test]
-async fn provider_health_is_shared_between_dataplanes() {
-    let redis = Redis::start();
-    let url = redis.url();
-    let args = ["--spend-backend", "redis", "--redis-url", url.as_str()];
-    let stack = Stack::start_with(&args).await;
-    let (_other, other_port) = stack.start_extra_dataplane("dp-health", &args).await;
-    // Mock A is down: the first dataplane falls back to mock B and records A's failures.
-    stack.mock_a.script(json!({ "outage": true })).await;
-    for _ in 0..3 {
-        let r = stack
-            .chat(&stack.inference_key, support::chat_body("mock/fast"))
-            .await;
-        assert_eq!(r.status(), 200, "served by the fallback provider");
-    }
-    let view = format!("http://127.0.0.1:{other_port}/health/providers");
-    let seen = eventually(
-        "the other dataplane sees the failures",
-        Duration::from_secs(10),
-        || {
-            let view = view.clone();
-            async move {
-                let v: Value = client().get(view).send().await.ok()?.json().await.ok()?;
-                let a = &v["mock-a|mock-fast-1"];
-                (a["failures"].as_u64()? >= 3).then(|| v.clone())
-            }
-        },
-    )
-    .await;
-    assert!(seen["mock-b|mock-fast-1"]["requests"].as_u64().unwrap() >= 3);
-    assert_eq!(seen["mock-b|mock-fast-1"]["failures"], 0);
-}

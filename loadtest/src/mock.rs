@@ -3,8 +3,13 @@
 //! counts, an error rate, 429s, a hard outage and streams cut mid-way.
 //!
 //! The script can be changed while it runs (`POST /__mock/script` with a JSON `Script`), and the
-//! last request it received can be read back (`GET /__mock/last-request`), which tests use to
-//! check what the gateway forwarded.
+//! last request it received can be read back (`GET /__mock/last-request`, with its body), which
+//! tests use to check what the gateway forwarded.
+//!
+//! Like OpenAI, it refuses a request with a top-level member its API does not define (400,
+//! "Unrecognized request argument supplied: …"), so a gateway that leaks its own members or a
+//! parameter the provider does not take fails the test. `Script::accept` adds members a
+//! particular provider takes beyond OpenAI's (`top_k` for a vLLM server, say).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -49,7 +54,49 @@ pub struct Script {
     pub stream_usage: bool,
     /// Requests whose `Authorization` equals this get a 401, as a provider refuses a bad key.
     pub reject_authorization: Option<String>,
+    /// Top-level request members accepted beyond OpenAI's own.
+    pub accept: Vec<String>,
+    /// The connection is closed after the request is read, with no answer at all.
+    pub drop_connection: bool,
 }
+
+/// The request members OpenAI's chat-completions API defines; any other is refused.
+pub const OPENAI_CHAT_MEMBERS: [&str; 34] = [
+    "audio",
+    "frequency_penalty",
+    "function_call",
+    "functions",
+    "logit_bias",
+    "logprobs",
+    "max_completion_tokens",
+    "max_tokens",
+    "messages",
+    "metadata",
+    "modalities",
+    "model",
+    "n",
+    "parallel_tool_calls",
+    "prediction",
+    "presence_penalty",
+    "prompt_cache_key",
+    "reasoning_effort",
+    "response_format",
+    "safety_identifier",
+    "seed",
+    "service_tier",
+    "stop",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "user",
+    "verbosity",
+    "web_search_options",
+];
 
 impl Default for Script {
     fn default() -> Self {
@@ -65,6 +112,8 @@ impl Default for Script {
             cut_after_chunks: None,
             stream_usage: true,
             reject_authorization: None,
+            accept: Vec::new(),
+            drop_connection: false,
         }
     }
 }
@@ -72,8 +121,19 @@ impl Default for Script {
 #[derive(Default)]
 pub struct MockState {
     script: RwLock<Script>,
-    last_request: RwLock<Value>,
+    /// What the last request carried; its body is parsed only when a test asks for it.
+    last_request: RwLock<Option<LastRequest>>,
     requests: AtomicU64,
+    refused: AtomicU64,
+}
+
+#[derive(Clone)]
+struct LastRequest {
+    authorization: Option<String>,
+    model: Option<String>,
+    stream: bool,
+    include_usage: bool,
+    body: Bytes,
 }
 
 impl MockState {
@@ -124,13 +184,24 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-async fn handle(
-    req: Request<Incoming>,
-    state: Arc<MockState>,
-) -> Result<Response<Body>, Infallible> {
+/// A handler error: hyper closes the connection without a response (a scripted dropped one).
+#[derive(Debug)]
+struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by script")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+async fn handle(req: Request<Incoming>, state: Arc<MockState>) -> Result<Response<Body>, Dropped> {
     let path = req.uri().path().to_owned();
     Ok(match (req.method().clone(), path.as_str()) {
-        (Method::POST, "/v1/chat/completions" | "/chat/completions") => chat(req, &state).await,
+        (Method::POST, "/v1/chat/completions" | "/chat/completions") => {
+            chat(req, &state).await.ok_or(Dropped)?
+        }
         (Method::GET, "/v1/models" | "/models") => json_response(
             StatusCode::OK,
             json!({"object":"list","data":[{"id":"mock-small-1","object":"model","created":0,"owned_by":"mock"}]}),
@@ -141,16 +212,26 @@ async fn handle(
             json_response(StatusCode::OK, json!(script))
         }
         (Method::GET, "/__mock/last-request") => {
-            let last = state
-                .last_request
-                .read()
-                .map(|v| v.clone())
-                .unwrap_or(Value::Null);
-            json_response(StatusCode::OK, last)
+            let last = state.last_request.read().ok().and_then(|v| v.clone());
+            let value = match last {
+                None => Value::Null,
+                Some(l) => json!({
+                    "authorization": l.authorization,
+                    "model": l.model,
+                    "stream": l.stream,
+                    "include_usage": l.include_usage,
+                    "body_bytes": l.body.len(),
+                    "body": serde_json::from_slice::<Value>(&l.body).unwrap_or(Value::Null),
+                }),
+            };
+            json_response(StatusCode::OK, value)
         }
         (Method::GET, "/__mock/stats") => json_response(
             StatusCode::OK,
-            json!({"requests": state.requests.load(Ordering::Relaxed)}),
+            json!({
+                "requests": state.requests.load(Ordering::Relaxed),
+                "refused_unrecognized": state.refused.load(Ordering::Relaxed),
+            }),
         ),
         _ => error_response(StatusCode::NOT_FOUND, "not found"),
     })
@@ -171,7 +252,21 @@ async fn set_script(req: Request<Incoming>, state: &MockState) -> Response<Body>
     }
 }
 
-async fn chat(req: Request<Incoming>, state: &MockState) -> Response<Body> {
+/// The first top-level member OpenAI (and the script's `accept`) does not define, if any.
+fn unrecognized(body: &[u8], accept: &[String]) -> Option<String> {
+    let members: std::collections::HashMap<
+        std::borrow::Cow<'_, str>,
+        &serde_json::value::RawValue,
+    > = serde_json::from_slice(body).ok()?;
+    let mut names: Vec<&str> = members.keys().map(|k| k.as_ref()).collect();
+    names.sort_unstable();
+    names
+        .into_iter()
+        .find(|n| !OPENAI_CHAT_MEMBERS.contains(n) && !accept.iter().any(|a| a == n))
+        .map(str::to_owned)
+}
+
+async fn chat(req: Request<Incoming>, state: &MockState) -> Option<Response<Body>> {
     let n = state.requests.fetch_add(1, Ordering::Relaxed);
     let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
     let authorization = req
@@ -180,41 +275,62 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Response<Body> {
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let Ok(body) = req.into_body().collect().await else {
-        return error_response(StatusCode::BAD_REQUEST, "unreadable body");
+        return Some(error_response(StatusCode::BAD_REQUEST, "unreadable body"));
     };
     let body = body.to_bytes();
     let head: ChatHead = match serde_json::from_slice(&body) {
         Ok(h) => h,
-        Err(e) => return error_response(StatusCode::BAD_REQUEST, &format!("invalid JSON: {e}")),
+        Err(e) => {
+            return Some(error_response(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON: {e}"),
+            ));
+        }
     };
     let include_usage = head
         .stream_options
         .as_ref()
         .is_some_and(|o| o.include_usage);
     if let Ok(mut last) = state.last_request.write() {
-        *last = json!({
-            "authorization": authorization.clone(),
-            "model": head.model,
-            "stream": head.stream,
-            "include_usage": include_usage,
-            "body_bytes": body.len(),
+        *last = Some(LastRequest {
+            authorization: authorization.clone(),
+            model: head.model.clone(),
+            stream: head.stream,
+            include_usage,
+            body: body.clone(),
         });
+    }
+    if script.drop_connection {
+        return None;
     }
     if script.ttfb_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
     }
     if script.reject_authorization.is_some() && script.reject_authorization == authorization {
-        return error_response(StatusCode::UNAUTHORIZED, "Incorrect API key provided");
+        return Some(error_response(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided",
+        ));
     }
     if script.outage {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "mock provider outage");
+        return Some(error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "mock provider outage",
+        ));
+    }
+    if let Some(member) = unrecognized(&body, &script.accept) {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+        return Some(error_response(
+            StatusCode::BAD_REQUEST,
+            &format!("Unrecognized request argument supplied: {member}"),
+        ));
     }
     if script.error_rate > 0.0
         && ((n as f64 * script.error_rate).fract() + script.error_rate >= 1.0)
     {
         let status =
             StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return error_response(status, "scripted mock error");
+        return Some(error_response(status, "scripted mock error"));
     }
     let model = head.model.unwrap_or_else(|| "mock".into());
     let completion = head
@@ -230,7 +346,7 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Response<Body> {
         reasoning: script.reasoning_tokens.min(completion),
     };
     let id = format!("chatcmpl-mock-{n}");
-    if head.stream {
+    Some(if head.stream {
         stream_response(
             id,
             model,
@@ -240,7 +356,7 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Response<Body> {
         )
     } else {
         json_response(StatusCode::OK, completion_json(&id, &model, &usage))
-    }
+    })
 }
 
 struct Usage {

@@ -6,7 +6,9 @@
 //! - [`limits`]: which limits apply to a key (`Snapshot::limits_for`);
 //! - [`counters`]: the names of the spend counters in Redis;
 //! - [`bearer`]: `Authorization: Bearer` parsing for every listener;
-//! - [`snapshot`]: the configuration's domain model, decoded and validated record by record.
+//! - [`snapshot`]: the configuration's domain model, decoded and validated record by record;
+//! - [`routing`]: the `provider` preferences, the request members routing reads, and provider
+//!   health as both planes see it.
 //!
 //! The dataplane decodes every snapshot with this crate; the control plane validates every
 //! write and everything it publishes with it, and computes reconciliation targets and budget
@@ -17,6 +19,7 @@ pub mod counters;
 pub mod limits;
 pub mod money;
 pub mod pricing;
+pub mod routing;
 pub mod snapshot;
 pub mod window;
 

@@ -57,6 +57,7 @@ impl SnapshotBuilder {
                 id: WORKSPACE.into(),
                 organization_id: ORG.into(),
                 name: "Default".into(),
+                ..Default::default()
             }],
             models: vec![pb::Model {
                 id: "mock/small".into(),
@@ -125,6 +126,7 @@ impl SnapshotBuilder {
             id: id.into(),
             organization_id: ORG.into(),
             name: id.into(),
+            ..Default::default()
         });
         self
     }
@@ -177,6 +179,30 @@ impl SnapshotBuilder {
         };
         edit(&mut credential);
         self.resources().byok_credentials.push(credential);
+        self
+    }
+
+    /// Adds an active preset (its version 1, with `config` as JSON) to a workspace of the test
+    /// organization.
+    pub fn with_preset(mut self, slug: &str, workspace_id: &str, config: &str) -> Self {
+        self.resources().presets.push(pb::Preset {
+            id: format!("preset-{slug}"),
+            organization_id: ORG.into(),
+            workspace_id: workspace_id.into(),
+            slug: slug.into(),
+            version_id: format!("presetv-{slug}-1"),
+            version: 1,
+            config_json: config.into(),
+            system_prompt: String::new(),
+        });
+        self
+    }
+
+    /// Edits the last model added: its endpoints, in the order given to `with_model`.
+    pub fn edit_endpoints(mut self, edit: impl FnOnce(&mut [pb::Endpoint])) -> Self {
+        if let Some(m) = self.resources().models.last_mut() {
+            edit(&mut m.endpoints);
+        }
         self
     }
 

@@ -150,6 +150,7 @@ async fn execute(client: &mut Admin, ids: &mut Ids, change: &Change) -> anyhow::
                     name: None,
                     member_cap: *member_cap,
                     filtered_model_catalog: *filtered_model_catalog,
+                    ..Default::default()
                 })
                 .await?;
         }

@@ -32,6 +32,8 @@ pub fn organization(o: OrganizationRow) -> pb::Organization {
         owner_user_id: o.owner_user_id.unwrap_or_default(),
         member_cap: o.member_cap,
         filtered_model_catalog: o.filtered_model_catalog,
+        enforce_zdr: o.enforce_zdr,
+        deny_data_collection: o.deny_data_collection,
         created_at_ms: o.created_at,
     }
 }

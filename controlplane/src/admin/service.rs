@@ -208,6 +208,8 @@ impl AdminService for AdminApi {
             name: r.name,
             member_cap: r.member_cap,
             filtered_model_catalog: r.filtered_model_catalog,
+            enforce_zdr: r.enforce_zdr,
+            deny_data_collection: r.deny_data_collection,
         };
         let org = self
             .manage

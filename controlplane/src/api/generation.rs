@@ -24,6 +24,20 @@ pub async fn get(
             .ok_or_else(|| ApiError::BadRequest("id is required".into()))?;
     let (g, provider_name) = state.manage.generation(&caller, &id).await?;
     let cost = g.cost_usd.as_deref().and_then(super::usd);
+    // Every attempt as the dataplane recorded it; older records hold only the one that served.
+    let provider_responses = g
+        .provider_responses
+        .as_deref()
+        .and_then(|text| serde_json::from_str::<Value>(text).ok())
+        .unwrap_or_else(|| {
+            json!([{
+                "status": g.status,
+                "provider_name": provider_name,
+                "id": g.upstream_id,
+                "is_byok": g.is_byok,
+                "latency": g.latency_ms,
+            }])
+        });
     Ok(Json(json!({
         "data": {
             "id": g.id,
@@ -55,21 +69,17 @@ pub async fn get(
             "workspace_id": g.workspace_id,
             "app_id": null,
             "cache_discount": null,
-            "external_user": null,
+            "external_user": g.external_user,
             "http_referer": null,
             "num_fetches": null,
             "num_input_audio_prompt": null,
             "num_media_completion": null,
             "num_media_prompt": null,
             "num_search_results": null,
-            "preset_id": null,
-            "provider_responses": [{
-                "status": g.status,
-                "provider_name": provider_name,
-                "id": g.upstream_id,
-                "is_byok": g.is_byok,
-                "latency": g.latency_ms,
-            }],
+            "preset_id": g.preset_id,
+            "preset_version": g.preset_version,
+            "session_id": g.session_id,
+            "provider_responses": provider_responses,
             "router": null,
             "service_tier": null,
             "user_agent": null,

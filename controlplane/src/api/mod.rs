@@ -146,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
             "/api/v1/models/{author}/{slug}/endpoints",
             get(models::endpoints),
         )
+        .route("/api/v1/endpoints/zdr", get(models::zdr))
         .route("/api/v1/generation", get(generation::get))
         .fallback(|| async { ApiError::NotFound("Not found".into()) })
         .with_state(state)

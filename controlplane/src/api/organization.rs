@@ -106,10 +106,15 @@ pub async fn remove_member(
     Ok(Json(json!({ "deleted": true })))
 }
 
+/// The contract's settings, and this gateway's privacy settings beside them (extensions the
+/// SDK ignores): `enforce_zdr` and `data_collection`, OpenRouter's account-wide privacy
+/// controls, which narrow every request of the organization.
 fn settings_json(o: &crate::store::OrganizationRow) -> Value {
     json!({ "data": {
         "id": o.id,
         "is_filtered_model_catalog_enabled": o.filtered_model_catalog,
+        "enforce_zdr": o.enforce_zdr,
+        "data_collection": if o.deny_data_collection { "deny" } else { "allow" },
     }})
 }
 
@@ -124,7 +129,12 @@ pub async fn settings(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
-    is_filtered_model_catalog_enabled: bool,
+    #[serde(default)]
+    is_filtered_model_catalog_enabled: Option<bool>,
+    #[serde(default)]
+    enforce_zdr: Option<bool>,
+    #[serde(default)]
+    data_collection: Option<String>,
 }
 
 pub async fn update_settings(
@@ -132,8 +142,20 @@ pub async fn update_settings(
     Manager(_, actor): Manager,
     ApiJson(body): ApiJson<SettingsBody>,
 ) -> Result<Json<Value>, ApiError> {
+    let deny_data_collection = match body.data_collection.as_deref() {
+        None => None,
+        Some("allow") => Some(false),
+        Some("deny") => Some(true),
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "data_collection must be \"allow\" or \"deny\" (got {other:?})"
+            )));
+        }
+    };
     let patch = OrganizationPatch {
-        filtered_model_catalog: Some(body.is_filtered_model_catalog_enabled),
+        filtered_model_catalog: body.is_filtered_model_catalog_enabled,
+        enforce_zdr: body.enforce_zdr,
+        deny_data_collection,
         ..OrganizationPatch::default()
     };
     let org = state

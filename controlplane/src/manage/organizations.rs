@@ -13,12 +13,17 @@ pub struct OrganizationPatch {
     /// Operator only. 0 means unlimited.
     pub member_cap: Option<i64>,
     pub filtered_model_catalog: Option<bool>,
+    /// Privacy: only zero-data-retention endpoints.
+    pub enforce_zdr: Option<bool>,
+    /// Privacy: only endpoints that neither retain nor train on prompts.
+    pub deny_data_collection: Option<bool>,
 }
 
 pub fn organization_json(o: &OrganizationRow) -> Value {
     json!({
         "id": o.id, "name": o.name, "kind": o.kind, "member_cap": o.member_cap,
         "is_filtered_model_catalog_enabled": o.filtered_model_catalog,
+        "enforce_zdr": o.enforce_zdr, "deny_data_collection": o.deny_data_collection,
     })
 }
 
@@ -48,6 +53,8 @@ impl Manage {
             owner_user_id: None,
             member_cap: valid_cap(member_cap.unwrap_or(DEFAULT_MEMBER_CAP))?,
             filtered_model_catalog: false,
+            enforce_zdr: false,
+            deny_data_collection: false,
             created_at: now,
         };
         this.store.insert_organization(&org).await?;
@@ -110,6 +117,12 @@ impl Manage {
         if let Some(filtered) = patch.filtered_model_catalog {
             after.filtered_model_catalog = filtered;
         }
+        if let Some(zdr) = patch.enforce_zdr {
+            after.enforce_zdr = zdr;
+        }
+        if let Some(deny) = patch.deny_data_collection {
+            after.deny_data_collection = deny;
+        }
         this.store.update_organization(&after).await?;
         this.audit(
             actor,
@@ -120,7 +133,8 @@ impl Manage {
             Some(&organization_json(&after)),
         )
         .await?;
-        this.commit(Publish::No).await?;
+        // Names and privacy settings are part of the snapshot.
+        this.commit(Publish::Snapshot).await?;
         Ok(after)
     }
 

@@ -6,6 +6,7 @@
 //! in workspaces they belong to and manage the ones they created; admins manage all.
 
 use serde_json::{Map, Value, json};
+use switchyard_policy::snapshot::PresetConfig;
 
 use super::{Actor, Manage, ManageError, ManageResult, Publish, new_id, valid_name, valid_slug};
 use crate::store::{PresetRow, PresetVersionRow};
@@ -13,14 +14,9 @@ use crate::store::{PresetRow, PresetVersionRow};
 /// A preset's statuses, as the SDK's `PresetStatus` names them.
 pub const PRESET_STATUSES: &[&str] = &["active", "disabled", "archived"];
 
-/// The keys a version's `config` may hold.
-const CONFIG_KEYS: &[&str] = &["model", "models", "provider", "parameters"];
-
-/// Bounds that keep a preset small enough to ship to every dataplane.
-const MAX_CONFIG_BYTES: usize = 64 * 1024;
+/// Bounds a system prompt, so a preset stays small enough to ship to every dataplane (its
+/// config's bounds are `PresetConfig`'s).
 const MAX_SYSTEM_PROMPT_BYTES: usize = 256 * 1024;
-const MAX_MODELS: usize = 64;
-const MAX_MODEL_ID_CHARS: usize = 256;
 
 /// A new preset with its first version.
 #[derive(Clone, Debug)]
@@ -197,7 +193,7 @@ impl Manage {
             Some(&after),
         )
         .await?;
-        this.commit(Publish::No).await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(PresetView {
             preset,
             designated: Some(version),
@@ -240,7 +236,7 @@ impl Manage {
             Some(&after),
         )
         .await?;
-        this.commit(Publish::No).await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(version)
     }
 
@@ -314,7 +310,7 @@ impl Manage {
             Some(&preset_audit(&after)),
         )
         .await?;
-        this.commit(Publish::No).await?;
+        this.commit(Publish::Snapshot).await?;
         match designated {
             Some(v) => Ok(PresetView {
                 preset: after,
@@ -346,7 +342,7 @@ impl Manage {
             None,
         )
         .await?;
-        this.commit(Publish::No).await?;
+        this.commit(Publish::Snapshot).await?;
         Ok(())
     }
 
@@ -450,66 +446,12 @@ fn valid_system_prompt(prompt: Option<String>) -> ManageResult<Option<String>> {
     }
 }
 
-/// A version's config: `model` (a string) or `models` (a non-empty array of strings) is
-/// required; `provider` and `parameters` are objects when present; nothing else is allowed, so
-/// a misspelt key fails loudly instead of being silently ignored at request time.
+/// A version's config, validated by the same parser every dataplane applies it with.
 pub fn valid_config(config: Value) -> ManageResult<Map<String, Value>> {
-    let Value::Object(config) = config else {
-        return Err(ManageError::Invalid("config must be a JSON object".into()));
-    };
-    if let Some(unknown) = config.keys().find(|k| !CONFIG_KEYS.contains(&k.as_str())) {
-        return Err(ManageError::Invalid(format!(
-            "config has unknown key {unknown:?}; allowed keys are {}",
-            CONFIG_KEYS.join(", ")
-        )));
-    }
-    if let Some(model) = config.get("model") {
-        valid_model_id("config.model", model)?;
-    }
-    if let Some(models) = config.get("models") {
-        let Value::Array(models) = models else {
-            return Err(ManageError::Invalid(
-                "config.models must be an array of model ids".into(),
-            ));
-        };
-        if models.is_empty() || models.len() > MAX_MODELS {
-            return Err(ManageError::Invalid(format!(
-                "config.models must hold 1 to {MAX_MODELS} model ids"
-            )));
-        }
-        for model in models {
-            valid_model_id("config.models", model)?;
-        }
-    }
-    if !config.contains_key("model") && !config.contains_key("models") {
-        return Err(ManageError::Invalid(
-            "config must name a model (\"model\") or models (\"models\")".into(),
-        ));
-    }
-    for key in ["provider", "parameters"] {
-        if config.get(key).is_some_and(|v| !v.is_object()) {
-            return Err(ManageError::Invalid(format!(
-                "config.{key} must be a JSON object"
-            )));
-        }
-    }
-    if Value::Object(config.clone()).to_string().len() > MAX_CONFIG_BYTES {
-        return Err(ManageError::Invalid(format!(
-            "config must be at most {MAX_CONFIG_BYTES} bytes"
-        )));
-    }
-    Ok(config)
-}
-
-fn valid_model_id(field: &str, model: &Value) -> ManageResult<()> {
-    match model.as_str() {
-        Some(m) if !m.is_empty() && m.trim() == m && m.chars().count() <= MAX_MODEL_ID_CHARS => {
-            Ok(())
-        }
-        _ => Err(ManageError::Invalid(format!(
-            "{field} must hold model ids: non-empty strings without surrounding spaces, \
-             at most {MAX_MODEL_ID_CHARS} characters"
-        ))),
+    PresetConfig::parse(&config).map_err(ManageError::Invalid)?;
+    match config {
+        Value::Object(config) => Ok(config),
+        _ => Err(ManageError::Invalid("config must be a JSON object".into())),
     }
 }
 
@@ -518,32 +460,13 @@ mod tests {
     use super::*;
     use crate::manage::Role;
 
-    fn invalid(config: Value) -> String {
-        match valid_config(config) {
-            Err(ManageError::Invalid(m)) => m,
-            other => panic!("expected Invalid, got {other:?}"),
-        }
-    }
-
     #[test]
-    fn configs_name_a_model_and_nothing_unknown() {
+    fn configs_are_checked_by_the_dataplanes_parser() {
         assert!(valid_config(json!({ "model": "openai/gpt-4o" })).is_ok());
-        assert!(
-            valid_config(json!({
-                "models": ["a/b", "c/d"],
-                "provider": { "order": ["openai"] },
-                "parameters": { "temperature": 0.2 },
-            }))
-            .is_ok()
-        );
-        assert!(invalid(json!({})).contains("must name a model"));
-        assert!(invalid(json!({ "model": "a/b", "temprature": 1 })).contains("\"temprature\""));
-        assert!(invalid(json!({ "models": [] })).contains("config.models"));
-        assert!(invalid(json!({ "models": ["a/b", 3] })).contains("config.models"));
-        assert!(invalid(json!({ "model": "" })).contains("config.model"));
-        assert!(invalid(json!({ "model": "a/b", "provider": "openai" })).contains("provider"));
-        assert!(invalid(json!({ "model": "a/b", "parameters": [1] })).contains("parameters"));
-        assert!(invalid(json!(["a/b"])).contains("JSON object"));
+        assert!(matches!(
+            valid_config(json!({ "model": "a/b", "provider": { "sort": "cheap" } })),
+            Err(ManageError::Invalid(m)) if m.contains("config.provider")
+        ));
     }
 
     #[test]

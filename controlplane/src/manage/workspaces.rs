@@ -7,15 +7,13 @@
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use switchyard_policy::routing::SortBy;
 use switchyard_policy::{Money, Window};
 
 use super::{
     Actor, Manage, ManageError, ManageResult, Publish, Role, money, new_id, valid_name, valid_slug,
 };
 use crate::store::{MemberRow, StoreError, WorkspaceBudgetRow, WorkspaceContents, WorkspaceRow};
-
-/// The SDK's `ProviderSort` values.
-pub const PROVIDER_SORTS: &[&str] = &["price", "throughput", "latency", "exacto"];
 
 /// The SDK's server tools a workspace may disable.
 pub const SERVER_TOOLS: &[&str] = &[
@@ -237,13 +235,11 @@ pub fn apply_input(w: &mut WorkspaceRow, input: &WorkspaceInput) -> ManageResult
     if let Some(sort) = &input.default_provider_sort {
         s.default_provider_sort = match sort.as_deref() {
             None => None,
-            Some(v) if PROVIDER_SORTS.contains(&v) => Some(v.to_owned()),
-            Some(v) => {
-                return Err(ManageError::Invalid(format!(
-                    "default_provider_sort must be one of {} (got {v:?})",
-                    PROVIDER_SORTS.join(", ")
-                )));
-            }
+            // The parser every dataplane applies the default with.
+            Some(v) => match SortBy::parse(v) {
+                Ok(_) => Some(v.to_owned()),
+                Err(e) => return Err(ManageError::Invalid(format!("default_provider_sort: {e}"))),
+            },
         };
     }
     if let Some(rate) = input.io_logging_sampling_rate {
@@ -1032,7 +1028,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "default_provider_sort must be one of price, throughput, latency, exacto (got \"cheapest\")"
+            "default_provider_sort: sort must be one of price, throughput, latency (got \"cheapest\")"
         );
         let cleared = applied(WorkspaceInput {
             default_provider_sort: Some(None),

@@ -33,20 +33,27 @@ pub struct Generation {
     pub is_byok: bool,
     pub app_title: String,
     pub dataplane_id: String,
+    /// Every provider attempt, a JSON array in the SDK's `ProviderResponse` shape.
+    pub provider_responses: Option<String>,
+    pub preset_id: Option<String>,
+    pub preset_version: Option<i64>,
+    pub session_id: Option<String>,
+    pub external_user: Option<String>,
 }
 
 const COLUMNS: &str = "id, key_hash, organization_id, workspace_id, model, provider_id, \
     upstream_model, upstream_id, created_at, prompt_tokens, completion_tokens, cached_tokens, \
     reasoning_tokens, cost_usd, streamed, finish_reason, latency_ms, ttfb_ms, status, cancelled, \
-    is_byok, app_title, dataplane_id";
-const COLUMN_COUNT: usize = 23;
+    is_byok, app_title, dataplane_id, provider_responses, preset_id, preset_version, session_id, \
+    external_user";
+const COLUMN_COUNT: usize = 28;
 
 impl Store {
     /// Records generations; a generation id seen before is ignored (idempotent ingest).
     /// Returns how many were new. Rows go in multi-row statements (one per `ROWS_PER_INSERT`)
     /// inside one transaction: ingest runs at the request rate of every dataplane.
     pub async fn insert_generations(&self, generations: &[Generation]) -> Result<u64, StoreError> {
-        const ROWS_PER_INSERT: usize = 200; // 23 columns: within SQLite's and PostgreSQL's bind limits
+        const ROWS_PER_INSERT: usize = 200; // 28 columns: within SQLite's and PostgreSQL's bind limits
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
         let mut inserted = 0;
@@ -91,7 +98,12 @@ impl Store {
                     .bind(flag(g.cancelled))
                     .bind(flag(g.is_byok))
                     .bind(&g.app_title)
-                    .bind(&g.dataplane_id);
+                    .bind(&g.dataplane_id)
+                    .bind(g.provider_responses.clone())
+                    .bind(g.preset_id.clone())
+                    .bind(g.preset_version)
+                    .bind(g.session_id.clone())
+                    .bind(g.external_user.clone());
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
@@ -133,6 +145,11 @@ fn generation(r: &AnyRow) -> Result<Generation, StoreError> {
         is_byok: r.try_get::<i64, _>("is_byok")? != 0,
         app_title: r.try_get("app_title")?,
         dataplane_id: r.try_get("dataplane_id")?,
+        provider_responses: r.try_get("provider_responses")?,
+        preset_id: r.try_get("preset_id")?,
+        preset_version: r.try_get("preset_version")?,
+        session_id: r.try_get("session_id")?,
+        external_user: r.try_get("external_user")?,
     })
 }
 

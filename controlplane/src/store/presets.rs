@@ -275,6 +275,43 @@ impl Store {
         row.as_ref().map(version).transpose()
     }
 
+    /// Every active preset with its designated version, for the snapshot.
+    pub async fn active_presets(&self) -> Result<Vec<(PresetRow, PresetVersionRow)>, StoreError> {
+        let preset_columns = PRESET_COLUMNS
+            .split(", ")
+            .map(|c| format!("p.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {preset_columns}, v.id AS v_id, v.preset_id AS v_preset_id, \
+             v.version AS v_version, v.config AS v_config, v.system_prompt AS v_system_prompt, \
+             v.creator_id AS v_creator_id, v.created_at AS v_created_at \
+             FROM presets p JOIN preset_versions v ON v.id = p.designated_version_id \
+             WHERE p.status = 'active' ORDER BY p.id"
+        ))
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let config: String = r.try_get("v_config")?;
+                Ok((
+                    preset(r)?,
+                    PresetVersionRow {
+                        id: r.try_get("v_id")?,
+                        preset_id: r.try_get("v_preset_id")?,
+                        version: r.try_get("v_version")?,
+                        config: serde_json::from_str(&config).map_err(|e| {
+                            StoreError::Corrupt(format!("preset version config: {e}"))
+                        })?,
+                        system_prompt: r.try_get("v_system_prompt")?,
+                        creator_id: r.try_get("v_creator_id")?,
+                        created_at: r.try_get("v_created_at")?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
     /// A version of a preset by its id.
     pub async fn preset_version_by_id(
         &self,

@@ -17,6 +17,10 @@ pub struct OrganizationRow {
     /// Most members allowed; 0 means unlimited.
     pub member_cap: i64,
     pub filtered_model_catalog: bool,
+    /// Privacy: only zero-data-retention endpoints serve the organization's requests.
+    pub enforce_zdr: bool,
+    /// Privacy: only endpoints that neither retain nor train on prompts.
+    pub deny_data_collection: bool,
     pub created_at: i64,
 }
 
@@ -58,8 +62,8 @@ pub struct AuditRow {
     pub after: Option<String>,
 }
 
-const ORGANIZATION_COLUMNS: &str =
-    "id, name, kind, owner_user_id, member_cap, filtered_model_catalog, created_at";
+const ORGANIZATION_COLUMNS: &str = "id, name, kind, owner_user_id, member_cap, \
+    filtered_model_catalog, created_at, enforce_zdr, deny_data_collection";
 
 fn organization(r: &AnyRow) -> Result<OrganizationRow, StoreError> {
     Ok(OrganizationRow {
@@ -69,6 +73,8 @@ fn organization(r: &AnyRow) -> Result<OrganizationRow, StoreError> {
         owner_user_id: r.try_get("owner_user_id")?,
         member_cap: r.try_get("member_cap")?,
         filtered_model_catalog: r.try_get::<i64, _>("filtered_model_catalog")? != 0,
+        enforce_zdr: r.try_get::<i64, _>("enforce_zdr")? != 0,
+        deny_data_collection: r.try_get::<i64, _>("deny_data_collection")? != 0,
         created_at: r.try_get("created_at")?,
     })
 }
@@ -103,7 +109,7 @@ impl Store {
 
     pub async fn insert_organization(&self, o: &OrganizationRow) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO organizations ({ORGANIZATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            "INSERT INTO organizations ({ORGANIZATION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
         ))
         .bind(&o.id)
         .bind(&o.name)
@@ -112,6 +118,8 @@ impl Store {
         .bind(o.member_cap)
         .bind(flag(o.filtered_model_catalog))
         .bind(o.created_at)
+        .bind(flag(o.enforce_zdr))
+        .bind(flag(o.deny_data_collection))
         .execute(&mut *self.conn().await?)
         .await?;
         Ok(())
@@ -119,11 +127,14 @@ impl Store {
 
     pub async fn update_organization(&self, o: &OrganizationRow) -> Result<(), StoreError> {
         sqlx::query(
-            "UPDATE organizations SET name = $1, member_cap = $2, filtered_model_catalog = $3 WHERE id = $4",
+            "UPDATE organizations SET name = $1, member_cap = $2, filtered_model_catalog = $3, \
+             enforce_zdr = $4, deny_data_collection = $5 WHERE id = $6",
         )
         .bind(&o.name)
         .bind(o.member_cap)
         .bind(flag(o.filtered_model_catalog))
+        .bind(flag(o.enforce_zdr))
+        .bind(flag(o.deny_data_collection))
         .bind(&o.id)
         .execute(&mut *self.conn().await?)
         .await?;

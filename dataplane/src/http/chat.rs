@@ -8,16 +8,25 @@ use pingora_core::protocols::http::ServerSession;
 use rand::Rng;
 use rand::distr::Alphanumeric;
 
+use std::sync::Arc;
+
+use switchyard_policy::routing::EndpointHealth;
+
 use super::Gateway;
 use super::respond::{self, respond_reject};
 use super::upstream::{self, Opened, Pingora};
+use crate::health::{Availability, FleetView};
+use crate::now_ms;
 use crate::reject::{Kind, Reject};
 use crate::stages::authenticate::{Purpose, authenticate};
 use crate::stages::context::Context;
+use crate::stages::forward::{RetryPolicy, Shaping};
 use crate::stages::meter::{self, SseRelay};
 use crate::stages::request::ChatRequest;
+use crate::stages::route::Conditions;
 use crate::stages::settle::{self, Sinks};
 use crate::stages::{admit, forward, resolve, route};
+use crate::sticky::{SessionRef, session_of};
 
 /// How the exchange with the client ended, for connection reuse.
 pub enum Ending {
@@ -25,15 +34,49 @@ pub enum Ending {
     Close,
 }
 
-pub async fn handle(gw: &Gateway, session: &mut ServerSession) -> Ending {
-    match run(gw, session).await {
+/// `POST /chat/completions`, or `POST /presets/<slug>/chat/completions` with `preset`.
+pub async fn handle(gw: &Gateway, session: &mut ServerSession, preset: Option<String>) -> Ending {
+    match run(gw, session, preset).await {
         Ok(ending) => ending,
         Err(reject) => refuse(session, &reject).await,
     }
 }
 
+/// What route reads on a live dataplane: this dataplane's breakers and the fleet's view (loaded
+/// once for the request), the session's sticky endpoint, and a random draw.
+struct Live<'r> {
+    gw: &'r Gateway,
+    fleet: Arc<FleetView>,
+    session: Option<SessionRef<'r>>,
+    now_ms: i64,
+}
+
+impl Conditions for Live<'_> {
+    fn availability(&self, health_id: &str) -> Availability {
+        self.gw
+            .health
+            .availability(health_id, &self.fleet, self.now_ms)
+    }
+
+    fn health(&self, health_id: &str) -> Option<&EndpointHealth> {
+        self.fleet.endpoints.get(health_id)
+    }
+
+    fn random(&self) -> f64 {
+        rand::random::<f64>()
+    }
+
+    fn sticky(&self, model_id: &str) -> Option<Arc<str>> {
+        self.gw.sticky.get(self.session?, model_id)
+    }
+}
+
 /// authenticate → parse → resolve → route → admit, then (admitted) forward → meter → settle.
-async fn run(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reject> {
+async fn run(
+    gw: &Gateway,
+    session: &mut ServerSession,
+    path_preset: Option<String>,
+) -> Result<Ending, Reject> {
     let started = Instant::now();
     let created_at_ms = now_ms();
     let snapshot = gw
@@ -43,9 +86,36 @@ async fn run(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reject
     let authorization = session.get_header("authorization").map(|v| v.as_bytes());
     let key = authenticate(&snapshot, authorization, Purpose::Inference, created_at_ms)?;
     let body = read_body(session, gw.limits.max_body_bytes).await?;
-    let request = ChatRequest::parse(&body)?;
-    let model = resolve::resolve(&snapshot, &request.model)?;
-    let attempts = route::route(&snapshot, key, &model)?;
+    let mut request = ChatRequest::parse(&body)?;
+    if let Some(slug) = path_preset {
+        match &request.preset {
+            Some(named) if *named != slug => {
+                return Err(Reject::new(
+                    Kind::BadRequest,
+                    format!(
+                        "The request names two presets: {slug} in the path and {named} in `preset`"
+                    ),
+                ));
+            }
+            _ => request.preset = Some(slug),
+        }
+    }
+    if request.session_id.is_none() {
+        request.session_id = session
+            .get_header("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.chars().count() <= 256)
+            .map(str::to_owned);
+    }
+    let resolved = resolve::resolve(&snapshot, key, &request)?;
+    let conditions = Live {
+        gw,
+        fleet: gw.health.fleet(),
+        session: session_of(&key.workspace_id, &request),
+        now_ms: created_at_ms,
+    };
+    let attempts = route::route(&snapshot, key, &resolved, &request, &conditions)?;
+    drop(conditions);
     let generation_id = generation_id(created_at_ms);
     let hold = admit::admit(
         &gw.spend,
@@ -61,7 +131,7 @@ async fn run(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reject
     let mut ctx = Context::new(
         key,
         request,
-        &model,
+        resolved,
         attempts,
         generation_id,
         started,
@@ -78,6 +148,7 @@ async fn run(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reject
         spend: &gw.spend,
         usage: &gw.usage,
         health: &gw.health,
+        sticky: &gw.sticky,
     };
     settle::finish(&sinks, ctx, now_ms());
     Ok(ending)
@@ -90,7 +161,25 @@ async fn exchange(gw: &Gateway, session: &mut ServerSession, ctx: &mut Context<'
         connector: &gw.connector,
         timeouts: &gw.timeouts,
     };
-    let forwarded = forward::forward(&transport, &ctx.request, &ctx.attempts, &mut ctx.tried).await;
+    let policy = RetryPolicy {
+        budget: &gw.retry_budget,
+        retry_unanswered: gw.retry_unanswered,
+    };
+    let shaping = Shaping {
+        preset: ctx.resolved.preset.map(|p| &**p),
+        preferences: Some(&ctx.resolved.preferences),
+    };
+    let mut tried = Vec::with_capacity(ctx.attempts.len());
+    let forwarded = forward::forward(
+        &transport,
+        &ctx.request,
+        shaping,
+        &ctx.attempts,
+        &policy,
+        &mut tried,
+    )
+    .await;
+    ctx.tried = tried;
     let opened = match forwarded {
         Ok((served, opened)) => {
             ctx.served = Some(served);
@@ -312,13 +401,6 @@ fn finish_with(delivered: bool) -> Ending {
     } else {
         Ending::Close
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// `gen-<unix seconds>-<20 random alphanumerics>`, in the style of OpenRouter's ids.

@@ -16,8 +16,8 @@ use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 
+pub use crate::now_ms;
 use chat::Ending;
-pub use chat::now_ms;
 use respond::{respond, respond_reject};
 pub use upstream::Timeouts;
 
@@ -25,6 +25,8 @@ use crate::health::Health;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{SnapshotStore, Upstream};
 use crate::spend::Spend;
+use crate::stages::forward::RetryBudget;
+use crate::sticky::Sticky;
 use crate::usage::UsageSink;
 
 #[derive(Clone, Copy, Debug)]
@@ -43,6 +45,10 @@ pub struct Gateway {
     pub control_plane_http: Option<Upstream>,
     pub spend: Spend,
     pub health: Arc<Health>,
+    pub sticky: Sticky,
+    pub retry_budget: RetryBudget,
+    /// Retry a request whose connection was lost after it was sent (`--retry-unanswered`).
+    pub retry_unanswered: bool,
 }
 
 const KEEPALIVE_SECS: u64 = 60;
@@ -72,6 +78,15 @@ impl HttpServerApp for Gateway {
     }
 }
 
+/// `/api/v1/presets/<slug>/chat/completions` → the slug.
+fn preset_path(path: &str) -> Option<&str> {
+    let slug = path
+        .strip_prefix("/api/v1/presets/")
+        .or_else(|| path.strip_prefix("/v1/presets/"))?
+        .strip_suffix("/chat/completions")?;
+    (!slug.is_empty() && !slug.contains('/')).then_some(slug)
+}
+
 impl Gateway {
     async fn dispatch(&self, session: &mut ServerSession) -> Ending {
         let header = session.req_header();
@@ -79,7 +94,11 @@ impl Gateway {
         let path = header.uri.path();
         match (method, path) {
             ("POST", "/api/v1/chat/completions" | "/v1/chat/completions") => {
-                chat::handle(self, session).await
+                chat::handle(self, session, None).await
+            }
+            ("POST", p) if preset_path(p).is_some() => {
+                let slug = preset_path(p).map(str::to_owned);
+                chat::handle(self, session, slug).await
             }
             ("GET", "/api/v1/models" | "/v1/models") => self.models(session).await,
             ("GET", "/health/live") => {
@@ -87,9 +106,9 @@ impl Gateway {
             }
             ("GET", "/health/ready") => self.ready(session).await,
             ("GET", "/health/providers") => {
-                // Every dataplane's recent record per provider endpoint, as routing sees it.
-                let body = serde_json::to_vec(&*self.health.view()).unwrap_or_default();
-                ending(respond(session, 200, "application/json", Bytes::from(body)).await)
+                // The fleet's view and this dataplane's breakers, as routing sees them.
+                let body = Bytes::from(self.health.status_json().to_string());
+                ending(respond(session, 200, "application/json", body).await)
             }
             ("GET", "/metrics") => {
                 let body = Bytes::from(self.metrics());

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
+use pingora_http::RequestHeader;
 
 use crate::snapshot::Upstream;
 use crate::stages::forward::{self, Failure, Transport};
@@ -17,6 +18,9 @@ pub struct Timeouts {
     pub connect: Duration,
     /// Longest wait for any single read from a provider, first byte included.
     pub read: Duration,
+    /// Longest wait from sending a request to the response header; past it the next
+    /// endpoint is tried.
+    pub first_byte: Duration,
     pub idle_pool: Duration,
 }
 
@@ -44,9 +48,10 @@ pub struct Pingora<'a> {
 
 fn failure(e: &pingora_error::Error, before_sending: bool) -> Failure {
     match e.etype() {
-        pingora_error::ErrorType::ReadTimedout
-        | pingora_error::ErrorType::WriteTimedout
-        | pingora_error::ErrorType::ConnectTimedout => Failure::TimedOut,
+        pingora_error::ErrorType::ConnectTimedout => Failure::Unreachable,
+        pingora_error::ErrorType::ReadTimedout | pingora_error::ErrorType::WriteTimedout => {
+            Failure::TimedOut
+        }
         _ if before_sending => Failure::Unreachable,
         _ => Failure::NoResponse,
     }
@@ -66,22 +71,19 @@ impl Transport for Pingora<'_> {
         let header = forward::upstream_header(attempt, body.len(), stream)
             .map_err(|r| Failure::Request(r.message.into_owned()))?;
         let peer = peer(&attempt.endpoint.upstream, self.timeouts).ok_or(Failure::NoAddress)?;
-        let (mut session, _reused) = self
-            .connector
-            .get_http_session(&peer)
-            .await
-            .map_err(|e| failure(&e, true))?;
-        let sent = async {
-            session.write_request_header(Box::new(header)).await?;
-            session.write_request_body(Bytes::from(body), true).await?;
-            session.finish_request_body().await?;
-            session.read_response_header().await
-        }
-        .await;
-        if let Err(e) = sent {
-            session.shutdown().await;
-            return Err(failure(&e, false));
-        }
+        let body = Bytes::from(body);
+        let mut session = match self.exchange(&peer, &header, &body).await {
+            Ok(session) => session,
+            // A pooled connection the provider had already closed fails before the provider
+            // saw the request: once more on a new connection.
+            Err((Failure::NoResponse | Failure::Unreachable, true)) => {
+                match self.exchange(&peer, &header, &body).await {
+                    Ok(session) => session,
+                    Err((failure, _)) => return Err(failure),
+                }
+            }
+            Err((failure, _)) => return Err(failure),
+        };
         let status = session
             .response_header()
             .map(|h| h.status.as_u16())
@@ -97,6 +99,48 @@ impl Transport for Pingora<'_> {
             .release_http_session(session, &peer, Some(self.timeouts.idle_pool))
             .await;
         Err(Failure::Status { status, body: raw })
+    }
+}
+
+impl Pingora<'_> {
+    /// Sends the request on a pooled (or new) connection and reads the response header. On
+    /// failure, whether the connection was a reused one.
+    async fn exchange(
+        &self,
+        peer: &HttpPeer,
+        header: &RequestHeader,
+        body: &Bytes,
+    ) -> Result<HttpSession, (Failure, bool)> {
+        let (mut session, reused) = self
+            .connector
+            .get_http_session(peer)
+            .await
+            .map_err(|e| (failure(&e, true), false))?;
+        let sent = async {
+            session
+                .write_request_header(Box::new(header.clone()))
+                .await?;
+            session.write_request_body(body.clone(), true).await?;
+            session.finish_request_body().await?;
+            Ok::<_, Box<pingora_error::Error>>(())
+        }
+        .await;
+        if let Err(e) = sent {
+            // Not all of the request went out: the provider cannot have started on it.
+            session.shutdown().await;
+            return Err((failure(&e, true), reused));
+        }
+        match tokio::time::timeout(self.timeouts.first_byte, session.read_response_header()).await {
+            Ok(Ok(())) => Ok(session),
+            Ok(Err(e)) => {
+                session.shutdown().await;
+                Err((failure(&e, false), reused))
+            }
+            Err(_) => {
+                session.shutdown().await;
+                Err((Failure::TimedOut, reused))
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
-//! Follows the control plane's snapshot stream on a background task, with backoff, and
-//! acknowledges or rejects every version it is offered.
+//! Follows the control plane's config stream on a background task, with backoff: acknowledges
+//! or rejects every snapshot version it is offered, and swaps in every fleet health view. A
+//! control plane too old to stream health (no `Subscribe`) is followed with `Watch`.
 
 use std::sync::Arc;
 
@@ -9,7 +10,9 @@ use std::time::Duration;
 use switchyard_proto::config::v1 as pb;
 use switchyard_proto::config::v1::config_service_client::ConfigServiceClient;
 
+use crate::health::Health;
 use crate::link::ControlPlaneAuth;
+use switchyard_proto::config::v1::config_update::Update;
 use tokio::sync::watch;
 use tonic::transport::{Channel, Endpoint};
 
@@ -25,6 +28,8 @@ pub struct Watcher {
     pub control_plane: String,
     pub auth: ControlPlaneAuth,
     pub dataplane_id: String,
+    /// Where the fleet's health views go.
+    pub health: Arc<Health>,
 }
 
 impl Watcher {
@@ -67,18 +72,34 @@ impl Watcher {
         // Snapshots of millions of keys are far beyond tonic's default 4 MiB message limit.
         let mut client = ConfigServiceClient::with_interceptor(channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_SNAPSHOT_BYTES);
-        let mut stream = client
-            .watch(pb::WatchRequest {
-                dataplane_id: self.dataplane_id.clone(),
-                known_version: self.store.version().unwrap_or(0),
-            })
-            .await?
-            .into_inner();
-        while let Some(message) = stream.message().await? {
-            *received = true;
-            self.apply(&channel, message).await;
+        let request = pb::WatchRequest {
+            dataplane_id: self.dataplane_id.clone(),
+            known_version: self.store.version().unwrap_or(0),
+        };
+        match client.subscribe(request.clone()).await {
+            Ok(stream) => {
+                let mut stream = stream.into_inner();
+                while let Some(update) = stream.message().await? {
+                    *received = true;
+                    match update.update {
+                        Some(Update::Snapshot(message)) => self.apply(&channel, *message).await,
+                        Some(Update::Health(view)) => self.health.apply_fleet(&view),
+                        None => {}
+                    }
+                }
+                Ok(())
+            }
+            Err(status) if status.code() == tonic::Code::Unimplemented => {
+                tracing::info!("control plane streams no health; following snapshots only");
+                let mut stream = client.watch(request).await?.into_inner();
+                while let Some(message) = stream.message().await? {
+                    *received = true;
+                    self.apply(&channel, message).await;
+                }
+                Ok(())
+            }
+            Err(status) => Err(status),
         }
-        Ok(())
     }
 
     async fn apply(&self, channel: &Channel, message: pb::Snapshot) {

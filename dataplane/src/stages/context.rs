@@ -6,18 +6,21 @@ use std::time::Instant;
 
 use switchyard_policy::Money;
 
-use crate::snapshot::{ApiKey, Endpoint, Model};
+use crate::snapshot::{ApiKey, Endpoint};
 use crate::spend::Hold;
-use crate::stages::forward::Tried;
+use crate::stages::forward::{Shaping, Tried};
 use crate::stages::meter::{Metered, Pricing};
 use crate::stages::request::ChatRequest;
+use crate::stages::resolve::Resolved;
 use crate::stages::route::Attempt;
+use crate::sticky::SessionRef;
 
 pub struct Context<'a> {
     // authenticate, parse, resolve, route:
     pub key: &'a ApiKey,
     pub request: ChatRequest<'a>,
-    pub model: &'a Model,
+    /// The models that may serve, the preset, the routing preferences.
+    pub resolved: Resolved<'a>,
     pub attempts: Vec<Attempt<'a>>,
     pub generation_id: String,
     pub started: Instant,
@@ -44,7 +47,7 @@ impl<'a> Context<'a> {
     pub fn new(
         key: &'a ApiKey,
         request: ChatRequest<'a>,
-        model: &'a Model,
+        resolved: Resolved<'a>,
         attempts: Vec<Attempt<'a>>,
         generation_id: String,
         started: Instant,
@@ -53,7 +56,7 @@ impl<'a> Context<'a> {
         Context {
             key,
             request,
-            model,
+            resolved,
             attempts,
             generation_id,
             started,
@@ -84,14 +87,30 @@ impl<'a> Context<'a> {
         self.served_attempt().is_some_and(Attempt::is_byok)
     }
 
-    /// What the meter writes into the client's view of the response that `served` gave.
+    /// What shapes each provider's request body: the preset and the `provider` options.
+    pub fn shaping(&self) -> Shaping<'_> {
+        Shaping {
+            preset: self.resolved.preset.map(|p| &**p),
+            preferences: Some(&self.resolved.preferences),
+        }
+    }
+
+    /// What the request's session is known by, for sticky routing: `session_id` (or
+    /// `x-session-id`), else `prompt_cache_key`, else `user`.
+    pub fn session(&self) -> Option<SessionRef<'_>> {
+        crate::sticky::session_of(&self.key.workspace_id, &self.request)
+    }
+
+    /// What the meter writes into the client's view of the response that `served` gave: the
+    /// model is the one that served (a fallback model, perhaps), as OpenRouter reports it.
     pub fn pricing(&self) -> Option<Pricing<'_>> {
-        let endpoint = self.served_endpoint()?;
+        let attempt = self.served_attempt()?;
+        let endpoint = &**attempt.endpoint;
         Some(Pricing {
             generation_id: &self.generation_id,
             prices: &endpoint.prices,
             is_byok: self.is_byok(),
-            model: &self.model.id,
+            model: &attempt.model.id,
             provider_name: &endpoint.provider_name,
             created: self.created_at_ms / 1000,
         })

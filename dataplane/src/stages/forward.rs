@@ -3,18 +3,31 @@
 //! attempt; the network I/O is behind [`Transport`] (pingora's connector in `http::upstream`,
 //! a scripted fake in tests).
 //!
-//! A connection failure, a timeout before the response header, a 5xx, a 429, or the provider
-//! refusing the credential moves on to the next attempt; any other 4xx is the client's problem
-//! and is passed on with the provider's status.
+//! A connection that could not be made, a timeout before the response's first byte, a 5xx, a
+//! 429, or the provider refusing the credential moves on to the next attempt; any other 4xx is
+//! the client's problem and is passed on with the provider's status. A connection lost after
+//! the request was sent, before any answer, may have started a generation the provider bills:
+//! it is not retried unless the dataplane is configured to (`--retry-unanswered`). Every retry
+//! draws on the [`RetryBudget`], so a fleet-wide outage cannot multiply the load on providers.
+//!
+//! Each provider receives only what it understands (`switchyard_policy::routing::parameters`):
+//! the gateway's own members (`provider`, `models`, `preset`, `transforms`, ...) never leave,
+//! parameters the endpoint does not honour are dropped, a preset's parameters fill in what the
+//! request leaves out and its system prompt leads the messages, and `provider.options` for the
+//! serving provider are added.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
 use pingora_http::RequestHeader;
 use serde_json::json;
+use serde_json::value::RawValue;
+use switchyard_policy::routing::ProviderPreferences;
+use switchyard_policy::routing::parameters::{Disposition, disposition};
 
 use crate::reject::{Kind, Reject};
-use crate::snapshot::Endpoint;
+use crate::snapshot::{Endpoint, Preset};
 use crate::stages::request::ChatRequest;
 use crate::stages::route::Attempt;
 
@@ -23,11 +36,12 @@ use crate::stages::route::Attempt;
 pub enum Failure {
     /// The endpoint's host has no address.
     NoAddress,
-    /// No connection could be made.
+    /// No connection could be made (refused, unreachable, connect timeout): nothing was sent.
     Unreachable,
-    /// A connect, write or read timed out before the response header.
+    /// The request was sent and no byte of a response came before the first-byte timeout.
     TimedOut,
-    /// The connection failed after the request was sent, before a response header.
+    /// The connection failed after the request was sent, before a response header: the
+    /// provider may have started a generation.
     NoResponse,
     /// The provider answered with a status outside 2xx; its body, bounded.
     Status { status: u16, body: Vec<u8> },
@@ -55,8 +69,88 @@ pub struct Tried {
     pub attempt: usize,
     /// `None` when the provider answered 2xx; the failure's kind otherwise.
     pub failure: Option<Kind>,
+    /// The provider's HTTP status, when it answered.
+    pub status: Option<u16>,
+    /// Whether the failure is the endpoint's (it counts against its health): not for a client
+    /// error, nor for an organization's own credential being refused.
+    pub endpoint_failed: bool,
     /// From sending the request to the response header (or the failure).
     pub elapsed_ms: u64,
+}
+
+/// Caps retries at a share of requests (plus a floor per second), as linkerd and Envoy do, so
+/// that when every provider fails a request costs about one attempt, not one per endpoint.
+/// Lock-free: a token bucket in atomics, in thousandths of a retry.
+pub struct RetryBudget {
+    /// Thousandths of a retry each request deposits.
+    ratio_milli: i64,
+    /// Thousandths of a retry added per millisecond (the floor).
+    floor_milli_per_ms: i64,
+    cap_milli: i64,
+    tokens_milli: AtomicI64,
+    refilled_at_ms: AtomicI64,
+}
+
+impl RetryBudget {
+    /// `ratio` retries per request, and at least `min_per_sec` retries a second; at most ten
+    /// seconds' worth is saved up.
+    pub fn new(ratio: f64, min_per_sec: u32) -> RetryBudget {
+        let floor = i64::from(min_per_sec);
+        let cap = (floor * 10).max(10) * 1000;
+        RetryBudget {
+            ratio_milli: (ratio.clamp(0.0, 10.0) * 1000.0) as i64,
+            floor_milli_per_ms: floor,
+            cap_milli: cap,
+            tokens_milli: AtomicI64::new(cap),
+            refilled_at_ms: AtomicI64::new(0),
+        }
+    }
+
+    /// A request starts: it adds its share.
+    pub fn deposit(&self) {
+        self.add(self.ratio_milli);
+    }
+
+    fn add(&self, milli: i64) {
+        let _ = self
+            .tokens_milli
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                Some((t + milli).min(self.cap_milli))
+            });
+    }
+
+    /// Takes one retry, if the budget has one.
+    pub fn withdraw(&self, now_ms: i64) -> bool {
+        let last = self.refilled_at_ms.load(Ordering::Acquire);
+        if now_ms > last
+            && self
+                .refilled_at_ms
+                .compare_exchange(last, now_ms, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            let elapsed = if last == 0 { 0 } else { now_ms - last };
+            self.add(elapsed.saturating_mul(self.floor_milli_per_ms));
+        }
+        self.tokens_milli
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |t| {
+                (t >= 1000).then_some(t - 1000)
+            })
+            .is_ok()
+    }
+}
+
+/// How forward treats failures, from the dataplane's configuration.
+pub struct RetryPolicy<'p> {
+    pub budget: &'p RetryBudget,
+    /// Retry a request whose connection was lost after it was sent (see the module).
+    pub retry_unanswered: bool,
+}
+
+/// What shapes each provider's request body besides the client's.
+#[derive(Clone, Copy, Default)]
+pub struct Shaping<'a> {
+    pub preset: Option<&'a Preset>,
+    pub preferences: Option<&'a ProviderPreferences>,
 }
 
 /// The forward stage: tries `attempts` in order, recording each in `tried`, and returns the
@@ -64,12 +158,22 @@ pub struct Tried {
 pub async fn forward<T: Transport>(
     transport: &T,
     request: &ChatRequest<'_>,
+    shaping: Shaping<'_>,
     attempts: &[Attempt<'_>],
+    policy: &RetryPolicy<'_>,
     tried: &mut Vec<Tried>,
 ) -> Result<(usize, T::Response), Reject> {
-    let mut last = None;
+    policy.budget.deposit();
+    let mut last: Option<Reject> = None;
     for (index, attempt) in attempts.iter().enumerate() {
-        let body = upstream_body(request, attempt.endpoint);
+        if index > 0 && !policy.budget.withdraw(crate::now_ms()) {
+            tracing::warn!(
+                provider = %attempt.endpoint.provider_id,
+                "retry budget exhausted; not trying further providers"
+            );
+            break;
+        }
+        let body = upstream_body(request, shaping, attempt);
         let sent = Instant::now();
         let outcome = transport.send(attempt, body, request.stream).await;
         let elapsed_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -78,18 +182,30 @@ pub async fn forward<T: Transport>(
                 tried.push(Tried {
                     attempt: index,
                     failure: None,
+                    status: Some(200),
+                    endpoint_failed: false,
                     elapsed_ms,
                 });
                 return Ok((index, response));
             }
             Err(failure) => {
+                let status = match &failure {
+                    Failure::Status { status, .. } => Some(*status),
+                    _ => None,
+                };
+                let unanswered = matches!(failure, Failure::NoResponse);
                 let reject = classify(attempt, failure);
+                let client_error = reject.kind == Kind::UpstreamRefused;
+                let own_credential_refused =
+                    attempt.is_byok() && matches!(status, Some(401 | 403 | 407));
                 tried.push(Tried {
                     attempt: index,
                     failure: Some(reject.kind),
+                    status,
+                    endpoint_failed: !client_error && !own_credential_refused,
                     elapsed_ms,
                 });
-                if !reject.kind.retryable() {
+                if !reject.kind.retryable() || (unanswered && !policy.retry_unanswered) {
                     return Err(reject);
                 }
                 tracing::warn!(
@@ -190,14 +306,40 @@ pub fn classify(attempt: &Attempt<'_>, failure: Failure) -> Reject {
     reject
 }
 
-/// Re-emits the client's body for `endpoint`: the provider's own model id replaces the public
-/// one, and streams ask for the usage chunk so that streamed requests can be priced. Every
-/// other member is copied byte for byte.
-pub fn upstream_body(request: &ChatRequest<'_>, endpoint: &Endpoint) -> Vec<u8> {
-    let mut out = Vec::with_capacity(request.body_len + endpoint.upstream_model.len() + 48);
+/// Members the gateway never lets a provider option or preset parameter set: they are the
+/// request's frame, not its parameters.
+const FRAME: [&str; 4] = ["model", "messages", "stream", "stream_options"];
+
+/// The body for one attempt (see the module's documentation). Member values are copied byte for
+/// byte; only names are re-escaped.
+pub fn upstream_body(
+    request: &ChatRequest<'_>,
+    shaping: Shaping<'_>,
+    attempt: &Attempt<'_>,
+) -> Vec<u8> {
+    let endpoint: &Endpoint = attempt.endpoint;
+    let supports = |p: &str| endpoint.supports(p);
+    let options: Vec<(&String, &serde_json::Value)> = shaping
+        .preferences
+        .and_then(|p| p.options.as_ref())
+        .and_then(|o| {
+            o.iter()
+                .find(|(slug, _)| slug.eq_ignore_ascii_case(&endpoint.provider_id))
+        })
+        .and_then(|(_, v)| v.as_object())
+        .map(|o| {
+            o.iter()
+                .filter(|(k, _)| !FRAME.contains(&k.as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let overridden = |name: &str| options.iter().any(|(k, _)| k.as_str() == name);
+    let system_prompt = shaping.preset.and_then(|p| p.system_prompt.as_deref());
+
+    let mut out = Vec::with_capacity(request.body_len + endpoint.upstream_model.len() + 64);
     out.push(b'{');
     let mut first = true;
-    let mut push_member = |out: &mut Vec<u8>, name: &str, raw: &str| {
+    let mut push = |out: &mut Vec<u8>, name: &str, raw: &str| {
         if !std::mem::take(&mut first) {
             out.push(b',');
         }
@@ -208,20 +350,74 @@ pub fn upstream_body(request: &ChatRequest<'_>, endpoint: &Endpoint) -> Vec<u8> 
     };
     let mut model_json = Vec::with_capacity(endpoint.upstream_model.len() + 2);
     write_json_string(&mut model_json, &endpoint.upstream_model);
-    let model_json = String::from_utf8_lossy(&model_json);
+    push(&mut out, "model", &String::from_utf8_lossy(&model_json));
     for (name, value) in &request.fields {
-        match name.as_ref() {
-            "model" => push_member(&mut out, name, &model_json),
-            // Replaced below for streams; OpenAI refuses it on non-stream calls.
-            "stream_options" => {}
-            _ => push_member(&mut out, name, value.get()),
+        let name = name.as_ref();
+        if name == "messages" {
+            match system_prompt {
+                Some(prompt) => push(&mut out, name, &with_system_prompt(prompt, value)),
+                None => push(&mut out, name, value.get()),
+            }
+            continue;
+        }
+        if overridden(name) || disposition(name, supports) == Disposition::Drop {
+            continue;
+        }
+        push(&mut out, name, value.get());
+    }
+    if let Some(preset) = shaping.preset {
+        for (name, value) in &preset.config.parameters {
+            let set_by_request = request.fields.iter().any(|(n, _)| n == name);
+            if set_by_request
+                || overridden(name)
+                || disposition(name, supports) == Disposition::Drop
+            {
+                continue;
+            }
+            push(&mut out, name, value.get());
         }
     }
+    // OpenRouter's `reasoning.effort` is OpenAI's `reasoning_effort`.
+    if supports("reasoning")
+        && request.member("reasoning_effort").is_none()
+        && !overridden("reasoning_effort")
+        && let Some(effort) = request
+            .member("reasoning")
+            .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+            .and_then(|r| r["effort"].as_str().map(str::to_owned))
+    {
+        let mut raw = Vec::new();
+        write_json_string(&mut raw, &effort);
+        push(&mut out, "reasoning_effort", &String::from_utf8_lossy(&raw));
+    }
+    for (name, value) in options {
+        push(&mut out, name, &value.to_string());
+    }
     if request.stream {
-        push_member(&mut out, "stream_options", r#"{"include_usage":true}"#);
+        push(&mut out, "stream_options", r#"{"include_usage":true}"#);
     }
     out.push(b'}');
     out
+}
+
+/// `messages` with a system message holding `prompt` first.
+fn with_system_prompt(prompt: &str, messages: &RawValue) -> String {
+    let mut system = Vec::with_capacity(prompt.len() + 32);
+    system.extend_from_slice(br#"{"role":"system","content":"#);
+    write_json_string(&mut system, prompt);
+    system.push(b'}');
+    let system = String::from_utf8_lossy(&system);
+    let rest = messages.get().trim();
+    let inner = rest
+        .strip_prefix('[')
+        .and_then(|r| r.strip_suffix(']'))
+        .unwrap_or("")
+        .trim();
+    if inner.is_empty() {
+        format!("[{system}]")
+    } else {
+        format!("[{system},{inner}]")
+    }
 }
 
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
@@ -276,11 +472,11 @@ pub fn upstream_header(
 mod tests {
     use super::*;
     use std::collections::VecDeque;
-    use std::sync::Mutex;
+    use std::sync::{Arc, Mutex};
     use switchyard_policy::testing::SnapshotBuilder;
 
-    /// Answers each send with the next scripted outcome (`Ok(provider id)` for a 2xx) and
-    /// records which provider each attempt went to.
+    /// Answers each send with the next scripted outcome (`Ok(())` for a 2xx) and records which
+    /// provider each attempt went to.
     struct Scripted {
         outcomes: Mutex<VecDeque<Result<(), Failure>>>,
         sent_to: Mutex<Vec<String>>,
@@ -320,35 +516,63 @@ mod tests {
         })
     }
 
+    fn attempts_of(model: &Arc<crate::snapshot::Model>) -> Vec<Attempt<'_>> {
+        model
+            .endpoints
+            .iter()
+            .map(|endpoint| Attempt {
+                model,
+                endpoint,
+                credential: None,
+            })
+            .collect()
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
     /// Runs the forward stage over model `m` on providers a, b, c with `outcomes`.
-    fn run(
+    fn run_with(
         outcomes: Vec<Result<(), Failure>>,
+        budget: &RetryBudget,
+        retry_unanswered: bool,
     ) -> (Result<String, Reject>, Vec<String>, Vec<Tried>) {
         let snapshot = SnapshotBuilder::new()
             .with_inference_key()
             .with_model("m", &["a", "b", "c"])
             .build();
-        let model = &snapshot.models["m"];
-        let key = snapshot.keys.iter().next().unwrap();
-        let attempts = crate::stages::route::plan(model, &[0, 1, 2], key, &[]);
+        let attempts = attempts_of(&snapshot.models["m"]);
         let request = ChatRequest::parse(br#"{"model":"m","messages":[]}"#).unwrap();
         let transport = Scripted::new(outcomes);
         let mut tried = Vec::new();
-        let result = futures_lite(forward(&transport, &request, &attempts, &mut tried)).map(
-            |(index, provider)| {
-                assert_eq!(attempts[index].endpoint.provider_id, provider);
-                provider
-            },
-        );
+        let policy = RetryPolicy {
+            budget,
+            retry_unanswered,
+        };
+        let result = block_on(forward(
+            &transport,
+            &request,
+            Shaping::default(),
+            &attempts,
+            &policy,
+            &mut tried,
+        ))
+        .map(|(index, provider)| {
+            assert_eq!(attempts[index].endpoint.provider_id, provider);
+            provider
+        });
         let sent = transport.sent_to.lock().unwrap().clone();
         (result, sent, tried)
     }
 
-    fn futures_lite<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(f)
+    fn run(
+        outcomes: Vec<Result<(), Failure>>,
+    ) -> (Result<String, Reject>, Vec<String>, Vec<Tried>) {
+        run_with(outcomes, &RetryBudget::new(0.2, 10), false)
     }
 
     #[test]
@@ -369,6 +593,8 @@ mod tests {
                 None
             ]
         );
+        assert_eq!(tried[1].status, Some(503));
+        assert!(tried[0].endpoint_failed && tried[1].endpoint_failed);
     }
 
     #[test]
@@ -382,6 +608,10 @@ mod tests {
         assert_eq!(reject.message, "bad temperature");
         assert_eq!(sent, ["a"]);
         assert_eq!(tried.len(), 1);
+        assert!(
+            !tried[0].endpoint_failed,
+            "the client's error says nothing of the endpoint"
+        );
     }
 
     #[test]
@@ -406,13 +636,50 @@ mod tests {
     }
 
     #[test]
+    fn a_request_that_may_have_started_a_generation_is_not_retried_unless_configured() {
+        let (result, sent, _) = run(vec![Err(Failure::NoResponse)]);
+        assert_eq!(result.unwrap_err().status(), 502);
+        assert_eq!(sent, ["a"]);
+        let budget = RetryBudget::new(0.2, 10);
+        let (result, sent, _) = run_with(vec![Err(Failure::NoResponse), Ok(())], &budget, true);
+        assert_eq!(result.unwrap(), "b");
+        assert_eq!(sent, ["a", "b"]);
+    }
+
+    #[test]
+    fn the_retry_budget_caps_retries() {
+        // No floor and no share: the bucket starts with ten seconds of a floor of one a
+        // second, ten retries, then none.
+        let budget = RetryBudget::new(0.0, 0);
+        let mut retried = 0;
+        for _ in 0..20 {
+            let (_, sent, _) = run_with(vec![Err(Failure::Unreachable), Ok(())], &budget, false);
+            retried += sent.len() - 1;
+        }
+        assert_eq!(retried, 10);
+        // A share per request refills it: one retry per five requests at 0.2.
+        let budget = RetryBudget::new(0.2, 0);
+        for _ in 0..10 {
+            assert!(budget.withdraw(1));
+        }
+        assert!(!budget.withdraw(1));
+        for _ in 0..5 {
+            budget.deposit();
+        }
+        assert!(budget.withdraw(1));
+        assert!(!budget.withdraw(1));
+        // The floor refills with time.
+        let budget = RetryBudget::new(0.0, 10);
+        while budget.withdraw(1_000) {}
+        assert!(!budget.withdraw(1_000));
+        assert!(budget.withdraw(1_100), "100 ms at 10 a second is one retry");
+    }
+
+    #[test]
     fn a_provider_429_keeps_its_status_when_it_is_the_last_answer() {
         let snapshot = SnapshotBuilder::new().build();
-        let endpoint = &snapshot.models["mock/small"].endpoints[0];
-        let attempt = Attempt {
-            endpoint,
-            credential: None,
-        };
+        let model = &snapshot.models["mock/small"];
+        let attempt = attempts_of(model)[0];
         let reject = classify(
             &attempt,
             Failure::Status {
@@ -432,37 +699,134 @@ mod tests {
         assert_eq!((reject.status(), reject.kind.retryable()), (502, true));
     }
 
-    #[test]
-    fn rewrites_model_and_requests_stream_usage() {
-        let snapshot = SnapshotBuilder::new().build();
-        let endpoint = &snapshot.models["mock/small"].endpoints[0];
-        let body = br#"{"model":"mock/small","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":false},"n":1}"#;
+    fn body_for(
+        snapshot: &crate::snapshot::Snapshot,
+        body: &[u8],
+        shaping: Shaping<'_>,
+    ) -> serde_json::Value {
+        let model = &snapshot.models["mock/small"];
+        let attempt = attempts_of(model)[0];
         let req = ChatRequest::parse(body).unwrap();
-        let out = upstream_body(&req, endpoint);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!(v["model"], endpoint.upstream_model.as_str());
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        assert_eq!(v["messages"][0]["content"], "hi");
-        assert_eq!(v["n"], 1);
+        serde_json::from_slice(&upstream_body(&req, shaping, &attempt)).unwrap()
     }
 
     #[test]
-    fn non_stream_body_has_no_stream_options() {
+    fn rewrites_model_and_requests_stream_usage() {
         let snapshot = SnapshotBuilder::new().build();
-        let endpoint = &snapshot.models["mock/small"].endpoints[0];
-        let req = ChatRequest::parse(br#"{"model":"mock/small","messages":[]}"#).unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&upstream_body(&req, endpoint)).unwrap();
+        let body = br#"{"model":"mock/small","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":false},"n":1}"#;
+        let v = body_for(&snapshot, body, Shaping::default());
+        assert_eq!(
+            v["model"],
+            snapshot.models["mock/small"].endpoints[0]
+                .upstream_model
+                .as_str()
+        );
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert_eq!(v["messages"][0]["content"], "hi");
+        assert_eq!(v["n"], 1);
+        let v = body_for(
+            &snapshot,
+            br#"{"model":"mock/small","messages":[]}"#,
+            Shaping::default(),
+        );
         assert!(v.get("stream_options").is_none());
+    }
+
+    #[test]
+    fn only_what_the_endpoint_understands_goes_upstream() {
+        let snapshot = SnapshotBuilder::new().build();
+        let body =
+            br#"{"model":"mock/small","models":["x/y"],"messages":[],"provider":{"order":["a"]},
+            "preset":"p","transforms":[],"usage":{"include":true},"plugins":[],"route":"fallback",
+            "session_id":"s","trace":{},"zdr":true,"temperature":0.5,"top_k":3,"user":"u",
+            "made_up":1,"reasoning":{"effort":"high"}}"#;
+        let v = body_for(&snapshot, body, Shaping::default());
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        // top_k is not among the endpoint's parameters, nor is reasoning.
+        assert_eq!(keys, ["messages", "model", "temperature", "user"]);
+    }
+
+    #[test]
+    fn presets_fill_in_parameters_and_lead_with_their_system_prompt() {
+        let snapshot = SnapshotBuilder::new()
+            .with_preset(
+                "p",
+                switchyard_policy::testing::WORKSPACE,
+                r#"{"model":"mock/small","parameters":{"temperature":0.1,"seed":7,"top_k":2}}"#,
+            )
+            .edit(|r| r.presets[0].system_prompt = "Be \"brief\".".into())
+            .build();
+        let crate::snapshot::PresetEntry::Ready(preset) = snapshot
+            .presets
+            .get(switchyard_policy::testing::WORKSPACE, "p")
+            .unwrap()
+        else {
+            panic!("preset set aside");
+        };
+        let shaping = Shaping {
+            preset: Some(preset),
+            preferences: None,
+        };
+        let v = body_for(
+            &snapshot,
+            br#"{"model":"mock/small","messages":[{"role":"user","content":"hi"}],"temperature":0.9}"#,
+            shaping,
+        );
+        assert_eq!(v["temperature"], 0.9, "the request's own value wins");
+        assert_eq!(v["seed"], 7);
+        assert!(v.get("top_k").is_none(), "not a parameter of this endpoint");
+        assert_eq!(v["messages"][0]["role"], "system");
+        assert_eq!(v["messages"][0]["content"], "Be \"brief\".");
+        assert_eq!(v["messages"][1]["content"], "hi");
+        let v = body_for(
+            &snapshot,
+            br#"{"model":"mock/small","messages":[]}"#,
+            shaping,
+        );
+        assert_eq!(v["messages"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn provider_options_go_only_to_their_provider() {
+        let snapshot = SnapshotBuilder::new().build();
+        let prefs = ProviderPreferences::parse(
+            r#"{"options":{"mock":{"top_k":5,"temperature":0.3,"model":"x"},"other":{"seed":1}}}"#,
+        )
+        .unwrap();
+        let shaping = Shaping {
+            preset: None,
+            preferences: Some(&prefs),
+        };
+        let v = body_for(
+            &snapshot,
+            br#"{"model":"mock/small","messages":[],"temperature":0.9}"#,
+            shaping,
+        );
+        assert_eq!(v["top_k"], 5);
+        assert_eq!(v["temperature"], 0.3);
+        assert!(v.get("seed").is_none());
+        assert_ne!(v["model"], "x");
+    }
+
+    #[test]
+    fn reasoning_effort_goes_to_endpoints_that_reason() {
+        let snapshot = SnapshotBuilder::new()
+            .edit(|r| r.models[0].endpoints[0].supported_parameters = vec!["reasoning".into()])
+            .build();
+        let v = body_for(
+            &snapshot,
+            br#"{"model":"mock/small","messages":[],"reasoning":{"effort":"low"}}"#,
+            Shaping::default(),
+        );
+        assert_eq!(v["reasoning_effort"], "low");
+        assert!(v.get("reasoning").is_none());
     }
 
     #[test]
     fn header_carries_provider_credential_only() {
         let snapshot = SnapshotBuilder::new().build();
-        let endpoint = &snapshot.models["mock/small"].endpoints[0];
-        let attempt = Attempt {
-            endpoint,
-            credential: None,
-        };
+        let attempt = attempts_of(&snapshot.models["mock/small"])[0];
         let h = upstream_header(&attempt, 10, false).unwrap();
         assert_eq!(h.uri.path(), "/v1/chat/completions");
         assert_eq!(
@@ -476,9 +840,10 @@ mod tests {
         let snapshot = SnapshotBuilder::new()
             .with_byok("own", "mock", |_| {})
             .build();
-        let endpoint = &snapshot.models["mock/small"].endpoints[0];
+        let model = &snapshot.models["mock/small"];
         let attempt = Attempt {
-            endpoint,
+            model,
+            endpoint: &model.endpoints[0],
             credential: snapshot
                 .byok
                 .of_workspace(switchyard_policy::testing::WORKSPACE)

@@ -90,11 +90,9 @@ fn names(list: &[Box<str>], id: &str) -> bool {
     list.iter().any(|x| **x == *id)
 }
 
-/// The catalogue carries no zero-data-retention attribute for endpoints yet, so no endpoint
-/// counts as ZDR: enforcing ZDR refuses every model its flags cover rather than trusting an
-/// endpoint nobody vouched for.
-fn endpoint_is_zdr(_endpoint: &Endpoint) -> bool {
-    false
+/// Whether the catalogue vouches that the endpoint retains nothing.
+fn endpoint_is_zdr(endpoint: &Endpoint) -> bool {
+    endpoint.data.zero_data_retention
 }
 
 /// The indices (into `endpoints`, order kept) of the endpoints `guardrails` allow for
@@ -418,10 +416,18 @@ mod tests {
             },
         );
         let open = guardrail("open", Spec::default());
-        // No endpoint in the catalogue is ZDR, so enforcing it refuses the covered models.
+        // Neither endpoint is ZDR, so enforcing it refuses the covered models...
         assert_eq!(
             evaluate(&[open.clone(), openai_only.clone()], MODEL, &eps),
             refused("zdr-openai", RefusalReason::ZdrRequired)
+        );
+        // ...and keeps only the ZDR endpoints where there are some.
+        let mut zdr = switchyard_policy::testing::endpoint("z", Prices::default(), 100);
+        zdr.data.zero_data_retention = true;
+        let mixed = vec![endpoint("a"), Arc::new(zdr)];
+        assert_eq!(
+            evaluate(&[open.clone(), openai_only.clone()], MODEL, &mixed),
+            Ok(vec![1])
         );
         // Other author groups are not covered by the OpenAI flag.
         for model in [

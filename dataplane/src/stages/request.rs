@@ -7,18 +7,38 @@ use std::fmt;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
+use switchyard_policy::routing::ProviderPreferences;
 
 use crate::reject::{Kind, Reject};
+
+/// Most models one request may name (`model` and `models` together).
+pub const MAX_MODELS: usize = 8;
+/// Longest `session_id`, `user` or `prompt_cache_key` taken (as OpenRouter bounds them).
+const MAX_ID_CHARS: usize = 256;
 
 pub struct ChatRequest<'a> {
     /// Top-level members in their original order, values untouched.
     pub fields: Vec<(Cow<'a, str>, &'a RawValue)>,
-    pub model: String,
+    /// `model` as sent: a model id, perhaps with a `:nitro`/`:floor`/`:free` suffix or an
+    /// `@preset/<slug>`; `None` when the request names models otherwise.
+    pub model: Option<String>,
+    /// `models`: fallbacks, tried in order after `model`.
+    pub models: Vec<String>,
     pub stream: bool,
     /// `max_completion_tokens`, or else `max_tokens`, when the client set one.
     pub max_output_tokens: Option<u64>,
     /// Body length, the basis of the prompt-size estimate when a provider reports no usage.
     pub body_len: usize,
+    /// The `provider` object.
+    pub provider: ProviderPreferences,
+    /// `preset`: a preset's slug.
+    pub preset: Option<String>,
+    /// Top-level `zdr`.
+    pub zdr: Option<bool>,
+    /// What sticky routing keys on, and what the generation records.
+    pub session_id: Option<String>,
+    pub user: Option<String>,
+    pub prompt_cache_key: Option<String>,
 }
 
 /// A JSON object's top-level members, names and raw values borrowed from the input.
@@ -58,19 +78,41 @@ impl<'a> ChatRequest<'a> {
                 bad_request(format!("Request body is not valid JSON: {e}"))
             }
         })?;
-        let mut model = None;
-        let mut stream = false;
+        let mut request = ChatRequest {
+            fields: Vec::new(),
+            model: None,
+            models: Vec::new(),
+            stream: false,
+            max_output_tokens: None,
+            body_len: body.len(),
+            provider: ProviderPreferences::default(),
+            preset: None,
+            zdr: None,
+            session_id: None,
+            user: None,
+            prompt_cache_key: None,
+        };
         let mut max_tokens = None;
         let mut max_completion_tokens = None;
+        let mut has_messages = false;
         for (name, value) in &fields {
+            let raw = value.get();
             match name.as_ref() {
                 "model" => {
-                    let m: String = serde_json::from_str(value.get())
-                        .map_err(|_| bad_request("`model` must be a string"))?;
-                    model = Some(m);
+                    request.model = serde_json::from_str::<Option<String>>(raw)
+                        .map_err(|_| bad_request("`model` must be a string"))?
+                        .filter(|m| !m.trim().is_empty());
+                }
+                "models" => {
+                    request.models = serde_json::from_str::<Option<Vec<String>>>(raw)
+                        .map_err(|_| bad_request("`models` must be an array of model ids"))?
+                        .unwrap_or_default();
+                    if request.models.iter().any(|m| m.trim().is_empty()) {
+                        return Err(bad_request("`models` must not hold empty model ids"));
+                    }
                 }
                 "stream" => {
-                    stream = serde_json::from_str::<Option<bool>>(value.get())
+                    request.stream = serde_json::from_str::<Option<bool>>(raw)
                         .map_err(|_| bad_request("`stream` must be a boolean"))?
                         .unwrap_or(false);
                 }
@@ -78,32 +120,62 @@ impl<'a> ChatRequest<'a> {
                 "max_completion_tokens" => {
                     max_completion_tokens = parse_count(value, "max_completion_tokens")?
                 }
-                "messages" if !value.get().starts_with('[') => {
-                    return Err(bad_request("`messages` must be an array"));
+                "messages" => {
+                    if !raw.starts_with('[') {
+                        return Err(bad_request("`messages` must be an array"));
+                    }
+                    has_messages = true;
+                }
+                "provider" => {
+                    request.provider = ProviderPreferences::parse(raw)
+                        .map_err(|e| bad_request(format!("Invalid `provider`: {e}")))?;
+                }
+                "preset" => request.preset = parse_id(value, "preset")?,
+                "session_id" => request.session_id = parse_id(value, "session_id")?,
+                "user" => request.user = parse_id(value, "user")?,
+                "prompt_cache_key" => {
+                    request.prompt_cache_key = parse_id(value, "prompt_cache_key")?
+                }
+                "zdr" => {
+                    request.zdr = serde_json::from_str::<Option<bool>>(raw)
+                        .map_err(|_| bad_request("`zdr` must be a boolean"))?;
                 }
                 _ => {}
             }
         }
-        let model = match model {
-            Some(m) if !m.trim().is_empty() => m,
-            _ => return Err(bad_request("`model` is required")),
-        };
-        if !fields.iter().any(|(name, _)| name == "messages") {
+        if !has_messages {
             return Err(bad_request("`messages` is required"));
         }
-        Ok(ChatRequest {
-            fields,
-            model,
-            stream,
-            max_output_tokens: max_completion_tokens.or(max_tokens),
-            body_len: body.len(),
-        })
+        if request.models.len() + usize::from(request.model.is_some()) > MAX_MODELS {
+            return Err(bad_request(format!(
+                "A request may name at most {MAX_MODELS} models (`model` and `models` together)"
+            )));
+        }
+        request.max_output_tokens = max_completion_tokens.or(max_tokens);
+        request.fields = fields;
+        Ok(request)
+    }
+
+    /// The raw value of a top-level member, if the request has it.
+    pub fn member(&self, name: &str) -> Option<&'a RawValue> {
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| *v)
     }
 
     /// A conservative prompt-token estimate from the body's size (about 4 bytes per token),
     /// for when a provider does not report usage.
     pub fn estimated_prompt_tokens(&self) -> u64 {
         (self.body_len as u64).div_ceil(4)
+    }
+}
+
+/// An optional identifier: a string of at most `MAX_ID_CHARS` characters.
+fn parse_id(value: &RawValue, name: &'static str) -> Result<Option<String>, Reject> {
+    match serde_json::from_str::<Option<String>>(value.get()) {
+        Ok(Some(id)) if id.chars().count() > MAX_ID_CHARS => Err(bad_request(format!(
+            "`{name}` must be at most {MAX_ID_CHARS} characters"
+        ))),
+        Ok(id) => Ok(id.filter(|id| !id.is_empty())),
+        Err(_) => Err(bad_request(format!("`{name}` must be a string"))),
     }
 }
 
@@ -120,7 +192,7 @@ mod tests {
     fn reads_routing_fields_and_keeps_the_rest_raw() {
         let body = br#"{"model":"a/b","messages":[{"role":"user","content":"hi \"x\""}],"stream":true,"max_tokens":7,"temperature":0.5}"#;
         let r = ChatRequest::parse(body).unwrap();
-        assert_eq!(r.model, "a/b");
+        assert_eq!(r.model.as_deref(), Some("a/b"));
         assert!(r.stream);
         assert_eq!(r.max_output_tokens, Some(7));
         assert_eq!(r.fields.len(), 5);
@@ -136,8 +208,13 @@ mod tests {
             &b"{not json"[..],
             b"[1,2]",
             b"{}",
-            br#"{"model":"","messages":[]}"#,
             br#"{"model":7,"messages":[]}"#,
+            br#"{"models":"a/b","messages":[]}"#,
+            br#"{"models":["a/b",""],"messages":[]}"#,
+            br#"{"models":["1","2","3","4","5","6","7","8","9"],"messages":[]}"#,
+            br#"{"model":"a/b","messages":[],"provider":{"sort":"cheapest"}}"#,
+            br#"{"model":"a/b","messages":[],"zdr":"yes"}"#,
+            br#"{"model":"a/b","messages":[],"session_id":7}"#,
             br#"{"model":"a/b"}"#,
             br#"{"model":"a/b","messages":"hi"}"#,
             br#"{"model":"a/b","messages":[],"stream":"yes"}"#,
@@ -146,5 +223,23 @@ mod tests {
             let e = ChatRequest::parse(body).err().unwrap();
             assert_eq!(e.status(), 400, "{}", String::from_utf8_lossy(body));
         }
+    }
+
+    #[test]
+    fn reads_the_routing_members() {
+        let body = br#"{"models":["a/b","c/d"],"messages":[],"provider":{"order":["x"]},
+            "preset":"fast","session_id":"s1","user":"u1","prompt_cache_key":"k","zdr":true}"#;
+        let r = ChatRequest::parse(body).unwrap();
+        assert_eq!(r.model, None);
+        assert_eq!(r.models, ["a/b", "c/d"]);
+        assert_eq!(r.provider.order.as_deref().unwrap(), ["x"]);
+        assert_eq!(r.preset.as_deref(), Some("fast"));
+        assert_eq!(r.session_id.as_deref(), Some("s1"));
+        assert_eq!(r.user.as_deref(), Some("u1"));
+        assert_eq!(r.prompt_cache_key.as_deref(), Some("k"));
+        assert_eq!(r.zdr, Some(true));
+        // A model of "" or null names no model (the workspace's default may apply).
+        let r = ChatRequest::parse(br#"{"model":"","messages":[]}"#).unwrap();
+        assert_eq!(r.model, None);
     }
 }

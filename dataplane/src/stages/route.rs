@@ -1,28 +1,49 @@
 //! route: which provider endpoints may serve the request, in which order, and with whose
-//! credential.
+//! credential. For each model the request may be served by (resolve's candidates, in order):
 //!
-//! The key's guardrails narrow the model's endpoints first (`guardrails`); the rest come in the
-//! catalogue's priority order. Where the key's workspace holds its own credentials for an
-//! endpoint's provider (BYOK), OpenRouter's order applies on that provider: the workspace's
-//! credentials first, then the gateway's own, then credentials marked `is_fallback`.
-//! `is_required` takes the gateway's credential away for the models a credential covers,
-//! `is_byok_only` for every model of that provider. Health- and price-aware ordering will
-//! reorder the endpoints without changing the callers.
+//! 1. **Narrow.** The key's guardrails first (`guardrails`), then the organization's privacy
+//!    settings, then the request's preferences: `only`, `ignore`, `quantizations`,
+//!    `data_collection`, `zdr`, `max_price`, `require_parameters`, `enforce_distillable_text`
+//!    and `:free`. A model left
+//!    with no endpoint is skipped for the next; when none is left the refusal names why.
+//! 2. **Order.** `order` puts the providers it names first, in its order (only them when
+//!    `allow_fallbacks` is false). Otherwise `sort` ranks by price, throughput or latency (the
+//!    fleet's p50). Otherwise OpenRouter's default balancing: within each catalogue priority
+//!    tier, endpoints are drawn at random weighted by the inverse square of their price, and a
+//!    session's sticky endpoint goes first. `preferred_max_latency` and
+//!    `preferred_min_throughput` move endpoints that miss them behind those that meet them.
+//!    Endpoints in outage (the fleet's view or this dataplane's open breaker) always go last;
+//!    without `order`, `allow_fallbacks: false` keeps only the first endpoint.
+//! 3. **Credentials.** Where the key's workspace holds its own credentials for an endpoint's
+//!    provider (BYOK), OpenRouter's order applies on that provider: the workspace's credentials
+//!    first, then the gateway's own, then credentials marked `is_fallback`. `is_required` takes
+//!    the gateway's credential away for the models a credential covers, `is_byok_only` for every
+//!    model of that provider.
+//!
+//! With `sort` and `partition: "none"`, the endpoints of every model are ranked together.
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
+use switchyard_policy::Money;
+use switchyard_policy::routing::parameters::needs;
+use switchyard_policy::routing::{DataCollection, EndpointHealth, ProviderPreferences, SortBy};
 
+use crate::health::Availability;
 use crate::reject::{Kind, Reject};
-use crate::snapshot::{ApiKey, ByokCredential, Endpoint, Model, Snapshot};
-use crate::stages::guardrails;
+use crate::snapshot::{ApiKey, ByokCredential, Endpoint, Model, Organization, Snapshot};
+use crate::stages::guardrails::{self, GuardrailRefusal};
+use crate::stages::request::ChatRequest;
+use crate::stages::resolve::{Candidate, Resolved};
 
-/// Upper bound on attempts per request, so one request cannot walk a long catalogue.
-pub const MAX_ATTEMPTS: usize = 3;
+/// Upper bound on attempts per model, so one request cannot walk a long catalogue.
+pub const MAX_ATTEMPTS_PER_MODEL: usize = 3;
 
-/// One try: an endpoint and the credential to send it.
+/// One try: a model's endpoint and the credential to send it.
 #[derive(Clone, Copy, Debug)]
 pub struct Attempt<'a> {
+    pub model: &'a Arc<Model>,
     pub endpoint: &'a Arc<Endpoint>,
     /// The organization's own credential; `None` sends the gateway's.
     pub credential: Option<&'a ByokCredential>,
@@ -43,53 +64,472 @@ impl Attempt<'_> {
     }
 }
 
-/// The route stage: the attempts for a request for `model` by `key`, or why there are none (a
-/// guardrail refuses the model or every endpoint; only the organization's own keys may be used
-/// and none applies).
+/// What routing reads besides the snapshot and the request: provider health, chance, and the
+/// session's last endpoint. The dataplane's is `http::chat`'s; tests script their own.
+pub trait Conditions {
+    /// Whether the endpoint may be tried now. Asked at most once per endpoint and request (a
+    /// half-open breaker's answer hands this request the probe).
+    fn availability(&self, health_id: &str) -> Availability;
+    /// The fleet's figures for the endpoint.
+    fn health(&self, health_id: &str) -> Option<&EndpointHealth>;
+    /// A number in `[0, 1)`, for weighted balancing.
+    fn random(&self) -> f64;
+    /// The endpoint (its health id) that last served this request's session for `model_id`.
+    fn sticky(&self, model_id: &str) -> Option<Arc<str>>;
+}
+
+/// The route stage: every attempt, in order, or why there is none.
 pub fn route<'a>(
     snapshot: &'a Snapshot,
     key: &ApiKey,
-    model: &'a Model,
+    resolved: &Resolved<'a>,
+    request: &ChatRequest<'_>,
+    conditions: &dyn Conditions,
 ) -> Result<Vec<Attempt<'a>>, Reject> {
-    let allowed = guardrails::evaluate(&snapshot.guardrails_for(key), &model.id, &model.endpoints)
-        .map_err(Reject::from)?;
-    let attempts = plan(
-        model,
-        &allowed,
-        key,
-        snapshot.byok.of_workspace(&key.workspace_id),
-    );
-    if attempts.is_empty() {
-        return Err(Reject::new(
-            Kind::NotFound,
-            format!(
-                "No endpoint can serve {}: its providers take only the organization's own keys, and none applies to this request",
-                model.id
-            ),
-        )
-        .with_metadata(json!({ "reason": "byok_required" })));
+    let prefs = &resolved.preferences;
+    let organization = snapshot.organizations.get(&*key.organization_id);
+    let needed: Vec<&'static str> = if prefs.require_parameters == Some(true) {
+        let mut all: Vec<&'static str> = request
+            .fields
+            .iter()
+            .flat_map(|(name, raw)| needs(name, raw.get()))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    } else {
+        Vec::new()
+    };
+    let guardrails = snapshot.guardrails_for(key);
+    let byok = snapshot.byok.of_workspace(&key.workspace_id);
+    let mut planned: Vec<(Ranked<'a>, Attempt<'a>)> = Vec::new();
+    let mut first_failure: Option<Reject> = None;
+    for candidate in &resolved.candidates {
+        let model = candidate.model;
+        let allowed = match guardrails::evaluate(&guardrails, &model.id, &model.endpoints) {
+            Ok(allowed) => allowed,
+            Err(refusal) => {
+                first_failure.get_or_insert_with(|| guardrail_reject(refusal));
+                continue;
+            }
+        };
+        let narrowing = Narrowing {
+            prefs,
+            organization,
+            needed: &needed,
+            free_only: candidate.free_only,
+        };
+        let mut kept = Vec::with_capacity(allowed.len());
+        let mut excluded = Vec::new();
+        for endpoint in allowed.iter().filter_map(|&i| model.endpoints.get(i)) {
+            match narrowing.exclusion(endpoint) {
+                None => kept.push(endpoint),
+                Some(why) => excluded.push((endpoint, why)),
+            }
+        }
+        if kept.is_empty() {
+            first_failure.get_or_insert_with(|| no_endpoint(&model.id, &excluded));
+            continue;
+        }
+        let ranked = order(candidate, kept, prefs, conditions);
+        let attempts = plan(model, &ranked, key, byok);
+        if attempts.is_empty() {
+            first_failure.get_or_insert_with(|| byok_required(&model.id));
+            continue;
+        }
+        for attempt in attempts {
+            let rank = ranked
+                .iter()
+                .find(|r| Arc::ptr_eq(r.endpoint, attempt.endpoint))
+                .copied()
+                .unwrap_or(Ranked::new(attempt.endpoint, Availability::Up));
+            planned.push((rank, attempt));
+        }
     }
-    Ok(attempts)
+    if let Some(sort) = prefs.sort.filter(|s| !s.partition_by_model) {
+        // One ranking over every model's endpoints; each model's own order breaks ties.
+        planned.sort_by(|(a, _), (b, _)| {
+            a.is_down()
+                .cmp(&b.is_down())
+                .then_with(|| compare(sort.by, a, b, conditions))
+        });
+    }
+    if planned.is_empty() {
+        return Err(first_failure
+            .unwrap_or_else(|| Reject::new(Kind::UpstreamUnavailable, "No provider available")));
+    }
+    Ok(planned.into_iter().map(|(_, attempt)| attempt).collect())
 }
 
-/// The attempts for a request for `model` by `key`, over the endpoints at the `allowed` indices;
-/// `byok` is the key's workspace's credentials. Empty when no endpoint may be used.
-pub fn plan<'a>(
-    model: &'a Model,
-    allowed: &[usize],
+/// An endpoint as ordering sees it.
+#[derive(Clone, Copy, Debug)]
+struct Ranked<'a> {
+    endpoint: &'a Arc<Endpoint>,
+    availability: Availability,
+}
+
+impl<'a> Ranked<'a> {
+    fn new(endpoint: &'a Arc<Endpoint>, availability: Availability) -> Self {
+        Ranked {
+            endpoint,
+            availability,
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        self.availability == Availability::Down
+    }
+}
+
+/// Why an endpoint was left out, with a fixed label for the error's metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exclusion {
+    /// The organization allows only zero-data-retention endpoints.
+    OrganizationZdr,
+    /// The organization allows only endpoints that neither retain nor train on prompts.
+    OrganizationDataCollection,
+    Zdr,
+    DataCollection,
+    NotInOnly,
+    Ignored,
+    Quantization,
+    MaxPrice,
+    NotFree,
+    Parameters,
+    /// `enforce_distillable_text`: the catalogue records no model author's permission to
+    /// distill, so no endpoint can be shown to allow it.
+    Distillation,
+}
+
+impl Exclusion {
+    pub fn label(self) -> &'static str {
+        match self {
+            Exclusion::OrganizationZdr => "organization_zdr",
+            Exclusion::OrganizationDataCollection => "organization_data_collection",
+            Exclusion::Zdr => "zdr",
+            Exclusion::DataCollection => "data_collection",
+            Exclusion::NotInOnly => "only",
+            Exclusion::Ignored => "ignore",
+            Exclusion::Quantization => "quantizations",
+            Exclusion::MaxPrice => "max_price",
+            Exclusion::NotFree => "free",
+            Exclusion::Parameters => "require_parameters",
+            Exclusion::Distillation => "enforce_distillable_text",
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Exclusion::OrganizationZdr => {
+                "the organization allows only zero-data-retention endpoints"
+            }
+            Exclusion::OrganizationDataCollection => {
+                "the organization allows only endpoints that neither retain nor train on prompts"
+            }
+            Exclusion::Zdr => "the request asks for zero data retention",
+            Exclusion::DataCollection => {
+                "the request denies data collection (retaining or training on prompts)"
+            }
+            Exclusion::NotInOnly => "not in provider.only",
+            Exclusion::Ignored => "in provider.ignore",
+            Exclusion::Quantization => "not of a quantization in provider.quantizations",
+            Exclusion::MaxPrice => "priced above provider.max_price",
+            Exclusion::NotFree => "not free (the :free variant was asked for)",
+            Exclusion::Parameters => {
+                "does not support every parameter of the request (provider.require_parameters)"
+            }
+            Exclusion::Distillation => {
+                "the catalogue records no permission from the model's author to distill its output (provider.enforce_distillable_text)"
+            }
+        }
+    }
+}
+
+/// Everything that narrows a model's endpoints after its guardrails.
+struct Narrowing<'r> {
+    prefs: &'r ProviderPreferences,
+    organization: Option<&'r Organization>,
+    needed: &'r [&'static str],
+    free_only: bool,
+}
+
+impl Narrowing<'_> {
+    fn exclusion(&self, e: &Endpoint) -> Option<Exclusion> {
+        let collects = e.data.retains_prompts || e.data.trains_on_prompts;
+        let p = self.prefs;
+        if let Some(org) = self.organization {
+            if org.enforce_zdr && !e.data.zero_data_retention {
+                return Some(Exclusion::OrganizationZdr);
+            }
+            if org.deny_data_collection && collects {
+                return Some(Exclusion::OrganizationDataCollection);
+            }
+        }
+        if p.zdr == Some(true) && !e.data.zero_data_retention {
+            return Some(Exclusion::Zdr);
+        }
+        if p.data_collection == Some(DataCollection::Deny) && collects {
+            return Some(Exclusion::DataCollection);
+        }
+        if let Some(only) = &p.only
+            && !only.iter().any(|name| names(name, e))
+        {
+            return Some(Exclusion::NotInOnly);
+        }
+        if let Some(ignore) = &p.ignore
+            && ignore.iter().any(|name| names(name, e))
+        {
+            return Some(Exclusion::Ignored);
+        }
+        if let Some(levels) = &p.quantizations {
+            let level = e.quantization.as_deref().unwrap_or("unknown");
+            if !levels.iter().any(|l| l == level) {
+                return Some(Exclusion::Quantization);
+            }
+        }
+        if let Some(max) = &p.max_price
+            && above_max_price(e, max)
+        {
+            return Some(Exclusion::MaxPrice);
+        }
+        if self.free_only && !is_free(e) {
+            return Some(Exclusion::NotFree);
+        }
+        if self.needed.iter().any(|param| !e.supports(param)) {
+            return Some(Exclusion::Parameters);
+        }
+        if p.enforce_distillable_text == Some(true) {
+            return Some(Exclusion::Distillation);
+        }
+        None
+    }
+}
+
+/// Whether a provider name in a preference names this endpoint: its slug, display name or tag
+/// (a slug names every variant of its provider), compared without regard to case.
+pub fn names(name: &str, e: &Endpoint) -> bool {
+    let name = name.trim();
+    name.eq_ignore_ascii_case(&e.provider_id)
+        || name.eq_ignore_ascii_case(&e.provider_name)
+        || name.eq_ignore_ascii_case(&e.tag)
+        || e.tag
+            .split_once('/')
+            .is_some_and(|(provider, _)| name.eq_ignore_ascii_case(provider))
+}
+
+/// Whether any price is above its ceiling. Prompt and completion ceilings are per million
+/// tokens; a price the catalogue does not know cannot be shown to be within a ceiling.
+fn above_max_price(e: &Endpoint, max: &switchyard_policy::routing::MaxPrice) -> bool {
+    const MILLION: u64 = 1_000_000;
+    let above = |price: Option<Money>, ceiling: Option<Money>, per_million: bool| match ceiling {
+        None => false,
+        Some(ceiling) => match price {
+            None => true,
+            Some(p) => {
+                let p = if per_million {
+                    p.saturating_mul(MILLION)
+                } else {
+                    p
+                };
+                p > ceiling
+            }
+        },
+    };
+    let p = &e.prices;
+    above(p.prompt, max.prompt, true)
+        || above(p.completion, max.completion, true)
+        || (p.request.is_some() && above(p.request, max.request, false))
+        || (p.image.is_some() && above(p.image, max.image, false))
+}
+
+fn is_free(e: &Endpoint) -> bool {
+    let zero = |p: Option<Money>| p == Some(Money::ZERO);
+    let none_or_zero = |p: Option<Money>| p.is_none_or(|p| p == Money::ZERO);
+    zero(e.prices.prompt)
+        && zero(e.prices.completion)
+        && none_or_zero(e.prices.request)
+        && none_or_zero(e.prices.image)
+}
+
+/// A model's endpoints in the order they are tried (see the module's documentation).
+fn order<'a>(
+    candidate: &Candidate<'a>,
+    mut kept: Vec<&'a Arc<Endpoint>>,
+    prefs: &ProviderPreferences,
+    conditions: &dyn Conditions,
+) -> Vec<Ranked<'a>> {
+    let no_fallbacks = prefs.allow_fallbacks == Some(false);
+    let position = |e: &Endpoint| {
+        prefs
+            .order
+            .as_ref()
+            .and_then(|order| order.iter().position(|name| names(name, e)))
+    };
+    if prefs.order.is_some() && no_fallbacks {
+        // Only the providers named; the others are not even asked about.
+        kept.retain(|e| position(e).is_some());
+    }
+    let mut ranked: Vec<Ranked<'a>> = kept
+        .into_iter()
+        .map(|e| Ranked::new(e, conditions.availability(&e.health_id)))
+        .collect();
+    if prefs.order.is_some() {
+        // The named providers first, in the order named; the rest after, balanced.
+        let (mut named, mut rest): (Vec<Ranked<'a>>, Vec<Ranked<'a>>) = ranked
+            .into_iter()
+            .partition(|r| position(r.endpoint).is_some());
+        named.sort_by_key(|r| position(r.endpoint).unwrap_or(usize::MAX));
+        balance(&mut rest, conditions);
+        named.extend(rest);
+        ranked = named;
+    } else if let Some(sort) = prefs.sort {
+        ranked.sort_by(|a, b| compare(sort.by, a, b, conditions));
+        deprioritize_by_preferences(&mut ranked, prefs, conditions);
+    } else {
+        balance(&mut ranked, conditions);
+        if let Some(sticky) = conditions.sticky(&candidate.model.id)
+            && let Some(i) = ranked
+                .iter()
+                .position(|r| *r.endpoint.health_id == *sticky && !r.is_down())
+        {
+            let r = ranked.remove(i);
+            ranked.insert(0, r);
+        }
+        deprioritize_by_preferences(&mut ranked, prefs, conditions);
+    }
+    // Endpoints in outage go last (stable: the order above holds within each group).
+    ranked.sort_by_key(Ranked::is_down);
+    if no_fallbacks && prefs.order.is_none() {
+        ranked.truncate(1);
+    }
+    ranked
+}
+
+/// OpenRouter's default balancing: catalogue priority tiers in order; within a tier, a weighted
+/// random draw without replacement, each endpoint weighted by the inverse square of its price.
+fn balance(ranked: &mut [Ranked<'_>], conditions: &dyn Conditions) {
+    ranked.sort_by_key(|r| r.endpoint.priority);
+    let mut start = 0;
+    while start < ranked.len() {
+        let tier = ranked[start].endpoint.priority;
+        let end = start
+            + ranked[start..]
+                .iter()
+                .take_while(|r| r.endpoint.priority == tier)
+                .count();
+        draw(&mut ranked[start..end], conditions);
+        start = end;
+    }
+}
+
+fn draw(tier: &mut [Ranked<'_>], conditions: &dyn Conditions) {
+    let known_max = tier
+        .iter()
+        .filter_map(|r| blended_price(r.endpoint))
+        .fold(0.0_f64, f64::max);
+    let weight = |r: &Ranked<'_>| {
+        // Free endpoints win the draw among priced ones; an unpriced one weighs as the dearest.
+        let price = blended_price(r.endpoint).unwrap_or(known_max).max(1e-15);
+        1.0 / (price * price)
+    };
+    for i in 0..tier.len() {
+        let rest = &tier[i..];
+        let total: f64 = rest.iter().map(weight).sum();
+        if !(total.is_finite() && total > 0.0) {
+            break;
+        }
+        let mut target = conditions.random() * total;
+        let mut pick = rest.len() - 1;
+        for (j, r) in rest.iter().enumerate() {
+            target -= weight(r);
+            if target < 0.0 {
+                pick = j;
+                break;
+            }
+        }
+        tier.swap(i, i + pick);
+    }
+}
+
+/// Price per token of prompt and completion together, as the balancing and `sort: price` rank
+/// endpoints; `None` when either is unknown.
+fn blended_price(e: &Endpoint) -> Option<f64> {
+    let p = e.prices.prompt?.as_usd_f64();
+    let c = e.prices.completion?.as_usd_f64();
+    Some(p + c)
+}
+
+/// `sort`'s ranking: ascending price, descending throughput, ascending latency (the fleet's
+/// p50); endpoints without a figure rank after those with one, in catalogue priority order.
+fn compare(by: SortBy, a: &Ranked<'_>, b: &Ranked<'_>, conditions: &dyn Conditions) -> Ordering {
+    let figure = |r: &Ranked<'_>| -> Option<f64> {
+        match by {
+            SortBy::Price => blended_price(r.endpoint),
+            SortBy::Throughput => conditions
+                .health(&r.endpoint.health_id)
+                .and_then(|h| h.throughput)
+                .map(|t| -t.p50),
+            SortBy::Latency => conditions
+                .health(&r.endpoint.health_id)
+                .and_then(|h| h.latency_ms)
+                .map(|l| l.p50),
+        }
+    };
+    let by_figure = match (figure(a), figure(b)) {
+        (Some(x), Some(y)) => x.partial_cmp(&y).unwrap_or(Ordering::Equal),
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    };
+    by_figure.then(a.endpoint.priority.cmp(&b.endpoint.priority))
+}
+
+/// Endpoints that miss `preferred_max_latency` or `preferred_min_throughput` go behind those
+/// that meet them; both groups keep their order.
+fn deprioritize_by_preferences(
+    ranked: &mut [Ranked<'_>],
+    prefs: &ProviderPreferences,
+    conditions: &dyn Conditions,
+) {
+    if prefs.preferred_max_latency.is_none() && prefs.preferred_min_throughput.is_none() {
+        return;
+    }
+    let meets = |r: &Ranked<'_>| {
+        let Some(h) = conditions.health(&r.endpoint.health_id) else {
+            return true;
+        };
+        prefs
+            .preferred_max_latency
+            .as_ref()
+            .is_none_or(|c| h.meets_latency(c))
+            && prefs
+                .preferred_min_throughput
+                .as_ref()
+                .is_none_or(|c| h.meets_throughput(c))
+    };
+    ranked.sort_by_key(|r| !meets(r));
+}
+
+/// The attempts over `ranked` endpoints of `model` for `key`; `byok` is the key's workspace's
+/// credentials. Empty when no endpoint may be used.
+fn plan<'a>(
+    model: &'a Arc<Model>,
+    ranked: &[Ranked<'a>],
     key: &ApiKey,
     byok: &'a [ByokCredential],
 ) -> Vec<Attempt<'a>> {
-    let mut attempts = Vec::with_capacity(MAX_ATTEMPTS);
-    for endpoint in allowed.iter().filter_map(|&i| model.endpoints.get(i)) {
-        if attempts.len() >= MAX_ATTEMPTS {
+    let mut attempts = Vec::with_capacity(MAX_ATTEMPTS_PER_MODEL);
+    for r in ranked {
+        if attempts.len() >= MAX_ATTEMPTS_PER_MODEL {
             break;
         }
+        let endpoint = r.endpoint;
         let own = of_provider(byok, &endpoint.provider_id);
         let usable = |fallback: bool| {
             own.iter()
                 .filter(move |c| c.is_fallback == fallback && c.applies_to(&model.id, key))
                 .map(|c| Attempt {
+                    model,
                     endpoint,
                     credential: Some(c),
                 })
@@ -99,13 +539,14 @@ pub fn plan<'a>(
         let shared_allowed = !own.iter().any(|c| c.excludes_gateway_for(&model.id));
         if shared_allowed {
             attempts.push(Attempt {
+                model,
                 endpoint,
                 credential: None,
             });
         }
         attempts.extend(usable(true));
     }
-    attempts.truncate(MAX_ATTEMPTS);
+    attempts.truncate(MAX_ATTEMPTS_PER_MODEL);
     attempts
 }
 
@@ -122,158 +563,43 @@ pub fn all_byok(attempts: &[Attempt<'_>]) -> bool {
     !attempts.is_empty() && attempts.iter().all(Attempt::is_byok)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use switchyard_policy::testing::{SnapshotBuilder, USER, key_hash};
-    use switchyard_proto::config::v1 as pb;
-
-    type Edit = fn(&mut pb::ByokCredential);
-
-    /// A snapshot with model `m` on providers `a` then `b`, the inference key, and credentials
-    /// `(id, provider, edit)` in its workspace.
-    fn snapshot(credentials: &[(&str, &str, Edit)]) -> Snapshot {
-        let mut builder = SnapshotBuilder::new()
-            .with_inference_key()
-            .with_model("m", &["a", "b"]);
-        for (id, provider, edit) in credentials {
-            builder = builder.with_byok(id, provider, edit);
-        }
-        builder.build()
-    }
-
-    fn attempts<'a>(snapshot: &'a Snapshot, allowed: &[usize]) -> Vec<Attempt<'a>> {
-        let key = snapshot.keys.get(&hash(0)).unwrap();
-        let byok = snapshot.byok.of_workspace(&key.workspace_id);
-        plan(&snapshot.models["m"], allowed, key, byok)
-    }
-
-    /// Each attempt as `provider:credential`, `-` for the gateway's own.
-    fn routes(snapshot: &Snapshot) -> Vec<String> {
-        attempts(snapshot, &[0, 1])
-            .iter()
-            .map(|a| {
-                let credential = a.credential.map_or("-", |c| &*c.id);
-                format!("{}:{credential}", a.endpoint.provider_id)
-            })
-            .collect()
-    }
-
-    fn hash(n: usize) -> [u8; 32] {
-        let mut out = [0u8; 32];
-        hex::decode_to_slice(key_hash(n), &mut out).unwrap();
-        out
-    }
-
-    #[test]
-    fn without_credentials_every_endpoint_uses_the_gateway_credential() {
-        assert_eq!(routes(&snapshot(&[])), ["a:-", "b:-"]);
-    }
-
-    #[test]
-    fn own_credentials_come_first_then_the_gateway_then_fallbacks() {
-        let s = snapshot(&[
-            ("fb", "a", |c| c.is_fallback = true),
-            ("k2", "a", |c| c.sort_order = 2),
-            ("k1", "a", |c| c.sort_order = 1),
-        ]);
-        // Three attempts at most: the fallback and provider b are cut off.
-        assert_eq!(routes(&s), ["a:k1", "a:k2", "a:-"]);
-        let s = snapshot(&[("fb", "a", |c| c.is_fallback = true)]);
-        assert_eq!(routes(&s), ["a:-", "a:fb", "b:-"]);
-    }
-
-    #[test]
-    fn required_and_byok_only_remove_the_gateway_credential() {
-        let s = snapshot(&[("k", "a", |c| c.is_required = true)]);
-        assert_eq!(routes(&s), ["a:k", "b:-"]);
-        // Required for another model only: this model may still use the gateway's credential.
-        let s = snapshot(&[("k", "a", |c| {
-            c.is_required = true;
-            c.allowed_models = vec!["other".into()];
-        })]);
-        assert_eq!(routes(&s), ["a:-", "b:-"]);
-        // BYOK-only applies to every model, even one the credential does not cover.
-        let s = snapshot(&[("k", "a", |c| {
-            c.is_byok_only = true;
-            c.allowed_models = vec!["other".into()];
-        })]);
-        assert_eq!(routes(&s), ["b:-"]);
-    }
-
-    #[test]
-    fn restrictions_on_keys_users_and_models_are_honoured() {
-        let s = snapshot(&[
-            ("by-key", "a", |c| c.allowed_key_hashes = vec![key_hash(7)]),
-            ("by-user", "a", |c| {
-                c.allowed_user_ids = vec!["someone-else".into()]
-            }),
-            ("by-model", "b", |c| c.allowed_models = vec!["m".into()]),
-        ]);
-        assert_eq!(routes(&s), ["a:-", "b:by-model", "b:-"]);
-        let s = snapshot(&[("mine", "a", |c| {
-            c.allowed_key_hashes = vec![key_hash(0)];
-            c.allowed_user_ids = vec![USER.into()];
-        })]);
-        assert_eq!(routes(&s)[0], "a:mine");
-    }
-
-    #[test]
-    fn all_byok_needs_every_attempt_to_be_byok() {
-        let s = snapshot(&[
-            ("ka", "a", |c| c.is_byok_only = true),
-            ("kb", "b", |c| c.is_byok_only = true),
-        ]);
-        let both = attempts(&s, &[0, 1]);
-        assert!(all_byok(&both));
-        assert_eq!(both[0].authorization(), Some("Bearer sk-ka"));
-        let plain = snapshot(&[]);
-        assert!(!all_byok(&attempts(&plain, &[0, 1])));
-        assert!(!all_byok(&[]));
-    }
-
-    #[test]
-    fn unusable_credentials_are_never_sent_but_keep_their_restrictions() {
-        let s = snapshot(&[("bad", "a", |c| c.api_key = "line\nbreak".into())]);
-        assert_eq!(routes(&s), ["a:-", "b:-"]);
-        let s = snapshot(&[("bad", "a", |c| c.allowed_key_hashes = vec!["zz".into()])]);
-        assert_eq!(routes(&s), ["a:-", "b:-"]);
-        // A BYOK-only credential that cannot be used leaves provider a with no way in: the
-        // gateway's own key is not sent in its place (and not billed to credits).
-        let s = snapshot(&[("bad", "a", |c| {
-            c.api_key = "line\nbreak".into();
-            c.is_byok_only = true;
-        })]);
-        assert_eq!(routes(&s), ["b:-"]);
-        // A credential of an unknown workspace applies to nobody.
-        let s = SnapshotBuilder::new()
-            .with_inference_key()
-            .with_model("m", &["a", "b"])
-            .with_byok("k", "a", |c| c.workspace_id = "nowhere".into())
-            .build();
-        assert_eq!(routes(&s), ["a:-", "b:-"]);
-    }
-
-    #[test]
-    fn the_stage_refuses_when_no_endpoint_is_left() {
-        let s = SnapshotBuilder::new()
-            .with_inference_key()
-            .with_model("m", &["a"])
-            .with_byok("k", "a", |c| {
-                c.is_byok_only = true;
-                c.allowed_key_hashes = vec![key_hash(9)];
-            })
-            .build();
-        let key = s.keys.get(&hash(0)).unwrap();
-        let reject = route(&s, key, &s.models["m"]).unwrap_err();
-        assert_eq!(reject.status(), 404);
-        assert_eq!(reject.metadata.unwrap()["reason"], "byok_required");
-        let s = SnapshotBuilder::new()
-            .with_inference_key()
-            .with_default_guardrail(|g| g.ignored_providers = vec!["mock".into()])
-            .build();
-        let key = s.keys.get(&hash(0)).unwrap();
-        let reject = route(&s, key, &s.models["mock/small"]).unwrap_err();
-        assert_eq!(reject.status(), 403);
-    }
+fn guardrail_reject(refusal: GuardrailRefusal) -> Reject {
+    Reject::from(refusal)
 }
+
+fn byok_required(model: &str) -> Reject {
+    Reject::new(
+        Kind::NotFound,
+        format!(
+            "No endpoint can serve {model}: its providers take only the organization's own keys, and none applies to this request"
+        ),
+    )
+    .with_metadata(json!({ "reason": "byok_required", "model": model }))
+}
+
+/// 404 naming why each endpoint was left out; the reason is the one they share, if they do.
+fn no_endpoint(model: &str, excluded: &[(&Arc<Endpoint>, Exclusion)]) -> Reject {
+    let reason = match excluded.first() {
+        Some((_, first)) if excluded.iter().all(|(_, why)| why == first) => first.label(),
+        _ => "no_endpoint_matches",
+    };
+    let detail: Vec<String> = excluded
+        .iter()
+        .map(|(e, why)| format!("{} ({})", e.provider_name, why.describe()))
+        .collect();
+    let by_provider: serde_json::Map<String, Value> = excluded
+        .iter()
+        .map(|(e, why)| (e.tag.clone(), Value::String(why.label().to_owned())))
+        .collect();
+    Reject::new(
+        Kind::NotFound,
+        format!(
+            "No endpoints found for {model} that match this request: {}",
+            detail.join("; ")
+        ),
+    )
+    .with_metadata(json!({ "reason": reason, "model": model, "excluded": by_provider }))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,15 +1,16 @@
 //! settle: the exchange is over; record what it used. [`finish`] is the one way every admitted
-//! exchange ends, whatever happened: each attempt is recorded in provider health, a generation
-//! that a provider served becomes a usage event (handed to the background sender without
-//! waiting), and the spend hold is settled with that event's cost, or released when nothing was
-//! served, so counters add up to the ledger.
+//! exchange ends, whatever happened: each attempt is recorded in provider health, the session
+//! sticks to the endpoint that served it, a generation that a provider served becomes a usage
+//! event (handed to the background sender without waiting), and the spend hold is settled with
+//! that event's cost, or released when nothing was served, so counters add up to the ledger.
 
 use switchyard_policy::{Money, Usage};
-use switchyard_proto::usage::v1::UsageEvent;
+use switchyard_proto::usage::v1::{ProviderAttempt, UsageEvent};
 
-use crate::health::Health;
+use crate::health::{Health, Outcome};
 use crate::spend::Spend;
 use crate::stages::context::Context;
+use crate::sticky::Sticky;
 use crate::usage::UsageSink;
 
 /// Where the outcome of an exchange goes.
@@ -17,6 +18,7 @@ pub struct Sinks<'a> {
     pub spend: &'a Spend,
     pub usage: &'a UsageSink,
     pub health: &'a Health,
+    pub sticky: &'a Sticky,
 }
 
 /// Ends an admitted exchange. Never blocks on I/O.
@@ -25,12 +27,16 @@ pub fn finish(sinks: &Sinks<'_>, mut ctx: Context<'_>, now_ms: i64) {
         let Some(attempt) = ctx.attempts.get(tried.attempt) else {
             continue;
         };
-        // The attempt that answered and then broke off counts as a failure of its endpoint.
-        let cut = ctx.served == Some(tried.attempt) && ctx.provider_failed;
-        let ok = tried.failure.is_none() && !cut;
         sinks
             .health
-            .record(&attempt.endpoint.health_id, ok, tried.elapsed_ms);
+            .record(&attempt.endpoint.health_id, outcome(&ctx, tried), now_ms);
+    }
+    if let (Some(attempt), Some(session)) = (ctx.served_attempt(), ctx.session())
+        && !ctx.provider_failed
+    {
+        sinks
+            .sticky
+            .remember(session, &attempt.model.id, &attempt.endpoint.health_id);
     }
     let cost = ctx.cost();
     if ctx.served.is_some() {
@@ -45,6 +51,44 @@ pub fn finish(sinks: &Sinks<'_>, mut ctx: Context<'_>, now_ms: i64) {
             .spend
             .settle(hold, cost.unwrap_or(Money::ZERO), ctx.is_byok(), now_ms);
     }
+}
+
+/// What an attempt says about its endpoint's health.
+fn outcome(ctx: &Context<'_>, tried: &crate::stages::forward::Tried) -> Outcome {
+    let served = ctx.served == Some(tried.attempt);
+    if served && ctx.provider_failed {
+        // It answered, then broke off: a failure of the endpoint.
+        return Outcome::Failure {
+            rate_limited: false,
+        };
+    }
+    if tried.failure.is_none() {
+        let throughput = served.then(|| throughput(ctx)).flatten();
+        return Outcome::Success {
+            latency_ms: tried.elapsed_ms,
+            throughput,
+        };
+    }
+    if tried.endpoint_failed {
+        Outcome::Failure {
+            rate_limited: tried.status == Some(429),
+        }
+    } else {
+        Outcome::Neutral
+    }
+}
+
+/// Completion tokens per second of generation: after the first byte for streams, over the
+/// whole exchange otherwise (a non-streamed answer arrives at once, when it is done).
+fn throughput(ctx: &Context<'_>) -> Option<f64> {
+    let tokens = ctx.metered.usage.map(|u| u.completion_tokens)?;
+    let total = ctx.elapsed_ms();
+    let generating_ms = if ctx.request.stream {
+        total.saturating_sub(ctx.ttfb_ms.unwrap_or(0))
+    } else {
+        total
+    };
+    (tokens > 0 && generating_ms > 0).then(|| tokens as f64 * 1000.0 / generating_ms as f64)
 }
 
 /// The usage to record: the provider's report, or an estimate from what was relayed (a cut
@@ -65,12 +109,33 @@ pub fn usage(ctx: &Context<'_>) -> Usage {
 fn event(ctx: &Context<'_>, cost: Option<Money>, dataplane_id: &str) -> UsageEvent {
     let usage = usage(ctx);
     let endpoint = ctx.served_endpoint();
+    let provider_responses = ctx
+        .tried
+        .iter()
+        .filter_map(|t| {
+            let a = ctx.attempts.get(t.attempt)?;
+            Some(ProviderAttempt {
+                provider_id: a.endpoint.provider_id.clone(),
+                provider_name: a.endpoint.provider_name.clone(),
+                model: a.model.id.clone(),
+                upstream_model: a.endpoint.upstream_model.clone(),
+                status: t.status.map_or(0, u32::from),
+                latency_ms: clamp(t.elapsed_ms),
+                is_byok: a.is_byok(),
+                endpoint_tag: a.endpoint.tag.clone(),
+            })
+        })
+        .collect();
+    let preset = ctx.resolved.preset;
     UsageEvent {
         generation_id: ctx.generation_id.clone(),
         key_hash: ctx.key.hash_hex(),
         organization_id: ctx.key.organization_id.to_string(),
         workspace_id: ctx.key.workspace_id.to_string(),
-        model: ctx.model.id.clone(),
+        model: ctx
+            .served_attempt()
+            .map(|a| a.model.id.clone())
+            .unwrap_or_default(),
         provider_id: endpoint.map(|e| e.provider_id.clone()).unwrap_or_default(),
         upstream_model: endpoint
             .map(|e| e.upstream_model.clone())
@@ -91,6 +156,11 @@ fn event(ctx: &Context<'_>, cost: Option<Money>, dataplane_id: &str) -> UsageEve
         upstream_id: ctx.metered.upstream_id.clone().unwrap_or_default(),
         app_title: ctx.app_title.clone().unwrap_or_default(),
         dataplane_id: dataplane_id.to_owned(),
+        provider_responses,
+        preset_id: preset.map(|p| p.id.clone()).unwrap_or_default(),
+        preset_version: preset.map_or(0, |p| p.version),
+        session_id: ctx.request.session_id.clone().unwrap_or_default(),
+        external_user: ctx.request.user.clone().unwrap_or_default(),
     }
 }
 

@@ -1,5 +1,7 @@
 //! A mock control plane: a real tonic server whose snapshots the test pushes by hand, and which
-//! records every ack. Used to feed a dataplane an invalid snapshot.
+//! records every ack. Used to feed a dataplane an invalid snapshot. It plays a control plane of
+//! before health streaming (no `Subscribe`, no `ReportHealth`), so the dataplane's fallback to
+//! `Watch` is exercised too.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -22,10 +24,26 @@ pub struct MockController {
 struct Service(MockController);
 
 type SnapshotStream = Pin<Box<dyn Stream<Item = Result<pb::Snapshot, Status>> + Send>>;
+type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl ConfigService for Service {
     type WatchStream = SnapshotStream;
+    type SubscribeStream = UpdateStream;
+
+    async fn subscribe(
+        &self,
+        _: Request<pb::WatchRequest>,
+    ) -> Result<Response<UpdateStream>, Status> {
+        Err(Status::unimplemented("an older control plane"))
+    }
+
+    async fn report_health(
+        &self,
+        _: Request<pb::HealthReport>,
+    ) -> Result<Response<pb::HealthReportAck>, Status> {
+        Err(Status::unimplemented("an older control plane"))
+    }
 
     async fn watch(
         &self,

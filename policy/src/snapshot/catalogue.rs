@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::money::Money;
 use crate::pricing::Prices;
+use crate::routing::health::{EndpointHealth, Percentiles};
 
 #[derive(Debug)]
 pub struct Model {
@@ -59,11 +60,12 @@ pub struct DataPolicy {
 
 /// The parameters an endpoint honours when the catalogue does not say: OpenRouter's names for
 /// what every OpenAI-compatible chat endpoint takes.
-pub const STANDARD_PARAMETERS: [&str; 14] = [
+pub const STANDARD_PARAMETERS: [&str; 15] = [
     "frequency_penalty",
     "logit_bias",
-    "max_completion_tokens",
+    "logprobs",
     "max_tokens",
+    "parallel_tool_calls",
     "presence_penalty",
     "response_format",
     "seed",
@@ -72,8 +74,8 @@ pub const STANDARD_PARAMETERS: [&str; 14] = [
     "temperature",
     "tool_choice",
     "tools",
+    "top_logprobs",
     "top_p",
-    "user",
 ];
 
 impl Endpoint {
@@ -213,11 +215,9 @@ fn price(p: Option<Money>) -> Value {
     p.map_or(Value::Null, |p| Value::String(p.to_string()))
 }
 
-fn model_json(m: &Model) -> Value {
-    // The model's public price is its preferred endpoint's.
-    let top = m.endpoints.first();
-    let prices = top.map(|e| e.prices).unwrap_or_default();
-    // OpenRouter writes "-1" for a price it does not know; "0" would claim the model is free.
+/// Prices as OpenRouter's API writes them: decimal strings, `"-1"` for an unknown prompt or
+/// completion price ("0" would claim the model is free).
+fn pricing_json(prices: &Prices) -> Value {
     let mut pricing = json!({
         "prompt": price(prices.prompt).as_str().unwrap_or("-1"),
         "completion": price(prices.completion).as_str().unwrap_or("-1"),
@@ -233,6 +233,13 @@ fn model_json(m: &Model) -> Value {
             pricing[name] = Value::String(v.to_string());
         }
     }
+    pricing
+}
+
+fn model_json(m: &Model) -> Value {
+    // The model's public price is its preferred endpoint's.
+    let top = m.endpoints.first();
+    let pricing = pricing_json(&top.map(|e| e.prices).unwrap_or_default());
     let max_output = top.map(|e| e.max_output_tokens).filter(|&n| n > 0);
     json!({
         "id": m.id,
@@ -245,6 +252,8 @@ fn model_json(m: &Model) -> Value {
             "input_modalities": ["text"],
             "output_modalities": ["text"],
             "modality": "text->text",
+            "instruct_type": null,
+            "tokenizer": "Other",
         },
         "pricing": pricing,
         "top_provider": {
@@ -258,6 +267,82 @@ fn model_json(m: &Model) -> Value {
         "supported_voices": null,
         "links": { "details": format!("/api/v1/models/{}/endpoints", m.id) },
     })
+}
+
+/// One endpoint as `GET /models/{author}/{slug}/endpoints` and `GET /endpoints/zdr` report it
+/// (the SDK's `PublicEndpoint`), with the fleet's health where there is any.
+pub fn endpoint_json(m: &Model, e: &Endpoint, health: Option<&EndpointHealth>) -> Value {
+    let percentiles = |p: Option<Percentiles>| match p {
+        None => Value::Null,
+        Some(p) => json!({ "p50": p.p50, "p75": p.p75, "p90": p.p90, "p99": p.p99 }),
+    };
+    let tool_choice = e.supports("tool_choice");
+    json!({
+        "name": format!("{} | {}", e.provider_name, m.id),
+        "model_id": m.id,
+        "model_name": m.name,
+        "provider_name": e.provider_name,
+        "tag": e.tag,
+        "context_length": e.context_length,
+        "max_completion_tokens": (e.max_output_tokens > 0).then_some(e.max_output_tokens),
+        "max_prompt_tokens": (e.max_prompt_tokens > 0).then_some(e.max_prompt_tokens),
+        "pricing": pricing_json(&e.prices),
+        "quantization": e.quantization,
+        "service_tier": null,
+        "status": if health.is_some_and(|h| h.outage) { -1 } else { 0 },
+        "supported_parameters": e.supported_parameters,
+        "supports_implicit_caching": e.implicit_caching,
+        "supports_diarization": false,
+        "supports_tool_choice": {
+            "auto": tool_choice, "function": tool_choice, "none": tool_choice,
+            "required": tool_choice,
+        },
+        "native_tools": {},
+        "latency_last_30m": percentiles(health.and_then(|h| h.latency_ms)),
+        "throughput_last_30m": percentiles(health.and_then(|h| h.throughput)),
+        "uptime_last_1d": health.and_then(|h| h.uptime_1d),
+        "uptime_last_30m": health.and_then(|h| h.uptime_30m),
+        "uptime_last_5m": health.and_then(|h| h.uptime_5m),
+    })
+}
+
+/// `GET /models/{author}/{slug}/endpoints`: the model and each of its endpoints.
+pub fn render_endpoints(m: &Model, health: &dyn Fn(&str) -> Option<EndpointHealth>) -> Value {
+    let endpoints: Vec<Value> = m
+        .endpoints
+        .iter()
+        .map(|e| endpoint_json(m, e, health(&e.health_id).as_ref()))
+        .collect();
+    let mut model = model_json(m);
+    json!({
+        "data": {
+            "id": m.id,
+            "name": m.name,
+            "created": m.created,
+            "description": m.description,
+            "architecture": model["architecture"].take(),
+            "endpoints": endpoints,
+        }
+    })
+}
+
+/// `GET /endpoints/zdr`: every zero-data-retention endpoint of the catalogue.
+pub fn render_zdr_endpoints(
+    models: &HashMap<String, Arc<Model>>,
+    health: &dyn Fn(&str) -> Option<EndpointHealth>,
+) -> Value {
+    let mut ordered: Vec<&Arc<Model>> = models.values().collect();
+    ordered.sort_by(|a, b| a.id.cmp(&b.id));
+    let data: Vec<Value> = ordered
+        .into_iter()
+        .flat_map(|m| {
+            m.endpoints
+                .iter()
+                .filter(|e| e.data.zero_data_retention)
+                .map(|e| endpoint_json(m, e, health(&e.health_id).as_ref()))
+        })
+        .collect();
+    json!({ "data": data })
 }
 
 #[cfg(test)]

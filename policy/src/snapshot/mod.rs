@@ -10,6 +10,7 @@ pub mod byok;
 pub mod catalogue;
 pub mod guardrails;
 pub mod keys;
+pub mod presets;
 pub mod quarantine;
 
 use std::collections::HashMap;
@@ -25,10 +26,12 @@ pub use catalogue::{
 };
 pub use guardrails::{Budget, Guardrail, Policies, Zdr};
 pub use keys::{ApiKey, KeyIndex, KeyKind, parse_hash};
+pub use presets::{Preset, PresetConfig, PresetEntry, PresetIndex};
 pub use quarantine::{Blocked, Quarantine, Quarantined, RecordKind};
 
 use crate::money::Money;
 use crate::pricing::Prices;
+use crate::routing::preferences::{Sort, SortBy};
 use crate::window::Window;
 use keys::Interner;
 
@@ -48,6 +51,8 @@ pub struct Snapshot {
     pub policies: Arc<Policies>,
     /// Organizations' own provider credentials, by workspace.
     pub byok: Arc<ByokIndex>,
+    /// Presets' designated versions, by workspace and slug.
+    pub presets: Arc<PresetIndex>,
     /// Records set aside, and what they block.
     pub quarantine: Arc<Quarantine>,
     /// `GET /api/v1/models`, rendered once per snapshot rather than once per request.
@@ -60,6 +65,10 @@ pub struct Organization {
     pub name: String,
     /// Every credit ever granted (the ledger's sum).
     pub credits: Money,
+    /// Privacy settings: only zero-data-retention endpoints; only endpoints that neither
+    /// retain nor train on prompts.
+    pub enforce_zdr: bool,
+    pub deny_data_collection: bool,
 }
 
 #[derive(Debug)]
@@ -67,6 +76,9 @@ pub struct Workspace {
     pub id: String,
     pub organization_id: String,
     pub name: String,
+    /// Routing defaults, for requests that say nothing.
+    pub default_sort: Option<Sort>,
+    pub default_text_model: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,6 +113,7 @@ impl Snapshot {
             &mut q,
         );
         let byok = ByokIndex::decode(resources.byok_credentials, &workspaces, &mut q);
+        let presets = PresetIndex::decode(resources.presets, &workspaces, &mut q);
         let models_document = render_models(&models);
         Ok(Snapshot {
             version: message.version,
@@ -111,6 +124,7 @@ impl Snapshot {
             models: Arc::new(models),
             policies: Arc::new(policies),
             byok: Arc::new(byok),
+            presets: Arc::new(presets),
             quarantine: Arc::new(q),
             models_document,
         })
@@ -154,6 +168,8 @@ fn organizations(list: Vec<pb::Organization>, q: &mut Quarantine) -> HashMap<Str
             id: o.id,
             name: o.name,
             credits,
+            enforce_zdr: o.enforce_zdr,
+            deny_data_collection: o.deny_data_collection,
         });
     }
     out
@@ -182,10 +198,31 @@ fn workspaces(
             q.record(RecordKind::Workspace, &w.id, reason);
             q.block_workspace(Arc::from(w.id.as_str()), RecordKind::Workspace, &w.id);
         }
+        // A routing default is a preference, not a restriction: one that cannot be read is
+        // recorded and left out, and the workspace is served with OpenRouter's defaults.
+        let default_sort = match w.default_provider_sort.as_str() {
+            "" => None,
+            by => match SortBy::parse(by) {
+                Ok(by) => Some(Sort {
+                    by,
+                    partition_by_model: true,
+                }),
+                Err(reason) => {
+                    q.record(
+                        RecordKind::WorkspaceDefaults,
+                        &w.id,
+                        format!("default_provider_sort: {reason}"),
+                    );
+                    None
+                }
+            },
+        };
         out.entry(w.id.clone()).or_insert(Workspace {
             id: w.id,
             organization_id: w.organization_id,
             name: w.name,
+            default_sort,
+            default_text_model: (!w.default_text_model.is_empty()).then_some(w.default_text_model),
         });
     }
     out

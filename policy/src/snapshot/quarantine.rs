@@ -28,6 +28,10 @@ pub enum RecordKind {
     MemberGuardrails,
     WorkspaceBudget,
     ByokCredential,
+    /// A preset's designated version: requests naming the preset are refused.
+    Preset,
+    /// A workspace's routing default: left out, nothing is refused.
+    WorkspaceDefaults,
 }
 
 impl RecordKind {
@@ -43,6 +47,8 @@ impl RecordKind {
             RecordKind::MemberGuardrails => "member_guardrails",
             RecordKind::WorkspaceBudget => "workspace_budget",
             RecordKind::ByokCredential => "byok_credential",
+            RecordKind::Preset => "preset",
+            RecordKind::WorkspaceDefaults => "workspace_defaults",
         }
     }
 
@@ -59,6 +65,8 @@ impl RecordKind {
             MemberGuardrails,
             WorkspaceBudget,
             ByokCredential,
+            Preset,
+            WorkspaceDefaults,
         ]
         .into_iter()
         .find(|k| k.label() == label)

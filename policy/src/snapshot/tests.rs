@@ -35,11 +35,13 @@ fn with_bystander(builder: SnapshotBuilder) -> SnapshotBuilder {
                 id: "org-other".into(),
                 name: "Other".into(),
                 credits_usd: "10".into(),
+                ..Default::default()
             });
             r.workspaces.push(pb::Workspace {
                 id: "ws-other".into(),
                 organization_id: "org-other".into(),
                 name: "Other".into(),
+                ..Default::default()
             });
         })
         .with_inference_key_where(|k| {
@@ -147,6 +149,7 @@ fn a_workspace_of_no_known_organization_is_blocked() {
                 id: "ws-orphan".into(),
                 organization_id: "org-gone".into(),
                 name: "Orphan".into(),
+                ..Default::default()
             })
         })
         .with_inference_key_where(|k| {
