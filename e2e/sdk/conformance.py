@@ -1,6 +1,7 @@
 """Drives a running Switchyard gateway with the official SDKs, unchanged but for the base URL.
 
-Environment: SWITCHYARD_BASE_URL (…/api/v1), SWITCHYARD_INFERENCE_KEY, SWITCHYARD_MANAGEMENT_KEY.
+Environment: SWITCHYARD_BASE_URL (…/api/v1), SWITCHYARD_INFERENCE_KEY, SWITCHYARD_MANAGEMENT_KEY,
+and SWITCHYARD_MOCK_A_URL / SWITCHYARD_MOCK_B_URL (the mock providers, to script an outage).
 Prints one line per check and a closing "N passed, M failed"; exits non-zero on any failure.
 """
 
@@ -15,6 +16,8 @@ from openrouter import OpenRouter, errors
 BASE = os.environ["SWITCHYARD_BASE_URL"]
 INFERENCE = os.environ["SWITCHYARD_INFERENCE_KEY"]
 MANAGEMENT = os.environ["SWITCHYARD_MANAGEMENT_KEY"]
+MOCK_A = os.environ["SWITCHYARD_MOCK_A_URL"]
+MOCK_B = os.environ["SWITCHYARD_MOCK_B_URL"]
 MODEL = "mock/fast"
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 
@@ -297,6 +300,101 @@ def _():
 def _():
     r = management.providers.list(retries=None)
     assert len(r.data) >= 1 and r.data[0].slug
+
+
+def script_mock(url, script):
+    import httpx
+
+    r = httpx.post(f"{url}/__mock/script", json=script)
+    assert r.status_code == 200, r.text
+
+
+def eventually(fn, what, limit=15):
+    deadline = time.time() + limit
+    while True:
+        try:
+            return fn()
+        except Exception:  # noqa: BLE001 - configuration reaches the dataplane shortly after a write
+            if time.time() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+
+@check("openai: provider preferences through extra_body (order, only, zdr, max_price, sort)")
+def _():
+    for provider, served_by in [
+        ({"order": ["mock-b"]}, "Mock B"),
+        ({"only": ["mock-b"]}, "Mock B"),
+        ({"zdr": True}, "Mock B"),
+        ({"data_collection": "deny", "allow_fallbacks": False}, "Mock B"),
+        ({"max_price": {"prompt": 0.16, "completion": 1}}, "Mock A"),
+        ({"sort": "price", "quantizations": ["fp8", "bf16"]}, "Mock A"),
+    ]:
+        r = oa.chat.completions.create(model=MODEL, messages=MESSAGES, extra_body={"provider": provider})
+        assert r.model_extra["provider"] == served_by, (provider, r.model_extra["provider"])
+
+
+@check("openrouter: chat.send provider preferences, and a typed 404 naming why nothing qualifies")
+def _():
+    r = inference.chat.send(model=MODEL, messages=MESSAGES, provider={"order": ["mock-b"]}, retries=None)
+    assert wait_for_generation(r.id).data.provider_name == "Mock B"
+    try:
+        inference.chat.send(model=MODEL, messages=MESSAGES, provider={"only": ["nobody"]}, retries=None)
+    except errors.NotFoundResponseError as e:
+        assert e.data.error.code == 404 and "only" in e.data.error.message
+    else:
+        raise AssertionError("expected 404")
+
+
+@check("openrouter: model fallbacks under an outage, with every attempt in the generation")
+def _():
+    script_mock(MOCK_A, {"outage": True})
+    try:
+        r = inference.chat.send(models=["mock/free", "mock/fast"], messages=MESSAGES, retries=None)
+        assert r.model == "mock/fast", r.model
+        g = wait_for_generation(r.id).data
+        assert g.provider_name == "Mock B"
+        assert [a.status for a in g.provider_responses] == [503, 503, 200]
+        o = oa.chat.completions.create(model="mock/free", messages=MESSAGES, extra_body={"models": ["mock/fast"]})
+        assert o.model == "mock/fast"
+    finally:
+        script_mock(MOCK_A, {})
+
+
+@check("openrouter: presets in requests (@preset/slug, model@preset/slug, preset, /presets/slug/chat/completions)")
+def _():
+    import httpx
+
+    r = httpx.post(
+        f"{BASE}/presets",
+        headers={"Authorization": f"Bearer {MANAGEMENT}"},
+        json={
+            "slug": "sdk-route",
+            "name": "SDK routing preset",
+            "config": {"model": "mock/smart", "provider": {"order": ["mock-a"]}},
+        },
+    )
+    assert r.status_code in (200, 201), r.text
+    first = eventually(
+        lambda: inference.chat.send(model="@preset/sdk-route", messages=MESSAGES, retries=None),
+        "the preset at the dataplane",
+    )
+    assert first.model == "mock/smart"
+    g = wait_for_generation(first.id).data
+    assert g.provider_name == "Mock A" and g.preset_id
+    assert inference.chat.send(model="mock/fast@preset/sdk-route", messages=MESSAGES, retries=None).model == MODEL
+    assert oa.chat.completions.create(model=MODEL, messages=MESSAGES, extra_body={"preset": "sdk-route"}).model == MODEL
+    preset_client = openai.OpenAI(base_url=f"{BASE}/presets/sdk-route", api_key=INFERENCE, max_retries=0)
+    assert preset_client.chat.completions.create(model="", messages=MESSAGES).model == "mock/smart"
+
+
+@check("openrouter: endpoints.list and list_zdr_endpoints report the catalogue's traits")
+def _():
+    r = inference.endpoints.list(author="mock", slug="fast", retries=None)
+    tags = [(e.tag, e.quantization) for e in r.data.endpoints]
+    assert tags == [("mock-a", "fp8"), ("mock-b", "bf16")], tags
+    zdr = inference.endpoints.list_zdr_endpoints(retries=None)
+    assert sorted((e.model_id, e.tag) for e in zdr.data) == [("mock/fast", "mock-b"), ("mock/smart", "mock-b")]
 
 
 print(f"{passed} passed, {failed} failed")

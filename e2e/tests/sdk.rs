@@ -31,6 +31,8 @@ async fn official_sdks_work_unchanged_against_the_gateway() {
         .env("SWITCHYARD_BASE_URL", stack.api())
         .env("SWITCHYARD_INFERENCE_KEY", &stack.inference_key)
         .env("SWITCHYARD_MANAGEMENT_KEY", &stack.management_key)
+        .env("SWITCHYARD_MOCK_A_URL", &stack.mock_a.url)
+        .env("SWITCHYARD_MOCK_B_URL", &stack.mock_b.url)
         .output()
         .await
         .unwrap();
