@@ -3,6 +3,7 @@
 //! of it. Rounds are interleaved (A B C A B C …) and medians reported, because a 2-core machine
 //! is noisy. Results go to `bench/results/<date>.{md,json}` with a machine description.
 
+mod fallback;
 mod machine;
 mod sse_memory;
 mod targets;
@@ -72,6 +73,20 @@ struct Args {
     /// reserves and settles on a key counter.
     #[arg(long)]
     spend_limit_usd: Option<f64>,
+    /// Which scenarios to run: the side-by-side comparison, the fallback scenario (one
+    /// provider of two down), or both.
+    #[arg(long, value_enum, default_value = "all")]
+    scenario: Scenario,
+    /// Open-loop rate of the fallback scenario's latency rounds, requests per second.
+    #[arg(long, default_value_t = 500.0)]
+    fallback_rate: f64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+enum Scenario {
+    All,
+    Compare,
+    Fallback,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -103,7 +118,7 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(run(args))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
         return f64::NAN;
@@ -116,14 +131,14 @@ fn median(mut v: Vec<f64>) -> f64 {
     }
 }
 
-struct Round {
+pub(crate) struct Round {
     rps: f64,
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
 }
 
-fn round(r: &Recorder, seconds: f64) -> Round {
+pub(crate) fn round(r: &Recorder, seconds: f64) -> Round {
     let ok: u64 = r
         .statuses
         .iter()
@@ -170,12 +185,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         )
     })?;
 
-    let mock = targets::mock(&bin_dir, &dir, &pin).await?;
+    let mock = targets::mock(&bin_dir, &dir, "mock", &pin).await?;
+    // Switchyard's second provider, for the fallback scenario.
+    let mock_b = targets::mock(&bin_dir, &dir, "mock-b", &pin).await?;
     let nginx = targets::nginx(&dir, mock.port, args.proxy_threads, &pin).await?;
     let sy = targets::switchyard(
         &bin_dir,
         &dir,
-        mock.port,
+        (mock.port, mock_b.port),
         args.proxy_threads,
         &pin,
         args.spend,
@@ -205,6 +222,95 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let keys = Arc::new(keys);
 
+    let mut tables = Vec::new();
+    let mut doc = json!({});
+    if args.scenario != Scenario::Fallback {
+        let (table, part) = compare(&args, &mock, &nginx, &sy, keys.clone()).await?;
+        tables.push(table);
+        doc = part;
+    }
+    if args.scenario != Scenario::Compare {
+        let (table, part) = fallback::run(fallback::Setup {
+            mock_a: &mock,
+            sy: &sy,
+            pin: &pin,
+            key: keys[0].clone(),
+            rounds: args.rounds,
+            duration: args.duration,
+            warmup: args.warmup,
+            connections: args.connections,
+            prompt_bytes: args.prompt_bytes,
+            rate: args.fallback_rate,
+        })
+        .await?;
+        tables.push(format!(
+            "### Fallback: `mock/fast` on Mock A, then Mock B; Switchyard only\n\n{table}"
+        ));
+        doc["fallback"] = part;
+    }
+    let table = tables.join("\n");
+    let scenario = format!(
+        "chat {}, {} B prompt, {} key(s) round-robin{}; spend counters: {}; {} interleaved rounds × {} s \
+         (+{} s warm-up); {} connections; proxies: {} worker(s){}",
+        if args.stream { "stream" } else { "non-stream" },
+        args.prompt_bytes,
+        args.keys,
+        match args.spend_limit_usd {
+            Some(l) => format!(", each limited to {l} USD"),
+            None => String::new(),
+        },
+        match args.spend {
+            targets::SpendStore::Redis => "Redis (own redis-server on the proxy core)",
+            targets::SpendStore::Embedded => "in process",
+        },
+        args.rounds,
+        args.duration,
+        args.warmup,
+        args.connections,
+        args.proxy_threads,
+        match &pin.proxy_cpus {
+            Some(c) => format!(
+                " pinned to CPU {c} (with Switchyard's control plane), generator and mock on CPU {}",
+                pin.other_cpus.clone().unwrap_or_default()
+            ),
+            None => String::new(),
+        },
+    );
+    let machine = machine::describe();
+    println!("\n{scenario}\n\n{table}");
+
+    std::fs::create_dir_all(&args.out)?;
+    let stamp = chrono::Utc::now().format("%Y-%m-%dT%H-%M-%SZ").to_string();
+    let md = format!(
+        "# Bench {stamp}\n\nScenario: {scenario}.\n\nMachine: {}\n\nCommand: `make bench` (`{}`)\n\n{table}",
+        machine["summary"].as_str().unwrap_or_default(),
+        std::env::args().collect::<Vec<_>>().join(" "),
+    );
+    std::fs::write(args.out.join(format!("{stamp}.md")), md)?;
+    doc["date"] = json!(stamp);
+    doc["scenario"] = json!(scenario);
+    doc["machine"] = machine;
+    std::fs::write(
+        args.out.join(format!("{stamp}.json")),
+        serde_json::to_string_pretty(&doc)?,
+    )?;
+    eprintln!(
+        "results written to {}/{stamp}.{{md,json}}",
+        args.out.display()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// The side-by-side comparison: maximum throughput (closed loop) and latency at half of nginx's
+/// maximum (open loop), direct vs nginx vs Switchyard. Returns the table and its JSON.
+async fn compare(
+    args: &Args,
+    mock: &targets::Mock,
+    nginx: &targets::Nginx,
+    sy: &targets::Switchyard,
+    keys: Arc<Vec<HeaderValue>>,
+) -> anyhow::Result<(String, Value)> {
     let body = load::chat_body("mock/fast", args.prompt_bytes, args.stream, None);
     let plan_for = |target: Target, mode: Mode, connections: usize| -> anyhow::Result<Plan> {
         let (port, path, keys) = match target {
@@ -318,44 +424,6 @@ async fn run(args: Args) -> anyhow::Result<()> {
         rate,
         ratios["switchyard_p99_added_over_nginx_p99_added"].as_f64().unwrap_or(f64::NAN),
     ));
-    let scenario = format!(
-        "chat {}, {} B prompt, {} key(s) round-robin{}; spend counters: {}; {} interleaved rounds × {} s \
-         (+{} s warm-up); {} connections; proxies: {} worker(s){}",
-        if args.stream { "stream" } else { "non-stream" },
-        args.prompt_bytes,
-        args.keys,
-        match args.spend_limit_usd {
-            Some(l) => format!(", each limited to {l} USD"),
-            None => String::new(),
-        },
-        match args.spend {
-            targets::SpendStore::Redis => "Redis (own redis-server on the proxy core)",
-            targets::SpendStore::Embedded => "in process",
-        },
-        args.rounds,
-        args.duration,
-        args.warmup,
-        args.connections,
-        args.proxy_threads,
-        match &pin.proxy_cpus {
-            Some(c) => format!(
-                " pinned to CPU {c} (with Switchyard's control plane), generator and mock on CPU {}",
-                pin.other_cpus.clone().unwrap_or_default()
-            ),
-            None => String::new(),
-        },
-    );
-    let machine = machine::describe();
-    println!("\n{scenario}\n\n{table}");
-
-    std::fs::create_dir_all(&args.out)?;
-    let stamp = chrono::Utc::now().format("%Y-%m-%dT%H-%M-%SZ").to_string();
-    let md = format!(
-        "# Bench {stamp}\n\nScenario: {scenario}.\n\nMachine: {}\n\nCommand: `make bench` (`{}`)\n\n{table}",
-        machine["summary"].as_str().unwrap_or_default(),
-        std::env::args().collect::<Vec<_>>().join(" "),
-    );
-    std::fs::write(args.out.join(format!("{stamp}.md")), md)?;
     let rounds_json = |m: &BTreeMap<Target, Vec<Round>>| -> Value {
         m.iter()
             .map(|(t, rs)| (t.name().to_owned(), json!(rs.iter().map(|r| json!({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors})).collect::<Vec<_>>())))
@@ -363,25 +431,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .into()
     };
     let doc = json!({
-        "date": stamp,
-        "scenario": scenario,
-        "machine": machine,
         "open_loop_rate": rate,
         "median": TARGETS.iter().map(|t| (t.name().to_owned(), json!({"max_rps": rps(*t), "p50_ms": p50(*t), "p99_ms": p99(*t)}))).collect::<serde_json::Map<_, _>>(),
         "ratios": ratios,
         "throughput_rounds": rounds_json(&max),
         "latency_rounds": rounds_json(&lat),
     });
-    std::fs::write(
-        args.out.join(format!("{stamp}.json")),
-        serde_json::to_string_pretty(&doc)?,
-    )?;
-    eprintln!(
-        "results written to {}/{stamp}.{{md,json}}",
-        args.out.display()
-    );
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    Ok((table, doc))
 }
 
 /// Creates `n` inference keys through the management API, 32 at a time.

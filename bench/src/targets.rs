@@ -91,7 +91,7 @@ pub struct Mock {
     pub port: u16,
 }
 
-pub async fn mock(bin_dir: &Path, dir: &Path, pin: &Pinning) -> anyhow::Result<Mock> {
+pub async fn mock(bin_dir: &Path, dir: &Path, name: &str, pin: &Pinning) -> anyhow::Result<Mock> {
     let port = free_port()?;
     let proc = spawn(
         &bin_dir.join("switchyard-mock"),
@@ -103,10 +103,23 @@ pub async fn mock(bin_dir: &Path, dir: &Path, pin: &Pinning) -> anyhow::Result<M
         ],
         &[],
         pin.other_cpus.as_deref(),
-        &dir.join("mock.log"),
+        &dir.join(format!("{name}.log")),
     )?;
-    wait_http(&format!("http://127.0.0.1:{port}/__mock/stats"), "mock").await?;
+    wait_http(&format!("http://127.0.0.1:{port}/__mock/stats"), name).await?;
     Ok(Mock { _proc: proc, port })
+}
+
+impl Mock {
+    /// Replaces the mock's script (`switchyard_loadtest::mock::Script` as JSON).
+    pub async fn script(&self, script: &str) -> anyhow::Result<()> {
+        let r = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{}/__mock/script", self.port))
+            .body(script.to_owned())
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "mock refused script {script}");
+        Ok(())
+    }
 }
 
 pub struct Nginx {
@@ -187,11 +200,41 @@ pub struct Switchyard {
     pub inference_key: String,
     pub management_key: String,
     pub cp_http: u16,
+    /// The dataplane's flags, for another dataplane of the same deployment.
+    dp_args: Vec<String>,
+    bin_dir: PathBuf,
+    dir: PathBuf,
 }
 
 impl Switchyard {
     pub fn dataplane_pid(&self) -> u32 {
         self.dp.0.id()
+    }
+
+    /// Another dataplane of this deployment (same control plane and spend store) on its own
+    /// port, with `extra` flags, pinned like the first.
+    pub async fn extra_dataplane(
+        &self,
+        id: &str,
+        extra: &[&str],
+        pin: &Pinning,
+    ) -> anyhow::Result<(Proc, u16)> {
+        let port = free_port()?;
+        let mut args = self.dp_args.clone();
+        if let Some(i) = args.iter().position(|a| a == "--listen") {
+            args[i + 1] = format!("127.0.0.1:{port}");
+        }
+        args.extend(["--dataplane-id".into(), id.into()]);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let proc = spawn(
+            &self.bin_dir.join("switchyard-dataplane"),
+            &args,
+            &[("RUST_LOG", "warn".into())],
+            pin.proxy_cpus.as_deref(),
+            &self.dir.join(format!("{id}.log")),
+        )?;
+        wait_http(&format!("http://127.0.0.1:{port}/health/ready"), id).await?;
+        Ok((proc, port))
     }
 }
 
@@ -206,10 +249,11 @@ pub enum SpendStore {
     Embedded,
 }
 
+/// Mock A (`mock_port`) serves `mock/fast` first; Mock B (`mock_b_port`) is its second provider.
 pub async fn switchyard(
     bin_dir: &Path,
     dir: &Path,
-    mock_port: u16,
+    (mock_port, mock_b_port): (u16, u16),
     threads: usize,
     pin: &Pinning,
     spend: SpendStore,
@@ -218,6 +262,7 @@ pub async fn switchyard(
     let cp_admin = free_port()?;
     let data = dir.join("switchyard");
     let mock_url = format!("http://127.0.0.1:{mock_port}/v1");
+    let mock_b_url = format!("http://127.0.0.1:{mock_b_port}/v1");
     let cp = spawn(
         &bin_dir.join("switchyard-controlplane"),
         &[
@@ -231,8 +276,8 @@ pub async fn switchyard(
             format!("127.0.0.1:{cp_admin}"),
         ],
         &[
-            ("SWITCHYARD_MOCK_URL", mock_url.clone()),
-            ("SWITCHYARD_MOCK_URL_B", mock_url),
+            ("SWITCHYARD_MOCK_URL", mock_url),
+            ("SWITCHYARD_MOCK_URL_B", mock_b_url),
             ("RUST_LOG", "warn".into()),
         ],
         pin.other_cpus.as_deref(),
@@ -313,6 +358,9 @@ pub async fn switchyard(
         inference_key: value("SWITCHYARD_INFERENCE_KEY="),
         management_key: value("SWITCHYARD_MANAGEMENT_KEY="),
         cp_http,
+        dp_args,
+        bin_dir: bin_dir.to_owned(),
+        dir: dir.to_owned(),
     })
 }
 

@@ -31,6 +31,19 @@ struct Provider {
     /// Environment variable holding the provider credential.
     #[serde(default)]
     api_key_env: Option<String>,
+    /// The gateway's account's limits with the provider.
+    #[serde(default)]
+    quota: Quota,
+}
+
+/// Per-minute limits of a provider account; absent or 0 means none.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Quota {
+    #[serde(default)]
+    requests_per_minute: u32,
+    #[serde(default)]
+    tokens_per_minute: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -201,6 +214,8 @@ impl Catalogue {
                     .cloned()
                     .unwrap_or_else(|| p.base_url.clone()),
                 api_key_env: p.api_key_env.clone().unwrap_or_default(),
+                requests_per_minute: i64::from(p.quota.requests_per_minute),
+                tokens_per_minute: i64::try_from(p.quota.tokens_per_minute).unwrap_or(i64::MAX),
             })
             .collect();
         let models = self

@@ -355,6 +355,8 @@ async fn snapshot(
             id: p.id.clone(),
             name: p.name.clone(),
             api: pb::ProviderApi::OpenaiChat as i32,
+            requests_per_minute: u32::try_from(p.requests_per_minute).unwrap_or(0),
+            tokens_per_minute: u64::try_from(p.tokens_per_minute).unwrap_or(0),
         })
         .collect();
     let guardrails = store
@@ -463,6 +465,8 @@ fn byok_credential(c: ByokRow, vault: &Vault) -> Option<pb::ByokCredential> {
         is_fallback: settings.is_fallback,
         is_required: settings.is_required,
         is_byok_only: settings.is_byok_only,
+        requests_per_minute: settings.requests_per_minute.unwrap_or(0),
+        tokens_per_minute: settings.tokens_per_minute.unwrap_or(0),
     })
 }
 

@@ -98,6 +98,12 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_RETRY_UNANSWERED")]
     pub retry_unanswered: bool,
 
+    /// Route without consulting provider health (breakers and the fleet's view are still kept
+    /// and reported), so that every request tries a failing endpoint first: for measuring the
+    /// cost of a failover (`make bench`), never for production.
+    #[arg(long, env = "SWITCHYARD_IGNORE_PROVIDER_HEALTH")]
+    pub ignore_provider_health: bool,
+
     /// Consecutive failures that open an endpoint's circuit breaker.
     #[arg(long, env = "SWITCHYARD_BREAKER_FAILURES", default_value_t = 5)]
     pub breaker_failures: u32,

@@ -153,6 +153,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         ),
         retry_budget: RetryBudget::new(config.retry_budget_ratio, config.retry_budget_min_per_sec),
         retry_unanswered: config.retry_unanswered,
+        ignore_provider_health: config.ignore_provider_health,
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
     // Pingora's default 64 KiB read buffer per client connection would dominate the memory of a
@@ -274,6 +275,7 @@ fn build_spend(config: &Config) -> anyhow::Result<Spend> {
         "spend counters"
     );
     Ok(Spend {
+        quotas: Arc::default(),
         backend,
         policy: config.spend_failure_policy,
         metrics: Arc::new(SpendMetrics::default()),

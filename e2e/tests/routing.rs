@@ -805,3 +805,140 @@ async fn an_outage_on_three_dataplanes_costs_no_client_an_error() {
     assert_eq!(errors.load(Ordering::Relaxed), 0, "no client saw an error");
     assert!(served.load(Ordering::Relaxed) > 0);
 }
+
+/// The minute a quota counts in, on the test's clock (the dataplane's is the same machine's).
+fn minute_now() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        / 60_000
+}
+
+/// Runs `check` until it completes within one wall-clock minute (quota counters are per minute,
+/// and a minute that turns mid-check starts them afresh), at most three times.
+async fn within_one_minute<F, Fut>(mut check: F)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for round in 0..3 {
+        let start = minute_now();
+        let passed = check(round).await;
+        if minute_now() == start {
+            assert!(passed, "the quota did not steer");
+            return;
+        }
+    }
+    panic!("three minute boundaries in three tries");
+}
+
+/// The dev catalogue with a quota of 2 requests a minute on the gateway's Mock A account.
+fn catalogue_with_mock_a_quota(dir: &support::TempDir) -> String {
+    let mut catalogue: Value =
+        serde_json::from_str(include_str!("../../controlplane/catalogue/dev.json")).unwrap();
+    assert_eq!(catalogue["providers"][0]["id"], "mock-a");
+    catalogue["providers"][0]["quota"] = json!({ "requests_per_minute": 2 });
+    let path = dir.0.join("catalogue.json");
+    std::fs::write(&path, catalogue.to_string()).unwrap();
+    path.display().to_string()
+}
+
+/// Within one minute Mock A's account takes at most two requests (fewer if an earlier round
+/// already used some of this minute's) from all of `ports`, and Mock B serves the rest: Mock A
+/// never sees a third, so it never has to answer 429.
+async fn mock_a_takes_two_a_minute(stack: &Stack, ports: &[u16]) {
+    within_one_minute(|round| {
+        let key = stack.inference_key.clone();
+        async move {
+            let a_before = stack.mock_a.requests().await;
+            let mut by_b = 0;
+            for port in ports.iter().cycle().take(6) {
+                let r = client()
+                    .post(format!("http://127.0.0.1:{port}/api/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&ask("mock/fast", json!({})))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200, "round {round}");
+                let v: Value = r.json().await.unwrap();
+                by_b += usize::from(v["provider"] == "Mock B");
+            }
+            let a_seen = stack.mock_a.requests().await - a_before;
+            a_seen <= 2 && by_b >= 4
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn provider_quotas_are_shared_by_the_fleet_through_redis() {
+    let redis = support::Redis::start();
+    let url = redis.url();
+    let dir = support::TempDir::new("quota-catalogue");
+    let catalogue = catalogue_with_mock_a_quota(&dir);
+    let args = ["--spend-backend", "redis", "--redis-url", url.as_str()];
+    let stack = Stack::start_with_both(&args, &["--catalogue", catalogue.as_str()]).await;
+    let (_other, other_port) = stack.start_extra_dataplane("dp-quota", &args).await;
+    mock_a_takes_two_a_minute(&stack, &[stack.dp_port, other_port]).await;
+}
+
+#[tokio::test]
+async fn provider_quotas_steer_to_the_next_account_before_a_429() {
+    let dir = support::TempDir::new("quota-catalogue");
+    let catalogue = catalogue_with_mock_a_quota(&dir);
+    let stack = Stack::start_with_both(&[], &["--catalogue", catalogue.as_str()]).await;
+    let key = stack.inference_key.clone();
+    mock_a_takes_two_a_minute(&stack, &[stack.dp_port]).await;
+
+    // A BYOK credential's own quota: one request a minute on the organization's Mock B account,
+    // then the gateway's account on Mock B.
+    let created = management(
+        &stack,
+        reqwest::Method::POST,
+        "/byok",
+        json!({ "provider": "mock-b", "key": "sk-own-mock-b", "requests_per_minute": 1 }),
+    )
+    .await;
+    assert_eq!(created["data"]["requests_per_minute"], 1);
+    eventually(
+        "the credential reaches the dataplane",
+        Duration::from_secs(10),
+        || {
+            let stack = &stack;
+            let key = key.clone();
+            async move {
+                let (_, v) = send(
+                    stack,
+                    &key,
+                    ask("mock/smart", json!({ "only": ["mock-b"] })),
+                )
+                .await;
+                (v["usage"]["is_byok"] == true).then_some(())
+            }
+        },
+    )
+    .await;
+    within_one_minute(|_| {
+        let stack = &stack;
+        let key = key.clone();
+        async move {
+            // The credential's one request of this minute may be spent already: two in a row
+            // must include the gateway's account.
+            let mut byok = Vec::new();
+            for _ in 0..2 {
+                let (status, v) = send(
+                    stack,
+                    &key,
+                    ask("mock/smart", json!({ "only": ["mock-b"] })),
+                )
+                .await;
+                assert_eq!(status, 200, "{v}");
+                byok.push(v["usage"]["is_byok"].as_bool().unwrap());
+            }
+            byok.iter().filter(|b| **b).count() <= 1
+        }
+    })
+    .await;
+}

@@ -384,5 +384,6 @@ pub fn endpoint(
         data: DataPolicy::default(),
         max_prompt_tokens: 0,
         implicit_caching: false,
+        quota: crate::routing::Quota::default(),
     }
 }

@@ -195,6 +195,10 @@ struct ByokSettingsPatch {
     is_byok_only: Option<bool>,
     is_fallback: Option<bool>,
     is_required: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    requests_per_minute: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "present")]
+    tokens_per_minute: Option<Option<u64>>,
 }
 
 pub fn byok_settings(settings_json: &str) -> Result<ByokSettings, Status> {
@@ -208,6 +212,8 @@ pub fn byok_settings(settings_json: &str) -> Result<ByokSettings, Status> {
         is_byok_only: s.is_byok_only.unwrap_or(false),
         is_fallback: s.is_fallback.unwrap_or(false),
         is_required: s.is_required.unwrap_or(false),
+        requests_per_minute: s.requests_per_minute.flatten().filter(|&n| n > 0),
+        tokens_per_minute: s.tokens_per_minute.flatten().filter(|&n| n > 0),
     })
 }
 
@@ -233,6 +239,8 @@ pub fn byok_patch(
         is_byok_only: s.is_byok_only,
         is_fallback: s.is_fallback,
         is_required: s.is_required,
+        requests_per_minute: s.requests_per_minute,
+        tokens_per_minute: s.tokens_per_minute,
     })
 }
 

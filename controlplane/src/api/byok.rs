@@ -76,6 +76,11 @@ pub struct CreateBody {
     name: Option<String>,
     #[serde(default)]
     workspace_id: Option<String>,
+    /// Extensions: the account's own per-minute limits with the provider.
+    #[serde(default)]
+    requests_per_minute: Option<u32>,
+    #[serde(default)]
+    tokens_per_minute: Option<u64>,
 }
 
 pub async fn create(
@@ -98,6 +103,8 @@ pub async fn create(
             is_byok_only: body.is_byok_only.unwrap_or(false),
             is_fallback: body.is_fallback.unwrap_or(false),
             is_required: body.is_required.unwrap_or(false),
+            requests_per_minute: body.requests_per_minute.filter(|&n| n > 0),
+            tokens_per_minute: body.tokens_per_minute.filter(|&n| n > 0),
         },
     };
     let row = state.manage.create_byok(&actor, None, new).await?;
@@ -140,6 +147,10 @@ pub struct UpdateBody {
     key: Option<String>,
     #[serde(default, deserialize_with = "nullable")]
     name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "nullable")]
+    requests_per_minute: Option<Option<u32>>,
+    #[serde(default, deserialize_with = "nullable")]
+    tokens_per_minute: Option<Option<u64>>,
 }
 
 pub async fn update(
@@ -160,6 +171,8 @@ pub async fn update(
         is_byok_only: body.is_byok_only,
         is_fallback: body.is_fallback,
         is_required: body.is_required,
+        requests_per_minute: body.requests_per_minute,
+        tokens_per_minute: body.tokens_per_minute,
     };
     let row = state.manage.update_byok(&actor, &id, patch).await?;
     Ok(Json(json!({ "data": byok_json(&row)? })))

@@ -152,6 +152,11 @@ pub struct ByokSettings {
     pub is_byok_only: bool,
     pub is_fallback: bool,
     pub is_required: bool,
+    /// The organization's account's limits with the provider, per minute (an extension of
+    /// the SDK's fields): dataplanes route around the credential before its provider answers
+    /// 429. `None` means no limit of that kind.
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
 }
 
 impl ByokSettings {
@@ -199,6 +204,8 @@ pub struct ByokPatch {
     pub is_byok_only: Option<bool>,
     pub is_fallback: Option<bool>,
     pub is_required: Option<bool>,
+    pub requests_per_minute: Option<Option<u32>>,
+    pub tokens_per_minute: Option<Option<u64>>,
 }
 
 /// A credential's public fields with the SDK's names (everything but `created_at`, whose format
@@ -375,6 +382,12 @@ impl Manage {
         }
         if let Some(required) = patch.is_required {
             settings.is_required = required;
+        }
+        if let Some(rpm) = patch.requests_per_minute {
+            settings.requests_per_minute = rpm;
+        }
+        if let Some(tpm) = patch.tokens_per_minute {
+            settings.tokens_per_minute = tpm;
         }
         valid_flags(&settings)?;
         after.settings = settings.to_map();
@@ -649,7 +662,9 @@ mod tests {
             ..ByokSettings::default()
         };
         let map = s.to_map();
-        assert_eq!(map.len(), 8);
+        // The SDK's eight fields and the two quota extensions.
+        assert_eq!(map.len(), 10);
+        assert_eq!(map["requests_per_minute"], Value::Null);
         assert_eq!(map["allowed_api_key_hashes"], Value::Null);
         let back: ByokSettings = serde_json::from_value(Value::Object(map)).unwrap();
         assert_eq!(back, s);

@@ -11,6 +11,9 @@ pub struct ProviderRow {
     pub name: String,
     pub base_url: String,
     pub api_key_env: String,
+    /// The gateway's own account's limits with the provider, per minute; 0 means none.
+    pub requests_per_minute: i64,
+    pub tokens_per_minute: i64,
 }
 
 #[derive(Clone, Debug)]
@@ -79,12 +82,15 @@ impl Store {
             .await?;
         for p in &c.providers {
             sqlx::query(
-                "INSERT INTO providers (id, name, base_url, api_key_env) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO providers (id, name, base_url, api_key_env, requests_per_minute, \
+                 tokens_per_minute) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&p.id)
             .bind(&p.name)
             .bind(&p.base_url)
             .bind(&p.api_key_env)
+            .bind(p.requests_per_minute)
+            .bind(p.tokens_per_minute)
             .execute(&mut *tx)
             .await?;
         }
@@ -133,20 +139,24 @@ impl Store {
     }
 
     pub async fn catalogue(&self) -> Result<CatalogueRows, StoreError> {
-        let providers =
-            sqlx::query("SELECT id, name, base_url, api_key_env FROM providers ORDER BY id")
-                .fetch_all(&mut *self.conn().await?)
-                .await?
-                .iter()
-                .map(|r| {
-                    Ok(ProviderRow {
-                        id: r.try_get("id")?,
-                        name: r.try_get("name")?,
-                        base_url: r.try_get("base_url")?,
-                        api_key_env: r.try_get("api_key_env")?,
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
+        let providers = sqlx::query(
+            "SELECT id, name, base_url, api_key_env, requests_per_minute, tokens_per_minute \
+             FROM providers ORDER BY id",
+        )
+        .fetch_all(&mut *self.conn().await?)
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ProviderRow {
+                id: r.try_get("id")?,
+                name: r.try_get("name")?,
+                base_url: r.try_get("base_url")?,
+                api_key_env: r.try_get("api_key_env")?,
+                requests_per_minute: r.try_get("requests_per_minute")?,
+                tokens_per_minute: r.try_get("tokens_per_minute")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
         let mut models = sqlx::query(
             "SELECT id, name, description, context_length, created FROM models ORDER BY id",
         )

@@ -53,6 +53,9 @@ struct Live<'r> {
 
 impl Conditions for Live<'_> {
     fn availability(&self, health_id: &str) -> Availability {
+        if self.gw.ignore_provider_health {
+            return Availability::Up;
+        }
         self.gw
             .health
             .availability(health_id, &self.fleet, self.now_ms)
@@ -164,6 +167,7 @@ async fn exchange(gw: &Gateway, session: &mut ServerSession, ctx: &mut Context<'
     let policy = RetryPolicy {
         budget: &gw.retry_budget,
         retry_unanswered: gw.retry_unanswered,
+        quotas: &gw.spend,
     };
     let shaping = Shaping {
         preset: ctx.resolved.preset.map(|p| &**p),

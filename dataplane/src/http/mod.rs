@@ -49,6 +49,8 @@ pub struct Gateway {
     pub retry_budget: RetryBudget,
     /// Retry a request whose connection was lost after it was sent (`--retry-unanswered`).
     pub retry_unanswered: bool,
+    /// Route as if every endpoint were up (`--ignore-provider-health`, for measuring failover).
+    pub ignore_provider_health: bool,
 }
 
 const KEEPALIVE_SECS: u64 = 60;

@@ -15,6 +15,7 @@
 //! spans computed from that clock, never absolute times compared with its own.
 
 mod embedded;
+mod quota;
 mod redis_store;
 
 use std::sync::Arc;
@@ -22,8 +23,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use embedded::{Embedded, SavedCounter};
+pub use quota::{EmbeddedQuotas, QuotaVerdict};
 pub use redis_store::RedisSpend;
 use switchyard_policy::Money;
+use switchyard_policy::routing::Quota;
+use switchyard_policy::routing::quota::quota_ttl_ms;
 
 /// One counter a request is checked against and charged to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,6 +157,8 @@ pub struct Spend {
     pub metrics: Arc<SpendMetrics>,
     /// How long an unsettled reservation holds budget.
     pub hold_ms: u64,
+    /// Provider quotas when the backend is embedded (Redis keeps its own).
+    pub quotas: Arc<EmbeddedQuotas>,
 }
 
 /// A granted (or, failing open, waved-through) request's claim on its counters.
@@ -189,6 +195,55 @@ const SETTLE_ATTEMPTS: u32 = 4;
 pub const SETTLED_MARKER_MS: u64 = 120_000;
 
 impl Spend {
+    /// Takes one request and `tokens` from a provider account's quota counter `key` (for the
+    /// minute of `now_ms`). An unreachable store answers `Unknown`: the provider enforces its
+    /// own limit, so the attempt goes.
+    pub async fn take_quota(
+        &self,
+        key: &str,
+        quota: Quota,
+        tokens: u64,
+        now_ms: i64,
+    ) -> QuotaVerdict {
+        let ttl = quota_ttl_ms(now_ms);
+        match &self.backend {
+            SpendBackend::Embedded(_) => {
+                if self.quotas.take(key, quota, tokens, ttl, now_ms) {
+                    QuotaVerdict::Taken
+                } else {
+                    QuotaVerdict::Exhausted
+                }
+            }
+            SpendBackend::Redis(r) => match r.take_quota(key, quota, tokens, ttl).await {
+                Ok(true) => QuotaVerdict::Taken,
+                Ok(false) => QuotaVerdict::Exhausted,
+                Err(e) => {
+                    tracing::debug!(error = %e, "provider quota unknown; the attempt goes");
+                    QuotaVerdict::Unknown
+                }
+            },
+        }
+    }
+
+    /// Corrects a quota counter's tokens by `delta` (the used tokens minus the estimate taken),
+    /// off the request path.
+    pub fn adjust_quota_tokens(&self, key: String, delta: i64) {
+        if delta == 0 {
+            return;
+        }
+        match &self.backend {
+            SpendBackend::Embedded(_) => self.quotas.adjust_tokens(&key, delta),
+            SpendBackend::Redis(r) => {
+                let r = r.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = r.adjust_quota_tokens(&key, delta).await {
+                        tracing::debug!(error = %e, "provider quota tokens not corrected");
+                    }
+                });
+            }
+        }
+    }
+
     /// One round trip: reserve `hold.counters`' amounts, all or nothing.
     pub async fn admit(&self, hold: Hold, now_ms: i64) -> Verdict {
         if hold.counters.is_empty() {

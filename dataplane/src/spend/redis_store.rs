@@ -16,6 +16,14 @@ use super::{Admission, ReserveRequest, SETTLED_MARKER_MS, SettleRequest, SpendEr
 
 static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("settle.lua")));
+/// Corrects a quota counter's tokens, never creating one that has expired.
+static ADJUST_QUOTA: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        "if redis.call('EXISTS', KEYS[1]) == 1 then \
+           return redis.call('HINCRBY', KEYS[1], 't', ARGV[1]) \
+         end return 0",
+    )
+});
 
 /// A spend script: the exact-arithmetic helpers, then its body.
 fn script(body: &str) -> Script {
@@ -103,6 +111,33 @@ impl RedisSpend {
                 .map_err(|_| SpendError::Timeout(self.timeout))?
         };
         self.connection.get_or_try_init(|| bounded).await.cloned()
+    }
+
+    /// Takes one request and `tokens` from quota counter `key` (see `quota.lua`).
+    pub async fn take_quota(
+        &self,
+        key: &str,
+        quota: switchyard_policy::routing::Quota,
+        tokens: u64,
+        ttl_ms: i64,
+    ) -> Result<bool, SpendError> {
+        let mut invocation = super::quota::TAKE.prepare_invoke();
+        invocation
+            .key(key)
+            .arg(tokens)
+            .arg(quota.requests_per_minute)
+            .arg(quota.tokens_per_minute)
+            .arg(ttl_ms.max(1));
+        let taken: i64 = self.run(invocation).await?;
+        Ok(taken == 1)
+    }
+
+    /// Adds `delta` (possibly negative) to quota counter `key`'s tokens, if it still exists.
+    pub async fn adjust_quota_tokens(&self, key: &str, delta: i64) -> Result<(), SpendError> {
+        let mut invocation = ADJUST_QUOTA.prepare_invoke();
+        invocation.key(key).arg(delta);
+        let _: i64 = self.run(invocation).await?;
+        Ok(())
     }
 
     pub async fn reserve(&self, r: &ReserveRequest) -> Result<Admission, SpendError> {

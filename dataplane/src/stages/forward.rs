@@ -23,11 +23,13 @@ use std::time::Instant;
 use pingora_http::RequestHeader;
 use serde_json::json;
 use serde_json::value::RawValue;
-use switchyard_policy::routing::ProviderPreferences;
 use switchyard_policy::routing::parameters::{Disposition, disposition};
+use switchyard_policy::routing::quota::quota_key;
+use switchyard_policy::routing::{ProviderPreferences, Quota};
 
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{Endpoint, Preset};
+use crate::spend::QuotaVerdict;
 use crate::stages::request::ChatRequest;
 use crate::stages::route::Attempt;
 
@@ -62,8 +64,9 @@ pub trait Transport {
     ) -> impl Future<Output = Result<Self::Response, Failure>> + Send;
 }
 
-/// One attempt made, for provider health and the generation's record.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// One attempt made (or skipped for its account's quota), for provider health, the provider
+/// quota's correction and the generation's record.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tried {
     /// Index into the route's attempts.
     pub attempt: usize,
@@ -76,6 +79,44 @@ pub struct Tried {
     pub endpoint_failed: bool,
     /// From sending the request to the response header (or the failure).
     pub elapsed_ms: u64,
+    /// What it took from its provider account's quota, if the account has one.
+    pub quota: Option<QuotaTaken>,
+    /// Not sent: the account's quota for this minute was used up.
+    pub quota_exhausted: bool,
+}
+
+/// A quota counter an attempt drew on, and the tokens it estimated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuotaTaken {
+    pub key: String,
+    pub tokens: u64,
+}
+
+/// Provider accounts' quotas, as forward consults them (the spend store; tests script one).
+pub trait Quotas {
+    /// Takes one request and `tokens` from counter `key`, all or nothing.
+    fn take(
+        &self,
+        key: &str,
+        quota: Quota,
+        tokens: u64,
+        now_ms: i64,
+    ) -> impl Future<Output = QuotaVerdict> + Send;
+}
+
+impl Quotas for crate::spend::Spend {
+    async fn take(&self, key: &str, quota: Quota, tokens: u64, now_ms: i64) -> QuotaVerdict {
+        self.take_quota(key, quota, tokens, now_ms).await
+    }
+}
+
+/// No account has a quota (tools, tests that are not about quotas).
+pub struct NoQuotas;
+
+impl Quotas for NoQuotas {
+    async fn take(&self, _: &str, _: Quota, _: u64, _: i64) -> QuotaVerdict {
+        QuotaVerdict::Unknown
+    }
 }
 
 /// Caps retries at a share of requests (plus a floor per second), as linkerd and Envoy do, so
@@ -139,11 +180,12 @@ impl RetryBudget {
     }
 }
 
-/// How forward treats failures, from the dataplane's configuration.
-pub struct RetryPolicy<'p> {
+/// How forward treats failures and quotas, from the dataplane's configuration.
+pub struct RetryPolicy<'p, Q> {
     pub budget: &'p RetryBudget,
     /// Retry a request whose connection was lost after it was sent (see the module).
     pub retry_unanswered: bool,
+    pub quotas: &'p Q,
 }
 
 /// What shapes each provider's request body besides the client's.
@@ -155,24 +197,51 @@ pub struct Shaping<'a> {
 
 /// The forward stage: tries `attempts` in order, recording each in `tried`, and returns the
 /// first open response with the index of the attempt that gave it.
-pub async fn forward<T: Transport>(
+pub async fn forward<T: Transport, Q: Quotas>(
     transport: &T,
     request: &ChatRequest<'_>,
     shaping: Shaping<'_>,
     attempts: &[Attempt<'_>],
-    policy: &RetryPolicy<'_>,
+    policy: &RetryPolicy<'_, Q>,
     tried: &mut Vec<Tried>,
 ) -> Result<(usize, T::Response), Reject> {
     policy.budget.deposit();
     let mut last: Option<Reject> = None;
+    let mut sent_any = false;
     for (index, attempt) in attempts.iter().enumerate() {
-        if index > 0 && !policy.budget.withdraw(crate::now_ms()) {
+        if sent_any && !policy.budget.withdraw(crate::now_ms()) {
             tracing::warn!(
                 provider = %attempt.endpoint.provider_id,
                 "retry budget exhausted; not trying further providers"
             );
             break;
         }
+        let quota = match attempt.quota() {
+            None => None,
+            Some((account, quota)) => {
+                let now_ms = crate::now_ms();
+                let key = quota_key(account, now_ms);
+                let tokens = estimated_tokens(request, attempt.endpoint);
+                match policy.quotas.take(&key, quota, tokens, now_ms).await {
+                    QuotaVerdict::Taken => Some(QuotaTaken { key, tokens }),
+                    QuotaVerdict::Unknown => None,
+                    QuotaVerdict::Exhausted => {
+                        tried.push(Tried {
+                            attempt: index,
+                            failure: Some(Kind::UpstreamUnavailable),
+                            status: None,
+                            endpoint_failed: false,
+                            elapsed_ms: 0,
+                            quota: None,
+                            quota_exhausted: true,
+                        });
+                        last = Some(quota_exhausted(attempt));
+                        continue;
+                    }
+                }
+            }
+        };
+        sent_any = true;
         let body = upstream_body(request, shaping, attempt);
         let sent = Instant::now();
         let outcome = transport.send(attempt, body, request.stream).await;
@@ -185,6 +254,8 @@ pub async fn forward<T: Transport>(
                     status: Some(200),
                     endpoint_failed: false,
                     elapsed_ms,
+                    quota,
+                    quota_exhausted: false,
                 });
                 return Ok((index, response));
             }
@@ -204,6 +275,8 @@ pub async fn forward<T: Transport>(
                     status,
                     endpoint_failed: !client_error && !own_credential_refused,
                     elapsed_ms,
+                    quota,
+                    quota_exhausted: false,
                 });
                 if !reject.kind.retryable() || (unanswered && !policy.retry_unanswered) {
                     return Err(reject);
@@ -218,6 +291,33 @@ pub async fn forward<T: Transport>(
         }
     }
     Err(last.unwrap_or_else(|| Reject::new(Kind::UpstreamUnavailable, "No provider available")))
+}
+
+/// The most tokens an attempt can count against its account: the prompt estimate and the most
+/// output it may produce there.
+fn estimated_tokens(request: &ChatRequest<'_>, endpoint: &Endpoint) -> u64 {
+    let cap = u64::from(endpoint.max_output_tokens).max(1);
+    let output = request.max_output_tokens.map_or(cap, |m| m.min(cap));
+    request.estimated_prompt_tokens().saturating_add(output)
+}
+
+/// The answer when every attempt left found its account's quota used up: the provider would
+/// have answered 429, and so does the gateway.
+fn quota_exhausted(attempt: &Attempt<'_>) -> Reject {
+    let endpoint = attempt.endpoint;
+    let mut reject = Reject::new(
+        Kind::UpstreamUnavailable,
+        format!(
+            "Provider {} is at its account's rate limit for this minute",
+            endpoint.provider_name
+        ),
+    )
+    .with_metadata(json!({
+        "provider_name": endpoint.provider_name,
+        "reason": "provider_quota",
+    }));
+    reject.upstream_status = Some(429);
+    reject
 }
 
 /// What a failed attempt means for the request: a retryable `Reject` moves on to the next
@@ -552,6 +652,7 @@ mod tests {
         let policy = RetryPolicy {
             budget,
             retry_unanswered,
+            quotas: &NoQuotas,
         };
         let result = block_on(forward(
             &transport,
@@ -673,6 +774,91 @@ mod tests {
         while budget.withdraw(1_000) {}
         assert!(!budget.withdraw(1_000));
         assert!(budget.withdraw(1_100), "100 ms at 10 a second is one retry");
+    }
+
+    /// Quotas where provider `exhausted`'s account has none left.
+    struct Scripted429 {
+        exhausted: &'static str,
+        taken: Mutex<Vec<(String, u64)>>,
+    }
+
+    impl Quotas for Scripted429 {
+        async fn take(&self, key: &str, _: Quota, tokens: u64, _: i64) -> QuotaVerdict {
+            if key.contains(&format!("gw:{}}}", self.exhausted)) {
+                return QuotaVerdict::Exhausted;
+            }
+            self.taken.lock().unwrap().push((key.to_owned(), tokens));
+            QuotaVerdict::Taken
+        }
+    }
+
+    #[test]
+    fn an_account_at_its_quota_is_skipped_before_it_would_answer_429() {
+        // Providers a and b have quotas (c has none); a's is used up.
+        let snapshot = SnapshotBuilder::new()
+            .with_inference_key()
+            .with_model("m", &["a", "b", "c"])
+            .edit(|r| {
+                for id in ["a", "b"] {
+                    r.providers.push(switchyard_proto::config::v1::Provider {
+                        id: id.into(),
+                        name: id.into(),
+                        requests_per_minute: 10,
+                        ..Default::default()
+                    });
+                }
+            })
+            .build();
+        let attempts = attempts_of(&snapshot.models["m"]);
+        let request =
+            ChatRequest::parse(br#"{"model":"m","max_tokens":10,"messages":[]}"#).unwrap();
+        let quotas = Scripted429 {
+            exhausted: "a",
+            taken: Mutex::new(Vec::new()),
+        };
+        // An empty retry budget: skipping a needs none.
+        let budget = RetryBudget::new(0.0, 0);
+        while budget.withdraw(1) {}
+        let policy = RetryPolicy {
+            budget: &budget,
+            retry_unanswered: false,
+            quotas: &quotas,
+        };
+        let transport = Scripted::new(vec![Ok(())]);
+        let mut tried = Vec::new();
+        let served = block_on(forward(
+            &transport,
+            &request,
+            Shaping::default(),
+            &attempts,
+            &policy,
+            &mut tried,
+        ))
+        .map(|(i, _)| i);
+        assert_eq!(served.unwrap(), 1);
+        assert_eq!(*transport.sent_to.lock().unwrap(), ["b"]);
+        assert!(tried[0].quota_exhausted && tried[0].quota.is_none());
+        let taken = tried[1].quota.clone().unwrap();
+        assert!(taken.key.starts_with("{quota:gw:b}:"), "{}", taken.key);
+        assert_eq!(taken.tokens, request.estimated_prompt_tokens() + 10);
+
+        // Every account left at its quota: the provider's own answer, 429.
+        let only_a = &attempts[..1];
+        let mut tried = Vec::new();
+        let transport = Scripted::new(vec![]);
+        let reject = block_on(forward(
+            &transport,
+            &request,
+            Shaping::default(),
+            only_a,
+            &policy,
+            &mut tried,
+        ))
+        .map(|_| ())
+        .unwrap_err();
+        assert_eq!(reject.status(), 429);
+        assert_eq!(reject.metadata.unwrap()["reason"], "provider_quota");
+        assert!(transport.sent_to.lock().unwrap().is_empty());
     }
 
     #[test]

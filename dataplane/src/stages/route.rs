@@ -28,7 +28,9 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use switchyard_policy::Money;
 use switchyard_policy::routing::parameters::needs;
-use switchyard_policy::routing::{DataCollection, EndpointHealth, ProviderPreferences, SortBy};
+use switchyard_policy::routing::{
+    Account, DataCollection, EndpointHealth, ProviderPreferences, Quota, SortBy,
+};
 
 use crate::health::Availability;
 use crate::reject::{Kind, Reject};
@@ -53,6 +55,24 @@ impl Attempt<'_> {
     /// Whether the provider bills this attempt to the organization directly.
     pub fn is_byok(&self) -> bool {
         self.credential.is_some()
+    }
+
+    /// The provider account this attempt draws on, and its quota, when it has one.
+    pub fn quota(&self) -> Option<(Account<'_>, Quota)> {
+        match self.credential {
+            Some(c) => c.quota.is_set().then_some((
+                Account::Byok {
+                    credential_id: &c.id,
+                },
+                c.quota,
+            )),
+            None => self.endpoint.quota.is_set().then_some((
+                Account::Gateway {
+                    provider_id: &self.endpoint.provider_id,
+                },
+                self.endpoint.quota,
+            )),
+        }
     }
 
     /// The `Authorization` value sent upstream.

@@ -23,13 +23,30 @@ pub struct Sinks<'a> {
 
 /// Ends an admitted exchange. Never blocks on I/O.
 pub fn finish(sinks: &Sinks<'_>, mut ctx: Context<'_>, now_ms: i64) {
+    let used_tokens = usage(&ctx).total_tokens();
     for tried in &ctx.tried {
         let Some(attempt) = ctx.attempts.get(tried.attempt) else {
             continue;
         };
+        if tried.quota_exhausted {
+            // Never sent: it says nothing of the endpoint.
+            continue;
+        }
         sinks
             .health
             .record(&attempt.endpoint.health_id, outcome(&ctx, tried), now_ms);
+        if let Some(taken) = &tried.quota {
+            // The provider counts what was used: the served attempt's tokens, none for a
+            // failed one (its request still counts).
+            let used = if ctx.served == Some(tried.attempt) {
+                used_tokens
+            } else {
+                0
+            };
+            let delta = i64::try_from(used).unwrap_or(i64::MAX)
+                - i64::try_from(taken.tokens).unwrap_or(i64::MAX);
+            sinks.spend.adjust_quota_tokens(taken.key.clone(), delta);
+        }
     }
     if let (Some(attempt), Some(session)) = (ctx.served_attempt(), ctx.session())
         && !ctx.provider_failed
@@ -112,6 +129,7 @@ fn event(ctx: &Context<'_>, cost: Option<Money>, dataplane_id: &str) -> UsageEve
     let provider_responses = ctx
         .tried
         .iter()
+        .filter(|t| !t.quota_exhausted)
         .filter_map(|t| {
             let a = ctx.attempts.get(t.attempt)?;
             Some(ProviderAttempt {

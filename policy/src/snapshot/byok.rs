@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use switchyard_proto::config::v1 as pb;
 
+use crate::routing::Quota;
+
 use super::Workspace;
 use super::keys::{ApiKey, parse_hash};
 use super::quarantine::{Quarantine, RecordKind};
@@ -30,6 +32,8 @@ pub struct ByokCredential {
     pub is_fallback: bool,
     pub is_required: bool,
     pub is_byok_only: bool,
+    /// The organization's account's own limits with the provider.
+    pub quota: Quota,
 }
 
 impl fmt::Debug for ByokCredential {
@@ -146,6 +150,10 @@ impl ByokIndex {
                 is_fallback: c.is_fallback,
                 is_required: c.is_required,
                 is_byok_only: c.is_byok_only,
+                quota: Quota {
+                    requests_per_minute: c.requests_per_minute,
+                    tokens_per_minute: c.tokens_per_minute,
+                },
             };
             by_workspace
                 .entry(Arc::from(c.workspace_id.as_str()))

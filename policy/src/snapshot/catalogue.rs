@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::money::Money;
 use crate::pricing::Prices;
+use crate::routing::Quota;
 use crate::routing::health::{EndpointHealth, Percentiles};
 
 #[derive(Debug)]
@@ -47,6 +48,8 @@ pub struct Endpoint {
     /// 0: no limit beyond the context length.
     pub max_prompt_tokens: u32,
     pub implicit_caching: bool,
+    /// The gateway's own account's limits with the provider (its catalogue entry's).
+    pub quota: Quota,
 }
 
 /// What a provider does with prompts.

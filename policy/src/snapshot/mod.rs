@@ -31,6 +31,7 @@ pub use quarantine::{Blocked, Quarantine, Quarantined, RecordKind};
 
 use crate::money::Money;
 use crate::pricing::Prices;
+use crate::routing::Quota;
 use crate::routing::preferences::{Sort, SortBy};
 use crate::window::Window;
 use keys::Interner;
@@ -324,10 +325,8 @@ fn models(
     resolve: Resolver<'_>,
     q: &mut Quarantine,
 ) -> HashMap<String, Arc<Model>> {
-    let provider_names: HashMap<&str, &str> = providers
-        .iter()
-        .map(|p| (p.id.as_str(), p.name.as_str()))
-        .collect();
+    let by_id: HashMap<&str, &pb::Provider> =
+        providers.iter().map(|p| (p.id.as_str(), p)).collect();
     let counts: HashMap<String, usize> = counts(list.iter().map(|m| m.id.as_str()))
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -345,8 +344,8 @@ fn models(
         }
         let mut endpoints = Vec::with_capacity(m.endpoints.len());
         for e in m.endpoints {
-            let name = provider_names.get(e.provider_id.as_str()).copied();
-            match endpoint(&m.id, e, name, resolve) {
+            let provider = by_id.get(e.provider_id.as_str()).copied();
+            match endpoint(&m.id, e, provider, resolve) {
                 Ok(e) => endpoints.push(Arc::new(e)),
                 Err((id, reason)) => q.record(RecordKind::Endpoint, &id, reason),
             }
@@ -375,9 +374,14 @@ fn models(
 fn endpoint(
     model: &str,
     e: pb::Endpoint,
-    provider_name: Option<&str>,
+    provider: Option<&pb::Provider>,
     resolve: Resolver<'_>,
 ) -> Result<Endpoint, (String, String)> {
+    let provider_name = provider.map(|p| p.name.as_str());
+    let quota = provider.map_or(Quota::default(), |p| Quota {
+        requests_per_minute: p.requests_per_minute,
+        tokens_per_minute: p.tokens_per_minute,
+    });
     let id = format!("{model}|{}", e.provider_id);
     let fail = |reason: String| (id.clone(), reason);
     if e.provider_id.is_empty() {
@@ -442,6 +446,7 @@ fn endpoint(
         },
         max_prompt_tokens: e.max_prompt_tokens,
         implicit_caching: e.implicit_caching,
+        quota,
         health_id: Arc::from(health_id(&e.provider_id, &upstream_model)),
         upstream_model,
         provider_name: provider_name.unwrap_or(&e.provider_id).to_owned(),
