@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use support::{Process, TempDir, bin, client, eventually, free_port};
 
 const TOKEN: &str = "e2e-operator-token";
@@ -176,6 +176,18 @@ async fn operator_cli_manages_tenancy_and_converges_a_declared_file() {
     assert_eq!(String::from_utf8_lossy(&diff.stdout).trim(), "no changes");
 
     // What the file declared is there.
+    let orgs = cp.json(&["get", "orgs"]);
+    let acme = orgs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "Acme Research")
+        .unwrap();
+    assert_eq!(
+        (&acme["enforce_zdr"], &acme["deny_data_collection"]),
+        (&json!(false), &json!(true)),
+        "the privacy settings: {acme}"
+    );
     let workspaces = cp.json(&["get", "workspaces", "--org", "Acme Research"]);
     let slugs: Vec<&str> = workspaces
         .as_array()

@@ -119,6 +119,8 @@ async fn execute(client: &mut Admin, ids: &mut Ids, change: &Change) -> anyhow::
             name,
             member_cap,
             filtered_model_catalog,
+            enforce_zdr,
+            deny_data_collection,
         } => {
             let org = client
                 .create_organization(pb::CreateOrganizationRequest {
@@ -127,11 +129,16 @@ async fn execute(client: &mut Admin, ids: &mut Ids, change: &Change) -> anyhow::
                 })
                 .await?
                 .into_inner();
-            if filtered_model_catalog.is_some() {
+            if filtered_model_catalog.is_some()
+                || enforce_zdr.is_some()
+                || deny_data_collection.is_some()
+            {
                 client
                     .update_organization(pb::UpdateOrganizationRequest {
                         id: org.id.clone(),
                         filtered_model_catalog: *filtered_model_catalog,
+                        enforce_zdr: *enforce_zdr,
+                        deny_data_collection: *deny_data_collection,
                         ..Default::default()
                     })
                     .await?;
@@ -142,6 +149,8 @@ async fn execute(client: &mut Admin, ids: &mut Ids, change: &Change) -> anyhow::
             name,
             member_cap,
             filtered_model_catalog,
+            enforce_zdr,
+            deny_data_collection,
             ..
         } => {
             client
@@ -150,7 +159,8 @@ async fn execute(client: &mut Admin, ids: &mut Ids, change: &Change) -> anyhow::
                     name: None,
                     member_cap: *member_cap,
                     filtered_model_catalog: *filtered_model_catalog,
-                    ..Default::default()
+                    enforce_zdr: *enforce_zdr,
+                    deny_data_collection: *deny_data_collection,
                 })
                 .await?;
         }

@@ -34,6 +34,8 @@ pub struct OrgState {
     pub name: String,
     pub member_cap: i64,
     pub filtered_model_catalog: bool,
+    pub enforce_zdr: bool,
+    pub deny_data_collection: bool,
     pub members: Vec<MemberState>,
     pub workspaces: Vec<WorkspaceState>,
     pub presets: Vec<PresetState>,
@@ -108,11 +110,15 @@ pub enum Change {
         name: String,
         member_cap: Option<i64>,
         filtered_model_catalog: Option<bool>,
+        enforce_zdr: Option<bool>,
+        deny_data_collection: Option<bool>,
     },
     UpdateOrganization {
         name: String,
         member_cap: Option<i64>,
         filtered_model_catalog: Option<bool>,
+        enforce_zdr: Option<bool>,
+        deny_data_collection: Option<bool>,
         fields: Vec<FieldChange>,
     },
     CreateUser {
@@ -256,6 +262,8 @@ pub fn plan(desired: &Spec, current: &Current, prune: bool) -> Result<Plan, Stri
                 name: org.name.clone(),
                 member_cap: org.member_cap,
                 filtered_model_catalog: org.filtered_model_catalog,
+                enforce_zdr: org.enforce_zdr,
+                deny_data_collection: org.deny_data_collection,
             }),
             Some(have) => {
                 let mut fields = Vec::new();
@@ -273,11 +281,23 @@ pub fn plan(desired: &Spec, current: &Current, prune: bool) -> Result<Plan, Stri
                         f,
                     ));
                 }
+                let enforce_zdr = org.enforce_zdr.filter(|z| *z != have.enforce_zdr);
+                if let Some(z) = enforce_zdr {
+                    fields.push(field("enforce_zdr", have.enforce_zdr, z));
+                }
+                let deny_data_collection = org
+                    .deny_data_collection
+                    .filter(|d| *d != have.deny_data_collection);
+                if let Some(d) = deny_data_collection {
+                    fields.push(field("deny_data_collection", have.deny_data_collection, d));
+                }
                 if !fields.is_empty() {
                     p.changes.push(Change::UpdateOrganization {
                         name: org.name.clone(),
                         member_cap,
                         filtered_model_catalog: filtered,
+                        enforce_zdr,
+                        deny_data_collection,
                         fields,
                     });
                 }
@@ -812,6 +832,7 @@ organizations:
   - name: Acme
     member_cap: 0
     filtered_model_catalog: true
+    enforce_zdr: true
     workspaces:
       - slug: default
         name: Main
@@ -855,11 +876,15 @@ memberships:
                     name,
                     member_cap,
                     filtered_model_catalog,
+                    enforce_zdr,
+                    deny_data_collection,
                 } => current.organizations.push(OrgState {
                     id: format!("org-{name}"),
                     name,
                     member_cap: member_cap.unwrap_or(10),
                     filtered_model_catalog: filtered_model_catalog.unwrap_or(false),
+                    enforce_zdr: enforce_zdr.unwrap_or(false),
+                    deny_data_collection: deny_data_collection.unwrap_or(false),
                     members: vec![],
                     workspaces: vec![WorkspaceState {
                         slug: DEFAULT_WORKSPACE.into(),
@@ -876,6 +901,8 @@ memberships:
                     name,
                     member_cap,
                     filtered_model_catalog,
+                    enforce_zdr,
+                    deny_data_collection,
                     ..
                 } => {
                     let o = org(current, &name);
@@ -884,6 +911,12 @@ memberships:
                     }
                     if let Some(f) = filtered_model_catalog {
                         o.filtered_model_catalog = f;
+                    }
+                    if let Some(z) = enforce_zdr {
+                        o.enforce_zdr = z;
+                    }
+                    if let Some(d) = deny_data_collection {
+                        o.deny_data_collection = d;
                     }
                 }
                 Change::CreateUser { email, name } => current.users.push(UserState {

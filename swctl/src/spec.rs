@@ -26,6 +26,10 @@ pub struct OrganizationSpec {
     /// 0 means unlimited.
     pub member_cap: Option<i64>,
     pub filtered_model_catalog: Option<bool>,
+    /// Privacy: only zero-data-retention endpoints serve the organization.
+    pub enforce_zdr: Option<bool>,
+    /// Privacy: only endpoints that neither retain nor train on prompts.
+    pub deny_data_collection: Option<bool>,
     #[serde(default)]
     pub workspaces: Vec<WorkspaceSpec>,
 }

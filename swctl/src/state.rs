@@ -173,6 +173,8 @@ async fn load_org(
         name: o.name.clone(),
         member_cap: o.member_cap,
         filtered_model_catalog: o.filtered_model_catalog,
+        enforce_zdr: o.enforce_zdr,
+        deny_data_collection: o.deny_data_collection,
         members,
         workspaces,
         presets,

@@ -60,6 +60,8 @@ pub fn organization(o: &pb::Organization) -> Record {
         .with("kind", kind)
         .with("member_cap", o.member_cap)
         .with("filtered_model_catalog", o.filtered_model_catalog)
+        .with("enforce_zdr", o.enforce_zdr)
+        .with("deny_data_collection", o.deny_data_collection)
         .with("created_at", time(o.created_at_ms))
 }
 
