@@ -248,14 +248,7 @@ async fn every_provider_preference_routes_and_nothing_of_the_gateways_leaks_upst
     assert!(v["error"]["message"].as_str().unwrap().contains("provider"));
     // Nothing that leaked was refused by either mock.
     for mock in [&stack.mock_a, &stack.mock_b] {
-        let stats: Value = client()
-            .get(format!("{}/__mock/stats", mock.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let stats = mock.stats().await;
         assert_eq!(stats["refused_unrecognized"], 0, "{stats}");
     }
 }

@@ -109,10 +109,18 @@ pub fn route<'a>(
     let prefs = &resolved.preferences;
     let organization = snapshot.organizations.get(&*key.organization_id);
     let needed: Vec<&'static str> = if prefs.require_parameters == Some(true) {
+        // The request's parameters, and those its preset fills in.
+        let preset = resolved
+            .preset
+            .iter()
+            .flat_map(|p| p.config.parameters.iter())
+            .map(|(name, raw)| (name.as_str(), raw.get()));
         let mut all: Vec<&'static str> = request
             .fields
             .iter()
-            .flat_map(|(name, raw)| needs(name, raw.get()))
+            .map(|(name, raw)| (name.as_ref(), raw.get()))
+            .chain(preset)
+            .flat_map(|(name, raw)| needs(name, raw))
             .collect();
         all.sort_unstable();
         all.dedup();

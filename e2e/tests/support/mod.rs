@@ -246,16 +246,20 @@ impl Mock {
             .unwrap()
     }
 
-    pub async fn requests(&self) -> u64 {
-        let v: Value = client()
+    /// `GET /__mock/stats`: requests received, and those refused for an unrecognized member.
+    pub async fn stats(&self) -> Value {
+        client()
             .get(format!("{}/__mock/stats", self.url))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        v["requests"].as_u64().unwrap()
+            .unwrap()
+    }
+
+    pub async fn requests(&self) -> u64 {
+        self.stats().await["requests"].as_u64().unwrap()
     }
 }
 

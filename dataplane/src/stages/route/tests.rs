@@ -422,6 +422,19 @@ fn require_parameters_keeps_endpoints_that_honour_every_parameter_set() {
         &body(r#""min_p":0.1,"provider":{"require_parameters":true}"#),
     );
     assert_eq!(reject.metadata.unwrap()["reason"], "require_parameters");
+    // A preset's parameters are the request's too.
+    let s = three()
+        .edit_endpoints(|e| e[1].supported_parameters = vec!["top_k".into()])
+        .with_preset(
+            "k",
+            switchyard_policy::testing::WORKSPACE,
+            r#"{"model":"m","parameters":{"top_k":2},"provider":{"require_parameters":true}}"#,
+        )
+        .build();
+    assert_eq!(
+        providers(&s, r#"{"model":"@preset/k","messages":[]}"#),
+        ["b"]
+    );
 }
 
 fn figures(latency_p50: f64, throughput_p50: f64) -> EndpointHealth {
