@@ -46,8 +46,9 @@ struct HistogramMinute {
 struct Series {
     minutes: VecDeque<Minute>,
     histograms: VecDeque<HistogramMinute>,
-    /// Each dataplane's latest word, and when it arrived.
-    dataplanes: HashMap<String, (Trailing, i64)>,
+    /// Each dataplane's latest word: its failures since its last success, and when it last
+    /// tried the endpoint (on this control plane's clock).
+    dataplanes: HashMap<String, Trailing>,
     outage: bool,
 }
 
@@ -80,15 +81,16 @@ impl Series {
                 throughput,
             }),
         }
+        // The dataplane's latest attempt, on this clock (dataplanes' clocks may differ).
+        let age = i64::try_from(s.latest_age_ms).unwrap_or(i64::MAX);
         let trailing = Trailing {
             consecutive_failures: s.consecutive_failures,
-            latest_at_ms: s.latest_at_ms,
+            latest_at_ms: now_ms.saturating_sub(age),
         };
         match self.dataplanes.get_mut(dataplane) {
-            Some(entry) => *entry = (trailing, now_ms),
+            Some(entry) => *entry = trailing,
             None => {
-                self.dataplanes
-                    .insert(dataplane.to_owned(), (trailing, now_ms));
+                self.dataplanes.insert(dataplane.to_owned(), trailing);
             }
         }
         self.expire(now_ms);
@@ -110,14 +112,16 @@ impl Series {
         {
             self.histograms.pop_front();
         }
+        // Only attempts of the last 30 seconds count: an open breaker's reports (no attempts)
+        // do not keep an outage alive, and once it ends the fleet tries the endpoint again.
         self.dataplanes
-            .retain(|_, (_, received_at)| *received_at > now_ms - OUTAGE_WINDOW_MS);
+            .retain(|_, t| t.latest_at_ms > now_ms - OUTAGE_WINDOW_MS);
     }
 
     /// Re-evaluates the outage rule; whether the verdict changed.
     fn evaluate(&mut self, now_ms: i64) -> bool {
         self.expire(now_ms);
-        let trailing: Vec<Trailing> = self.dataplanes.values().map(|(t, _)| *t).collect();
+        let trailing: Vec<Trailing> = self.dataplanes.values().copied().collect();
         let outage = is_outage(&trailing);
         std::mem::replace(&mut self.outage, outage) != outage
     }
@@ -154,7 +158,7 @@ impl Series {
             uptime_30m: self.uptime(now_ms, 30),
             uptime_1d: self.uptime(now_ms, DAY_MINUTES as i64),
             latency_ms: latency.percentiles(),
-            throughput: throughput.percentiles(),
+            throughput: throughput.percentiles_reached(),
             requests_30m: self
                 .minutes
                 .iter()
@@ -267,14 +271,14 @@ pub fn percentiles_json(p: Option<Percentiles>) -> serde_json::Value {
 mod tests {
     use super::*;
 
-    /// A sample of `requests` attempts, the last `consecutive` of them failures, the latest at
-    /// `at`; `failures` failed in all.
+    /// A sample of `requests` attempts, the last `consecutive` of them failures, the latest
+    /// `age` ms before the report; `failures` failed in all.
     fn sample(
         id: &str,
         requests: u64,
         failures: u64,
         consecutive: u32,
-        at: i64,
+        age: u64,
     ) -> pb::EndpointSample {
         let mut latency = Histogram::default();
         for _ in 0..requests {
@@ -286,7 +290,7 @@ mod tests {
             failures,
             latest_failed: consecutive > 0,
             consecutive_failures: consecutive,
-            latest_at_ms: at,
+            latest_age_ms: age,
             latency_ms: latency.0.to_vec(),
             ..Default::default()
         }
@@ -310,13 +314,13 @@ mod tests {
         let mut rx = fleet.subscribe();
         let t0 = 1_800_000_000_000;
         // Many successes, then failures on two dataplanes: recent failures decide.
-        fleet.ingest(&report_from("dp-1", vec![sample("a|m", 100, 2, 2, t0)]), t0);
+        fleet.ingest(&report_from("dp-1", vec![sample("a|m", 100, 2, 2, 0)]), t0);
         assert!(
             !rx.has_changed().unwrap(),
             "two failures are not an outage yet"
         );
         fleet.ingest(
-            &report_from("dp-2", vec![sample("a|m", 50, 1, 1, t0 + 90)]),
+            &report_from("dp-2", vec![sample("a|m", 50, 1, 1, 10)]),
             t0 + 100,
         );
         assert!(rx.has_changed().unwrap());
@@ -324,53 +328,48 @@ mod tests {
         assert!(fleet.endpoint("a|m").unwrap().outage);
         // One dataplane's success after them ends it.
         fleet.ingest(
-            &report_from("dp-1", vec![sample("a|m", 1, 0, 0, t0 + 150)]),
+            &report_from("dp-1", vec![sample("a|m", 1, 0, 0, 50)]),
             t0 + 200,
         );
         assert!(!rx.borrow_and_update().endpoints[0].outage);
     }
 
     #[test]
-    fn an_open_breaker_keeps_reporting_and_the_outage_lasts() {
+    fn an_outage_ends_thirty_seconds_after_the_latest_failure_whatever_breakers_report() {
         let fleet = FleetHealth::default();
         let t0 = 1_800_000_000_000;
-        fleet.ingest(&report(vec![sample("a|m", 5, 5, 5, t0)]), t0);
+        fleet.ingest(&report(vec![sample("a|m", 5, 5, 5, 0)]), t0);
         assert!(fleet.endpoint("a|m").unwrap().outage);
-        // No attempts for a minute, the breaker's report each second keeping it fresh.
-        for s in 1..=60 {
-            let mut open = sample("a|m", 0, 0, 5, t0);
+        // No attempts since: the open breaker's reports carry the same failures, older each
+        // second. They keep the outage for 30 seconds, no longer, so that the fleet tries again.
+        for s in 1..=40u64 {
+            let mut open = sample("a|m", 0, 0, 5, s * 1000);
             open.breaker_open = true;
-            fleet.ingest(&report(vec![open]), t0 + s * 1000);
+            fleet.ingest(&report(vec![open]), t0 + i64::try_from(s * 1000).unwrap());
+            let outage = fleet.endpoint("a|m").unwrap().outage;
+            assert_eq!(outage, s < 30, "{s} s after the failures");
         }
-        fleet.publish(t0 + 60_500);
-        assert!(fleet.endpoint("a|m").unwrap().outage);
     }
 
     #[test]
     fn outages_expire_with_their_window_and_uptime_counts_the_day() {
         let fleet = FleetHealth::default();
         let t0 = 1_800_000_000_000;
-        fleet.ingest(&report(vec![sample("a|m", 10, 10, 10, t0)]), t0);
+        fleet.ingest(&report(vec![sample("a|m", 10, 10, 10, 0)]), t0);
         assert!(fleet.endpoint("a|m").unwrap().outage);
         fleet.publish(t0 + OUTAGE_WINDOW_MS + 1);
         let h = fleet.endpoint("a|m").unwrap();
         assert!(!h.outage);
         assert_eq!(h.uptime_1d, Some(0.0));
         // A minute with too few attempts does not count; one with 80% successes is up.
-        fleet.ingest(
-            &report(vec![sample("a|m", 9, 0, 0, t0 + 60_000)]),
-            t0 + 60_000,
-        );
-        fleet.ingest(
-            &report(vec![sample("a|m", 10, 2, 0, t0 + 120_000)]),
-            t0 + 120_000,
-        );
+        fleet.ingest(&report(vec![sample("a|m", 9, 0, 0, 0)]), t0 + 60_000);
+        fleet.ingest(&report(vec![sample("a|m", 10, 2, 0, 0)]), t0 + 120_000);
         fleet.publish(t0 + 120_001);
         let h = fleet.endpoint("a|m").unwrap();
         assert_eq!(h.uptime_1d, Some(50.0));
         assert_eq!(h.uptime_5m, Some(50.0));
         // 429s are left out of uptime: 10 attempts of which 5 rate-limited leave 5, too few.
-        let mut limited = sample("b|m", 10, 5, 0, t0 + 120_000);
+        let mut limited = sample("b|m", 10, 5, 0, 0);
         limited.rate_limited = 5;
         fleet.ingest(&report(vec![limited]), t0 + 120_000);
         fleet.publish(t0 + 120_002);

@@ -7,8 +7,10 @@
 //!   [`HealthConfig::report_soon`] of a failure, so that an outage reaches the fleet quickly.
 //! - **Local circuit breaker.** After [`HealthConfig::breaker_failures`] consecutive failures an
 //!   endpoint's breaker opens: routing tries it only after every other endpoint. Once the
-//!   cool-down has passed, one request at a time is let through as a probe (half-open); its
-//!   success closes the breaker, its failure reopens it with twice the cool-down.
+//!   cool-down has passed it is half-open: routing ranks it as usual, and forward claims the
+//!   one probe just before sending (`Health::may_send`), so a probe is never held by a request
+//!   that does not use it. Any answer from the provider (a success, or a client's 4xx) closes the
+//!   breaker; a failure reopens it with twice the cool-down.
 //! - **Fleet view.** The control plane's aggregate over every dataplane (outages, uptime,
 //!   latency and throughput percentiles) arrives on the config stream as its own update and is
 //!   swapped in whole.
@@ -66,12 +68,12 @@ pub enum Outcome {
     Neutral,
 }
 
-/// Whether routing should use an endpoint now.
+/// Whether routing should use an endpoint now. Asking has no side effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Availability {
     Up,
-    /// The breaker is half-open and this request carries the probe.
-    Probe,
+    /// The breaker's cool-down has passed: ranked as usual, sent only as the probe (forward).
+    HalfOpen,
     /// The local breaker is open, or the fleet reports an outage: tried only after every other.
     Down,
 }
@@ -186,6 +188,8 @@ impl Health {
         match outcome {
             Outcome::Neutral => {
                 cell.requests.fetch_add(1, Ordering::Relaxed);
+                // The provider answered: whatever the breaker thought, it is reachable.
+                self.close(id, &cell);
             }
             Outcome::Success {
                 latency_ms,
@@ -199,12 +203,7 @@ impl Health {
                     cell.throughput[bucket(t)].fetch_add(1, Ordering::Relaxed);
                 }
                 cell.consecutive_failures.store(0, Ordering::Relaxed);
-                if cell.opened_at_ms.swap(0, Ordering::AcqRel) != 0 {
-                    cell.probe_at_ms.store(0, Ordering::Release);
-                    cell.cooldown_ms
-                        .store(millis(self.config.breaker_cooldown), Ordering::Relaxed);
-                    tracing::info!(endpoint = %id, "provider endpoint recovered; breaker closed");
-                }
+                self.close(id, &cell);
             }
             Outcome::Failure { rate_limited } => {
                 cell.requests.fetch_add(1, Ordering::Relaxed);
@@ -237,8 +236,17 @@ impl Health {
         }
     }
 
-    /// Whether routing should use `id` now. A half-open breaker lets one request through as
-    /// its probe; the caller that gets `Probe` carries it.
+    fn close(&self, id: &str, cell: &Cell) {
+        if cell.opened_at_ms.swap(0, Ordering::AcqRel) != 0 {
+            cell.probe_at_ms.store(0, Ordering::Release);
+            cell.cooldown_ms
+                .store(millis(self.config.breaker_cooldown), Ordering::Relaxed);
+            tracing::info!(endpoint = %id, "provider endpoint answered again; breaker closed");
+        }
+    }
+
+    /// Whether routing should use `id` now. Reads only: the probe of a half-open breaker is
+    /// claimed by forward ([`Health::may_send`]).
     pub fn availability(&self, id: &str, fleet: &FleetView, now_ms: i64) -> Availability {
         if let Some(cell) = self.cells.load().get(id) {
             let opened = cell.opened_at_ms.load(Ordering::Acquire);
@@ -248,21 +256,38 @@ impl Health {
                 }
                 let probe = cell.probe_at_ms.load(Ordering::Acquire);
                 let stale = probe != 0 && now_ms - probe > millis(self.config.probe_timeout);
-                if (probe == 0 || stale)
-                    && cell
-                        .probe_at_ms
-                        .compare_exchange(probe, now_ms.max(1), Ordering::AcqRel, Ordering::Relaxed)
-                        .is_ok()
-                {
-                    return Availability::Probe;
-                }
-                return Availability::Down;
+                return if probe == 0 || stale {
+                    Availability::HalfOpen
+                } else {
+                    Availability::Down
+                };
             }
         }
         if fleet.endpoints.get(id).is_some_and(|h| h.outage) {
             return Availability::Down;
         }
         Availability::Up
+    }
+
+    /// Whether an attempt at `id` may be sent now: always, unless its breaker is half-open and
+    /// another request holds the probe. A half-open breaker's probe is claimed here, just before
+    /// sending, by the one caller that gets `true`; an open breaker still cooling down does not
+    /// refuse (routing put the endpoint last: when it is reached, nothing else is left).
+    pub fn may_send(&self, id: &str, now_ms: i64) -> bool {
+        let Some(cell) = self.cells.load().get(id).cloned() else {
+            return true;
+        };
+        let opened = cell.opened_at_ms.load(Ordering::Acquire);
+        if opened == 0 || now_ms < opened.saturating_add(cell.cooldown_ms.load(Ordering::Relaxed)) {
+            return true;
+        }
+        let probe = cell.probe_at_ms.load(Ordering::Acquire);
+        let stale = probe != 0 && now_ms - probe > millis(self.config.probe_timeout);
+        (probe == 0 || stale)
+            && cell
+                .probe_at_ms
+                .compare_exchange(probe, now_ms.max(1), Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
     }
 
     /// The fleet's view, for one request to read throughout.
@@ -309,7 +334,8 @@ impl Health {
                 throughput: take(&c.throughput),
                 breaker_open,
                 consecutive_failures: c.consecutive_failures.load(Ordering::Relaxed),
-                latest_at_ms: c.latest_at_ms.load(Ordering::Relaxed),
+                latest_age_ms: u64::try_from(now_ms - c.latest_at_ms.load(Ordering::Relaxed))
+                    .unwrap_or(0),
             });
         }
         pb::HealthReport {
@@ -453,27 +479,45 @@ mod tests {
         assert_eq!(h.availability("a|m", &fleet, t), Availability::Up);
         h.record(&id, FAIL, t);
         assert_eq!(h.availability("a|m", &fleet, t + 999), Availability::Down);
-        // Cooled down: one probe, and only one, goes through.
-        assert_eq!(h.availability("a|m", &fleet, t + 1000), Availability::Probe);
+        // Reached last while cooling down, it is still sent: nothing else was left.
+        assert!(h.may_send("a|m", t + 999));
+        // Cooled down: half-open, however often routing asks; one probe, and only one, goes.
+        assert_eq!(
+            h.availability("a|m", &fleet, t + 1000),
+            Availability::HalfOpen
+        );
+        assert_eq!(
+            h.availability("a|m", &fleet, t + 1000),
+            Availability::HalfOpen
+        );
+        assert!(h.may_send("a|m", t + 1000));
+        assert!(!h.may_send("a|m", t + 1001));
         assert_eq!(h.availability("a|m", &fleet, t + 1001), Availability::Down);
         // The probe fails: open again for twice as long.
         h.record(&id, FAIL, t + 1100);
         assert_eq!(h.availability("a|m", &fleet, t + 3099), Availability::Down);
-        assert_eq!(h.availability("a|m", &fleet, t + 3100), Availability::Probe);
+        assert!(h.may_send("a|m", t + 3100));
         // A probe that never reports frees its slot after the probe timeout.
-        assert_eq!(h.availability("a|m", &fleet, t + 3500), Availability::Down);
-        assert_eq!(h.availability("a|m", &fleet, t + 3601), Availability::Probe);
+        assert!(!h.may_send("a|m", t + 3500));
+        assert_eq!(
+            h.availability("a|m", &fleet, t + 3601),
+            Availability::HalfOpen
+        );
+        assert!(h.may_send("a|m", t + 3601));
         h.record(&id, OK, t + 3700);
         assert_eq!(h.availability("a|m", &fleet, t + 3701), Availability::Up);
         // Closed again with the first cool-down.
         for _ in 0..3 {
             h.record(&id, FAIL, t + 4000);
         }
-        assert_eq!(h.availability("a|m", &fleet, t + 5000), Availability::Probe);
+        assert_eq!(
+            h.availability("a|m", &fleet, t + 5000),
+            Availability::HalfOpen
+        );
     }
 
     #[test]
-    fn client_errors_neither_open_nor_close_the_breaker() {
+    fn a_client_error_does_not_open_the_breaker_but_a_providers_answer_closes_it() {
         let h = health();
         let id: Arc<str> = Arc::from("a|m");
         let fleet = FleetView::default();
@@ -483,6 +527,10 @@ mod tests {
         h.record(&id, Outcome::Neutral, 0);
         h.record(&id, FAIL, 0);
         assert_eq!(h.availability("a|m", &fleet, 1), Availability::Down);
+        // The probe gets a 400: the provider answers, so the breaker closes.
+        assert!(h.may_send("a|m", 1000));
+        h.record(&id, Outcome::Neutral, 1001);
+        assert_eq!(h.availability("a|m", &fleet, 1002), Availability::Up);
     }
 
     #[test]

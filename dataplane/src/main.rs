@@ -138,7 +138,9 @@ fn run(config: Config) -> anyhow::Result<()> {
             connect: config.connect_timeout(),
             read: config.read_timeout(),
             first_byte: Duration::from_secs(config.first_byte_timeout_secs.max(1)),
-            idle_pool: Duration::from_secs(60),
+            // Shorter than providers' own keep-alive, so a pooled connection is rarely one they
+            // have just closed.
+            idle_pool: Duration::from_secs(30),
         },
         limits: Limits {
             max_body_bytes: config.max_body_bytes,

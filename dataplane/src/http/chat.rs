@@ -168,6 +168,7 @@ async fn exchange(gw: &Gateway, session: &mut ServerSession, ctx: &mut Context<'
         budget: &gw.retry_budget,
         retry_unanswered: gw.retry_unanswered,
         quotas: &gw.spend,
+        health: (!gw.ignore_provider_health).then_some(&*gw.health),
     };
     let shaping = Shaping {
         preset: ctx.resolved.preset.map(|p| &**p),

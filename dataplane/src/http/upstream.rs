@@ -74,14 +74,14 @@ impl Transport for Pingora<'_> {
         let body = Bytes::from(body);
         let mut session = match self.exchange(&peer, &header, &body).await {
             Ok(session) => session,
-            // A pooled connection the provider had already closed fails before the provider
-            // saw the request: once more on a new connection.
-            Err((Failure::NoResponse | Failure::Unreachable, true)) => {
-                match self.exchange(&peer, &header, &body).await {
-                    Ok(session) => session,
-                    Err((failure, _)) => return Err(failure),
-                }
-            }
+            // A pooled connection the provider had already closed, found while writing: the
+            // provider never had the whole request, so once more on a new connection. (A
+            // connection lost after the whole request went out may have started a generation:
+            // that is forward's to judge, under `--retry-unanswered`.)
+            Err((Failure::Unreachable, true)) => match self.exchange(&peer, &header, &body).await {
+                Ok(session) => session,
+                Err((failure, _)) => return Err(failure),
+            },
             Err((failure, _)) => return Err(failure),
         };
         let status = session

@@ -63,7 +63,7 @@ pub fn worst_case<'a>(
     endpoints
         .into_iter()
         .map(|e| {
-            let cap = u64::from(e.max_output_tokens).max(1);
+            let cap = e.output_cap();
             let output = request.max_output_tokens.map_or(cap, |m| m.min(cap));
             e.prices.worst_case(prompt_tokens, output)
         })

@@ -23,10 +23,13 @@ use std::time::Instant;
 use pingora_http::RequestHeader;
 use serde_json::json;
 use serde_json::value::RawValue;
-use switchyard_policy::routing::parameters::{Disposition, disposition};
+use switchyard_policy::routing::parameters::{
+    Disposition, disposition, option_allowed, parameter_of,
+};
 use switchyard_policy::routing::quota::quota_key;
 use switchyard_policy::routing::{ProviderPreferences, Quota};
 
+use crate::health::Health;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{Endpoint, Preset};
 use crate::spend::QuotaVerdict;
@@ -81,8 +84,17 @@ pub struct Tried {
     pub elapsed_ms: u64,
     /// What it took from its provider account's quota, if the account has one.
     pub quota: Option<QuotaTaken>,
-    /// Not sent: the account's quota for this minute was used up.
-    pub quota_exhausted: bool,
+    /// Why it was not sent, if it was not.
+    pub skipped: Option<Skipped>,
+}
+
+/// Why an attempt was passed over without a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Skipped {
+    /// The account's quota for this minute was used up.
+    Quota,
+    /// The endpoint's breaker is half-open and another request carries its probe.
+    ProbeHeld,
 }
 
 /// A quota counter an attempt drew on, and the tokens it estimated.
@@ -180,12 +192,14 @@ impl RetryBudget {
     }
 }
 
-/// How forward treats failures and quotas, from the dataplane's configuration.
+/// How forward treats failures, quotas and breakers, from the dataplane's configuration.
 pub struct RetryPolicy<'p, Q> {
     pub budget: &'p RetryBudget,
     /// Retry a request whose connection was lost after it was sent (see the module).
     pub retry_unanswered: bool,
     pub quotas: &'p Q,
+    /// The breakers whose half-open probes attempts claim; `None` sends whatever they say.
+    pub health: Option<&'p Health>,
 }
 
 /// What shapes each provider's request body besides the client's.
@@ -216,6 +230,23 @@ pub async fn forward<T: Transport, Q: Quotas>(
             );
             break;
         }
+        let last_chance = index + 1 == attempts.len() && !sent_any;
+        let skip = |why: Skipped| Tried {
+            attempt: index,
+            failure: Some(Kind::UpstreamUnavailable),
+            status: None,
+            endpoint_failed: false,
+            elapsed_ms: 0,
+            quota: None,
+            skipped: Some(why),
+        };
+        if let Some(health) = policy.health
+            && !last_chance
+            && !health.may_send(&attempt.endpoint.health_id, crate::now_ms())
+        {
+            tried.push(skip(Skipped::ProbeHeld));
+            continue;
+        }
         let quota = match attempt.quota() {
             None => None,
             Some((account, quota)) => {
@@ -226,15 +257,7 @@ pub async fn forward<T: Transport, Q: Quotas>(
                     QuotaVerdict::Taken => Some(QuotaTaken { key, tokens }),
                     QuotaVerdict::Unknown => None,
                     QuotaVerdict::Exhausted => {
-                        tried.push(Tried {
-                            attempt: index,
-                            failure: Some(Kind::UpstreamUnavailable),
-                            status: None,
-                            endpoint_failed: false,
-                            elapsed_ms: 0,
-                            quota: None,
-                            quota_exhausted: true,
-                        });
+                        tried.push(skip(Skipped::Quota));
                         last = Some(quota_exhausted(attempt));
                         continue;
                     }
@@ -255,7 +278,7 @@ pub async fn forward<T: Transport, Q: Quotas>(
                     endpoint_failed: false,
                     elapsed_ms,
                     quota,
-                    quota_exhausted: false,
+                    skipped: None,
                 });
                 return Ok((index, response));
             }
@@ -267,8 +290,10 @@ pub async fn forward<T: Transport, Q: Quotas>(
                 let unanswered = matches!(failure, Failure::NoResponse);
                 let reject = classify(attempt, failure);
                 let client_error = reject.kind == Kind::UpstreamRefused;
+                // An organization's own key refused or rate-limited says nothing of the endpoint
+                // every other tenant shares.
                 let own_credential_refused =
-                    attempt.is_byok() && matches!(status, Some(401 | 403 | 407));
+                    attempt.is_byok() && matches!(status, Some(401 | 403 | 407 | 429));
                 tried.push(Tried {
                     attempt: index,
                     failure: Some(reject.kind),
@@ -276,7 +301,7 @@ pub async fn forward<T: Transport, Q: Quotas>(
                     endpoint_failed: !client_error && !own_credential_refused,
                     elapsed_ms,
                     quota,
-                    quota_exhausted: false,
+                    skipped: None,
                 });
                 if !reject.kind.retryable() || (unanswered && !policy.retry_unanswered) {
                     return Err(reject);
@@ -296,7 +321,7 @@ pub async fn forward<T: Transport, Q: Quotas>(
 /// The most tokens an attempt can count against its account: the prompt estimate and the most
 /// output it may produce there.
 fn estimated_tokens(request: &ChatRequest<'_>, endpoint: &Endpoint) -> u64 {
-    let cap = u64::from(endpoint.max_output_tokens).max(1);
+    let cap = endpoint.output_cap();
     let output = request.max_output_tokens.map_or(cap, |m| m.min(cap));
     request.estimated_prompt_tokens().saturating_add(output)
 }
@@ -406,10 +431,6 @@ pub fn classify(attempt: &Attempt<'_>, failure: Failure) -> Reject {
     reject
 }
 
-/// Members the gateway never lets a provider option or preset parameter set: they are the
-/// request's frame, not its parameters.
-const FRAME: [&str; 4] = ["model", "messages", "stream", "stream_options"];
-
 /// The body for one attempt (see the module's documentation). Member values are copied byte for
 /// byte; only names are re-escaped.
 pub fn upstream_body(
@@ -427,13 +448,15 @@ pub fn upstream_body(
                 .find(|(slug, _)| slug.eq_ignore_ascii_case(&endpoint.provider_id))
         })
         .and_then(|(_, v)| v.as_object())
-        .map(|o| {
-            o.iter()
-                .filter(|(k, _)| !FRAME.contains(&k.as_str()))
-                .collect()
-        })
+        .map(|o| o.iter().filter(|(k, _)| option_allowed(k)).collect())
         .unwrap_or_default();
     let overridden = |name: &str| options.iter().any(|(k, _)| k.as_str() == name);
+    // A parameter the request sets (under either of its names) is not filled in again.
+    let set_by_request = |name: &str| {
+        request.fields.iter().any(|(n, _)| {
+            n == name || (parameter_of(n).is_some() && parameter_of(n) == parameter_of(name))
+        })
+    };
     let system_prompt = shaping.preset.and_then(|p| p.system_prompt.as_deref());
 
     let mut out = Vec::with_capacity(request.body_len + endpoint.upstream_model.len() + 64);
@@ -465,21 +488,23 @@ pub fn upstream_body(
         }
         push(&mut out, name, value.get());
     }
+    let mut filled_reasoning_effort = false;
     if let Some(preset) = shaping.preset {
         for (name, value) in &preset.config.parameters {
-            let set_by_request = request.fields.iter().any(|(n, _)| n == name);
-            if set_by_request
+            if set_by_request(name)
                 || overridden(name)
                 || disposition(name, supports) == Disposition::Drop
             {
                 continue;
             }
+            filled_reasoning_effort |= name == "reasoning_effort";
             push(&mut out, name, value.get());
         }
     }
     // OpenRouter's `reasoning.effort` is OpenAI's `reasoning_effort`.
     if supports("reasoning")
         && request.member("reasoning_effort").is_none()
+        && !filled_reasoning_effort
         && !overridden("reasoning_effort")
         && let Some(effort) = request
             .member("reasoning")
@@ -653,6 +678,7 @@ mod tests {
             budget,
             retry_unanswered,
             quotas: &NoQuotas,
+            health: None,
         };
         let result = block_on(forward(
             &transport,
@@ -776,6 +802,76 @@ mod tests {
         assert!(budget.withdraw(1_100), "100 ms at 10 a second is one retry");
     }
 
+    #[test]
+    fn a_half_open_breakers_probe_is_claimed_by_the_one_request_that_sends_it() {
+        let snapshot = SnapshotBuilder::new()
+            .with_inference_key()
+            .with_model("m", &["a", "b"])
+            .build();
+        let attempts = attempts_of(&snapshot.models["m"]);
+        let request = ChatRequest::parse(br#"{"model":"m","messages":[]}"#).unwrap();
+        let health = Health::new(crate::health::HealthConfig {
+            breaker_failures: 1,
+            breaker_cooldown: std::time::Duration::from_millis(1),
+            ..crate::health::HealthConfig::default()
+        });
+        // a failed long enough ago that its breaker's cool-down is over: half-open.
+        health.record(
+            &attempts[0].endpoint.health_id,
+            crate::health::Outcome::Failure {
+                rate_limited: false,
+            },
+            crate::now_ms() - 10_000,
+        );
+        let budget = RetryBudget::new(0.2, 10);
+        let policy = RetryPolicy {
+            budget: &budget,
+            retry_unanswered: false,
+            quotas: &NoQuotas,
+            health: Some(&health),
+        };
+        let send = || {
+            let transport = Scripted::new(vec![Ok(())]);
+            let mut tried = Vec::new();
+            let result = block_on(forward(
+                &transport,
+                &request,
+                Shaping::default(),
+                &attempts,
+                &policy,
+                &mut tried,
+            ));
+            assert!(result.is_ok());
+            let sent = transport.sent_to.lock().unwrap().clone();
+            (sent, tried)
+        };
+        // The first request carries the probe to a.
+        let (sent, tried) = send();
+        assert_eq!(sent, ["a"]);
+        assert_eq!(tried[0].skipped, None);
+        // While it is out, the next one passes a over for b without sending to it.
+        let (sent, tried) = send();
+        assert_eq!(sent, ["b"]);
+        assert_eq!(tried[0].skipped, Some(Skipped::ProbeHeld));
+        assert!(!tried[0].endpoint_failed);
+        // An endpoint that is the only one left is sent to, probe held or not.
+        let only_a = &attempts[..1];
+        let transport = Scripted::new(vec![Ok(())]);
+        let mut tried = Vec::new();
+        assert!(
+            block_on(forward(
+                &transport,
+                &request,
+                Shaping::default(),
+                only_a,
+                &policy,
+                &mut tried
+            ))
+            .is_ok()
+        );
+        assert_eq!(*transport.sent_to.lock().unwrap(), ["a"]);
+    }
+
     /// Quotas where provider `exhausted`'s account has none left.
     struct Scripted429 {
         exhausted: &'static str,
@@ -823,6 +919,7 @@ mod tests {
             budget: &budget,
             retry_unanswered: false,
             quotas: &quotas,
+            health: None,
         };
         let transport = Scripted::new(vec![Ok(())]);
         let mut tried = Vec::new();
@@ -837,7 +934,8 @@ mod tests {
         .map(|(i, _)| i);
         assert_eq!(served.unwrap(), 1);
         assert_eq!(*transport.sent_to.lock().unwrap(), ["b"]);
-        assert!(tried[0].quota_exhausted && tried[0].quota.is_none());
+        assert_eq!(tried[0].skipped, Some(Skipped::Quota));
+        assert!(tried[0].quota.is_none());
         let taken = tried[1].quota.clone().unwrap();
         assert!(taken.key.starts_with("{quota:gw:b}:"), "{}", taken.key);
         assert_eq!(taken.tokens, request.estimated_prompt_tokens() + 10);
@@ -974,10 +1072,46 @@ mod tests {
     }
 
     #[test]
+    fn a_preset_never_sets_a_parameter_the_request_set_under_its_other_name() {
+        let snapshot = SnapshotBuilder::new()
+            .with_preset(
+                "p",
+                switchyard_policy::testing::WORKSPACE,
+                r#"{"model":"mock/small","parameters":{"max_tokens":100,"seed":7}}"#,
+            )
+            .build();
+        let crate::snapshot::PresetEntry::Ready(preset) = snapshot
+            .presets
+            .get(switchyard_policy::testing::WORKSPACE, "p")
+            .unwrap()
+        else {
+            panic!("preset set aside");
+        };
+        let shaping = Shaping {
+            preset: Some(preset),
+            preferences: None,
+        };
+        let model = &snapshot.models["mock/small"];
+        let attempt = attempts_of(model)[0];
+        let req = ChatRequest::parse(
+            br#"{"model":"mock/small","messages":[],"max_completion_tokens":50}"#,
+        )
+        .unwrap();
+        // Counted in the raw bytes: a JSON parser would hide a duplicate member.
+        let raw = String::from_utf8(upstream_body(&req, shaping, &attempt)).unwrap();
+        let limits = raw.matches("\"max_tokens\"").count()
+            + raw.matches("\"max_completion_tokens\"").count();
+        assert_eq!(limits, 1, "{raw}");
+        assert!(raw.contains(":50"), "{raw}");
+        assert!(!raw.contains(":100"), "{raw}");
+        assert_eq!(raw.matches("\"seed\"").count(), 1, "{raw}");
+    }
+
+    #[test]
     fn provider_options_go_only_to_their_provider() {
         let snapshot = SnapshotBuilder::new().build();
         let prefs = ProviderPreferences::parse(
-            r#"{"options":{"mock":{"top_k":5,"temperature":0.3,"model":"x"},"other":{"seed":1}}}"#,
+            r#"{"options":{"mock":{"top_k":5,"temperature":0.3,"model":"x","max_tokens":99999,"provider":{},"session_id":"s"},"other":{"seed":1}}}"#,
         )
         .unwrap();
         let shaping = Shaping {
@@ -993,6 +1127,10 @@ mod tests {
         assert_eq!(v["temperature"], 0.3);
         assert!(v.get("seed").is_none());
         assert_ne!(v["model"], "x");
+        // Options cannot raise the cost bound the gateway reserved, nor smuggle its members.
+        for member in ["max_tokens", "provider", "session_id"] {
+            assert!(v.get(member).is_none(), "{member}: {v}");
+        }
     }
 
     #[test]

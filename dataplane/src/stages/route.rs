@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use switchyard_policy::Money;
-use switchyard_policy::routing::parameters::needs;
+use switchyard_policy::routing::parameters::{always_needed, needs};
 use switchyard_policy::routing::{
     Account, DataCollection, EndpointHealth, ProviderPreferences, Quota, SortBy,
 };
@@ -108,26 +108,24 @@ pub fn route<'a>(
 ) -> Result<Vec<Attempt<'a>>, Reject> {
     let prefs = &resolved.preferences;
     let organization = snapshot.organizations.get(&*key.organization_id);
-    let needed: Vec<&'static str> = if prefs.require_parameters == Some(true) {
-        // The request's parameters, and those its preset fills in.
-        let preset = resolved
-            .preset
-            .iter()
-            .flat_map(|p| p.config.parameters.iter())
-            .map(|(name, raw)| (name.as_str(), raw.get()));
-        let mut all: Vec<&'static str> = request
-            .fields
-            .iter()
-            .map(|(name, raw)| (name.as_ref(), raw.get()))
-            .chain(preset)
-            .flat_map(|(name, raw)| needs(name, raw))
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        all
-    } else {
-        Vec::new()
-    };
+    // The parameters endpoints must honour: tools always; every one the request (or its
+    // preset) sets under `require_parameters`.
+    let every = prefs.require_parameters == Some(true);
+    let preset = resolved
+        .preset
+        .iter()
+        .flat_map(|p| p.config.parameters.iter())
+        .map(|(name, raw)| (name.as_str(), raw.get()));
+    let mut needed: Vec<&'static str> = request
+        .fields
+        .iter()
+        .map(|(name, raw)| (name.as_ref(), raw.get()))
+        .chain(preset)
+        .flat_map(|(name, raw)| needs(name, raw))
+        .filter(|p| every || always_needed(p))
+        .collect();
+    needed.sort_unstable();
+    needed.dedup();
     let guardrails = snapshot.guardrails_for(key);
     let byok = snapshot.byok.of_workspace(&key.workspace_id);
     let mut planned: Vec<(Ranked<'a>, Attempt<'a>)> = Vec::new();
@@ -145,6 +143,7 @@ pub fn route<'a>(
             prefs,
             organization,
             needed: &needed,
+            every_parameter: every,
             free_only: candidate.free_only,
         };
         let mut kept = Vec::with_capacity(allowed.len());
@@ -181,6 +180,12 @@ pub fn route<'a>(
                 .cmp(&b.is_down())
                 .then_with(|| compare(sort.by, a, b, conditions))
         });
+    }
+    if prefs.order.is_none() && resolved.candidates.len() > 1 {
+        // Across models too, a Down endpoint goes last, and a fallback model's endpoint that
+        // meets the latency and throughput preferences goes before a primary's that misses
+        // them (as OpenRouter documents); otherwise the models keep their order.
+        planned.sort_by_key(|(r, _)| (r.is_down(), !meets_preferences(r, prefs, conditions)));
     }
     if planned.is_empty() {
         return Err(first_failure
@@ -224,6 +229,8 @@ pub enum Exclusion {
     MaxPrice,
     NotFree,
     Parameters,
+    /// The request has tools and the endpoint takes none.
+    Tools,
     /// `enforce_distillable_text`: the catalogue records no model author's permission to
     /// distill, so no endpoint can be shown to allow it.
     Distillation,
@@ -242,6 +249,7 @@ impl Exclusion {
             Exclusion::MaxPrice => "max_price",
             Exclusion::NotFree => "free",
             Exclusion::Parameters => "require_parameters",
+            Exclusion::Tools => "tools",
             Exclusion::Distillation => "enforce_distillable_text",
         }
     }
@@ -266,6 +274,7 @@ impl Exclusion {
             Exclusion::Parameters => {
                 "does not support every parameter of the request (provider.require_parameters)"
             }
+            Exclusion::Tools => "does not support tools, which the request has",
             Exclusion::Distillation => {
                 "the catalogue records no permission from the model's author to distill its output (provider.enforce_distillable_text)"
             }
@@ -278,6 +287,8 @@ struct Narrowing<'r> {
     prefs: &'r ProviderPreferences,
     organization: Option<&'r Organization>,
     needed: &'r [&'static str],
+    /// `require_parameters`: `needed` is every parameter set, not only tools.
+    every_parameter: bool,
     free_only: bool,
 }
 
@@ -324,7 +335,11 @@ impl Narrowing<'_> {
             return Some(Exclusion::NotFree);
         }
         if self.needed.iter().any(|param| !e.supports(param)) {
-            return Some(Exclusion::Parameters);
+            return Some(if self.every_parameter {
+                Exclusion::Parameters
+            } else {
+                Exclusion::Tools
+            });
         }
         if p.enforce_distillable_text == Some(true) {
             return Some(Exclusion::Distillation);
@@ -512,6 +527,26 @@ fn compare(by: SortBy, a: &Ranked<'_>, b: &Ranked<'_>, conditions: &dyn Conditio
     by_figure.then(a.endpoint.priority.cmp(&b.endpoint.priority))
 }
 
+/// Whether an endpoint meets `preferred_max_latency` and `preferred_min_throughput` (an endpoint
+/// without figures does).
+fn meets_preferences(
+    r: &Ranked<'_>,
+    prefs: &ProviderPreferences,
+    conditions: &dyn Conditions,
+) -> bool {
+    let Some(h) = conditions.health(&r.endpoint.health_id) else {
+        return true;
+    };
+    prefs
+        .preferred_max_latency
+        .as_ref()
+        .is_none_or(|c| h.meets_latency(c))
+        && prefs
+            .preferred_min_throughput
+            .as_ref()
+            .is_none_or(|c| h.meets_throughput(c))
+}
+
 /// Endpoints that miss `preferred_max_latency` or `preferred_min_throughput` go behind those
 /// that meet them; both groups keep their order.
 fn deprioritize_by_preferences(
@@ -522,20 +557,7 @@ fn deprioritize_by_preferences(
     if prefs.preferred_max_latency.is_none() && prefs.preferred_min_throughput.is_none() {
         return;
     }
-    let meets = |r: &Ranked<'_>| {
-        let Some(h) = conditions.health(&r.endpoint.health_id) else {
-            return true;
-        };
-        prefs
-            .preferred_max_latency
-            .as_ref()
-            .is_none_or(|c| h.meets_latency(c))
-            && prefs
-                .preferred_min_throughput
-                .as_ref()
-                .is_none_or(|c| h.meets_throughput(c))
-    };
-    ranked.sort_by_key(|r| !meets(r));
+    ranked.sort_by_key(|r| !meets_preferences(r, prefs, conditions));
 }
 
 /// The attempts over `ranked` endpoints of `model` for `key`; `byok` is the key's workspace's

@@ -28,7 +28,7 @@ pub fn finish(sinks: &Sinks<'_>, mut ctx: Context<'_>, now_ms: i64) {
         let Some(attempt) = ctx.attempts.get(tried.attempt) else {
             continue;
         };
-        if tried.quota_exhausted {
+        if tried.skipped.is_some() {
             // Never sent: it says nothing of the endpoint.
             continue;
         }
@@ -129,7 +129,7 @@ fn event(ctx: &Context<'_>, cost: Option<Money>, dataplane_id: &str) -> UsageEve
     let provider_responses = ctx
         .tried
         .iter()
-        .filter(|t| !t.quota_exhausted)
+        .filter(|t| t.skipped.is_none())
         .filter_map(|t| {
             let a = ctx.attempts.get(t.attempt)?;
             Some(ProviderAttempt {

@@ -84,12 +84,25 @@ impl Histogram {
         Some(representative(BUCKETS - 1))
     }
 
+    /// Percentiles of a cost (latency): pN is the value N % of observations stay within, so
+    /// p99 is the slow tail.
     pub fn percentiles(&self) -> Option<Percentiles> {
         Some(Percentiles {
             p50: self.quantile(0.50)?,
             p75: self.quantile(0.75)?,
             p90: self.quantile(0.90)?,
             p99: self.quantile(0.99)?,
+        })
+    }
+
+    /// Percentiles of a rate (throughput), as OpenRouter's minimum cutoffs read them: pN is the
+    /// value N % of observations reach, so p99 is the slow tail here too.
+    pub fn percentiles_reached(&self) -> Option<Percentiles> {
+        Some(Percentiles {
+            p50: self.quantile(0.50)?,
+            p75: self.quantile(0.25)?,
+            p90: self.quantile(0.10)?,
+            p99: self.quantile(0.01)?,
         })
     }
 }
@@ -146,7 +159,8 @@ pub struct EndpointHealth {
     pub uptime_1d: Option<f64>,
     /// Time to the response header (first token for streams), milliseconds, last 30 minutes.
     pub latency_ms: Option<Percentiles>,
-    /// Completion tokens per second, last 30 minutes.
+    /// Completion tokens per second, last 30 minutes; pN is what N % of requests reached (see
+    /// [`Histogram::percentiles_reached`]).
     pub throughput: Option<Percentiles>,
     pub requests_30m: u64,
 }
@@ -197,18 +211,18 @@ impl EndpointHealth {
 }
 
 /// One dataplane's latest word on an endpoint: the failures since its last success there, and
-/// when it last tried the endpoint.
+/// when it last tried the endpoint (on the clock of whoever compares them).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Trailing {
     pub consecutive_failures: u32,
     pub latest_at_ms: i64,
 }
 
-/// The outage rule, over the dataplanes that reported the endpoint within
-/// [`OUTAGE_WINDOW_MS`]: the fleet's most recent attempt failed, and together the dataplanes
-/// have seen at least [`OUTAGE_MIN_FAILURES`] failures since their last successes. Recent
-/// failures decide, however many successes came before them; one success after them ends the
-/// outage at once.
+/// The outage rule, over the dataplanes that tried the endpoint within [`OUTAGE_WINDOW_MS`]:
+/// the fleet's most recent attempt failed, and together the dataplanes have seen at least
+/// [`OUTAGE_MIN_FAILURES`] failures since their last successes. Recent failures decide, however
+/// many successes came before them; one success after them ends the outage at once, and so does
+/// the window passing without an attempt.
 pub fn is_outage(dataplanes: &[Trailing]) -> bool {
     let Some(latest) = dataplanes.iter().max_by_key(|t| t.latest_at_ms) else {
         return false;
@@ -221,7 +235,7 @@ pub fn is_outage(dataplanes: &[Trailing]) -> bool {
 }
 
 pub const OUTAGE_MIN_FAILURES: u64 = 3;
-/// How long a dataplane's report counts toward the outage rule.
+/// How long a dataplane's latest attempt counts toward the outage rule.
 pub const OUTAGE_WINDOW_MS: i64 = 30_000;
 
 #[cfg(test)]
@@ -243,6 +257,10 @@ mod tests {
             assert!((got / want - 1.0).abs() < 0.15, "{got} vs {want}");
         }
         assert!(Histogram::default().percentiles().is_none());
+        // A rate's p90 is what 90 % reached: the low end.
+        let r = b.percentiles_reached().unwrap();
+        assert!((r.p90 / 100.0 - 1.0).abs() < 0.15, "{}", r.p90);
+        assert!(r.p99 < r.p90 && r.p90 < r.p50);
         assert_eq!(bucket(0.0), 0);
         assert_eq!(bucket(f64::NAN), 0);
         assert_eq!(bucket(1e12), BUCKETS - 1);

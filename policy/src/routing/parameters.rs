@@ -93,6 +93,23 @@ fn is_json_schema(raw: &str) -> bool {
         .is_some_and(|v| v["type"] == "json_schema")
 }
 
+/// Parameters an endpoint must honour whatever `require_parameters` says: a request with tools
+/// goes only to endpoints that take tools (OpenRouter's rule; dropping them would change the
+/// answer, not just its style).
+pub fn always_needed(parameter: &str) -> bool {
+    matches!(parameter, "tools" | "tool_choice")
+}
+
+/// Members a provider option (`provider.options.<slug>`) may not set: the request's frame, the
+/// gateway's own members, and what bounds the cost the gateway reserved (`max_tokens`, `n`).
+pub fn option_allowed(member: &str) -> bool {
+    !GATEWAY_MEMBERS.contains(&member)
+        && !matches!(
+            member,
+            "messages" | "stream" | "max_tokens" | "max_completion_tokens" | "n"
+        )
+}
+
 /// What becomes of a request member on its way to an OpenAI-compatible endpoint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Disposition {

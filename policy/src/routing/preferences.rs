@@ -171,12 +171,16 @@ struct Wire {
 #[serde(untagged)]
 enum SortWire {
     By(String),
-    Config {
-        #[serde(default)]
-        by: Option<String>,
-        #[serde(default)]
-        partition: Option<String>,
-    },
+    Config(SortConfigWire),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SortConfigWire {
+    #[serde(default)]
+    by: Option<String>,
+    #[serde(default)]
+    partition: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -206,16 +210,20 @@ enum Amount {
 #[serde(untagged)]
 enum CutoffsWire {
     P50(f64),
-    Percentiles {
-        #[serde(default)]
-        p50: Option<f64>,
-        #[serde(default)]
-        p75: Option<f64>,
-        #[serde(default)]
-        p90: Option<f64>,
-        #[serde(default)]
-        p99: Option<f64>,
-    },
+    Percentiles(PercentilesWire),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PercentilesWire {
+    #[serde(default)]
+    p50: Option<f64>,
+    #[serde(default)]
+    p75: Option<f64>,
+    #[serde(default)]
+    p90: Option<f64>,
+    #[serde(default)]
+    p99: Option<f64>,
 }
 
 impl ProviderPreferences {
@@ -305,7 +313,7 @@ fn from_wire(w: Wire) -> Result<ProviderPreferences, String> {
             by: SortBy::parse(&by)?,
             partition_by_model: true,
         }),
-        Some(SortWire::Config { by, partition }) => {
+        Some(SortWire::Config(SortConfigWire { by, partition })) => {
             let partition_by_model = match partition.as_deref() {
                 None | Some("model") => true,
                 Some("none") => false,
@@ -385,7 +393,9 @@ fn cutoffs(name: &str, wire: Option<CutoffsWire>) -> Result<Option<Cutoffs>, Str
             p50: Some(v),
             ..Cutoffs::default()
         },
-        Some(CutoffsWire::Percentiles { p50, p75, p90, p99 }) => Cutoffs { p50, p75, p90, p99 },
+        Some(CutoffsWire::Percentiles(PercentilesWire { p50, p75, p90, p99 })) => {
+            Cutoffs { p50, p75, p90, p99 }
+        }
     };
     if c.each().any(|(_, v)| !v.is_finite() || v <= 0.0) {
         return Err(format!("{name} cutoffs must be positive numbers"));
@@ -459,6 +469,8 @@ mod tests {
             r#"{"max_price":{"tokens":1}}"#,
             r#"{"preferred_max_latency":0}"#,
             r#"{"preferred_max_latency":{"p50":-2}}"#,
+            r#"{"preferred_max_latency":{"p95":2}}"#,
+            r#"{"sort":{"by":"price","order":"asc"}}"#,
             r#"{"options":{"a":1}}"#,
             r#"[1]"#,
         ] {

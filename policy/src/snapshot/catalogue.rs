@@ -82,6 +82,17 @@ pub const STANDARD_PARAMETERS: [&str; 15] = [
 ];
 
 impl Endpoint {
+    /// The most output one request can produce here: the catalogue's max output, or the whole
+    /// context when the catalogue does not say.
+    pub fn output_cap(&self) -> u64 {
+        let cap = if self.max_output_tokens > 0 {
+            self.max_output_tokens
+        } else {
+            self.context_length
+        };
+        u64::from(cap).max(1)
+    }
+
     /// Whether the endpoint honours `parameter` (OpenRouter's name for it).
     pub fn supports(&self, parameter: &str) -> bool {
         self.supported_parameters

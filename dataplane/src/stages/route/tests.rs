@@ -437,6 +437,34 @@ fn require_parameters_keeps_endpoints_that_honour_every_parameter_set() {
     );
 }
 
+#[test]
+fn tools_are_always_required_other_parameters_only_when_asked() {
+    let s = three()
+        .edit_endpoints(|e| {
+            e[0].supported_parameters = vec!["temperature".into()];
+            e[2].supported_parameters = vec!["temperature".into()];
+        })
+        .build();
+    // An endpoint that cannot call tools would answer without them: it is never chosen.
+    let tools = r#""tools":[{"type":"function","function":{"name":"f","parameters":{}}}],"temperature":0.1,"top_k":3"#;
+    assert_eq!(providers(&s, &body(tools)), ["b"]);
+    // top_k is dropped where unsupported unless require_parameters asks otherwise.
+    assert_eq!(providers(&s, &body(r#""top_k":3"#)), ["a", "b", "c"]);
+    let s = three()
+        .edit_endpoints(|e| {
+            for e in e.iter_mut() {
+                e.supported_parameters = vec!["temperature".into()];
+            }
+        })
+        .build();
+    let reject = refusal(
+        &s,
+        &body(r#""tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required""#),
+    );
+    assert_eq!(reject.status(), 404);
+    assert_eq!(reject.metadata.unwrap()["reason"], "tools");
+}
+
 fn figures(latency_p50: f64, throughput_p50: f64) -> EndpointHealth {
     let p = |v: f64| Percentiles {
         p50: v,
@@ -511,6 +539,25 @@ fn preferred_latency_and_throughput_move_endpoints_that_miss_them_back() {
 }
 
 #[test]
+fn a_fallback_models_endpoint_that_meets_the_preferences_goes_before_one_that_misses_them() {
+    let s = SnapshotBuilder::new()
+        .with_inference_key()
+        .with_model("m", &["a"])
+        .with_model("n", &["x"])
+        .build();
+    let mut fake = Fake::default();
+    fake.health
+        .insert("a|a-model".into(), figures(4000.0, 10.0));
+    fake.health.insert("x|x-model".into(), figures(200.0, 90.0));
+    let prefer =
+        r#"{"model":"m","models":["n"],"provider":{"preferred_max_latency":1},"messages":[]}"#;
+    assert_eq!(attempts(&s, prefer, &fake).unwrap(), ["n:x:-", "m:a:-"]);
+    // Without preferences the models keep their order.
+    let plain = r#"{"model":"m","models":["n"],"messages":[]}"#;
+    assert_eq!(attempts(&s, plain, &fake).unwrap(), ["m:a:-", "n:x:-"]);
+}
+
+#[test]
 fn endpoints_in_outage_go_last_whatever_the_order() {
     let s = three().build();
     let fake = Fake {
@@ -531,7 +578,7 @@ fn endpoints_in_outage_go_last_whatever_the_order() {
         ),
         ["a"]
     );
-    // Each endpoint's availability is asked once (a half-open breaker hands out one probe).
+    // Each endpoint's availability is asked once per request.
     let asked = fake.asked.borrow().clone();
     assert_eq!(asked.len(), 3 + 3 + 1);
 }
