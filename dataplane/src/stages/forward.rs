@@ -1031,6 +1031,21 @@ mod tests {
         assert_eq!(keys, ["messages", "model", "temperature", "user"]);
     }
 
+    /// Shaping by the test workspace's preset `slug`.
+    fn with_preset<'s>(snapshot: &'s crate::snapshot::Snapshot, slug: &str) -> Shaping<'s> {
+        let crate::snapshot::PresetEntry::Ready(preset) = snapshot
+            .presets
+            .get(switchyard_policy::testing::WORKSPACE, slug)
+            .unwrap()
+        else {
+            panic!("preset set aside");
+        };
+        Shaping {
+            preset: Some(preset),
+            preferences: None,
+        }
+    }
+
     #[test]
     fn presets_fill_in_parameters_and_lead_with_their_system_prompt() {
         let snapshot = SnapshotBuilder::new()
@@ -1041,17 +1056,7 @@ mod tests {
             )
             .edit(|r| r.presets[0].system_prompt = "Be \"brief\".".into())
             .build();
-        let crate::snapshot::PresetEntry::Ready(preset) = snapshot
-            .presets
-            .get(switchyard_policy::testing::WORKSPACE, "p")
-            .unwrap()
-        else {
-            panic!("preset set aside");
-        };
-        let shaping = Shaping {
-            preset: Some(preset),
-            preferences: None,
-        };
+        let shaping = with_preset(&snapshot, "p");
         let v = body_for(
             &snapshot,
             br#"{"model":"mock/small","messages":[{"role":"user","content":"hi"}],"temperature":0.9}"#,
@@ -1080,17 +1085,7 @@ mod tests {
                 r#"{"model":"mock/small","parameters":{"max_tokens":100,"seed":7}}"#,
             )
             .build();
-        let crate::snapshot::PresetEntry::Ready(preset) = snapshot
-            .presets
-            .get(switchyard_policy::testing::WORKSPACE, "p")
-            .unwrap()
-        else {
-            panic!("preset set aside");
-        };
-        let shaping = Shaping {
-            preset: Some(preset),
-            preferences: None,
-        };
+        let shaping = with_preset(&snapshot, "p");
         let model = &snapshot.models["mock/small"];
         let attempt = attempts_of(model)[0];
         let req = ChatRequest::parse(
