@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard_dataplane::spend::{
-    Admission, Counter, Embedded, RedisSpend, ReserveRequest, SettleRequest, Settlement,
-    SpendBackend, SpendError,
+    Admission, Counter, Embedded, FailurePolicy, Hold, RedisSpend, ReserveRequest, SettleRequest,
+    Settlement, Spend, SpendBackend, SpendError, Verdict,
 };
 use switchyard_policy::{Money, Window};
 
@@ -267,7 +267,10 @@ async fn redis_down_is_a_prompt_error_and_recovery_is_immediate() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, SpendError::Unavailable(_) | SpendError::Timeout(_)),
+        matches!(
+            err,
+            SpendError::Unavailable(_) | SpendError::Interrupted(_) | SpendError::Timeout(_)
+        ),
         "{err}"
     );
     let _redis = Redis::start(port);
@@ -401,4 +404,74 @@ async fn large_amounts_are_exact_on_both_backends() {
             .unwrap();
         assert_eq!(read(backend, KEY, 2).await, (amount - 7, amount - 2));
     }
+}
+
+/// Sends `signal` (STOP, CONT) to the Redis process: a pause, as a long fork or a stalled host.
+fn signal(redis: &Redis, signal: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), redis.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// A reserve that times out while Redis is paused still runs when Redis resumes. Failing closed,
+/// the request was refused, so whatever the script held must be released; otherwise a few 503s
+/// during a pause lock the key out for the whole hold period (15 minutes by default).
+#[tokio::test]
+async fn a_reserve_that_timed_out_while_failing_closed_holds_nothing_afterwards() {
+    let redis = Redis::start(free_port());
+    let backend = RedisSpend::connect(&[redis.url()], Duration::from_millis(200))
+        .await
+        .unwrap();
+    let spend = Spend {
+        backend: SpendBackend::Redis(Arc::new(backend)),
+        policy: FailurePolicy::FailClosed,
+        metrics: Default::default(),
+        hold_ms: 900_000,
+        quotas: Default::default(),
+    };
+    let now = 1_000;
+    // A first request loads the scripts into Redis, as any serving dataplane has.
+    let warm = reserve_request("g0", now, 1, 100);
+    assert_eq!(
+        spend.backend.reserve(&warm).await.unwrap(),
+        Admission::Granted
+    );
+    assert!(
+        spend
+            .backend
+            .settle(&settle_request("g0", now, 1, 0))
+            .await
+            .unwrap()
+    );
+    let hold = Hold {
+        generation_id: "g1".into(),
+        settled_key: "{org:o1}:settled:g1".into(),
+        counters: reserve_request("g1", now, 60, 100).counters,
+        include_byok: vec![true, true],
+    };
+    signal(&redis, "STOP");
+    let verdict = spend.admit(hold, now).await;
+    signal(&redis, "CONT");
+    assert!(matches!(verdict, Verdict::Unavailable), "{verdict:?}");
+    // The queued reserve has run by now or will: wait for the counters to settle down.
+    let mut last = (0, 0);
+    for _ in 0..100 {
+        last = read(&spend.backend, KEY, now).await;
+        if last == (0, 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(last, (0, 0), "(spent, held) after the refused request");
+    // And the key's whole limit is there for the next request.
+    assert_eq!(
+        spend
+            .backend
+            .reserve(&reserve_request("g2", now, 100, 100))
+            .await
+            .unwrap(),
+        Admission::Granted
+    );
 }

@@ -84,10 +84,24 @@ pub struct SettleRequest {
 pub enum SpendError {
     #[error("spend store unavailable: {0}")]
     Unavailable(String),
+    /// The call was sent and failed there or on its way back (a reset, a script error).
+    #[error("spend store call failed: {0}")]
+    Interrupted(String),
     #[error("spend store did not answer within {0:?}")]
     Timeout(Duration),
     #[error("spend store answered unexpectedly: {0}")]
     Protocol(String),
+}
+
+impl SpendError {
+    /// Whether the store may have carried out the call although it failed here: it was sent
+    /// and no answer came back in time, or an answer came that could not be read.
+    pub fn may_have_run(&self) -> bool {
+        matches!(
+            self,
+            SpendError::Timeout(_) | SpendError::Interrupted(_) | SpendError::Protocol(_)
+        )
+    }
 }
 
 /// What to do when the spend store cannot be reached, set per deployment.
@@ -268,6 +282,12 @@ impl Spend {
                 FailurePolicy::FailClosed => {
                     SpendMetrics::bump(&self.metrics.unavailable_refused);
                     tracing::warn!(error = %e, "spend store unavailable; refusing (fail_closed)");
+                    if e.may_have_run() {
+                        // The script may have run (or still run, queued behind a pause): release
+                        // what it may hold, on the same connection so after it, or the refused
+                        // request would hold budget for the whole hold period.
+                        self.settle(hold, Money::ZERO, false, now_ms);
+                    }
                     Verdict::Unavailable
                 }
                 FailurePolicy::FailOpen => {

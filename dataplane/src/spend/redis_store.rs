@@ -220,7 +220,7 @@ impl RedisSpend {
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(SpendError::Unavailable(e.to_string())),
+            Ok(Err(e)) => Err(SpendError::Interrupted(e.to_string())),
             Err(_) => Err(SpendError::Timeout(self.timeout)),
         }
     }
@@ -235,7 +235,7 @@ impl RedisSpend {
         };
         match tokio::time::timeout(self.timeout, call).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(SpendError::Unavailable(e.to_string())),
+            Ok(Err(e)) => Err(SpendError::Interrupted(e.to_string())),
             Err(_) => Err(SpendError::Timeout(self.timeout)),
         }
     }
