@@ -412,7 +412,7 @@ async fn snapshot(
         .await?
         .into_iter()
         .filter(|c| !c.disabled)
-        .filter_map(|c| byok_credential(c, vault))
+        .map(|c| byok_credential(c, vault))
         .collect();
     Ok(pb::Snapshot {
         version,
@@ -434,25 +434,23 @@ async fn snapshot(
     })
 }
 
-/// An enabled credential, opened. One that cannot be opened (its master key is gone, its
-/// settings are damaged) is left out and logged, never sent half-formed: requests then use the
-/// gateway's own credential, or none where the organization requires its own.
-fn byok_credential(c: ByokRow, vault: &Vault) -> Option<pb::ByokCredential> {
-    let settings = match ByokSettings::of(&c) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(id = %c.id, error = %e, "BYOK credential left out of the snapshot");
-            return None;
+/// An enabled credential, opened. One that cannot be opened (its master key is gone) or whose
+/// settings are damaged is still sent, with no key, so that dataplanes never send it but keep
+/// what it forbids: dropping it would put the workspace's traffic on the gateway's key and
+/// credits. Damaged settings forbid the most (`is_byok_only`).
+fn byok_credential(c: ByokRow, vault: &Vault) -> pb::ByokCredential {
+    let settings = ByokSettings::of(&c).unwrap_or_else(|e| {
+        tracing::error!(id = %c.id, error = %e, "BYOK credential settings damaged; sent unusable, as byok-only");
+        ByokSettings {
+            is_byok_only: true,
+            ..ByokSettings::default()
         }
-    };
-    let api_key = match vault.open(&c.sealed, &c.id) {
-        Ok(key) => key,
-        Err(e) => {
-            tracing::error!(id = %c.id, error = %e, "BYOK credential cannot be opened; left out of the snapshot");
-            return None;
-        }
-    };
-    Some(pb::ByokCredential {
+    });
+    let api_key = vault.open(&c.sealed, &c.id).unwrap_or_else(|e| {
+        tracing::error!(id = %c.id, error = %e, "BYOK credential cannot be opened; sent unusable");
+        String::new()
+    });
+    pb::ByokCredential {
         id: c.id,
         organization_id: c.organization_id,
         workspace_id: c.workspace_id,
@@ -467,7 +465,7 @@ fn byok_credential(c: ByokRow, vault: &Vault) -> Option<pb::ByokCredential> {
         is_byok_only: settings.is_byok_only,
         requests_per_minute: settings.requests_per_minute.unwrap_or(0),
         tokens_per_minute: settings.tokens_per_minute.unwrap_or(0),
-    })
+    }
 }
 
 /// A guardrail as the snapshot carries it. An unknown reset interval is sent unspecified, which
@@ -500,4 +498,50 @@ fn guardrail(g: GuardrailRow) -> pb::Guardrail {
 
 fn clamp(n: i64) -> u32 {
     u32::try_from(n.max(0)).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn row(vault: &Vault, settings: serde_json::Value) -> ByokRow {
+        let serde_json::Value::Object(settings) = settings else {
+            panic!("settings are an object");
+        };
+        ByokRow {
+            id: "c1".into(),
+            organization_id: "o1".into(),
+            workspace_id: "w1".into(),
+            provider: "openai".into(),
+            name: None,
+            label: "…abcd".into(),
+            sealed: vault.seal("sk-abcd", "c1").unwrap(),
+            settings,
+            disabled: false,
+            sort_order: 0,
+            created_at: 0,
+            updated_at: None,
+        }
+    }
+
+    #[test]
+    fn a_credential_that_cannot_be_opened_keeps_its_restrictions_without_a_key() {
+        let sealed_by = Vault::new(&Vault::generate_master_key(), &[]).unwrap();
+        let other = Vault::new(&Vault::generate_master_key(), &[]).unwrap();
+        let c = byok_credential(row(&sealed_by, json!({ "is_required": true })), &other);
+        assert_eq!(c.api_key, "");
+        assert!(c.is_required);
+        // The same record opened by its own vault carries the key.
+        let c = byok_credential(row(&sealed_by, json!({ "is_required": true })), &sealed_by);
+        assert_eq!(c.api_key, "sk-abcd");
+    }
+
+    #[test]
+    fn damaged_settings_forbid_the_gateways_key() {
+        let vault = Vault::new(&Vault::generate_master_key(), &[]).unwrap();
+        let c = byok_credential(row(&vault, json!({ "is_byok_only": "yes" })), &vault);
+        assert!(c.is_byok_only);
+        assert!(c.allowed_models.is_empty());
+    }
 }
