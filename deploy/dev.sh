@@ -68,6 +68,10 @@ SWITCHYARD_MOCK_URL="$MOCK_URL" SWITCHYARD_MOCK_URL_B="$MOCK_URL_B" \
 pids+=($!)
 wait_http "http://127.0.0.1:$CP_HTTP_PORT/health" "the control plane"
 
+# The dataplane's /metrics and /health/providers answer only to this token (kept in the data dir).
+OPS_TOKEN_FILE="$DATA_DIR/ops.token"
+[ -s "$OPS_TOKEN_FILE" ] || (umask 077; LC_ALL=C tr -dc 'a-z0-9' </dev/urandom | head -c 32 >"$OPS_TOKEN_FILE")
+SWITCHYARD_OPS_TOKEN=$(cat "$OPS_TOKEN_FILE") \
 "$BIN/switchyard-dataplane" --data-dir "$DATA_DIR" --listen "127.0.0.1:$GATEWAY_PORT" \
   --control-plane "http://127.0.0.1:$CP_GRPC_PORT" \
   --control-plane-http "http://127.0.0.1:$CP_HTTP_PORT" --grace-period-secs 1 \
@@ -101,6 +105,7 @@ export OPENAI_API_KEY=$SWITCHYARD_INFERENCE_KEY
 export SWITCHYARD_MANAGEMENT_KEY=$SWITCHYARD_MANAGEMENT_KEY
 export SWITCHYARD_MOCK_URL=$MOCK_URL
 export SWITCHYARD_MOCK_URL_B=$MOCK_URL_B
+export SWITCHYARD_OPS_TOKEN=$(cat "$OPS_TOKEN_FILE")
 
   Then try:
 

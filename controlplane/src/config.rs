@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 #[derive(Debug, Clone, Parser)]
 #[command(
@@ -109,5 +109,36 @@ impl Config {
 
     pub fn state_dir(&self) -> PathBuf {
         self.data_dir().join("controlplane")
+    }
+}
+
+impl Config {
+    /// The command line and environment, parsed with no environment value ever shown by
+    /// `--help` or an error (database and Redis URLs carry passwords).
+    pub fn from_command_line() -> Config {
+        let matches = Config::command_line().get_matches();
+        Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    pub fn command_line() -> clap::Command {
+        Config::command().mut_args(|arg| arg.hide_env_values(true))
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use super::*;
+
+    #[test]
+    fn help_never_shows_an_environment_value() {
+        let command = Config::command_line();
+        let with_env: Vec<_> = command
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .collect();
+        assert!(!with_env.is_empty());
+        for arg in with_env {
+            assert!(arg.is_hide_env_values_set(), "{}", arg.get_id());
+        }
     }
 }

@@ -92,13 +92,26 @@ async fn byok_over_rest(db: Db) {
     let (status, body) = s.call("admin", "POST", "/api/v1/byok", Some(body)).await;
     assert_eq!(status, 404, "{body}");
 
-    // Members read; only admins write; inference keys do neither.
-    let (status, list) = s.call("member", "GET", "/api/v1/byok", None).await;
+    // Members read the credentials of workspaces they belong to (here only `team`): others are
+    // not found. Only admins write; inference keys do neither.
+    assert_eq!(s.call("member", "GET", "/api/v1/byok", None).await.0, 404);
+    assert_eq!(s.call("member", "GET", &path, None).await.0, 404);
+    let (status, team) = s
+        .call(
+            "admin",
+            "POST",
+            "/api/v1/byok",
+            Some(json!({ "provider": "openai", "key": "sk-team-0001", "workspace_id": s.team_workspace })),
+        )
+        .await;
+    assert_eq!(status, 201, "{team}");
+    let team_path = format!("/api/v1/byok/{}", team["data"]["id"].as_str().unwrap());
+    let team_list = format!("/api/v1/byok?workspace_id={}", s.team_workspace);
+    let (status, list) = s.call("member", "GET", &team_list, None).await;
     assert_eq!(status, 200);
     assert_eq!(list["total_count"], 1);
-    assert_eq!(list["data"][0]["id"], json!(id));
-    let (status, _) = s.call("member", "GET", &path, None).await;
-    assert_eq!(status, 200);
+    assert_eq!(list["data"][0]["id"], team["data"]["id"]);
+    assert_eq!(s.call("member", "GET", &team_path, None).await.0, 200);
     let (status, _) = s
         .call(
             "member",
@@ -109,11 +122,17 @@ async fn byok_over_rest(db: Db) {
         .await;
     assert_eq!(status, 403);
     let (status, _) = s
-        .call("member", "PATCH", &path, Some(json!({ "disabled": true })))
+        .call(
+            "member",
+            "PATCH",
+            &team_path,
+            Some(json!({ "disabled": true })),
+        )
         .await;
     assert_eq!(status, 403);
-    let (status, _) = s.call("member", "DELETE", &path, None).await;
+    let (status, _) = s.call("member", "DELETE", &team_path, None).await;
     assert_eq!(status, 403);
+    assert_eq!(s.call("admin", "DELETE", &team_path, None).await.0, 200);
     let (status, _) = s.call("inference", "GET", "/api/v1/byok", None).await;
     assert_eq!(status, 403);
     let (status, _) = s.call("none", "GET", "/api/v1/byok", None).await;

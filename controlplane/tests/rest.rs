@@ -338,7 +338,7 @@ async fn run_matrix(f: &Fixture) -> usize {
             "GET",
             "/credits".into(),
             None,
-            [401, 403, 200, 200, 200, 200],
+            [401, 403, 200, 403, 403, 200],
         ),
         case(
             "POST",
@@ -693,6 +693,43 @@ async fn exercise(url: &str) {
     assert!(hashes(&all).contains(&f.ids["admins_key"]));
     assert!(hashes(&all).len() > hashes(&mine).len());
     assert!(hashes(&theirs).iter().all(|h| !hashes(&all).contains(h)));
+
+    // A member may tighten their key's limit but not loosen it by another door: a new reset
+    // interval (a fresh window) or BYOK spend left out.
+    let key = format!("{}/keys/{}", f.base, f.ids["members_key"]);
+    let patch = |caller: &str, body: Value| {
+        reqwest::Client::new()
+            .patch(&key)
+            .bearer_auth(&f.keys[caller])
+            .json(&body)
+            .send()
+    };
+    let limited = json!({"limit": 5, "limit_reset": "monthly", "include_byok_in_limit": true});
+    assert_eq!(patch("admin", limited).await.unwrap().status(), 200);
+    for (body, status) in [
+        (json!({"limit_reset": "daily"}), 403),
+        (json!({"limit_reset": null}), 403),
+        (json!({"include_byok_in_limit": false}), 403),
+        (
+            json!({"limit_reset": "monthly", "include_byok_in_limit": true}),
+            200,
+        ),
+        (json!({"limit": 4}), 200),
+        (json!({"limit": 6}), 403),
+    ] {
+        let r = patch("member", body.clone()).await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{body}");
+    }
+    assert_eq!(
+        patch(
+            "admin",
+            json!({"limit_reset": "daily", "include_byok_in_limit": false})
+        )
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
 
     // Both grants landed in the ledger with who and why; the balance adds up.
     let credits = get(&f, "admin", "/credits").await;

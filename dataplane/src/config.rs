@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use crate::spend::FailurePolicy;
 
@@ -30,6 +30,11 @@ pub struct Config {
     /// the data dir generated (`<data dir>/controlplane/dataplane.token`).
     #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_TOKEN", hide_env_values = true)]
     pub control_plane_token: Option<String>,
+
+    /// Bearer token for the operational endpoints (`/metrics`, `/health/providers`), which show
+    /// traffic and provider figures to no one else. Without it they are not served.
+    #[arg(long, env = "SWITCHYARD_OPS_TOKEN", hide_env_values = true)]
+    pub ops_token: Option<String>,
 
     /// Control plane REST API, to which `/api/v1/` management calls are passed.
     #[arg(
@@ -208,6 +213,37 @@ impl Config {
             breaker_max_cooldown: cooldown.max(Duration::from_secs(60)),
             report_every: Duration::from_millis(self.health_report_ms.max(10)),
             ..crate::health::HealthConfig::default()
+        }
+    }
+}
+
+impl Config {
+    /// The command line and environment, parsed with no environment value ever shown by
+    /// `--help` or an error (database and Redis URLs carry passwords).
+    pub fn from_command_line() -> Config {
+        let matches = Config::command_line().get_matches();
+        Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
+    pub fn command_line() -> clap::Command {
+        Config::command().mut_args(|arg| arg.hide_env_values(true))
+    }
+}
+
+#[cfg(test)]
+mod command_line_tests {
+    use super::*;
+
+    #[test]
+    fn help_never_shows_an_environment_value() {
+        let command = Config::command_line();
+        let with_env: Vec<_> = command
+            .get_arguments()
+            .filter(|a| a.get_env().is_some())
+            .collect();
+        assert!(!with_env.is_empty());
+        for arg in with_env {
+            assert!(arg.is_hide_env_values_set(), "{}", arg.get_id());
         }
     }
 }

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use clap::Parser;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::connectors::http::Connector;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
@@ -21,7 +20,7 @@ use pingora_core::services::listening::Service;
 use switchyard_dataplane::config::Config;
 use switchyard_dataplane::config::SpendBackendKind;
 use switchyard_dataplane::health::{self, Health};
-use switchyard_dataplane::http::{Gateway, Limits, Timeouts};
+use switchyard_dataplane::http::{Gateway, Limits, OpsToken, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::now_ms;
 use switchyard_dataplane::snapshot::watch::Watcher;
@@ -48,7 +47,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,pingora_core=warn".into()),
         )
         .init();
-    let config = Config::parse();
+    let config = Config::from_command_line();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -156,6 +155,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         retry_budget: RetryBudget::new(config.retry_budget_ratio, config.retry_budget_min_per_sec),
         retry_unanswered: config.retry_unanswered,
         ignore_provider_health: config.ignore_provider_health,
+        ops: OpsToken::new(config.ops_token.as_deref())?,
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
     // Pingora's default 64 KiB read buffer per client connection would dominate the memory of a

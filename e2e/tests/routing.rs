@@ -615,11 +615,8 @@ async fn sessions_stick_to_the_endpoint_that_served_them() {
 }
 
 async fn providers_view(port: u16) -> Value {
-    client()
-        .get(format!("http://127.0.0.1:{port}/health/providers"))
-        .send()
+    support::ops_get(port, "/health/providers")
         .await
-        .unwrap()
         .json()
         .await
         .unwrap()
@@ -641,6 +638,13 @@ async fn the_breaker_opens_on_failures_probes_and_closes() {
         view["local"]["mock-a|mock-fast-1"]["breaker"], "open",
         "{view}"
     );
+    // The operational endpoints are for the operator's token only.
+    let anonymous = client()
+        .get(format!("{}/health/providers", stack.base()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     assert_eq!(stack.mock_a.requests().await, a_before + 2);
     // Open: Mock A is tried only after Mock B, which serves. A slow machine may pass the
     // cool-down meanwhile: then one request, and only one, probes Mock A (and fails over).

@@ -215,11 +215,8 @@ async fn concurrent_requests_never_overshoot_a_key_limit_embedded() {
 }
 
 async fn metric(stack: &Stack, series: &str) -> u64 {
-    let text = client()
-        .get(format!("{}/metrics", stack.base()))
-        .send()
+    let text = support::ops_get(stack.dp_port, "/metrics")
         .await
-        .unwrap()
         .text()
         .await
         .unwrap();

@@ -257,16 +257,48 @@ impl Manage {
     ) -> ManageResult<(Vec<ByokRow>, i64)> {
         let organization_id = actor.target_organization(organization_id)?;
         let workspace_id = self.byok_workspace(&organization_id, workspace_id).await?;
+        if !self
+            .sees_workspace(actor, &organization_id, &workspace_id)
+            .await?
+        {
+            return Err(ManageError::NotFound(format!(
+                "Workspace {workspace_id} not found"
+            )));
+        }
         Ok(self
             .store
             .byok_of_workspace(&workspace_id, provider, offset, limit)
             .await?)
     }
 
+    /// A credential the actor may see: its organization's, and for a member only in a
+    /// workspace they belong to (others are "not found", like other organizations' ids).
     pub async fn byok_key(&self, actor: &Actor, id: &str) -> ManageResult<ByokRow> {
         match self.store.byok(id).await? {
-            Some(c) if actor.sees(&c.organization_id) => Ok(c),
+            Some(c)
+                if actor.sees(&c.organization_id)
+                    && self
+                        .sees_workspace(actor, &c.organization_id, &c.workspace_id)
+                        .await? =>
+            {
+                Ok(c)
+            }
             _ => Err(not_found(id)),
+        }
+    }
+
+    /// Admins (and the operator) see every workspace of their organization; members those
+    /// they belong to.
+    async fn sees_workspace(
+        &self,
+        actor: &Actor,
+        organization_id: &str,
+        workspace_id: &str,
+    ) -> ManageResult<bool> {
+        match actor.user_id() {
+            _ if actor.is_admin_of(organization_id) => Ok(true),
+            None => Ok(false),
+            Some(user) => Ok(self.store.is_workspace_member(workspace_id, user).await?),
         }
     }
 

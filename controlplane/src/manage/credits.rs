@@ -18,9 +18,11 @@ pub struct Credits {
 const MAX_GRANT_USD: f64 = 1_000_000.0;
 
 impl Manage {
-    /// Any member may read their organization's balance.
+    /// The organization's balance. Billing is the admins': members see 403 (their keys'
+    /// limits and usage are on `GET /key`).
     pub async fn credits(&self, actor: &Actor, owner_id: Option<&str>) -> ManageResult<Credits> {
         let owner = self.organization(actor, owner_id).await?;
+        actor.require_admin(&owner.id, "Organization")?;
         let (granted, spent) = self.balance(&owner.id).await?;
         Ok(Credits {
             total_credits: micros_usd(granted),

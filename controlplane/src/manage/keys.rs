@@ -220,9 +220,21 @@ impl Manage {
                 }
                 _ => false,
             };
-            if re_enables || loosens_limit {
+            // A new reset interval counts in a fresh window (a spent key would spend again), and
+            // BYOK spend left out of a limit leaves it more room.
+            let limited = before.limit_usd.is_some();
+            let resets_anew = limited
+                && update
+                    .limit_reset
+                    .is_some_and(|reset| reset != before.limit_reset);
+            let drops_byok = limited
+                && before.include_byok_in_limit
+                && update.include_byok_in_limit == Some(false);
+            if re_enables || loosens_limit || resets_anew || drops_byok {
                 return Err(ManageError::Forbidden(
-                    "Only admins re-enable keys or raise and remove their limits".into(),
+                    "Only admins re-enable keys, raise or remove their limits, change when they \
+                     reset, or leave BYOK spend out of them"
+                        .into(),
                 ));
             }
         }

@@ -51,6 +51,42 @@ pub struct Gateway {
     pub retry_unanswered: bool,
     /// Route as if every endpoint were up (`--ignore-provider-health`, for measuring failover).
     pub ignore_provider_health: bool,
+    /// Who may read the operational endpoints (`--ops-token`).
+    pub ops: OpsToken,
+}
+
+/// The operational endpoints' bearer token, kept as its SHA-256 and compared in constant time;
+/// without one they are not served.
+#[derive(Default)]
+pub struct OpsToken(Option<[u8; 32]>);
+
+impl OpsToken {
+    /// An empty token would let an empty `Bearer` through: it is refused at start.
+    pub fn new(token: Option<&str>) -> anyhow::Result<OpsToken> {
+        use sha2::{Digest, Sha256};
+        match token.map(str::trim) {
+            None => Ok(OpsToken(None)),
+            Some("") => anyhow::bail!("--ops-token must not be empty"),
+            Some(t) => Ok(OpsToken(Some(Sha256::digest(t.as_bytes()).into()))),
+        }
+    }
+
+    /// `Ok` when `authorization` carries the token; else what to answer.
+    fn admit(&self, authorization: Option<&[u8]>) -> Result<(), Reject> {
+        use sha2::{Digest, Sha256};
+        use subtle::ConstantTimeEq;
+        let Some(digest) = &self.0 else {
+            return Err(Reject::new(Kind::NotFound, "Not found"));
+        };
+        let presented = authorization.and_then(switchyard_policy::bearer::bearer);
+        match presented {
+            Some(p) if bool::from(Sha256::digest(p).as_slice().ct_eq(digest)) => Ok(()),
+            _ => Err(Reject::new(
+                Kind::Unauthenticated,
+                "The operational endpoints need the ops token (Authorization: Bearer)",
+            )),
+        }
+    }
 }
 
 const KEEPALIVE_SECS: u64 = 60;
@@ -107,14 +143,22 @@ impl Gateway {
                 ending(respond(session, 200, "text/plain", Bytes::from_static(b"ok\n")).await)
             }
             ("GET", "/health/ready") => self.ready(session).await,
-            ("GET", "/health/providers") => {
-                // The fleet's view and this dataplane's breakers, as routing sees them.
-                let body = Bytes::from(self.health.status_json().to_string());
-                ending(respond(session, 200, "application/json", body).await)
-            }
-            ("GET", "/metrics") => {
-                let body = Bytes::from(self.metrics());
-                ending(respond(session, 200, "text/plain; version=0.0.4", body).await)
+            ("GET", "/health/providers" | "/metrics") => {
+                let authorization = header
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .map(|v| v.as_bytes());
+                if let Err(reject) = self.ops.admit(authorization) {
+                    return self.refuse(session, reject).await;
+                }
+                if path == "/metrics" {
+                    let body = Bytes::from(self.metrics());
+                    ending(respond(session, 200, "text/plain; version=0.0.4", body).await)
+                } else {
+                    // The fleet's view and this dataplane's breakers, as routing sees them.
+                    let body = Bytes::from(self.health.status_json().to_string());
+                    ending(respond(session, 200, "application/json", body).await)
+                }
             }
             (_, p) if p.starts_with("/api/v1/") => passthrough::handle(self, session).await,
             (_, "/api/v1/chat/completions" | "/v1/chat/completions") => {
@@ -219,5 +263,27 @@ fn ending(delivered: bool) -> Ending {
         Ending::Reusable
     } else {
         Ending::Close
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operational_endpoints_need_the_ops_token() {
+        let none = OpsToken::new(None).unwrap();
+        assert_eq!(none.admit(Some(b"Bearer x")).unwrap_err().status(), 404);
+        assert!(OpsToken::new(Some(" ")).is_err());
+        let ops = OpsToken::new(Some("s3cret")).unwrap();
+        assert!(ops.admit(Some(b"Bearer s3cret")).is_ok());
+        for wrong in [
+            None,
+            Some(&b"Bearer s3cre"[..]),
+            Some(b"s3cret"),
+            Some(b"Bearer "),
+        ] {
+            assert_eq!(ops.admit(wrong).unwrap_err().status(), 401);
+        }
     }
 }

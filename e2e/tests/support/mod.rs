@@ -184,6 +184,19 @@ impl Drop for TempDir {
     }
 }
 
+/// The dataplanes' `--ops-token`: `/metrics` and `/health/providers` need it.
+pub const OPS_TOKEN: &str = "e2e-ops-token";
+
+/// GET an operational endpoint (`/metrics`, `/health/providers`) of the dataplane on `port`.
+pub async fn ops_get(port: u16, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("http://127.0.0.1:{port}{path}"))
+        .bearer_auth(OPS_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -384,6 +397,8 @@ impl Stack {
             format!("http://127.0.0.1:{}", self.cp_http),
             "--threads".into(),
             "2".into(),
+            "--ops-token".into(),
+            OPS_TOKEN.into(),
         ];
         // A short drain keeps stopping quick, unless the test chose its own.
         if !self.dp_args.iter().any(|a| a == "--grace-period-secs") {
