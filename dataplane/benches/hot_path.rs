@@ -155,6 +155,7 @@ fn usage_extraction(c: &mut Criterion) {
         ..Prices::default()
     };
     let pricing = Pricing {
+        ceiling: None,
         generation_id: "gen-1",
         prices: &prices,
         is_byok: false,

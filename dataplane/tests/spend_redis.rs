@@ -450,6 +450,7 @@ async fn a_reserve_that_timed_out_while_failing_closed_holds_nothing_afterwards(
         settled_key: "{org:o1}:settled:g1".into(),
         counters: reserve_request("g1", now, 60, 100).counters,
         include_byok: vec![true, true],
+        worst: m(60),
     };
     signal(&redis, "STOP");
     let verdict = spend.admit(hold, now).await;

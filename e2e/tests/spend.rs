@@ -17,12 +17,25 @@ use switchyard_policy::{LimitScope, Window};
 const REQUESTS: usize = 200;
 const FITS: u64 = 20;
 
+/// Two choices on Mock A alone: the reservation must count every choice (`n`), and is priced
+/// at Mock A's prices only. Output dominates the cost, so a limit sized in requests' costs
+/// fits about as many reservations (the prompt's bound is a token per byte).
 fn body() -> Value {
     json!({
         "model": "mock/fast",
-        "max_tokens": 16,
+        "max_tokens": 200,
+        "n": 2,
+        "provider": { "only": ["mock-a"] },
         "messages": [{ "role": "user", "content": "Count to three." }]
     })
+}
+
+/// The stack with Mock A reporting the most a provider could count for each request (a prompt
+/// token per byte, every output token allowed): charges then reach what admission reserved,
+/// so any under-reservation shows as overshoot.
+async fn most(stack: Stack) -> Stack {
+    stack.mock_a.script(json!({ "report_most": true })).await;
+    stack
 }
 
 /// USD (as the gateway reports it) to exact picodollars.
@@ -33,6 +46,13 @@ fn pico(usd: f64) -> u64 {
 async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
     let api = stack.api();
     let c = client();
+    // The mock reports the most a provider could count (a prompt token per byte, every output
+    // token allowed), so charges reach what admission reserved: any under-reservation would
+    // show as overshoot. Every request overlaps the others: the mock holds each for a while.
+    stack
+        .mock_a
+        .script(json!({ "ttfb_ms": 300, "report_most": true }))
+        .await;
     // The price of one request, from a probe with the bootstrap key.
     let probe: Value = stack
         .chat(&stack.inference_key, body())
@@ -70,8 +90,6 @@ async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
         }
     })
     .await;
-    // Every request overlaps the others: the mock holds each for a while.
-    stack.mock_a.script(json!({ "ttfb_ms": 300 })).await;
 
     let tasks: Vec<_> = (0..REQUESTS)
         .map(|_| {
@@ -115,6 +133,13 @@ async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
         "reservations do not starve the limit"
     );
     assert!(spent <= limit_pico, "final spend within the limit");
+    // Settles never charge beyond a reservation; that none had to be capped shows each
+    // reservation was a true bound of what the provider reported.
+    assert_eq!(
+        metric(stack, "switchyard_spend_charges_capped_total ").await,
+        0,
+        "a reservation fell short of what the provider counted"
+    );
 
     // The usage ledger (the control plane's truth) reports the same spend on the key object.
     let url = format!("{api}/keys/{hash}");
@@ -210,8 +235,52 @@ async fn concurrent_requests_never_overshoot_a_key_limit_on_redis() {
 
 #[tokio::test]
 async fn concurrent_requests_never_overshoot_a_key_limit_embedded() {
-    let stack = Stack::start().await;
+    let stack = most(Stack::start().await).await;
     concurrency(&stack, None).await;
+}
+
+/// A provider that ignores `max_tokens` counts far beyond what admission reserved: the tenant
+/// is charged the reservation and no more (the limit holds), and the excess is counted.
+#[tokio::test]
+async fn a_provider_that_ignores_max_tokens_is_charged_no_more_than_was_reserved() {
+    let stack = Stack::start().await;
+    let (secret, hash) = limited_key(&stack, 1.0).await;
+    stack
+        .mock_a
+        .script(json!({ "ignore_max_tokens": true, "completion_tokens": 5000 }))
+        .await;
+    let v: Value = stack.chat(&secret, body()).await.json().await.unwrap();
+    assert_eq!(v["usage"]["completion_tokens"], 10_000, "{v}");
+    let charged = pico(v["usage"]["cost"].as_f64().unwrap());
+    // Mock A's completion price is 0.6 USD per million tokens.
+    let full = 10_000 * 600_000;
+    assert!(charged > 0 && charged < full / 10, "charged {charged} pico");
+    assert_eq!(
+        metric(&stack, "switchyard_spend_charges_capped_total ").await,
+        1
+    );
+    let url = format!("{}/keys/{hash}", stack.api());
+    let management = stack.management_key.clone();
+    eventually(
+        "the ledger holds the capped charge",
+        Duration::from_secs(15),
+        || {
+            let (url, management) = (url.clone(), management.clone());
+            async move {
+                let v: Value = client()
+                    .get(url)
+                    .bearer_auth(management)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                (pico(v["data"]["usage"].as_f64()?) == charged).then_some(())
+            }
+        },
+    )
+    .await;
 }
 
 async fn metric(stack: &Stack, series: &str) -> u64 {
@@ -300,7 +369,7 @@ async fn a_redis_outage_follows_the_configured_policy() {
 /// (Credits running out is a 402; `stages::admit` tests that rendering.)
 #[tokio::test]
 async fn guardrails_budgets_and_credits_refuse_in_openrouter_terms() {
-    let stack = Stack::start().await;
+    let stack = most(Stack::start().await).await;
     let api = stack.api();
     let c = client();
     let post = |path: &str, body: Value| {
@@ -474,8 +543,13 @@ async fn patch_key(stack: &Stack, hash: &str, body: Value) {
 async fn keys_disabled_or_limited_mid_flight() {
     let redis = Redis::start();
     let url = redis.url();
-    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
-    stack.mock_a.script(json!({ "ttfb_ms": 400 })).await;
+    let stack =
+        most(Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await)
+            .await;
+    stack
+        .mock_a
+        .script(json!({ "ttfb_ms": 400, "report_most": true }))
+        .await;
 
     for change in ["disable", "lower limit"] {
         let (secret, hash) = limited_key(&stack, 1.0).await;
@@ -533,7 +607,9 @@ async fn a_stream_cut_by_its_client_is_charged_for_what_was_generated() {
     use futures::StreamExt;
     let redis = Redis::start();
     let url = redis.url();
-    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    let stack =
+        most(Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await)
+            .await;
     let (secret, hash) = limited_key(&stack, 1.0).await;
     stack
         .mock_a
@@ -667,7 +743,7 @@ async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
 /// before the restart is still refused after it.
 #[tokio::test]
 async fn embedded_counters_survive_a_dataplane_restart() {
-    let mut stack = Stack::start().await;
+    let mut stack = most(Stack::start().await).await;
     let probe: Value = stack
         .chat(&stack.inference_key, body())
         .await
@@ -698,7 +774,9 @@ async fn embedded_counters_survive_a_dataplane_restart() {
 async fn a_limit_raised_mid_flight_admits_new_requests() {
     let redis = Redis::start();
     let url = redis.url();
-    let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    let stack =
+        most(Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await)
+            .await;
     let probe: Value = stack
         .chat(&stack.inference_key, body())
         .await
@@ -708,7 +786,10 @@ async fn a_limit_raised_mid_flight_admits_new_requests() {
     let cost = probe["usage"]["cost"].as_f64().unwrap();
     // Room for one request's worst case, not two.
     let (secret, hash) = limited_key(&stack, cost * 1.9).await;
-    stack.mock_a.script(json!({ "ttfb_ms": 400 })).await;
+    stack
+        .mock_a
+        .script(json!({ "ttfb_ms": 400, "report_most": true }))
+        .await;
     let tasks = in_flight(&stack, &secret, 1).await;
     assert_eq!(
         stack.chat(&secret, body()).await.status(),

@@ -58,6 +58,13 @@ pub struct Script {
     pub accept: Vec<String>,
     /// The connection is closed after the request is read, with no answer at all.
     pub drop_connection: bool,
+    /// Report the most a provider could count: a prompt token per byte of the request body and
+    /// every output token the request allows (`max_tokens`, else `completion_tokens`, for each
+    /// of its `n` choices).
+    pub report_most: bool,
+    /// Generate `completion_tokens` for each choice whatever `max_tokens` says, as a provider
+    /// that ignores it would.
+    pub ignore_max_tokens: bool,
 }
 
 /// The request members OpenAI's chat-completions API defines; any other is refused.
@@ -114,6 +121,8 @@ impl Default for Script {
             reject_authorization: None,
             accept: Vec::new(),
             drop_connection: false,
+            report_most: false,
+            ignore_max_tokens: false,
         }
     }
 }
@@ -156,6 +165,7 @@ struct ChatHead {
     stream_options: Option<StreamOptions>,
     max_tokens: Option<u64>,
     max_completion_tokens: Option<u64>,
+    n: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -333,14 +343,21 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Option<Response<Body
         return Some(error_response(status, "scripted mock error"));
     }
     let model = head.model.unwrap_or_else(|| "mock".into());
-    let completion = head
-        .max_completion_tokens
-        .or(head.max_tokens)
-        .map_or(script.completion_tokens, |m| {
-            m.min(script.completion_tokens)
-        });
+    let asked = head.max_completion_tokens.or(head.max_tokens);
+    let per_choice = match asked {
+        _ if script.ignore_max_tokens => script.completion_tokens,
+        Some(m) if script.report_most => m,
+        Some(m) => m.min(script.completion_tokens),
+        None => script.completion_tokens,
+    };
+    let completion = per_choice.saturating_mul(head.n.unwrap_or(1).max(1));
+    let prompt = if script.report_most {
+        body.len() as u64
+    } else {
+        (body.len() as u64).div_ceil(4)
+    };
     let usage = Usage {
-        prompt: (body.len() as u64).div_ceil(4),
+        prompt,
         completion,
         cached: script.cached_tokens,
         reasoning: script.reasoning_tokens.min(completion),
@@ -371,7 +388,7 @@ impl Usage {
         json!({
             "prompt_tokens": self.prompt,
             "completion_tokens": self.completion,
-            "total_tokens": self.prompt + self.completion,
+            "total_tokens": self.prompt.saturating_add(self.completion),
             "prompt_tokens_details": {"cached_tokens": self.cached, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": self.reasoning, "audio_tokens": 0,
                 "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0},

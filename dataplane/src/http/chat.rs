@@ -125,6 +125,7 @@ async fn run(
         &snapshot,
         key,
         &request,
+        resolved.preset.map(|p| &**p),
         &attempts,
         &generation_id,
         created_at_ms,

@@ -205,6 +205,12 @@ impl Gateway {
                 v.load(Relaxed)
             );
         }
+        let _ = writeln!(out, "# TYPE switchyard_spend_charges_capped_total counter");
+        let _ = writeln!(
+            out,
+            "switchyard_spend_charges_capped_total {}",
+            s.charges_capped.load(Relaxed)
+        );
         let _ = writeln!(out, "# TYPE switchyard_usage_events_total counter");
         for (outcome, v) in [
             ("emitted", &u.emitted),

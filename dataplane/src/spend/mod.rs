@@ -124,6 +124,8 @@ pub struct SpendMetrics {
     pub settled: AtomicU64,
     pub settle_duplicates: AtomicU64,
     pub settle_failed: AtomicU64,
+    /// Generations whose provider counted beyond the reservation (charged the reservation).
+    pub charges_capped: AtomicU64,
 }
 
 impl SpendMetrics {
@@ -183,6 +185,8 @@ pub struct Hold {
     pub counters: Vec<Counter>,
     /// Per counter: whether BYOK spend counts on it.
     pub include_byok: Vec<bool>,
+    /// The request's worst case: no settle charges more.
+    pub worst: Money,
 }
 
 /// What admission decided.

@@ -10,7 +10,7 @@ use switchyard_policy::counters::settled_key;
 use switchyard_policy::{Limit, LimitScope, Money};
 
 use crate::reject::{Kind, Reject};
-use crate::snapshot::{ApiKey, Endpoint, Snapshot};
+use crate::snapshot::{ApiKey, Endpoint, Preset, Snapshot};
 use crate::spend::{Counter, Hold, Spend, Verdict};
 use crate::stages::request::ChatRequest;
 use crate::stages::route::{self, Attempt};
@@ -18,18 +18,21 @@ use crate::stages::route::{self, Attempt};
 /// The admit stage: reserves the most this request can cost, given where it may be routed, on
 /// every limit that applies to `key`; or refuses in OpenRouter's terms (402 credits, 403 a
 /// limit, 503 when the spend store cannot be reached and the policy is to fail closed).
+#[allow(clippy::too_many_arguments)]
 pub async fn admit(
     spend: &Spend,
     snapshot: &Snapshot,
     key: &ApiKey,
     request: &ChatRequest<'_>,
+    preset: Option<&Preset>,
     attempts: &[Attempt<'_>],
     generation_id: &str,
     now_ms: i64,
 ) -> Result<Hold, Reject> {
     let is_byok = route::all_byok(attempts);
     let limits = counted(snapshot.limits_for(key), is_byok);
-    let worst = worst_case(request, attempts.iter().map(|a| a.endpoint));
+    let added = added_bytes(preset);
+    let worst = worst_case(request, added, attempts.iter().map(|a| a.endpoint));
     let hold = hold(
         &key.organization_id,
         generation_id,
@@ -51,21 +54,71 @@ pub async fn admit(
     }
 }
 
-/// The most this request can cost on any of the endpoints it may be routed to: the prompt
-/// estimate at the prompt price, plus the most output it may produce (its `max_tokens`, capped
-/// by the endpoint's max output) at the dearer of the completion and reasoning prices, plus the
-/// per-request price.
+/// Prompt tokens a provider may count for one image part beyond its bytes (OpenAI's largest
+/// high-detail image is 1,105 tokens, Anthropic's about 1,600; the context length caps it).
+pub const IMAGE_PROMPT_TOKENS: u64 = 4_096;
+
+/// Bytes forward may add to a body besides the model id and a preset.
+const UPSTREAM_FRAME_BYTES: u64 = 96;
+
+/// The most tokens a request can make a provider count at an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    pub prompt_tokens: u64,
+    pub output_tokens: u64,
+}
+
+/// What a provider can count, proven rather than estimated: a tokenizer emits at most one token
+/// per byte of text, so the prompt is at most the body's bytes (with what a preset adds) plus an
+/// allowance per image part, and never more than the endpoint's context; the output is at most
+/// `max_tokens` (capped by the endpoint's max output) for each of the `n` choices.
+pub fn bound(request: &ChatRequest<'_>, added_bytes: u64, endpoint: &Endpoint) -> Bound {
+    // The provider's body can be longer than the client's: its model id and the frame forward
+    // adds (`stream_options`, `reasoning_effort`).
+    let bytes = (request.body_len as u64)
+        .saturating_add(added_bytes)
+        .saturating_add(endpoint.upstream_model.len() as u64)
+        .saturating_add(UPSTREAM_FRAME_BYTES);
+    let mut prompt_tokens =
+        bytes.saturating_add(request.image_parts.saturating_mul(IMAGE_PROMPT_TOKENS));
+    if endpoint.context_length > 0 {
+        prompt_tokens = prompt_tokens.min(u64::from(endpoint.context_length));
+    }
+    let cap = endpoint.output_cap();
+    let per_choice = request.max_output_tokens.map_or(cap, |m| m.min(cap));
+    Bound {
+        prompt_tokens,
+        output_tokens: per_choice.saturating_mul(request.choices),
+    }
+}
+
+/// Bytes a preset adds to the body a provider receives: its system prompt and parameters.
+pub fn added_bytes(preset: Option<&Preset>) -> u64 {
+    preset.map_or(0, |p| {
+        let system = p.system_prompt.as_ref().map_or(0, |s| s.len() + 32);
+        let parameters: usize = p
+            .config
+            .parameters
+            .iter()
+            .map(|(name, value)| name.len() + value.get().len() + 4)
+            .sum();
+        (system + parameters) as u64
+    })
+}
+
+/// The most this request can cost on any of the endpoints it may be routed to: its [`bound`]
+/// at each endpoint's prices (output at the dearer of the completion and reasoning prices, plus
+/// the per-request price). Settle never charges more (see `Context::cost`).
 pub fn worst_case<'a>(
     request: &ChatRequest,
+    added_bytes: u64,
     endpoints: impl IntoIterator<Item = &'a Arc<Endpoint>>,
 ) -> Money {
-    let prompt_tokens = request.estimated_prompt_tokens();
     endpoints
         .into_iter()
         .map(|e| {
-            let cap = e.output_cap();
-            let output = request.max_output_tokens.map_or(cap, |m| m.min(cap));
-            e.prices.worst_case(prompt_tokens, output)
+            let b = bound(request, added_bytes, e);
+            e.prices.worst_case(b.prompt_tokens, b.output_tokens)
         })
         .max()
         .unwrap_or(Money::ZERO)
@@ -111,6 +164,7 @@ pub fn hold(
         settled_key: settled_key(organization_id, generation_id),
         counters,
         include_byok,
+        worst,
     }
 }
 
@@ -228,12 +282,43 @@ mod tests {
         };
         let cheap = endpoint("a", prices(1, 2), 50);
         let dear = endpoint("b", prices(10, 20), 4096);
-        let prompt = u128::from(request.estimated_prompt_tokens());
+        // One token per byte of the body the provider gets: no tokenizer does worse.
+        let prompt = (body.len() + "m".len() + 96) as u128;
         assert_eq!(
-            worst_case(&request, &[cheap.clone(), dear]).pico(),
+            worst_case(&request, 0, &[cheap.clone(), dear.clone()]).pico(),
             10 * prompt + 20 * 100
         );
         // max_tokens above the endpoint's max output is capped by it.
-        assert_eq!(worst_case(&request, &[cheap]).pico(), prompt + 2 * 50);
+        assert_eq!(
+            worst_case(&request, 0, std::slice::from_ref(&cheap)).pico(),
+            prompt + 2 * 50
+        );
+        // What a preset adds counts too.
+        assert_eq!(
+            worst_case(&request, 40, &[cheap]).pico(),
+            prompt + 40 + 2 * 50
+        );
+    }
+
+    #[test]
+    fn every_choice_and_image_counts_and_the_context_caps_the_prompt() {
+        let body = br#"{"model":"m","n":3,"max_tokens":100,"messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#;
+        let request = ChatRequest::parse(body).unwrap();
+        let mut e = switchyard_policy::testing::endpoint("a", Prices::default(), 4096);
+        let b = bound(&request, 0, &e);
+        assert_eq!(b.output_tokens, 300, "n multiplies the output");
+        assert_eq!(
+            b.prompt_tokens,
+            (body.len() + "m".len() + 96) as u64 + IMAGE_PROMPT_TOKENS
+        );
+        e.context_length = 1_000;
+        assert_eq!(bound(&request, 0, &e).prompt_tokens, 1_000);
+        // Without max_tokens each choice may run to the endpoint's max output.
+        let request = ChatRequest::parse(br#"{"model":"m","n":2,"messages":[]}"#).unwrap();
+        assert_eq!(bound(&request, 0, &e).output_tokens, 2 * 4096);
+        for n in ["0", "129", "-1", "\"2\""] {
+            let body = format!(r#"{{"model":"m","n":{n},"messages":[]}}"#);
+            assert!(ChatRequest::parse(body.as_bytes()).is_err(), "n = {n}");
+        }
     }
 }

@@ -109,6 +109,7 @@ impl<'a> Context<'a> {
         Some(Pricing {
             generation_id: &self.generation_id,
             prices: &endpoint.prices,
+            ceiling: self.ceiling(),
             is_byok: self.is_byok(),
             model: &attempt.model.id,
             provider_name: &endpoint.provider_name,
@@ -120,7 +121,13 @@ impl<'a> Context<'a> {
     /// `None` when nothing was served or a price is unknown.
     pub fn cost(&self) -> Option<Money> {
         let endpoint = self.served_endpoint()?;
-        endpoint.prices.cost(&crate::stages::settle::usage(self))
+        let cost = endpoint.prices.cost(&crate::stages::settle::usage(self));
+        crate::stages::meter::charge(cost, self.ceiling())
+    }
+
+    /// The most this generation may be charged: what admission reserved.
+    pub fn ceiling(&self) -> Option<Money> {
+        self.hold.as_ref().map(|h| h.worst)
     }
 
     pub fn elapsed_ms(&self) -> u64 {

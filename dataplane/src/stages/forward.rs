@@ -491,7 +491,9 @@ pub fn upstream_body(
     let mut filled_reasoning_effort = false;
     if let Some(preset) = shaping.preset {
         for (name, value) in &preset.config.parameters {
+            // `n` multiplies the output, which admission bounds by the request's own `n`.
             if set_by_request(name)
+                || name == "n"
                 || overridden(name)
                 || disposition(name, supports) == Disposition::Drop
             {

@@ -97,18 +97,40 @@ pub struct Metered {
     pub upstream_id: Option<String>,
     /// Content-bearing stream chunks seen: the completion-token estimate for a cut stream.
     pub content_chunks: u64,
+    /// The byte length of a whole (non-stream) response's `choices`: more than the tokens it
+    /// holds, so a bound on them when the provider reports no usage.
+    pub choices_bytes: Option<u64>,
 }
 
 /// The per-response context the meter writes into the client's view.
 pub struct Pricing<'a> {
     pub generation_id: &'a str,
     pub prices: &'a Prices,
+    /// The most the generation is charged: what admission reserved.
+    pub ceiling: Option<Money>,
     pub is_byok: bool,
     /// Public model id, which the client asked for (not the provider's id).
     pub model: &'a str,
     pub provider_name: &'a str,
     /// Unix seconds, the `created` of chunks the gateway writes itself.
     pub created: i64,
+}
+
+impl Pricing<'_> {
+    /// The charge for `usage`: its price, never above the ceiling.
+    pub fn cost(&self, usage: &Usage) -> Option<Money> {
+        charge(self.prices.cost(usage), self.ceiling)
+    }
+}
+
+/// What is charged for a generation that costs `cost`: never more than admission reserved, so
+/// counters never pass a limit, even when a provider counts beyond what it was asked for (the
+/// excess is the operator's, logged by settle).
+pub fn charge(cost: Option<Money>, ceiling: Option<Money>) -> Option<Money> {
+    match (cost, ceiling) {
+        (Some(c), Some(most)) => Some(c.min(most)),
+        (cost, _) => cost,
+    }
 }
 
 #[derive(Deserialize)]
@@ -187,7 +209,10 @@ pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>
         match name.as_ref() {
             "usage" => metered.usage = parse_usage(value),
             "id" => metered.upstream_id = serde_json::from_str(value.get()).ok(),
-            "choices" => metered.finish_reason = summarize_choices(value).finish_reason,
+            "choices" => {
+                metered.finish_reason = summarize_choices(value).finish_reason;
+                metered.choices_bytes = Some(value.get().len() as u64);
+            }
             _ => {}
         }
     }
@@ -232,7 +257,7 @@ fn write_members(
             "usage" => {
                 wrote_usage = true;
                 match usage {
-                    Some(u) => write_usage(out, u, pricing.prices.cost(u), pricing.is_byok),
+                    Some(u) => write_usage(out, u, pricing.cost(u), pricing.is_byok),
                     None => out.extend_from_slice(value.get().as_bytes()),
                 }
             }
@@ -247,7 +272,7 @@ fn write_members(
     if let (false, Some(u)) = (wrote_usage, usage) {
         sep(out);
         out.extend_from_slice(b"\"usage\":");
-        write_usage(out, u, pricing.prices.cost(u), pricing.is_byok);
+        write_usage(out, u, pricing.cost(u), pricing.is_byok);
     }
     out.push(b'}');
 }
@@ -442,6 +467,7 @@ mod tests {
         Pricing {
             generation_id: "gen-1",
             prices,
+            ceiling: None,
             is_byok: false,
             model: "mock/small",
             provider_name: "Mock",

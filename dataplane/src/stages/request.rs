@@ -15,6 +15,8 @@ use crate::reject::{Kind, Reject};
 pub const MAX_MODELS: usize = 8;
 /// Longest `session_id`, `user` or `prompt_cache_key` taken (as OpenRouter bounds them).
 const MAX_ID_CHARS: usize = 256;
+/// The most choices one request may ask for (OpenAI's own maximum).
+pub const MAX_CHOICES: u64 = 128;
 
 pub struct ChatRequest<'a> {
     /// Top-level members in their original order, values untouched.
@@ -27,7 +29,14 @@ pub struct ChatRequest<'a> {
     pub stream: bool,
     /// `max_completion_tokens`, or else `max_tokens`, when the client set one.
     pub max_output_tokens: Option<u64>,
-    /// Body length, the basis of the prompt-size estimate when a provider reports no usage.
+    /// `n`: how many choices the provider generates, each up to the output limit.
+    pub choices: u64,
+    /// Image parts in `messages`, each of which a provider may bill beyond its bytes.
+    pub image_parts: u64,
+    /// Bytes of inline data (`data:` URLs: images, audio, files) in `messages`, which providers
+    /// count by what they hold, not by their length.
+    pub inline_data_bytes: u64,
+    /// Body length: every prompt token is at least one byte of it (see `admit::bound`).
     pub body_len: usize,
     /// The `provider` object.
     pub provider: ProviderPreferences,
@@ -84,6 +93,9 @@ impl<'a> ChatRequest<'a> {
             models: Vec::new(),
             stream: false,
             max_output_tokens: None,
+            choices: 1,
+            image_parts: 0,
+            inline_data_bytes: 0,
             body_len: body.len(),
             provider: ProviderPreferences::default(),
             preset: None,
@@ -125,6 +137,17 @@ impl<'a> ChatRequest<'a> {
                         return Err(bad_request("`messages` must be an array"));
                     }
                     has_messages = true;
+                    request.image_parts = image_parts(raw);
+                    request.inline_data_bytes = inline_data_bytes(raw);
+                }
+                "n" => {
+                    let n = parse_count(value, "n")?.unwrap_or(1);
+                    if !(1..=MAX_CHOICES).contains(&n) {
+                        return Err(bad_request(format!(
+                            "`n` must be between 1 and {MAX_CHOICES}"
+                        )));
+                    }
+                    request.choices = n;
                 }
                 "provider" => {
                     request.provider = ProviderPreferences::parse(raw)
@@ -179,6 +202,30 @@ fn parse_id(value: &RawValue, name: &'static str) -> Result<Option<String>, Reje
     }
 }
 
+/// Image parts in raw `messages`: members named `image_url`, counted in the text without
+/// parsing it (a message whose text mentions `"image_url":` counts too, which only makes the
+/// bound larger).
+fn image_parts(messages: &str) -> u64 {
+    messages
+        .match_indices("\"image_url\"")
+        .filter(|(at, name)| messages[at + name.len()..].trim_start().starts_with(':'))
+        .count() as u64
+}
+
+/// Bytes of `"data:…"` strings in raw `messages` (base64 holds no quote or backslash, so each
+/// ends at the next quote).
+fn inline_data_bytes(messages: &str) -> u64 {
+    let mut total = 0u64;
+    let mut rest = messages;
+    while let Some(start) = rest.find("\"data:") {
+        let after = &rest[start + 1..];
+        let len = after.find('"').unwrap_or(after.len());
+        total = total.saturating_add(len as u64);
+        rest = &after[len..];
+    }
+    total
+}
+
 fn parse_count(value: &RawValue, name: &'static str) -> Result<Option<u64>, Reject> {
     serde_json::from_str::<Option<u64>>(value.get())
         .map_err(|_| bad_request(format!("`{name}` must be a non-negative integer")))
@@ -187,6 +234,17 @@ fn parse_count(value: &RawValue, name: &'static str) -> Result<Option<u64>, Reje
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_image_parts_and_inline_data() {
+        let body = br#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"say \"image_url\" twice"},{"type":"image_url","image_url" : {"url":"data:image/png;base64,AAAA"}},{"type":"image_url","image_url":{"url":"https://x/y.png"}}]}]}"#;
+        let r = ChatRequest::parse(body).unwrap();
+        assert_eq!(r.image_parts, 2);
+        assert_eq!(
+            r.inline_data_bytes,
+            "data:image/png;base64,AAAA".len() as u64
+        );
+    }
 
     #[test]
     fn reads_routing_fields_and_keeps_the_rest_raw() {

@@ -145,6 +145,7 @@ pub fn route<'a>(
             needed: &needed,
             every_parameter: every,
             free_only: candidate.free_only,
+            tokens_asked: tokens_asked(request),
         };
         let mut kept = Vec::with_capacity(allowed.len());
         let mut excluded = Vec::new();
@@ -231,6 +232,8 @@ pub enum Exclusion {
     Parameters,
     /// The request has tools and the endpoint takes none.
     Tools,
+    /// The prompt and `max_tokens` do not fit the endpoint's context.
+    ContextLength,
     /// `enforce_distillable_text`: the catalogue records no model author's permission to
     /// distill, so no endpoint can be shown to allow it.
     Distillation,
@@ -250,6 +253,7 @@ impl Exclusion {
             Exclusion::NotFree => "free",
             Exclusion::Parameters => "require_parameters",
             Exclusion::Tools => "tools",
+            Exclusion::ContextLength => "context_length",
             Exclusion::Distillation => "enforce_distillable_text",
         }
     }
@@ -275,6 +279,9 @@ impl Exclusion {
                 "does not support every parameter of the request (provider.require_parameters)"
             }
             Exclusion::Tools => "does not support tools, which the request has",
+            Exclusion::ContextLength => {
+                "its context is shorter than the request's prompt and max_tokens"
+            }
             Exclusion::Distillation => {
                 "the catalogue records no permission from the model's author to distill its output (provider.enforce_distillable_text)"
             }
@@ -290,6 +297,20 @@ struct Narrowing<'r> {
     /// `require_parameters`: `needed` is every parameter set, not only tools.
     every_parameter: bool,
     free_only: bool,
+    /// The prompt's likely size plus the output asked for (see [`tokens_asked`]).
+    tokens_asked: u64,
+}
+
+/// Bytes per token below which a prompt is taken to fit: tokenizers average about four bytes
+/// per token on English and code, so five leaves a margin, and a prompt near the limit is left
+/// for the provider to judge rather than refused here.
+const CONTEXT_BYTES_PER_TOKEN: u64 = 5;
+
+/// What a request asks of an endpoint's context: its prompt's likely tokens (inline data, such
+/// as a base64 image, left out: providers count it by what it shows) and its `max_tokens`.
+fn tokens_asked(request: &ChatRequest<'_>) -> u64 {
+    let text_bytes = (request.body_len as u64).saturating_sub(request.inline_data_bytes);
+    (text_bytes / CONTEXT_BYTES_PER_TOKEN).saturating_add(request.max_output_tokens.unwrap_or(0))
 }
 
 impl Narrowing<'_> {
@@ -333,6 +354,10 @@ impl Narrowing<'_> {
         }
         if self.free_only && !is_free(e) {
             return Some(Exclusion::NotFree);
+        }
+        if e.context_length > 0 && self.tokens_asked > u64::from(e.context_length) {
+            // Sent anyway, it would be refused, or truncated and billed.
+            return Some(Exclusion::ContextLength);
         }
         if self.needed.iter().any(|param| !e.supports(param)) {
             return Some(if self.every_parameter {
@@ -627,11 +652,18 @@ fn byok_required(model: &str) -> Reject {
     .with_metadata(json!({ "reason": "byok_required", "model": model }))
 }
 
-/// 404 naming why each endpoint was left out; the reason is the one they share, if they do.
+/// 404 naming why each endpoint was left out; the reason is the one they share, if they do. A
+/// request too long for every endpoint is the client's to fix: 400, as OpenRouter answers it.
 fn no_endpoint(model: &str, excluded: &[(&Arc<Endpoint>, Exclusion)]) -> Reject {
-    let reason = match excluded.first() {
-        Some((_, first)) if excluded.iter().all(|(_, why)| why == first) => first.label(),
-        _ => "no_endpoint_matches",
+    let shared = match excluded.first() {
+        Some((_, first)) if excluded.iter().all(|(_, why)| why == first) => Some(*first),
+        _ => None,
+    };
+    let reason = shared.map_or("no_endpoint_matches", Exclusion::label);
+    let kind = if shared == Some(Exclusion::ContextLength) {
+        Kind::BadRequest
+    } else {
+        Kind::NotFound
     };
     let detail: Vec<String> = excluded
         .iter()
@@ -642,7 +674,7 @@ fn no_endpoint(model: &str, excluded: &[(&Arc<Endpoint>, Exclusion)]) -> Reject 
         .map(|(e, why)| (e.tag.clone(), Value::String(why.label().to_owned())))
         .collect();
     Reject::new(
-        Kind::NotFound,
+        kind,
         format!(
             "No endpoints found for {model} that match this request: {}",
             detail.join("; ")

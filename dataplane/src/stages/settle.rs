@@ -9,6 +9,7 @@ use switchyard_proto::usage::v1::{ProviderAttempt, UsageEvent};
 
 use crate::health::{Health, Outcome};
 use crate::spend::Spend;
+use crate::stages::admit;
 use crate::stages::context::Context;
 use crate::sticky::Sticky;
 use crate::usage::UsageSink;
@@ -56,6 +57,21 @@ pub fn finish(sinks: &Sinks<'_>, mut ctx: Context<'_>, now_ms: i64) {
             .remember(session, &attempt.model.id, &attempt.endpoint.health_id);
     }
     let cost = ctx.cost();
+    if let (Some(endpoint), Some(most)) = (ctx.served_endpoint(), ctx.ceiling())
+        && let Some(full) = endpoint.prices.cost(&usage(&ctx))
+        && full > most
+    {
+        // The provider counted more than it was asked to allow: the tenant is charged what was
+        // reserved, the rest is the operator's.
+        crate::spend::SpendMetrics::bump(&sinks.spend.metrics.charges_capped);
+        tracing::warn!(
+            generation = %ctx.generation_id,
+            provider = %endpoint.provider_id,
+            cost = %full,
+            charged = %most,
+            "provider reported more usage than the request allowed; charge capped"
+        );
+    }
     if ctx.served.is_some() {
         sinks
             .usage
@@ -108,19 +124,31 @@ fn throughput(ctx: &Context<'_>) -> Option<f64> {
     (tokens > 0 && generating_ms > 0).then(|| tokens as f64 * 1000.0 / generating_ms as f64)
 }
 
-/// The usage to record: the provider's report, or an estimate from what was relayed (a cut
-/// stream, a body without usage).
+/// The usage to record: the provider's report or, when it reported none, what it may have
+/// counted. The prompt was read whole: its [`admit::bound`]. The output of a whole response is
+/// at most a token per byte of its `choices` (and the bound); a stream cut short is counted by
+/// the content chunks that reached the gateway, a token each.
 pub fn usage(ctx: &Context<'_>) -> Usage {
-    ctx.metered.usage.unwrap_or(Usage {
-        prompt_tokens: if ctx.served.is_some() && ctx.status < 400 {
-            ctx.request.estimated_prompt_tokens()
-        } else {
-            0
-        },
-        completion_tokens: ctx.metered.content_chunks,
-        cached_tokens: 0,
-        reasoning_tokens: 0,
-    })
+    if let Some(usage) = ctx.metered.usage {
+        return usage;
+    }
+    match ctx.served_endpoint() {
+        Some(endpoint) if ctx.status < 400 || ctx.provider_failed => {
+            let preset = ctx.resolved.preset.map(|p| &**p);
+            let most = admit::bound(&ctx.request, admit::added_bytes(preset), endpoint);
+            let completion_tokens = match ctx.metered.choices_bytes {
+                Some(bytes) => bytes.min(most.output_tokens),
+                None => ctx.metered.content_chunks,
+            };
+            Usage {
+                prompt_tokens: most.prompt_tokens,
+                completion_tokens,
+                cached_tokens: 0,
+                reasoning_tokens: 0,
+            }
+        }
+        _ => Usage::default(),
+    }
 }
 
 fn event(ctx: &Context<'_>, cost: Option<Money>, dataplane_id: &str) -> UsageEvent {

@@ -465,6 +465,34 @@ fn tools_are_always_required_other_parameters_only_when_asked() {
     assert_eq!(reject.metadata.unwrap()["reason"], "tools");
 }
 
+#[test]
+fn a_request_too_long_for_an_endpoints_context_goes_elsewhere_or_is_refused() {
+    let s = three()
+        .edit_endpoints(|e| e[0].context_length = 1_000)
+        .build();
+    // max_tokens alone passes a's context.
+    let long = body(r#""max_tokens":2000"#);
+    assert_eq!(providers(&s, &long), ["b", "c"]);
+    assert_eq!(providers(&s, &body(r#""max_tokens":500"#)), ["a", "b", "c"]);
+    // A prompt of about 2,000 tokens (10 KB at five bytes a token) does too.
+    let prompt = format!(
+        r#""messages":[{{"role":"user","content":"{}"}}]"#,
+        "x".repeat(10_000)
+    );
+    let big = format!(r#"{{"model":"m",{prompt}}}"#);
+    assert_eq!(providers(&s, &big), ["b", "c"]);
+    let s = three()
+        .edit_endpoints(|e| {
+            for e in e.iter_mut() {
+                e.context_length = 1_000;
+            }
+        })
+        .build();
+    let reject = refusal(&s, &long);
+    assert_eq!(reject.status(), 400);
+    assert_eq!(reject.metadata.unwrap()["reason"], "context_length");
+}
+
 fn figures(latency_p50: f64, throughput_p50: f64) -> EndpointHealth {
     let p = |v: f64| Percentiles {
         p50: v,
