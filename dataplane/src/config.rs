@@ -36,6 +36,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_OPS_TOKEN", hide_env_values = true)]
     pub ops_token: Option<String>,
 
+    /// Origins whose pages may call the management API from a browser (comma-separated, or
+    /// `*`); inference is open to every origin. None by default.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CORS_MANAGEMENT_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_management_origins: Vec<String>,
+
     /// Control plane REST API, to which `/api/v1/` management calls are passed.
     #[arg(
         long,

@@ -20,6 +20,7 @@ use pingora_core::services::listening::Service;
 use switchyard_dataplane::config::Config;
 use switchyard_dataplane::config::SpendBackendKind;
 use switchyard_dataplane::health::{self, Health};
+use switchyard_dataplane::http::cors::ManagementOrigins;
 use switchyard_dataplane::http::{Gateway, Limits, OpsToken, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::now_ms;
@@ -156,6 +157,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         retry_unanswered: config.retry_unanswered,
         ignore_provider_health: config.ignore_provider_health,
         ops: OpsToken::new(config.ops_token.as_deref())?,
+        cors: ManagementOrigins::parse(&config.cors_management_origins),
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
     // Pingora's default 64 KiB read buffer per client connection would dominate the memory of a

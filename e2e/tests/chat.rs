@@ -376,3 +376,65 @@ async fn models_are_listed_from_the_snapshot() {
         .unwrap();
     assert_eq!(fast["pricing"]["prompt"], "0.00000015");
 }
+
+/// What a browser's preflight for `path` from `origin` is answered, and the answer's
+/// `Access-Control-Allow-Origin`.
+async fn preflight(stack: &Stack, path: &str, origin: &str) -> (u16, Option<String>) {
+    let r = client()
+        .request(reqwest::Method::OPTIONS, format!("{}{path}", stack.base()))
+        .header("origin", origin)
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    let allowed = r
+        .headers()
+        .get("access-control-allow-origin")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (r.status().as_u16(), allowed)
+}
+
+#[tokio::test]
+async fn browsers_may_call_inference_from_any_origin_and_management_from_listed_ones() {
+    let stack = Stack::start_with(&["--cors-management-origins", "https://console.example"]).await;
+    let page = "https://app.example";
+    assert_eq!(
+        preflight(&stack, "/api/v1/chat/completions", page).await,
+        (204, Some("*".into()))
+    );
+    let r = client()
+        .post(format!("{}/chat/completions", stack.api()))
+        .header("origin", page)
+        .bearer_auth(&stack.inference_key)
+        .json(&chat_body("mock/fast"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], "*");
+    // Management: only the listed console.
+    assert_eq!(preflight(&stack, "/api/v1/keys", page).await, (204, None));
+    let console = "https://console.example";
+    assert_eq!(
+        preflight(&stack, "/api/v1/keys", console).await,
+        (204, Some(console.into()))
+    );
+    let r = client()
+        .get(format!("{}/keys", stack.api()))
+        .header("origin", console)
+        .bearer_auth(&stack.management_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["access-control-allow-origin"], console);
+    let r = client()
+        .get(format!("{}/keys", stack.api()))
+        .header("origin", page)
+        .bearer_auth(&stack.management_key)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}

@@ -3,6 +3,7 @@
 //! plane so that one base URL serves everything the SDKs call.
 
 mod chat;
+pub mod cors;
 mod passthrough;
 mod respond;
 pub mod upstream;
@@ -53,6 +54,8 @@ pub struct Gateway {
     pub ignore_provider_health: bool,
     /// Who may read the operational endpoints (`--ops-token`).
     pub ops: OpsToken,
+    /// Origins whose pages may call the management API (`--cors-management-origins`).
+    pub cors: cors::ManagementOrigins,
 }
 
 /// The operational endpoints' bearer token, kept as its SHA-256 and compared in constant time;
@@ -131,6 +134,20 @@ impl Gateway {
         let method = header.method.as_str();
         let path = header.uri.path();
         match (method, path) {
+            ("OPTIONS", _) => {
+                let origin = header.headers.get("origin").and_then(|v| v.to_str().ok());
+                let Some(answer) = cors::preflight(path, origin, &self.cors) else {
+                    return Ending::Close;
+                };
+                let _ = session.drain_request_body().await;
+                ending(
+                    session
+                        .write_response_header(Box::new(answer))
+                        .await
+                        .is_ok()
+                        && session.finish_body().await.is_ok(),
+                )
+            }
             ("POST", "/api/v1/chat/completions" | "/v1/chat/completions") => {
                 chat::handle(self, session, None).await
             }

@@ -41,6 +41,11 @@ async fn relay(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reje
     let peer = peer(control_plane, &gw.timeouts).ok_or_else(unavailable)?;
 
     let downstream = session.req_header();
+    let origin: Option<String> = downstream
+        .headers
+        .get("origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let path = downstream
         .uri
         .path_and_query()
@@ -89,6 +94,9 @@ async fn relay(gw: &Gateway, session: &mut ServerSession) -> Result<Ending, Reje
                 .append_header(name.clone(), value.clone())
                 .map_err(internal)?;
         }
+    }
+    if let Some(origin) = gw.cors.allow(origin.as_deref()) {
+        super::cors::allow_origin(&mut response, origin);
     }
     if session
         .write_response_header(Box::new(response))

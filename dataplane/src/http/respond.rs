@@ -44,8 +44,10 @@ pub fn header(
     content_type: &str,
     content_length: Option<usize>,
 ) -> Option<ResponseHeader> {
-    let mut h = ResponseHeader::build(status, Some(4)).ok()?;
+    let mut h = ResponseHeader::build(status, Some(5)).ok()?;
     h.insert_header("content-type", content_type).ok()?;
+    // Every response the gateway makes itself is inference's or an error: open to every origin.
+    super::cors::allow_any(&mut h);
     match content_length {
         Some(len) => h.insert_header("content-length", len.to_string()).ok()?,
         None => h.insert_header("transfer-encoding", "chunked").ok()?,
