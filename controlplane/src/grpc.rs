@@ -125,10 +125,19 @@ impl UsageService for UsageApi {
     ) -> Result<Response<usage::UsageAck>, Status> {
         let batch = request.into_inner();
         let mut generations = Vec::with_capacity(batch.events.len());
+        let mut rejected = Vec::new();
+        // One malformed event is refused on its own: the rest of the batch is recorded.
         for event in batch.events {
+            let generation_id = event.generation_id.clone();
             match generation(event) {
                 Ok(g) => generations.push(g),
-                Err(reason) => return Err(Status::invalid_argument(reason)),
+                Err(reason) => {
+                    tracing::error!(dataplane = %batch.dataplane_id, %reason, "usage event refused");
+                    rejected.push(usage::RejectedEvent {
+                        generation_id,
+                        reason,
+                    });
+                }
             }
         }
         let total = generations.len() as u32;
@@ -143,6 +152,7 @@ impl UsageService for UsageApi {
         Ok(Response::new(usage::UsageAck {
             recorded,
             duplicates: total - recorded,
+            rejected,
         }))
     }
 }

@@ -384,7 +384,10 @@ async fn preflight(stack: &Stack, path: &str, origin: &str) -> (u16, Option<Stri
         .request(reqwest::Method::OPTIONS, format!("{}{path}", stack.base()))
         .header("origin", origin)
         .header("access-control-request-method", "POST")
-        .header("access-control-request-headers", "authorization, content-type")
+        .header(
+            "access-control-request-headers",
+            "authorization, content-type",
+        )
         .send()
         .await
         .unwrap();

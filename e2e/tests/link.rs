@@ -8,8 +8,8 @@ mod support;
 use support::Stack;
 use switchyard_proto::config::v1 as pb;
 use switchyard_proto::config::v1::config_service_client::ConfigServiceClient;
-use switchyard_proto::usage::v1::UsageBatch;
 use switchyard_proto::usage::v1::usage_service_client::UsageServiceClient;
+use switchyard_proto::usage::v1::{UsageBatch, UsageEvent};
 use tonic::Code;
 
 #[tokio::test]
@@ -67,4 +67,33 @@ async fn the_dataplane_port_requires_the_dataplane_token() {
     );
     let mut stream = config.watch(request).await.unwrap().into_inner();
     assert!(stream.message().await.unwrap().is_some());
+
+    // One malformed event in a batch is refused on its own; the others are recorded.
+    let event = |id: &str, key_hash: &str| UsageEvent {
+        generation_id: id.into(),
+        key_hash: key_hash.into(),
+        organization_id: "org-e2e".into(),
+        model: "mock/fast".into(),
+        cost_usd: "0.000001".into(),
+        ..Default::default()
+    };
+    let mut usage = UsageServiceClient::connect(format!("http://127.0.0.1:{}", stack.cp_grpc))
+        .await
+        .unwrap();
+    let mut request = tonic::Request::new(UsageBatch {
+        dataplane_id: "e2e".into(),
+        events: vec![
+            event("gen-e2e-1", &"a".repeat(64)),
+            event("gen-e2e-2", "not-a-hash"),
+            event("gen-e2e-3", &"b".repeat(64)),
+        ],
+    });
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {}", token.trim()).parse().unwrap(),
+    );
+    let ack = usage.report(request).await.unwrap().into_inner();
+    assert_eq!(ack.recorded, 2);
+    assert_eq!(ack.rejected.len(), 1);
+    assert_eq!(ack.rejected[0].generation_id, "gen-e2e-2");
 }

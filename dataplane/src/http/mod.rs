@@ -234,6 +234,7 @@ impl Gateway {
             ("dropped", &u.dropped),
             ("sent", &u.sent),
             ("spooled", &u.spooled),
+            ("quarantined", &u.quarantined),
         ] {
             let _ = writeln!(
                 out,

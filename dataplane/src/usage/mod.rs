@@ -15,11 +15,18 @@
 //! period), so requests that finish during the drain are metered too.
 //!
 //! Ingest is idempotent by generation id, so resending a batch whose ack was lost is safe.
+//!
+//! Nothing one event holds can block the rest: every text field is bounded
+//! ([`MAX_FIELD_BYTES`]), batches stay under [`MAX_BATCH_BYTES`] encoded, the control plane
+//! refuses a malformed event alone (the ack lists it), and a batch refused whole is split until
+//! the event it refuses is found. Refused events are quarantined in `quarantine.spool` beside the
+//! segments (`switchyard_usage_events_total{outcome="quarantined"}`), never resent.
 
 mod sender;
 mod spool;
 
-pub use sender::{SenderConfig, UsageSender};
+pub use sender::{MAX_BATCH_BYTES, SenderConfig, UsageSender};
+pub use spool::read_quarantine;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +48,8 @@ pub struct UsageCounters {
     pub dropped: AtomicU64,
     pub sent: AtomicU64,
     pub spooled: AtomicU64,
+    /// Refused by the control plane for good, set aside on disk.
+    pub quarantined: AtomicU64,
 }
 
 impl UsageSink {
@@ -60,7 +69,8 @@ impl UsageSink {
         &self.dataplane_id
     }
 
-    pub fn emit(&self, event: UsageEvent) {
+    pub fn emit(&self, mut event: UsageEvent) {
+        bound_fields(&mut event);
         match self.tx.try_send(event) {
             Ok(()) => {
                 self.counters.emitted.fetch_add(1, Ordering::Relaxed);
@@ -78,5 +88,80 @@ impl UsageSink {
                 }
             }
         }
+    }
+}
+
+/// The longest text any event field keeps, in bytes. Clients and providers supply several
+/// (`X-Title`, `user`, `session_id`, ids, finish reasons): bounded, an event stays small, and a
+/// batch stays far under the control plane's decode limit whatever they send.
+pub const MAX_FIELD_BYTES: usize = 512;
+/// The most provider attempts an event lists (routing makes far fewer).
+const MAX_ATTEMPTS: usize = 32;
+
+/// Truncates every text field to [`MAX_FIELD_BYTES`] (at a character boundary).
+pub fn bound_fields(e: &mut UsageEvent) {
+    for field in [
+        &mut e.generation_id,
+        &mut e.key_hash,
+        &mut e.organization_id,
+        &mut e.workspace_id,
+        &mut e.model,
+        &mut e.provider_id,
+        &mut e.upstream_model,
+        &mut e.cost_usd,
+        &mut e.finish_reason,
+        &mut e.upstream_id,
+        &mut e.app_title,
+        &mut e.dataplane_id,
+        &mut e.preset_id,
+        &mut e.session_id,
+        &mut e.external_user,
+    ] {
+        truncate(field);
+    }
+    e.provider_responses.truncate(MAX_ATTEMPTS);
+    for a in &mut e.provider_responses {
+        for field in [
+            &mut a.provider_id,
+            &mut a.provider_name,
+            &mut a.model,
+            &mut a.upstream_model,
+            &mut a.endpoint_tag,
+        ] {
+            truncate(field);
+        }
+    }
+}
+
+fn truncate(s: &mut String) {
+    if s.len() > MAX_FIELD_BYTES {
+        let mut end = MAX_FIELD_BYTES;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Message;
+
+    #[test]
+    fn every_text_field_is_bounded() {
+        let huge = "é".repeat(1_000_000);
+        let mut e = UsageEvent {
+            app_title: huge.clone(),
+            external_user: huge.clone(),
+            session_id: huge.clone(),
+            upstream_id: huge.clone(),
+            finish_reason: huge.clone(),
+            provider_responses: vec![Default::default(); 1000],
+            ..Default::default()
+        };
+        bound_fields(&mut e);
+        assert!(e.app_title.len() <= MAX_FIELD_BYTES && e.app_title.starts_with('é'));
+        assert!(e.encoded_len() < 64 * 1024, "{}", e.encoded_len());
     }
 }

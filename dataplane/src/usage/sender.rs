@@ -10,7 +10,8 @@ use switchyard_proto::usage::v1::usage_service_client::UsageServiceClient;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::link::ControlPlaneAuth;
-use switchyard_proto::usage::v1::{UsageBatch, UsageEvent};
+use prost::Message;
+use switchyard_proto::usage::v1::{RejectedEvent, UsageBatch, UsageEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -46,6 +47,9 @@ pub struct UsageSender {
 
 const MIN_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(5);
+/// A batch's encoded size stays under this, a quarter of the control plane's decode limit
+/// (tonic's 4 MiB), so no batch is refused for its size.
+pub const MAX_BATCH_BYTES: usize = 1024 * 1024;
 
 /// Why a batch was not delivered.
 enum Failure {
@@ -126,11 +130,14 @@ impl UsageSender {
         // Oldest first: one spooled segment per flush, then what is in memory.
         match self.spool.oldest() {
             Ok(Some(segment)) => {
-                for batch in segment.events.chunks(self.config.batch_size.max(1)) {
-                    if !self.deliver(batch.to_vec()).await {
+                let mut rest = segment.events.as_slice();
+                while !rest.is_empty() {
+                    let n = batch_len(rest.iter(), self.config.batch_size);
+                    if !self.deliver(rest[..n].to_vec()).await {
                         self.spill(0);
                         return;
                     }
+                    rest = &rest[n..];
                 }
                 if let Err(e) = self.spool.remove(&segment) {
                     tracing::error!(error = %e, "cannot remove a delivered usage spool segment");
@@ -140,7 +147,7 @@ impl UsageSender {
             Err(e) => tracing::error!(error = %e, "cannot read the usage spool"),
         }
         while !self.backlog.is_empty() {
-            let n = self.backlog.len().min(self.config.batch_size.max(1));
+            let n = batch_len(self.backlog.iter(), self.config.batch_size);
             let batch: Vec<UsageEvent> = self.backlog.range(..n).cloned().collect();
             if !self.deliver(batch).await {
                 self.spill(0);
@@ -150,34 +157,72 @@ impl UsageSender {
         }
     }
 
-    /// Sends one batch. True when it is done with (delivered, or refused for good).
+    /// Sends one batch. True when it is done with: delivered, its malformed events set aside.
+    /// A batch the control plane refuses whole is split in halves until the one event it
+    /// refuses is found and quarantined, so one bad event neither loses nor blocks the others.
+    /// False when the control plane is unreachable (the caller keeps the batch; ingest is
+    /// idempotent, so parts already delivered may go again).
     async fn deliver(&mut self, batch: Vec<UsageEvent>) -> bool {
-        let n = batch.len() as u64;
-        match self.send(batch).await {
+        let mut pending = vec![batch];
+        while let Some(mut batch) = pending.pop() {
+            match self.send(batch.clone()).await {
+                Ok(rejected) => {
+                    self.retry_at = None;
+                    self.delay = MIN_DELAY;
+                    let (bad, good): (Vec<UsageEvent>, Vec<UsageEvent>) = batch
+                        .into_iter()
+                        .partition(|e| rejected.iter().any(|r| r.generation_id == e.generation_id));
+                    self.counters
+                        .sent
+                        .fetch_add(good.len() as u64, Ordering::Relaxed);
+                    for (event, why) in bad.into_iter().filter_map(|e| {
+                        let why = rejected
+                            .iter()
+                            .find(|r| r.generation_id == e.generation_id)?;
+                        Some((e, why.reason.clone()))
+                    }) {
+                        self.quarantine(vec![event], &why);
+                    }
+                }
+                Err(Failure::Refused(status)) if batch.len() > 1 => {
+                    tracing::warn!(error = %status, events = batch.len(), "usage batch refused; splitting it");
+                    let second = batch.split_off(batch.len() / 2);
+                    pending.push(second);
+                    pending.push(batch);
+                }
+                Err(Failure::Refused(status)) => self.quarantine(batch, status.message()),
+                Err(Failure::Unavailable(status)) => {
+                    self.client = None;
+                    self.retry_at = Some(Instant::now() + self.delay);
+                    tracing::warn!(error = %status, retry_in = ?self.delay, "usage batch not delivered; spooling to disk");
+                    self.delay = (self.delay * 2).min(MAX_DELAY);
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Sets aside events the control plane will never take, on disk for an operator to inspect,
+    /// counted in `quarantined`.
+    fn quarantine(&mut self, events: Vec<UsageEvent>, reason: &str) {
+        let n = events.len() as u64;
+        for e in &events {
+            tracing::error!(generation = %e.generation_id, %reason, "usage event refused by the control plane; quarantined");
+        }
+        match self.spool.quarantine(events) {
             Ok(()) => {
-                self.counters.sent.fetch_add(n, Ordering::Relaxed);
-                self.retry_at = None;
-                self.delay = MIN_DELAY;
-                true
+                self.counters.quarantined.fetch_add(n, Ordering::Relaxed);
             }
-            Err(Failure::Refused(status)) => {
-                // Resending a batch the control plane calls invalid would block every event
-                // behind it; count and log it instead.
+            Err(e) => {
                 self.counters.dropped.fetch_add(n, Ordering::Relaxed);
-                tracing::error!(error = %status, events = n, "control plane refused a usage batch; dropped");
-                true
-            }
-            Err(Failure::Unavailable(status)) => {
-                self.client = None;
-                self.retry_at = Some(Instant::now() + self.delay);
-                tracing::warn!(error = %status, retry_in = ?self.delay, "usage batch not delivered; spooling to disk");
-                self.delay = (self.delay * 2).min(MAX_DELAY);
-                false
+                tracing::error!(error = %e, events = n, "cannot write the usage quarantine; events dropped");
             }
         }
     }
 
-    async fn send(&mut self, events: Vec<UsageEvent>) -> Result<(), Failure> {
+    /// The events the control plane refused, if it took the batch.
+    async fn send(&mut self, events: Vec<UsageEvent>) -> Result<Vec<RejectedEvent>, Failure> {
         let client = match &mut self.client {
             Some(c) => c,
             None => {
@@ -199,8 +244,16 @@ impl UsageSender {
             events,
         };
         match client.report(batch).await {
-            Ok(_) => Ok(()),
-            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+            Ok(ack) => Ok(ack.into_inner().rejected),
+            // Malformed or too large: the same batch would be refused again.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::InvalidArgument
+                        | tonic::Code::OutOfRange
+                        | tonic::Code::ResourceExhausted
+                ) =>
+            {
                 Err(Failure::Refused(status))
             }
             Err(status) => Err(Failure::Unavailable(status)),
@@ -231,4 +284,19 @@ impl UsageSender {
             }
         }
     }
+}
+
+/// How many of `events` (at least one) make the next batch: at most `batch_size`, and no more
+/// than [`MAX_BATCH_BYTES`] encoded.
+fn batch_len<'e>(events: impl Iterator<Item = &'e UsageEvent>, batch_size: usize) -> usize {
+    let mut bytes = 0;
+    let mut n = 0;
+    for event in events.take(batch_size.max(1)) {
+        bytes += event.encoded_len() + 8;
+        if n > 0 && bytes > MAX_BATCH_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    n
 }

@@ -143,6 +143,43 @@ impl Spool {
     }
 }
 
+impl Spool {
+    /// Appends events the control plane refused for good to `quarantine.spool` beside the
+    /// segments (never resent; bounded like the spool).
+    pub fn quarantine(&self, events: Vec<UsageEvent>) -> std::io::Result<()> {
+        std::fs::create_dir_all(&self.dir)?;
+        let path = self.dir.join(QUARANTINE);
+        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
+        let mut buf = Vec::new();
+        for event in events {
+            event.encode_length_delimited(&mut buf)?;
+        }
+        if size + buf.len() as u64 > self.max_bytes {
+            return Err(std::io::Error::other("usage quarantine full"));
+        }
+        append_whole(&path, &buf)
+    }
+}
+
+/// What the quarantine in spool directory `dir` holds, for an operator or a test.
+pub fn read_quarantine(dir: &Path) -> std::io::Result<Vec<UsageEvent>> {
+    {
+        let bytes = match std::fs::read(dir.join(QUARANTINE)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut cursor = bytes.as_slice();
+        let mut events = Vec::new();
+        while let Ok(event) = UsageEvent::decode_length_delimited(&mut cursor) {
+            events.push(event);
+        }
+        Ok(events)
+    }
+}
+
+const QUARANTINE: &str = "quarantine.spool";
+
 /// Appends `buf` durably; on failure truncates back, so no partial record stays behind.
 fn append_whole(path: &Path, buf: &[u8]) -> std::io::Result<()> {
     let mut file = OpenOptions::new().create(true).append(true).open(path)?;
@@ -193,6 +230,43 @@ mod tests {
         assert_eq!(second.events[0].generation_id, "gen-3");
         spool.remove(&second).unwrap();
         assert!(spool.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_torn_tail_loses_only_itself() {
+        let dir = scratch("torn");
+        let spool = Spool::new(dir.clone(), 1 << 20);
+        spool
+            .append((0..3).map(|i| event(&format!("gen-{i}"))))
+            .unwrap();
+        // A crash mid-write leaves half a record at the end of the segment.
+        let (_, path) = spool.segments().last().cloned().unwrap();
+        let mut half = Vec::new();
+        event("gen-torn")
+            .encode_length_delimited(&mut half)
+            .unwrap();
+        half.truncate(half.len() / 2);
+        OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(&half)
+            .unwrap();
+        let back = spool.oldest().unwrap().unwrap();
+        let ids: Vec<&str> = back
+            .events
+            .iter()
+            .map(|e| e.generation_id.as_str())
+            .collect();
+        assert_eq!(ids, ["gen-0", "gen-1", "gen-2"]);
+        // Later appends go to a new segment and are read whole.
+        spool.append([event("gen-3")]).unwrap();
+        spool.remove(&back).unwrap();
+        assert_eq!(
+            spool.oldest().unwrap().unwrap().events[0].generation_id,
+            "gen-3"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
