@@ -78,6 +78,28 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_GRACE_PERIOD_SECS", default_value_t = 5)]
     pub grace_period_secs: u64,
 
+    /// Longest a write to a client may wait, seconds: a client that stops reading is cut off
+    /// after it, and its request settled (the provider bills it all the same).
+    #[arg(
+        long,
+        env = "SWITCHYARD_CLIENT_WRITE_TIMEOUT_SECS",
+        default_value_t = 30
+    )]
+    pub client_write_timeout_secs: u64,
+
+    /// Longest wait for a client's request body between reads, seconds.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CLIENT_READ_TIMEOUT_SECS",
+        default_value_t = 60
+    )]
+    pub client_read_timeout_secs: u64,
+
+    /// Longest a whole exchange may take, seconds, from the request to the last byte of the
+    /// response (a stream included); past it the response ends with an error and is settled.
+    #[arg(long, env = "SWITCHYARD_REQUEST_DEADLINE_SECS", default_value_t = 1800)]
+    pub request_deadline_secs: u64,
+
     /// Provider connect timeout, milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub connect_timeout_ms: u64,

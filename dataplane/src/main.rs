@@ -145,6 +145,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
             max_response_bytes: config.max_response_bytes,
+            client_write_timeout: Duration::from_secs(config.client_write_timeout_secs.max(1)),
+            client_read_timeout: Duration::from_secs(config.client_read_timeout_secs.max(1)),
+            request_deadline: Duration::from_secs(config.request_deadline_secs.max(1)),
         },
         control_plane_http,
         spend,

@@ -271,10 +271,19 @@ async fn relay_stream(
     };
     let mut cancelled = !client_ok;
     let mut provider_failed = false;
+    // The gateway ends it at the deadline: an error for the client, not the provider's failure.
+    let mut overdue = false;
     // Sized per chunk rather than kept large: thousands of streams sit idle between tokens.
     let mut out = Vec::new();
+    let deadline = tokio::time::Instant::from_std(ctx.started + gw.limits.request_deadline);
     while !cancelled {
-        match upstream.read_response_body().await {
+        let Ok(read) = tokio::time::timeout_at(deadline, upstream.read_response_body()).await
+        else {
+            tracing::warn!(provider = %pricing.provider_name, "stream passed the request deadline; ended");
+            overdue = true;
+            break;
+        };
+        match read {
             Ok(Some(chunk)) => {
                 if !relay.push(&chunk, &pricing, &mut out) {
                     tracing::warn!(provider = %pricing.provider_name, "provider sent an oversized stream event");
@@ -296,7 +305,7 @@ async fn relay_stream(
             }
         }
     }
-    if cancelled || provider_failed {
+    if cancelled || provider_failed || overdue {
         upstream.shutdown().await;
     } else {
         gw.connector
@@ -304,7 +313,7 @@ async fn relay_stream(
             .await;
     }
     if !cancelled {
-        if provider_failed {
+        if provider_failed || overdue {
             relay.fail(&pricing, &mut out);
         } else {
             relay.finish(&pricing, &mut out);
@@ -316,9 +325,9 @@ async fn relay_stream(
     }
     ctx.metered = relay.state.metered;
     ctx.status = 200;
-    ctx.cancelled = cancelled;
+    ctx.cancelled = cancelled || overdue;
     ctx.provider_failed = provider_failed;
-    finish_with(!cancelled && !provider_failed)
+    finish_with(!cancelled && !provider_failed && !overdue)
 }
 
 /// Answers a refusal. A small unread body is read first, so the client sees the error rather

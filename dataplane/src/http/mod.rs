@@ -34,6 +34,12 @@ use crate::usage::UsageSink;
 pub struct Limits {
     pub max_body_bytes: usize,
     pub max_response_bytes: usize,
+    /// Per write to the client (`--client-write-timeout-secs`).
+    pub client_write_timeout: std::time::Duration,
+    /// Per read of the client's body (`--client-read-timeout-secs`).
+    pub client_read_timeout: std::time::Duration,
+    /// The whole exchange (`--request-deadline-secs`).
+    pub request_deadline: std::time::Duration,
 }
 
 pub struct Gateway {
@@ -107,6 +113,10 @@ impl HttpServerApp for Gateway {
         }
         let keepalive = (!*shutdown.borrow()).then_some(KEEPALIVE_SECS);
         session.set_keepalive(keepalive);
+        // A client that stops reading (or sending) must not pin this task: each write and
+        // read waits at most this long, and the exchange then ends and is settled.
+        session.set_write_timeout(Some(self.limits.client_write_timeout));
+        session.set_read_timeout(Some(self.limits.client_read_timeout));
         match self.dispatch(&mut session).await {
             Ending::Reusable => {}
             Ending::Close => return None,
