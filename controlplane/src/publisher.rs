@@ -289,6 +289,7 @@ async fn snapshot(
             limit_reset: k.limit_reset.unwrap_or(Window::Lifetime).to_limit_reset() as i32,
             include_byok_in_limit: k.include_byok_in_limit,
             label: k.label,
+            limit_lineage: k.limit_lineage.unwrap_or_default(),
         })
         .collect();
     let catalogue = store.catalogue().await?;

@@ -95,6 +95,7 @@ pub async fn seed_if_empty(store: &Store) -> Result<Option<Seeded>, StoreError> 
                 created_at: now,
                 updated_at: None,
                 rotated_from: None,
+                limit_lineage: None,
             })
             .await?;
         secrets.push(generated.secret);

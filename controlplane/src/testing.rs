@@ -264,6 +264,7 @@ pub async fn add_key(
             created_at: 1,
             updated_at: None,
             rotated_from: None,
+            limit_lineage: None,
         })
         .await
         .unwrap();

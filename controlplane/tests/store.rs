@@ -77,6 +77,7 @@ async fn exercise(url: &str) {
         created_at: 1,
         updated_at: None,
         rotated_from: None,
+        limit_lineage: None,
     };
     store.insert_key(&key).await.unwrap();
     let listed = store

@@ -283,6 +283,48 @@ async fn a_provider_that_ignores_max_tokens_is_charged_no_more_than_was_reserved
     .await;
 }
 
+/// Rotating a key keeps its limit's count: the successor's spend adds to its predecessor's,
+/// so rotation is no way around a limit.
+#[tokio::test]
+async fn a_rotated_key_keeps_counting_on_its_limit() {
+    let stack = most(Stack::start().await).await;
+    let probe: Value = stack
+        .chat(&stack.inference_key, body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let cost = probe["usage"]["cost"].as_f64().unwrap();
+    let (secret, hash) = limited_key(&stack, cost * 1.5).await;
+    assert_eq!(stack.chat(&secret, body()).await.status(), 200);
+    assert_eq!(stack.chat(&secret, body()).await.status(), 403);
+    let rotated: Value = client()
+        .post(format!("{}/keys/{hash}/rotate", stack.api()))
+        .bearer_auth(&stack.management_key)
+        .json(&json!({ "grace_seconds": 0 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let successor = rotated["key"].as_str().unwrap().to_owned();
+    let s = successor.clone();
+    eventually("successor live", Duration::from_secs(10), || {
+        let s = s.clone();
+        let stack = &stack;
+        async move {
+            let r = stack
+                .chat(&s, json!({"model": "nope/nope", "messages": []}))
+                .await;
+            (r.status() != 401).then_some(())
+        }
+    })
+    .await;
+    let r = stack.chat(&successor, body()).await;
+    assert_eq!(r.status(), 403, "the successor spent past the limit");
+}
+
 async fn metric(stack: &Stack, series: &str) -> u64 {
     let text = support::ops_get(stack.dp_port, "/metrics")
         .await

@@ -103,7 +103,7 @@ impl Limit {
     /// budgets apply only in the key's workspace, so the member's ledger is that workspace's.
     pub fn ledger(&self, key: &ApiKey) -> Ledger {
         match self.scope {
-            LimitScope::Key | LimitScope::Guardrail => Ledger::Key(key.hash_hex()),
+            LimitScope::Key | LimitScope::Guardrail => Ledger::Key(key.limit_id_hex()),
             LimitScope::Member => Ledger::Member {
                 user_id: key.owner_user_id.to_string(),
                 workspace_id: key.workspace_id.to_string(),
@@ -120,8 +120,9 @@ fn push_unique(list: &mut Vec<Arc<Guardrail>>, g: &Arc<Guardrail>) {
     }
 }
 
+/// The id key-scoped limits count on (the key's rotation line's first hash), encoded once.
 fn hex_of<'a>(cache: &'a mut Option<String>, key: &ApiKey) -> &'a str {
-    cache.get_or_insert_with(|| key.hash_hex())
+    cache.get_or_insert_with(|| key.limit_id_hex())
 }
 
 impl Snapshot {
@@ -155,7 +156,7 @@ impl Snapshot {
         let p = &self.policies;
         let workspace = p.workspaces.get(&*key.workspace_id);
         let mut out = Vec::with_capacity(4);
-        // Encoded at most once: the ids of key-scoped limits contain the key's hash.
+        // Encoded at most once: the ids of key-scoped limits contain the key's lineage hash.
         let mut hash_hex: Option<String> = None;
 
         if let Some(cap) = key.limit {

@@ -123,6 +123,7 @@ impl Manage {
             created_at: now,
             updated_at: None,
             rotated_from: None,
+            limit_lineage: None,
         };
         this.store.insert_key(&key).await?;
         this.audit(
@@ -347,6 +348,11 @@ impl Manage {
             created_at: now,
             updated_at: None,
             rotated_from: Some(old.hash.clone()),
+            limit_lineage: Some(
+                old.limit_lineage
+                    .clone()
+                    .unwrap_or_else(|| old.hash.clone()),
+            ),
             ..old.clone()
         };
         this.store.insert_key(&new).await?;

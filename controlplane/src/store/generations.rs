@@ -259,7 +259,13 @@ impl Store {
     ) -> Result<Money, StoreError> {
         // $1 and $2 select the rows; $3 and $4 bound the window and BYOK.
         let (filter, first, second): (&str, &str, &str) = match scope {
-            Ledger::Key(h) => ("key_hash = $1 AND $2 = ''", h, ""),
+            // A key's limit counts on its whole rotation line.
+            Ledger::Key(h) => (
+                "key_hash IN (SELECT hash FROM api_keys WHERE COALESCE(limit_lineage, hash) = $1) \
+                 AND $2 = ''",
+                h,
+                "",
+            ),
             Ledger::Workspace(w) => ("workspace_id = $1 AND $2 = ''", w, ""),
             Ledger::Organization(o) => ("organization_id = $1 AND $2 = ''", o, ""),
             Ledger::Member {

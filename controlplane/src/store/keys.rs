@@ -27,6 +27,9 @@ pub struct KeyRow {
     pub updated_at: Option<i64>,
     /// The key this one replaced by rotation.
     pub rotated_from: Option<String>,
+    /// The first key of this key's rotation line (`None`: this key): key-scoped limits count
+    /// on it, so rotating never starts them afresh.
+    pub limit_lineage: Option<String>,
 }
 
 pub type NewKey = KeyRow;
@@ -46,7 +49,7 @@ pub struct KeyPatch {
 
 const COLUMNS: &str = "hash, kind, name, label, organization_id, workspace_id, creator_user_id, \
     disabled, limit_usd, limit_reset, include_byok_in_limit, expires_at, created_at, updated_at, \
-    rotated_from";
+    rotated_from, limit_lineage";
 
 fn key(r: &AnyRow) -> Result<KeyRow, StoreError> {
     let kind: String = r.try_get("kind")?;
@@ -70,13 +73,14 @@ fn key(r: &AnyRow) -> Result<KeyRow, StoreError> {
         created_at: r.try_get("created_at")?,
         updated_at: r.try_get("updated_at")?,
         rotated_from: r.try_get("rotated_from")?,
+        limit_lineage: r.try_get("limit_lineage")?,
     })
 }
 
 impl Store {
     pub async fn insert_key(&self, k: &NewKey) -> Result<(), StoreError> {
         sqlx::query(&format!(
-            "INSERT INTO api_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+            "INSERT INTO api_keys ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)"
         ))
         .bind(&k.hash)
         .bind(k.kind.as_str())
@@ -93,6 +97,7 @@ impl Store {
         .bind(k.created_at)
         .bind(k.updated_at)
         .bind(k.rotated_from.clone())
+        .bind(k.limit_lineage.clone())
         .execute(&mut *self.conn().await?)
         .await?;
         Ok(())

@@ -28,12 +28,20 @@ pub struct ApiKey {
     pub limit: Option<Money>,
     pub limit_window: Window,
     pub include_byok_in_limit: bool,
+    /// The first key of this key's rotation line, when it is not this one: key-scoped limits
+    /// count on it (boxed: most keys were never rotated).
+    pub lineage: Option<Box<[u8; 32]>>,
 }
 
 impl ApiKey {
     /// The hash as lowercase hex: the key's id in the API and in usage events.
     pub fn hash_hex(&self) -> String {
         hex::encode(self.hash)
+    }
+
+    /// What key-scoped limits count on, as lowercase hex: the first key of the rotation line.
+    pub fn limit_id_hex(&self) -> String {
+        hex::encode(self.lineage.as_deref().unwrap_or(&self.hash))
     }
 }
 
@@ -164,6 +172,7 @@ mod tests {
             limit: None,
             limit_window: Window::Lifetime,
             include_byok_in_limit: false,
+            lineage: None,
         }
     }
 

@@ -267,6 +267,17 @@ fn key_index(
                 Window::Lifetime
             }
         };
+        // A malformed lineage would count the key's limits afresh: refused, like a bad limit.
+        let lineage = match k.limit_lineage.as_str() {
+            "" => None,
+            text => {
+                let parsed = parse_hash(text);
+                if parsed.is_none() {
+                    failure.get_or_insert("limit lineage is not a key hash".to_owned());
+                }
+                parsed.filter(|l| *l != hash)
+            }
+        };
         let limit = match Money::parse_optional(&k.limit_usd) {
             Ok(limit) => limit,
             Err(e) => {
@@ -302,6 +313,7 @@ fn key_index(
             limit,
             limit_window,
             include_byok_in_limit: k.include_byok_in_limit,
+            lineage: lineage.map(Box::new),
         });
     }
     // Two records claiming one hash: neither can be trusted to be the key meant. Sorted here
