@@ -182,6 +182,8 @@ fn run(config: Config) -> anyhow::Result<()> {
             },
             spend_backend,
             spend_file: state_dir.join(SPEND_FILE),
+            drain: Duration::from_secs(config.grace_period_secs)
+                .saturating_sub(Duration::from_millis(250)),
         },
     ));
     tracing::info!(listen = %config.listen, %dataplane_id, threads, "dataplane starting");
@@ -208,6 +210,8 @@ struct ControlPlaneLink {
     spend_backend: SpendBackend,
     /// Where the embedded spend backend keeps its counters across restarts.
     spend_file: std::path::PathBuf,
+    /// How long requests may still settle after shutdown begins (the usage sender's drain).
+    drain: Duration,
 }
 
 #[async_trait]
@@ -222,6 +226,7 @@ impl BackgroundService for ControlPlaneLink {
                 embedded.clone(),
                 self.spend_file.clone(),
                 Duration::from_secs(1),
+                self.drain,
                 shutdown.clone(),
             ));
         }
@@ -270,7 +275,7 @@ fn build_spend(config: &Config) -> anyhow::Result<Spend> {
         SpendBackendKind::Embedded => SpendBackend::Embedded(Arc::new(persist::load(
             &config.state_dir().join(SPEND_FILE),
             now_ms(),
-        ))),
+        )?)),
         SpendBackendKind::Redis => SpendBackend::Redis(Arc::new(
             RedisSpend::new(&config.redis_url, timeout)
                 .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,

@@ -84,6 +84,87 @@ async fn a_stream_in_flight_at_sigterm_finishes_and_is_metered() {
     assert_eq!(g["data"]["tokens_completion"], 20);
 }
 
+/// A request that settles during the shutdown drain is in the embedded counters the dataplane
+/// saves: its spend is not forgotten by the next start.
+#[tokio::test]
+async fn spend_settled_during_the_drain_is_saved() {
+    let mut stack = Stack::start_with(&["--grace-period-secs", "10"]).await;
+    let created: serde_json::Value = support::client()
+        .post(format!("{}/keys", stack.api()))
+        .bearer_auth(&stack.management_key)
+        .json(&serde_json::json!({ "name": "drain", "limit": 1.0 }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
+    let s = secret.clone();
+    support::eventually("key live", Duration::from_secs(10), || {
+        let s = s.clone();
+        let stack = &stack;
+        async move {
+            let r = stack
+                .chat(
+                    &s,
+                    serde_json::json!({"model": "nope/nope", "messages": []}),
+                )
+                .await;
+            (r.status() != 401).then_some(())
+        }
+    })
+    .await;
+    // A stream that outlasts the signal by over a second: it settles during the drain.
+    stack
+        .mock_a
+        .script(serde_json::json!({"completion_tokens": 16, "inter_token_ms": 100}))
+        .await;
+    let mut body = chat_body("mock/fast");
+    body["stream"] = serde_json::json!(true);
+    let response = stack.chat(&secret, body).await;
+    assert_eq!(response.status(), 200);
+    stack.dataplane.as_ref().unwrap().signal("TERM");
+    let text = response.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let status = stack
+        .dataplane
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()));
+    let id = text
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    stack.dataplane = None;
+    stack.start_dataplane().await;
+    let g = stack.generation(&id).await;
+    let cost = (g["data"]["total_cost"].as_f64().unwrap() * 1e12).round() as u128;
+    assert!(cost > 0);
+    let file = stack
+        .dir
+        .0
+        .join(format!("dataplane-{}", stack.dp_port))
+        .join("spend.json");
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    let spent = saved
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["key"]
+                .as_str()
+                .unwrap()
+                .contains(&format!(":sp:key:{hash}:"))
+        })
+        .map(|c| c["spent"].as_u64().unwrap() as u128);
+    assert_eq!(spent, Some(cost), "the key's counter as saved: {saved}");
+}
+
 #[tokio::test]
 async fn sigterm_drains_and_exits_cleanly() {
     let mut stack = Stack::start().await;

@@ -369,43 +369,72 @@ impl Spend {
 }
 
 /// The embedded backend's counters survive restarts in `path` (a single node has no Redis to
-/// keep them): loaded at start, written once per `every` when they changed and at shutdown.
-/// A crash loses at most `every` of settled spend.
+/// keep them): loaded at start, written (to a new file, synced, then renamed over the old one)
+/// once per `every` when they changed, through the shutdown drain, and once more at its end.
+/// A crash loses at most `every` of settled spend. A file that exists but cannot be read is an
+/// error, never empty counters: an exhausted key would spend again.
 pub mod persist {
+    use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::sync::Arc;
     use std::time::Duration;
 
     use super::{Embedded, SavedCounter};
 
-    pub fn load(path: &Path, now_ms: i64) -> Embedded {
-        let saved: Vec<SavedCounter> = std::fs::read(path)
-            .ok()
-            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
-            .unwrap_or_default();
+    pub fn load(path: &Path, now_ms: i64) -> anyhow::Result<Embedded> {
+        let saved: Vec<SavedCounter> = match std::fs::read(path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                anyhow::anyhow!(
+                    "spend counters file {} is damaged ({e}); restore it, or move it aside to \
+                     start with empty counters",
+                    path.display()
+                )
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => anyhow::bail!("cannot read spend counters file {}: {e}", path.display()),
+        };
         if !saved.is_empty() {
             tracing::info!(counters = saved.len(), path = %path.display(), "spend counters restored");
         }
-        Embedded::restore(saved, now_ms)
+        Ok(Embedded::restore(saved, now_ms))
     }
 
     fn write(path: &Path, saved: &[SavedCounter]) -> std::io::Result<()> {
         let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec(saved).unwrap_or_default())?;
-        std::fs::rename(tmp, path)
+        let bytes = serde_json::to_vec(saved).map_err(std::io::Error::other)?;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(&bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        // The rename itself must reach the disk too.
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 
+    /// Saves every `every` until `drain` after shutdown began (requests still finishing settle
+    /// into the counters meanwhile), then once more.
     pub async fn run(
         embedded: Arc<Embedded>,
         path: PathBuf,
         every: Duration,
+        drain: Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
         let mut last = Vec::new();
+        let mut drain_until: Option<tokio::time::Instant> = None;
         loop {
+            let next = tokio::time::Instant::now() + every;
+            let wake = drain_until.map_or(next, |t| t.min(next));
             let stopping = tokio::select! {
-                _ = tokio::time::sleep(every) => false,
-                _ = shutdown.changed() => true,
+                _ = tokio::time::sleep_until(wake) => {
+                    drain_until.is_some_and(|t| tokio::time::Instant::now() >= t)
+                }
+                _ = shutdown.changed(), if drain_until.is_none() => {
+                    drain_until = Some(tokio::time::Instant::now() + drain);
+                    drain.is_zero()
+                }
             };
             let mut saved = embedded.save();
             saved.sort_by(|a, b| a.key.cmp(&b.key));
@@ -418,6 +447,28 @@ pub mod persist {
             if stopping {
                 return;
             }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_damaged_counters_file_is_an_error_and_a_missing_one_a_first_start() {
+            let dir = std::env::temp_dir().join(format!("sy-persist-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let path = dir.join("spend.json");
+            assert!(load(&path, 0).unwrap().save().is_empty());
+            for damaged in [&b""[..], b"{\"truncat", b"[{\"key\":1}]"] {
+                std::fs::write(&path, damaged).unwrap();
+                let e = load(&path, 0).err().unwrap().to_string();
+                assert!(e.contains("damaged"), "{e}");
+            }
+            write(&path, &[]).unwrap();
+            assert!(load(&path, 0).unwrap().save().is_empty());
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
