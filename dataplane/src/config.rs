@@ -100,6 +100,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_REQUEST_DEADLINE_SECS", default_value_t = 1800)]
     pub request_deadline_secs: u64,
 
+    /// How often every provider host is looked up again, seconds (hosts with no address, or
+    /// whose connection failed, are looked up within a second).
+    #[arg(long, env = "SWITCHYARD_DNS_REFRESH_SECS", default_value_t = 30)]
+    pub dns_refresh_secs: u64,
+
     /// Provider connect timeout, milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub connect_timeout_ms: u64,

@@ -6,6 +6,7 @@
 //! `health` is provider health (this dataplane's breakers, its reports, the fleet's view).
 
 pub mod config;
+pub mod dns;
 pub mod health;
 pub mod http;
 pub mod link;

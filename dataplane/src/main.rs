@@ -19,13 +19,14 @@ use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
 use switchyard_dataplane::config::Config;
 use switchyard_dataplane::config::SpendBackendKind;
+use switchyard_dataplane::dns::Dns;
 use switchyard_dataplane::health::{self, Health};
 use switchyard_dataplane::http::cors::ManagementOrigins;
 use switchyard_dataplane::http::{Gateway, Limits, OpsToken, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::now_ms;
 use switchyard_dataplane::snapshot::watch::Watcher;
-use switchyard_dataplane::snapshot::{SnapshotStore, Upstream, system_resolver};
+use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
 use switchyard_dataplane::spend::{RedisSpend, Spend, SpendBackend, SpendMetrics, persist};
 use switchyard_dataplane::stages::forward::RetryBudget;
 use switchyard_dataplane::sticky::Sticky;
@@ -61,7 +62,11 @@ fn main() -> ExitCode {
 fn run(config: Config) -> anyhow::Result<()> {
     let dataplane_id = config.dataplane_id();
     let state_dir = config.state_dir();
-    let snapshots = Arc::new(SnapshotStore::new(Some(state_dir.join("snapshot.pb"))));
+    let dns = Arc::new(Dns::system());
+    let snapshots = Arc::new(SnapshotStore::new(
+        Some(state_dir.join("snapshot.pb")),
+        dns.clone(),
+    ));
     match snapshots.restore() {
         Ok(Some(version)) => tracing::info!(
             version,
@@ -73,7 +78,9 @@ fn run(config: Config) -> anyhow::Result<()> {
         Err(e) => tracing::warn!(error = %e, "ignoring the persisted snapshot"),
     }
 
-    let control_plane_http = match Upstream::parse(&config.control_plane_http, &system_resolver) {
+    let control_plane_http = match Upstream::parse(&config.control_plane_http, &|host, port| {
+        dns.resolve(host, port)
+    }) {
         Ok(u) => Some(u),
         Err(e) => {
             tracing::warn!(error = %e, "management passthrough disabled");
@@ -182,6 +189,8 @@ fn run(config: Config) -> anyhow::Result<()> {
             },
             spend_backend,
             spend_file: state_dir.join(SPEND_FILE),
+            dns,
+            dns_refresh: Duration::from_secs(config.dns_refresh_secs.max(1)),
             drain: Duration::from_secs(config.grace_period_secs)
                 .saturating_sub(Duration::from_millis(250)),
         },
@@ -210,6 +219,9 @@ struct ControlPlaneLink {
     spend_backend: SpendBackend,
     /// Where the embedded spend backend keeps its counters across restarts.
     spend_file: std::path::PathBuf,
+    /// Provider addresses, looked up again in the background.
+    dns: Arc<Dns>,
+    dns_refresh: Duration,
     /// How long requests may still settle after shutdown begins (the usage sender's drain).
     drain: Duration,
 }
@@ -230,6 +242,7 @@ impl BackgroundService for ControlPlaneLink {
                 shutdown.clone(),
             ));
         }
+        tokio::spawn(self.dns.clone().run(self.dns_refresh, shutdown.clone()));
         let r = &self.health;
         tokio::spawn(health::report(
             r.health.clone(),

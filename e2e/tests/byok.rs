@@ -13,10 +13,12 @@ use support::{Redis, Stack, client, eventually};
 
 const OWN_KEY: &str = "sk-own-provider-key-0123456789";
 
+/// Output dominates the cost, so with mocks reporting the most a provider could count, a limit
+/// sized in requests fits about as many reservations.
 fn body() -> Value {
     json!({
         "model": "mock/fast",
-        "max_tokens": 16,
+        "max_tokens": 200,
         "messages": [{ "role": "user", "content": "Count to three." }]
     })
 }
@@ -99,6 +101,9 @@ async fn byok_spend_counts_only_where_limits_include_it() {
     let redis = Redis::start();
     let url = redis.url();
     let stack = Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await;
+    for mock in [&stack.mock_a, &stack.mock_b] {
+        mock.script(json!({ "report_most": true })).await;
+    }
     let org = get(&stack, "/key").await["data"]["organization_id"]
         .as_str()
         .unwrap()

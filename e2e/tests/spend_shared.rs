@@ -14,10 +14,14 @@ use support::{Process, Redis, RedisCluster, Stack, client, eventually};
 const REQUESTS: usize = 200;
 const FITS: u64 = 20;
 
+/// On Mock A alone, with output dominating the cost: the reservation (a prompt token per byte,
+/// every output token allowed) is then close to what a mock reporting the most charges, so a
+/// limit sized in requests fits about as many reservations.
 fn body() -> Value {
     json!({
         "model": "mock/fast",
-        "max_tokens": 16,
+        "max_tokens": 200,
+        "provider": { "only": ["mock-a"] },
         "messages": [{ "role": "user", "content": "Count to three." }]
     })
 }
@@ -47,6 +51,8 @@ async fn dataplanes(stack: &Stack, extra: usize, dp_args: &[&str]) -> (Vec<Proce
 /// settled the shared counter (`hget(key, field)`) equals the sum charged, exactly.
 async fn no_overshoot(stack: &Stack, apis: &[String], hget: impl Fn(&str, &str) -> Option<u64>) {
     let c = client();
+    // Mock A reports the most a provider could count: any under-reservation would overshoot.
+    stack.mock_a.script(json!({ "report_most": true })).await;
     // The price of one request, from a probe with the bootstrap key.
     let probe: Value = stack
         .chat(&stack.inference_key, body())
@@ -111,7 +117,10 @@ async fn no_overshoot(stack: &Stack, apis: &[String], hget: impl Fn(&str, &str) 
         .await;
     }
     // Every request overlaps the others: the mock holds each for a while.
-    stack.mock_a.script(json!({ "ttfb_ms": 300 })).await;
+    stack
+        .mock_a
+        .script(json!({ "ttfb_ms": 300, "report_most": true }))
+        .await;
 
     let tasks: Vec<_> = (0..REQUESTS)
         .map(|i| {

@@ -26,7 +26,7 @@ pub struct Timeouts {
 
 /// A pingora peer for a resolved upstream; `None` if its host did not resolve.
 pub fn peer(upstream: &Upstream, timeouts: &Timeouts) -> Option<HttpPeer> {
-    let mut peer = HttpPeer::new(upstream.addr?, upstream.tls, upstream.sni().to_owned());
+    let mut peer = HttpPeer::new(upstream.addr()?, upstream.tls, upstream.sni().to_owned());
     peer.options.connection_timeout = Some(timeouts.connect);
     peer.options.read_timeout = Some(timeouts.read);
     peer.options.write_timeout = Some(timeouts.read);
@@ -70,7 +70,11 @@ impl Transport for Pingora<'_> {
     ) -> Result<Opened, Failure> {
         let header = forward::upstream_header(attempt, body.len(), stream)
             .map_err(|r| Failure::Request(r.message.into_owned()))?;
-        let peer = peer(&attempt.endpoint.upstream, self.timeouts).ok_or(Failure::NoAddress)?;
+        let upstream = &attempt.endpoint.upstream;
+        let Some(peer) = peer(upstream, self.timeouts) else {
+            upstream.addresses.mark_failed();
+            return Err(Failure::NoAddress);
+        };
         let body = Bytes::from(body);
         let mut session = match self.exchange(&peer, &header, &body).await {
             Ok(session) => session,
@@ -82,7 +86,13 @@ impl Transport for Pingora<'_> {
                 Ok(session) => session,
                 Err((failure, _)) => return Err(failure),
             },
-            Err((failure, _)) => return Err(failure),
+            Err((failure, _)) => {
+                if matches!(failure, Failure::Unreachable) {
+                    // Perhaps the address moved: look the host up again soon.
+                    upstream.addresses.mark_failed();
+                }
+                return Err(failure);
+            }
         };
         let status = session
             .response_header()

@@ -11,7 +11,9 @@ use arc_swap::ArcSwapOption;
 use prost::Message;
 use switchyard_proto::config::v1 as pb;
 
-use switchyard_policy::snapshot::{Snapshot, SnapshotError, system_resolver};
+use switchyard_policy::snapshot::{Snapshot, SnapshotError};
+
+use crate::dns::Dns;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -33,13 +35,16 @@ pub struct SnapshotStore {
     current: ArcSwapOption<Snapshot>,
     /// Where the last accepted snapshot is kept for cold starts; `None` disables persistence.
     persist_path: Option<PathBuf>,
+    /// Provider hosts' addresses, shared by every snapshot and kept fresh in the background.
+    dns: Arc<Dns>,
 }
 
 impl SnapshotStore {
-    pub fn new(persist_path: Option<PathBuf>) -> Self {
+    pub fn new(persist_path: Option<PathBuf>, dns: Arc<Dns>) -> Self {
         SnapshotStore {
             current: ArcSwapOption::empty(),
             persist_path,
+            dns,
         }
     }
 
@@ -76,7 +81,9 @@ impl SnapshotStore {
                 served: served.version,
             });
         }
-        Ok(Snapshot::decode(message, &system_resolver)?)
+        Ok(Snapshot::decode(message, &|host, port| {
+            self.dns.resolve(host, port)
+        })?)
     }
 
     /// Makes a prepared snapshot live. Infallible by design.

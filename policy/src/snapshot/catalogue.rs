@@ -4,6 +4,9 @@
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use arc_swap::ArcSwap;
 
 use bytes::Bytes;
 use serde_json::{Value, json};
@@ -106,31 +109,118 @@ pub fn health_id(provider_id: &str, upstream_model: &str) -> String {
     format!("{provider_id}|{upstream_model}")
 }
 
-/// Looks up a host's address while a snapshot is prepared (off the request path). The dataplane
-/// resolves with the system's resolver; the control plane, which only validates, resolves
-/// nothing.
-pub type Resolver<'a> = &'a dyn Fn(&str, u16) -> Option<SocketAddr>;
+/// Gives a host's [`Addresses`] while a snapshot is prepared (off the request path). The
+/// dataplane hands out cells it keeps fresh (`dataplane::dns`); the control plane, which only
+/// validates, resolves nothing.
+pub type Resolver<'a> = &'a dyn Fn(&str, u16) -> Arc<Addresses>;
 
-/// The system resolver (blocking; call it off the async executor).
-pub fn system_resolver(host: &str, port: u16) -> Option<SocketAddr> {
-    match (host, port).to_socket_addrs() {
-        Ok(mut addrs) => addrs.next(),
-        Err(_) => None,
-    }
+/// Every address of `host:port` by the system's resolver (blocking; call it off the async
+/// executor); none when it fails.
+pub fn lookup(host: &str, port: u16) -> Vec<SocketAddr> {
+    (host, port)
+        .to_socket_addrs()
+        .map(Iterator::collect)
+        .unwrap_or_default()
+}
+
+/// Resolves with the system's resolver once, for tools and tests (dataplanes keep theirs fresh).
+pub fn system_resolver(host: &str, port: u16) -> Arc<Addresses> {
+    Arc::new(Addresses::new(host, port, lookup(host, port)))
 }
 
 /// Resolves nothing: for validating a snapshot without network access.
-pub fn no_resolver(_host: &str, _port: u16) -> Option<SocketAddr> {
-    None
+pub fn no_resolver(host: &str, port: u16) -> Arc<Addresses> {
+    Arc::new(Addresses::new(host, port, Vec::new()))
+}
+
+/// A provider host's addresses: shared by every snapshot that names the host, replaced in place
+/// when it is resolved again, and used in turn (each request takes the next), so that every
+/// address serves and none is a single point of failure.
+pub struct Addresses {
+    host: Box<str>,
+    port: u16,
+    current: ArcSwap<Box<[SocketAddr]>>,
+    next: AtomicUsize,
+    /// A connection to one of them failed since the last lookup: look again soon.
+    failed: AtomicBool,
+}
+
+impl std::fmt::Debug for Addresses {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Addresses")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("current", &self.current.load())
+            .finish()
+    }
+}
+
+impl Addresses {
+    pub fn new(host: &str, port: u16, addrs: Vec<SocketAddr>) -> Addresses {
+        Addresses {
+            host: host.into(),
+            port,
+            current: ArcSwap::from_pointee(addrs.into_boxed_slice()),
+            next: AtomicUsize::new(0),
+            failed: AtomicBool::new(false),
+        }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The next address in turn; `None` while the host has not resolved.
+    pub fn pick(&self) -> Option<SocketAddr> {
+        let addrs = self.current.load();
+        if addrs.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % addrs.len();
+        addrs.get(i).copied()
+    }
+
+    /// Every address now known.
+    pub fn all(&self) -> Vec<SocketAddr> {
+        self.current.load().to_vec()
+    }
+
+    /// What a new lookup found. A failed lookup (nothing found) keeps the addresses known: a
+    /// resolver outage must not take a working provider away.
+    pub fn update(&self, addrs: Vec<SocketAddr>) {
+        if addrs.is_empty() {
+            return;
+        }
+        self.failed.store(false, Ordering::Relaxed);
+        if ***self.current.load() != *addrs {
+            self.current.store(Arc::new(addrs.into_boxed_slice()));
+        }
+    }
+
+    /// A connection failed: the host is looked up again at the next chance.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the host should be looked up before the regular refresh: it has no address, or a
+    /// connection to it failed.
+    pub fn needs_lookup(&self) -> bool {
+        self.current.load().is_empty() || self.failed.load(Ordering::Relaxed)
+    }
 }
 
 /// A provider's address, parsed and resolved before it can reach the request path, because
 /// pingora's `HttpPeer::new` would resolve names with blocking DNS and panic on a bad address.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    /// `None` when the host did not resolve: the endpoint stays in the snapshot but is skipped
-    /// by routing, so one unresolvable provider cannot make a whole snapshot invalid.
-    pub addr: Option<SocketAddr>,
+    /// The host's addresses, empty while it has not resolved: the endpoint stays in the snapshot
+    /// (attempts at it fail over at once), so one unresolvable provider cannot make a whole
+    /// snapshot invalid, and it serves as soon as the host resolves.
+    pub addresses: Arc<Addresses>,
     pub tls: bool,
     /// Host header and TLS SNI.
     pub host: String,
@@ -178,7 +268,7 @@ impl Upstream {
             return Err("missing host".into());
         }
         Ok(Upstream {
-            addr: resolve(host_only, port),
+            addresses: resolve(host_only, port),
             tls,
             host: if port == default_port {
                 host.to_owned()
@@ -187,6 +277,11 @@ impl Upstream {
             },
             chat_path: format!("{path}/chat/completions"),
         })
+    }
+
+    /// The address the next connection goes to.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.addresses.pick()
     }
 
     /// SNI name: the host without a port or brackets.
@@ -370,14 +465,14 @@ mod tests {
     #[test]
     fn parses_base_urls() {
         let u = parse("http://127.0.0.1:9000/v1").unwrap();
-        assert_eq!(u.addr.unwrap().port(), 9000);
+        assert_eq!(u.addr().unwrap().port(), 9000);
         assert!(!u.tls);
         assert_eq!(u.host, "127.0.0.1:9000");
         assert_eq!(u.chat_path, "/v1/chat/completions");
         assert_eq!(u.sni(), "127.0.0.1");
 
         let u = parse("http://localhost/").unwrap();
-        assert_eq!(u.addr.unwrap().port(), 80);
+        assert_eq!(u.addr().unwrap().port(), 80);
         assert_eq!(u.chat_path, "/chat/completions");
         assert_eq!(u.host, "localhost");
     }
@@ -385,11 +480,11 @@ mod tests {
     #[test]
     fn parses_ipv6_base_urls() {
         let u = parse("http://[::1]:9000/v1").unwrap();
-        assert_eq!(u.addr.unwrap().port(), 9000);
+        assert_eq!(u.addr().unwrap().port(), 9000);
         assert_eq!(u.host, "[::1]:9000");
         assert_eq!(u.sni(), "::1");
         let u = parse("http://[::1]/v1").unwrap();
-        assert_eq!(u.addr.unwrap().port(), 80);
+        assert_eq!(u.addr().unwrap().port(), 80);
         assert_eq!(u.host, "[::1]");
         assert_eq!(u.sni(), "::1");
         assert!(parse("http://[::1/v1").is_err());
@@ -408,11 +503,30 @@ mod tests {
         assert!(
             parse("https://no-such-host.invalid/v1")
                 .unwrap()
-                .addr
+                .addr()
                 .is_none()
         );
         let u = Upstream::parse("https://api.example.com/v1", &no_resolver).unwrap();
-        assert!(u.addr.is_none());
+        assert!(u.addr().is_none());
         assert_eq!(u.sni(), "api.example.com");
+    }
+
+    #[test]
+    fn addresses_take_turns_and_survive_a_failed_lookup() {
+        let a: SocketAddr = "10.0.0.1:443".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:443".parse().unwrap();
+        let cell = Addresses::new("h", 443, vec![a, b]);
+        let picks: Vec<_> = (0..4).filter_map(|_| cell.pick()).collect();
+        assert_eq!(picks, [a, b, a, b]);
+        cell.mark_failed();
+        assert!(cell.needs_lookup());
+        // The resolver is down: the known addresses stay.
+        cell.update(Vec::new());
+        assert_eq!(cell.all(), [a, b]);
+        cell.update(vec![b]);
+        assert_eq!(cell.all(), [b]);
+        assert!(!cell.needs_lookup());
+        let empty = Addresses::new("h", 443, Vec::new());
+        assert!(empty.pick().is_none() && empty.needs_lookup());
     }
 }

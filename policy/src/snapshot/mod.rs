@@ -21,8 +21,8 @@ use switchyard_proto::config::v1 as pb;
 
 pub use byok::{ByokCredential, ByokIndex};
 pub use catalogue::{
-    DataPolicy, Endpoint, Model, Resolver, STANDARD_PARAMETERS, Upstream, health_id, no_resolver,
-    render_models, system_resolver,
+    Addresses, DataPolicy, Endpoint, Model, Resolver, STANDARD_PARAMETERS, Upstream, health_id,
+    lookup, no_resolver, render_models, system_resolver,
 };
 pub use guardrails::{Budget, Guardrail, Policies, Zdr};
 pub use keys::{ApiKey, KeyIndex, KeyKind, parse_hash};
