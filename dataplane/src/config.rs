@@ -45,6 +45,15 @@ pub struct Config {
     )]
     pub cors_management_origins: Vec<String>,
 
+    /// Key sealing the persisted snapshot, which holds provider credentials (base64, 32 bytes).
+    /// Without it or a key file, one is generated into the state directory.
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_KEY", hide_env_values = true)]
+    pub snapshot_key: Option<String>,
+
+    /// A file holding the snapshot key (a mounted secret, say).
+    #[arg(long, env = "SWITCHYARD_SNAPSHOT_KEY_FILE")]
+    pub snapshot_key_file: Option<PathBuf>,
+
     /// Control plane REST API, to which `/api/v1/` management calls are passed.
     #[arg(
         long,

@@ -25,6 +25,7 @@ use switchyard_dataplane::http::cors::ManagementOrigins;
 use switchyard_dataplane::http::{Gateway, Limits, OpsToken, Timeouts};
 use switchyard_dataplane::link::ControlPlaneAuth;
 use switchyard_dataplane::now_ms;
+use switchyard_dataplane::snapshot::seal::Seal;
 use switchyard_dataplane::snapshot::watch::Watcher;
 use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
 use switchyard_dataplane::spend::{RedisSpend, Spend, SpendBackend, SpendMetrics, persist};
@@ -63,9 +64,15 @@ fn run(config: Config) -> anyhow::Result<()> {
     let dataplane_id = config.dataplane_id();
     let state_dir = config.state_dir();
     let dns = Arc::new(Dns::system());
+    let seal = Seal::from_config(
+        config.snapshot_key.as_deref(),
+        config.snapshot_key_file.as_deref(),
+        &state_dir,
+    )?;
     let snapshots = Arc::new(SnapshotStore::new(
         Some(state_dir.join("snapshot.pb")),
         dns.clone(),
+        seal,
     ));
     match snapshots.restore() {
         Ok(Some(version)) => tracing::info!(

@@ -195,5 +195,5 @@ async fn kubernetes_probe_paths_answer() {
             }
         }
     }
-    assert_eq!(checked, 4, "two probes on each of the two Deployments");
+    assert_eq!(checked, 4, "two probes on each of the two workloads");
 }

@@ -26,6 +26,18 @@ async fn serves_on_when_the_control_plane_dies_and_restarts_cold_from_disk() {
         .unwrap()
         .to_owned();
 
+    // The persisted snapshot (it holds provider credentials) is sealed: nothing of it reads.
+    let persisted = std::fs::read(
+        stack
+            .dir
+            .0
+            .join(format!("dataplane-{}", stack.dp_port))
+            .join("snapshot.pb"),
+    )
+    .unwrap();
+    assert!(persisted.starts_with(b"SYSN1"));
+    assert!(!persisted.windows(9).any(|w| w == b"mock/fast"));
+
     // A restarted dataplane serves from the persisted snapshot while the control plane is away.
     stack.stop_dataplane();
     stack.start_dataplane().await;

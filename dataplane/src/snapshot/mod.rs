@@ -2,6 +2,7 @@
 //! following the control plane's stream (`watch`). The domain model itself, and the validation
 //! that sets bad records aside, are `switchyard_policy::snapshot`, shared with the control plane.
 
+pub mod seal;
 mod store;
 pub mod watch;
 

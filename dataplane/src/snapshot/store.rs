@@ -13,6 +13,7 @@ use switchyard_proto::config::v1 as pb;
 
 use switchyard_policy::snapshot::{Snapshot, SnapshotError};
 
+use super::seal::{Seal, SealError};
 use crate::dns::Dns;
 
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +24,8 @@ pub enum StoreError {
     Stale { offered: u64, served: u64 },
     #[error("persisted snapshot is not decodable: {0}")]
     Decode(#[from] prost::DecodeError),
+    #[error("persisted snapshot: {0}")]
+    Sealed(#[from] SealError),
     #[error("snapshot file {path}: {source}")]
     Io {
         path: PathBuf,
@@ -37,14 +40,17 @@ pub struct SnapshotStore {
     persist_path: Option<PathBuf>,
     /// Provider hosts' addresses, shared by every snapshot and kept fresh in the background.
     dns: Arc<Dns>,
+    /// Seals the on-disk copy, which holds provider credentials.
+    seal: Seal,
 }
 
 impl SnapshotStore {
-    pub fn new(persist_path: Option<PathBuf>, dns: Arc<Dns>) -> Self {
+    pub fn new(persist_path: Option<PathBuf>, dns: Arc<Dns>, seal: Seal) -> Self {
         SnapshotStore {
             current: ArcSwapOption::empty(),
             persist_path,
             dns,
+            seal,
         }
     }
 
@@ -105,7 +111,8 @@ impl SnapshotStore {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
         let tmp = path.with_extension("tmp");
-        write_private(&tmp, encoded).map_err(io)?;
+        let sealed = self.seal.seal(encoded)?;
+        write_private(&tmp, &sealed).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)
     }
 
@@ -125,7 +132,7 @@ impl SnapshotStore {
                 });
             }
         };
-        let message = pb::Snapshot::decode(bytes.as_slice())?;
+        let message = pb::Snapshot::decode(self.seal.open(bytes)?.as_slice())?;
         // The same rule as for a live update: bad records are set aside, the rest is served.
         let snapshot = self.prepare(message)?;
         for record in snapshot.quarantine.records() {
@@ -137,7 +144,7 @@ impl SnapshotStore {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(super) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
