@@ -89,6 +89,22 @@ pub struct Config {
     )]
     pub admin_listen: SocketAddr,
 
+    /// PEM certificate chain for the dataplanes' gRPC port (snapshots carry provider
+    /// credentials); with `--grpc-tls-key`, it serves TLS.
+    #[arg(long, env = "SWITCHYARD_GRPC_TLS_CERT", requires = "grpc_tls_key")]
+    pub grpc_tls_cert: Option<PathBuf>,
+
+    #[arg(long, env = "SWITCHYARD_GRPC_TLS_KEY", requires = "grpc_tls_cert")]
+    pub grpc_tls_key: Option<PathBuf>,
+
+    /// PEM CA whose client certificates dataplanes must present (mutual TLS) on the gRPC port.
+    #[arg(
+        long,
+        env = "SWITCHYARD_GRPC_TLS_CLIENT_CA",
+        requires = "grpc_tls_cert"
+    )]
+    pub grpc_tls_client_ca: Option<PathBuf>,
+
     /// PEM certificate chain for the operator API; with `--admin-tls-key`, it serves TLS.
     #[arg(long, env = "SWITCHYARD_ADMIN_TLS_CERT", requires = "admin_tls_key")]
     pub admin_tls_cert: Option<PathBuf>,

@@ -147,7 +147,13 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // Snapshots carry provider credentials and usage events bill: only dataplanes holding the
     // dataplane token may watch or report.
     let dataplane_token = load_dataplane_token(&config, &state_dir)?;
-    let grpc = tonic::transport::Server::builder()
+    let mut grpc = tonic::transport::Server::builder();
+    if let Some(tls) = grpc_tls(&config)? {
+        grpc = grpc
+            .tls_config(tls)
+            .context("TLS on the dataplanes' gRPC port")?;
+    }
+    let grpc = grpc
         .add_service(ConfigServiceServer::with_interceptor(
             ConfigApi {
                 publisher: publisher.clone(),
@@ -173,6 +179,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
         admin,
     )?;
     Ok(())
+}
+
+/// TLS (and, with a client CA, mutual TLS) for the dataplanes' gRPC port, if configured.
+fn grpc_tls(config: &Config) -> anyhow::Result<Option<tonic::transport::ServerTlsConfig>> {
+    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+    let (Some(cert), Some(key)) = (&config.grpc_tls_cert, &config.grpc_tls_key) else {
+        return Ok(None);
+    };
+    let read = |p: &std::path::PathBuf| {
+        std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(read(cert)?, read(key)?));
+    if let Some(ca) = &config.grpc_tls_client_ca {
+        tls = tls.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(Some(tls))
 }
 
 /// The BYOK vault: the configured master key, or one generated once under the state dir.

@@ -54,6 +54,26 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_SNAPSHOT_KEY_FILE")]
     pub snapshot_key_file: Option<PathBuf>,
 
+    /// PEM CA certificate that signed the control plane's gRPC certificate, for an `https://`
+    /// `--control-plane` (the system's roots otherwise).
+    #[arg(long, env = "SWITCHYARD_CONTROL_PLANE_CA")]
+    pub control_plane_ca: Option<PathBuf>,
+
+    /// PEM client certificate presented to the control plane (mutual TLS), with its key.
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE_TLS_CERT",
+        requires = "control_plane_tls_key"
+    )]
+    pub control_plane_tls_cert: Option<PathBuf>,
+
+    #[arg(
+        long,
+        env = "SWITCHYARD_CONTROL_PLANE_TLS_KEY",
+        requires = "control_plane_tls_cert"
+    )]
+    pub control_plane_tls_key: Option<PathBuf>,
+
     /// Control plane REST API, to which `/api/v1/` management calls are passed.
     #[arg(
         long,

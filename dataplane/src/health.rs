@@ -410,11 +410,8 @@ pub async fn report(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     use switchyard_proto::config::v1::config_service_client::ConfigServiceClient;
-    let channel = match tonic::transport::Endpoint::from_shared(control_plane) {
-        Ok(endpoint) => endpoint
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
-            .connect_lazy(),
+    let channel = match auth.endpoint(&control_plane) {
+        Ok(endpoint) => endpoint.connect_lazy(),
         Err(e) => {
             tracing::error!(error = %e, "invalid control plane address; provider health is not reported");
             return;

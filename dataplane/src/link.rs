@@ -1,15 +1,32 @@
 //! Credentials for the link to the control plane: every gRPC call (snapshot watch, acks, usage
-//! batches) carries `authorization: Bearer <dataplane token>`.
+//! batches, health reports) carries `authorization: Bearer <dataplane token>`, over TLS when the
+//! control plane's address is `https://` (trusting `--control-plane-ca`, presenting
+//! `--control-plane-tls-cert` / `--control-plane-tls-key` where the control plane asks for a
+//! client certificate). Snapshots carry every tenant's provider keys: in production the link is
+//! TLS, mutual where the network is shared.
 
 use std::path::Path;
+use std::time::Duration;
 
 use tonic::metadata::{Ascii, MetadataValue};
 use tonic::service::Interceptor;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Request, Status};
 
 #[derive(Clone, Default)]
 pub struct ControlPlaneAuth {
     header: Option<MetadataValue<Ascii>>,
+    tls: Option<ClientTlsConfig>,
+}
+
+/// PEM files for TLS to the control plane.
+#[derive(Clone, Debug, Default)]
+pub struct LinkTls {
+    /// The CA that signed the control plane's certificate (the system roots when absent).
+    pub ca: Option<std::path::PathBuf>,
+    /// This dataplane's client certificate and key, for mutual TLS.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 impl ControlPlaneAuth {
@@ -30,7 +47,46 @@ impl ControlPlaneAuth {
             ),
             None => None,
         };
-        Ok(ControlPlaneAuth { header })
+        Ok(ControlPlaneAuth { header, tls: None })
+    }
+
+    /// TLS for `https://` control plane addresses.
+    pub fn with_tls(mut self, files: &LinkTls) -> Result<ControlPlaneAuth, String> {
+        let read = |p: &std::path::Path| {
+            std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+        };
+        let mut tls = ClientTlsConfig::new().with_enabled_roots();
+        if let Some(ca) = &files.ca {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        match (&files.cert, &files.key) {
+            (Some(cert), Some(key)) => {
+                tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+            }
+            (None, None) => {}
+            _ => {
+                return Err("a client certificate needs its key, and a key its certificate".into());
+            }
+        }
+        self.tls = Some(tls);
+        Ok(self)
+    }
+
+    /// The gRPC endpoint for `url`, with TLS when it is `https://`.
+    pub fn endpoint(&self, url: &str) -> Result<Endpoint, String> {
+        let endpoint = Endpoint::from_shared(url.to_owned())
+            .map_err(|e| format!("invalid control plane address {url}: {e}"))?
+            .connect_timeout(Duration::from_secs(2))
+            .tcp_nodelay(true);
+        match (&self.tls, url.starts_with("https://")) {
+            (Some(tls), true) => endpoint
+                .tls_config(tls.clone())
+                .map_err(|e| format!("TLS to the control plane: {e}")),
+            (None, true) => endpoint
+                .tls_config(ClientTlsConfig::new().with_enabled_roots())
+                .map_err(|e| format!("TLS to the control plane: {e}")),
+            (_, false) => Ok(endpoint),
+        }
     }
 
     pub fn is_set(&self) -> bool {

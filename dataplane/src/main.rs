@@ -23,7 +23,7 @@ use switchyard_dataplane::dns::Dns;
 use switchyard_dataplane::health::{self, Health};
 use switchyard_dataplane::http::cors::ManagementOrigins;
 use switchyard_dataplane::http::{Gateway, Limits, OpsToken, Timeouts};
-use switchyard_dataplane::link::ControlPlaneAuth;
+use switchyard_dataplane::link::{ControlPlaneAuth, LinkTls};
 use switchyard_dataplane::now_ms;
 use switchyard_dataplane::snapshot::seal::Seal;
 use switchyard_dataplane::snapshot::watch::Watcher;
@@ -96,6 +96,13 @@ fn run(config: Config) -> anyhow::Result<()> {
     };
 
     let auth = ControlPlaneAuth::resolve(config.control_plane_token.as_deref(), &config.data_dir())
+        .and_then(|auth| {
+            auth.with_tls(&LinkTls {
+                ca: config.control_plane_ca.clone(),
+                cert: config.control_plane_tls_cert.clone(),
+                key: config.control_plane_tls_key.clone(),
+            })
+        })
         .map_err(anyhow::Error::msg)?;
     if !auth.is_set() {
         tracing::warn!(

@@ -97,3 +97,104 @@ async fn the_dataplane_port_requires_the_dataplane_token() {
     assert_eq!(ack.rejected.len(), 1);
     assert_eq!(ack.rejected[0].generation_id, "gen-e2e-2");
 }
+
+/// PEM files for a CA, a server certificate for `localhost` and a client certificate, both
+/// signed by the CA.
+struct Pki {
+    dir: support::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let dir = support::TempDir::new("pki");
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = ca.self_signed(&ca_key).unwrap();
+        let write = |name: &str, text: String| std::fs::write(dir.0.join(name), text).unwrap();
+        write("ca.pem", ca.pem());
+        for (name, host) in [("server", "localhost"), ("client", "dataplane")] {
+            let key = KeyPair::generate().unwrap();
+            let cert = CertificateParams::new(vec![host.to_owned()])
+                .unwrap()
+                .signed_by(&key, &ca, &ca_key)
+                .unwrap();
+            write(&format!("{name}.pem"), cert.pem());
+            write(&format!("{name}.key"), key.serialize_pem());
+        }
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.0.join(name).display().to_string()
+    }
+}
+
+/// Snapshots carry every tenant's provider keys: the link can be TLS with client certificates,
+/// and then a caller without a certificate from the CA gets nothing, token or not.
+#[tokio::test]
+async fn the_link_runs_over_mutual_tls() {
+    let pki = Pki::new();
+    let cp_args = [
+        "--grpc-tls-cert".to_owned(),
+        pki.path("server.pem"),
+        "--grpc-tls-key".to_owned(),
+        pki.path("server.key"),
+        "--grpc-tls-client-ca".to_owned(),
+        pki.path("ca.pem"),
+    ];
+    let dp_args = [
+        "--control-plane-ca".to_owned(),
+        pki.path("ca.pem"),
+        "--control-plane-tls-cert".to_owned(),
+        pki.path("client.pem"),
+        "--control-plane-tls-key".to_owned(),
+        pki.path("client.key"),
+    ];
+    let cp: Vec<&str> = cp_args.iter().map(String::as_str).collect();
+    let dp: Vec<&str> = dp_args.iter().map(String::as_str).collect();
+    // The dataplane gets its snapshot over mutual TLS, and serves.
+    let stack = Stack::start_with_both(&dp, &cp).await;
+    assert_eq!(
+        stack
+            .chat(&stack.inference_key, support::chat_body("mock/fast"))
+            .await
+            .status(),
+        200
+    );
+    let token = std::fs::read_to_string(stack.dir.0.join("controlplane/dataplane.token")).unwrap();
+    let watch = |endpoint: tonic::transport::Endpoint| {
+        let token = token.clone();
+        async move {
+            let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+            let mut config = ConfigServiceClient::new(channel);
+            let mut request = tonic::Request::new(pb::WatchRequest {
+                dataplane_id: "intruder".into(),
+                known_version: 0,
+            });
+            request.metadata_mut().insert(
+                "authorization",
+                format!("Bearer {}", token.trim()).parse().unwrap(),
+            );
+            config
+                .watch(request)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        }
+    };
+    let url = format!("https://localhost:{}", stack.cp_grpc);
+    let ca = tonic::transport::Certificate::from_pem(std::fs::read(pki.path("ca.pem")).unwrap());
+    // With the token but no client certificate: refused.
+    let without = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .tls_config(tonic::transport::ClientTlsConfig::new().ca_certificate(ca))
+        .unwrap();
+    assert!(watch(without).await.is_err());
+    // Cleartext: refused.
+    let plain =
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", stack.cp_grpc))
+            .unwrap();
+    assert!(watch(plain).await.is_err());
+}

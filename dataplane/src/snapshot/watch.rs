@@ -14,7 +14,7 @@ use crate::health::Health;
 use crate::link::ControlPlaneAuth;
 use switchyard_proto::config::v1::config_update::Update;
 use tokio::sync::watch;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::store::{SnapshotStore, StoreError};
 
@@ -62,10 +62,10 @@ impl Watcher {
     }
 
     async fn follow(&self, received: &mut bool) -> Result<(), tonic::Status> {
-        let channel = Endpoint::from_shared(self.control_plane.clone())
-            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-            .connect_timeout(Duration::from_secs(2))
-            .tcp_nodelay(true)
+        let channel = self
+            .auth
+            .endpoint(&self.control_plane)
+            .map_err(tonic::Status::invalid_argument)?
             .connect()
             .await
             .map_err(|e| tonic::Status::unavailable(e.to_string()))?;

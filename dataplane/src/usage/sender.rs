@@ -14,7 +14,7 @@ use prost::Message;
 use switchyard_proto::usage::v1::{RejectedEvent, UsageBatch, UsageEvent};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use super::UsageCounters;
 use super::spool::Spool;
@@ -226,8 +226,11 @@ impl UsageSender {
         let client = match &mut self.client {
             Some(c) => c,
             None => {
-                let channel = Endpoint::from_shared(self.config.control_plane.clone())
-                    .map_err(|e| Failure::Refused(tonic::Status::invalid_argument(e.to_string())))?
+                let channel = self
+                    .config
+                    .auth
+                    .endpoint(&self.config.control_plane)
+                    .map_err(|e| Failure::Refused(tonic::Status::invalid_argument(e)))?
                     .connect_timeout(Duration::from_secs(1))
                     .timeout(Duration::from_secs(5))
                     .connect()

@@ -392,7 +392,13 @@ impl Stack {
             "--listen".into(),
             format!("127.0.0.1:{port}"),
             "--control-plane".into(),
-            format!("http://127.0.0.1:{}", self.cp_grpc),
+            // TLS to the control plane is asked for by naming its CA; the certificate is for
+            // `localhost`.
+            if self.dp_args.iter().any(|a| a == "--control-plane-ca") {
+                format!("https://localhost:{}", self.cp_grpc)
+            } else {
+                format!("http://127.0.0.1:{}", self.cp_grpc)
+            },
             "--control-plane-http".into(),
             format!("http://127.0.0.1:{}", self.cp_http),
             "--threads".into(),
