@@ -110,6 +110,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let (usage, usage_rx) = UsageSink::new(config.usage_queue, &dataplane_id);
+    let (cut, cut_rx) = tokio::sync::watch::channel(false);
     let sender = UsageSender::new(
         SenderConfig {
             control_plane: config.control_plane.clone(),
@@ -181,6 +182,7 @@ fn run(config: Config) -> anyhow::Result<()> {
         retry_unanswered: config.retry_unanswered,
         ignore_provider_health: config.ignore_provider_health,
         ops: OpsToken::new(config.ops_token.as_deref())?,
+        cut: cut_rx,
         cors: ManagementOrigins::parse(&config.cors_management_origins),
     };
     let mut service = Service::new("switchyard gateway".into(), gateway);
@@ -203,6 +205,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             },
             spend_backend,
             spend_file: state_dir.join(SPEND_FILE),
+            cut,
             dns,
             dns_refresh: Duration::from_secs(config.dns_refresh_secs.max(1)),
             drain: Duration::from_secs(config.grace_period_secs)
@@ -228,6 +231,8 @@ struct HealthReporter {
 /// Runs the snapshot watcher, the usage sender and the health reporter on the background
 /// runtime.
 struct ControlPlaneLink {
+    /// Ends the exchanges still running a second before the usage sender's drain ends.
+    cut: tokio::sync::watch::Sender<bool>,
     parts: Mutex<Option<(Watcher, UsageSender)>>,
     health: HealthReporter,
     spend_backend: SpendBackend,
@@ -243,6 +248,15 @@ struct ControlPlaneLink {
 #[async_trait]
 impl BackgroundService for ControlPlaneLink {
     async fn start(&self, shutdown: ShutdownWatch) {
+        let cut = self.cut.clone();
+        let cut_after = self.drain.saturating_sub(Duration::from_secs(1));
+        let mut signalled = shutdown.clone();
+        tokio::spawn(async move {
+            if signalled.changed().await.is_ok() {
+                tokio::time::sleep(cut_after).await;
+                let _ = cut.send(true);
+            }
+        });
         let Some((watcher, sender)) = self.parts.lock().await.take() else {
             return;
         };

@@ -177,6 +177,57 @@ async fn spend_settled_during_the_drain_is_saved() {
     assert_eq!(spent, Some(cost), "the key's counter as saved: {saved}");
 }
 
+/// A stream that would outlast the shutdown's grace period is ended (with an error event)
+/// before the grace period ends, and settled and metered like any other, instead of being
+/// dropped with the runtime.
+#[tokio::test]
+async fn a_stream_outlasting_the_grace_period_is_ended_settled_and_metered() {
+    use futures::StreamExt;
+    let mut stack = Stack::start_with(&["--grace-period-secs", "3"]).await;
+    // 200 tokens, 100 ms apart: twenty seconds, far past the grace period.
+    stack
+        .mock_a
+        .script(serde_json::json!({"completion_tokens": 200, "inter_token_ms": 100}))
+        .await;
+    let mut body = chat_body("mock/fast");
+    body["stream"] = serde_json::json!(true);
+    let response = stack.chat(&stack.inference_key, body).await;
+    assert_eq!(response.status(), 200);
+    let mut chunks = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("\"id\":\"gen-") {
+        text.push_str(&String::from_utf8_lossy(
+            &chunks.next().await.unwrap().unwrap(),
+        ));
+    }
+    stack.dataplane.as_ref().unwrap().signal("TERM");
+    while let Some(Ok(chunk)) = chunks.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        text.contains("\"finish_reason\":\"error\""),
+        "the stream ends with an error event"
+    );
+    let status = stack
+        .dataplane
+        .as_mut()
+        .unwrap()
+        .wait_exit(Duration::from_secs(60));
+    assert!(status.is_some_and(|s| s.success()));
+    let id = text
+        .split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    stack.dataplane = None;
+    stack.start_dataplane().await;
+    let g = stack.generation(&id).await;
+    assert_eq!(g["data"]["cancelled"], true, "{g}");
+    let completion = g["data"]["tokens_completion"].as_u64().unwrap();
+    assert!((1..200).contains(&completion), "{completion}");
+}
+
 #[tokio::test]
 async fn sigterm_drains_and_exits_cleanly() {
     let mut stack = Stack::start().await;

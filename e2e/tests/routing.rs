@@ -910,7 +910,16 @@ async fn provider_quotas_are_shared_by_the_fleet_through_redis() {
     let url = redis.url();
     let dir = support::TempDir::new("quota-catalogue");
     let catalogue = catalogue_with_mock_a_quota(&dir);
-    let args = ["--spend-backend", "redis", "--redis-url", url.as_str()];
+    // A generous answer timeout: on a loaded machine a dataplane's first Redis call (connect,
+    // load the scripts) must not turn into a fail-closed 503.
+    let args = [
+        "--spend-backend",
+        "redis",
+        "--redis-url",
+        url.as_str(),
+        "--spend-timeout-ms",
+        "5000",
+    ];
     let stack = Stack::start_with_both(&args, &["--catalogue", catalogue.as_str()]).await;
     let (_other, other_port) = stack.start_extra_dataplane("dp-quota", &args).await;
     mock_a_takes_two_a_minute(&stack, &[stack.dp_port, other_port]).await;

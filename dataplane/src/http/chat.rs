@@ -176,15 +176,18 @@ async fn exchange(gw: &Gateway, session: &mut ServerSession, ctx: &mut Context<'
         preferences: Some(&ctx.resolved.preferences),
     };
     let mut tried = Vec::with_capacity(ctx.attempts.len());
-    let forwarded = forward::forward(
-        &transport,
-        &ctx.request,
-        shaping,
-        &ctx.attempts,
-        &policy,
-        &mut tried,
-    )
-    .await;
+    let mut cut = gw.cut.clone();
+    let forwarded = tokio::select! {
+        forwarded = forward::forward(
+            &transport,
+            &ctx.request,
+            shaping,
+            &ctx.attempts,
+            &policy,
+            &mut tried,
+        ) => forwarded,
+        Ok(_) = cut.wait_for(|cut| *cut) => Err(shutting_down()),
+    };
     ctx.tried = tried;
     let opened = match forwarded {
         Ok((served, opened)) => {
@@ -214,8 +217,20 @@ async fn relay_completion(
         session: mut upstream,
         peer,
     } = opened;
-    let Some(body) = upstream::read_capped(&mut upstream, gw.limits.max_response_bytes).await
-    else {
+    let mut cut = gw.cut.clone();
+    let read = tokio::select! {
+        body = upstream::read_capped(&mut upstream, gw.limits.max_response_bytes) => Some(body),
+        Ok(_) = cut.wait_for(|cut| *cut) => None,
+    };
+    let Some(read) = read else {
+        // Still generating when shutdown ends: the client gets an error, the prompt is charged.
+        upstream.shutdown().await;
+        ctx.cancelled = true;
+        let reject = shutting_down();
+        ctx.status = reject.status();
+        return finish_with(respond_reject(session, &reject).await);
+    };
+    let Some(body) = read else {
         upstream.shutdown().await;
         ctx.provider_failed = true;
         let reject = Reject::new(
@@ -276,9 +291,17 @@ async fn relay_stream(
     // Sized per chunk rather than kept large: thousands of streams sit idle between tokens.
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::from_std(ctx.started + gw.limits.request_deadline);
+    let mut cut = gw.cut.clone();
     while !cancelled {
-        let Ok(read) = tokio::time::timeout_at(deadline, upstream.read_response_body()).await
-        else {
+        let read = tokio::select! {
+            read = tokio::time::timeout_at(deadline, upstream.read_response_body()) => read,
+            Ok(_) = cut.wait_for(|cut| *cut) => {
+                tracing::warn!(provider = %pricing.provider_name, "stream still running at the end of shutdown; ended");
+                overdue = true;
+                break;
+            }
+        };
+        let Ok(read) = read else {
             tracing::warn!(provider = %pricing.provider_name, "stream passed the request deadline; ended");
             overdue = true;
             break;
@@ -328,6 +351,14 @@ async fn relay_stream(
     ctx.cancelled = cancelled || overdue;
     ctx.provider_failed = provider_failed;
     finish_with(!cancelled && !provider_failed && !overdue)
+}
+
+/// For an exchange still running when a shutdown's grace period ends.
+fn shutting_down() -> Reject {
+    Reject::new(
+        Kind::NotReady,
+        "The gateway is shutting down; retry the request",
+    )
 }
 
 /// Answers a refusal. A small unread body is read first, so the client sees the error rather

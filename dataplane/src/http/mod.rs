@@ -60,6 +60,10 @@ pub struct Gateway {
     pub ignore_provider_health: bool,
     /// Who may read the operational endpoints (`--ops-token`).
     pub ops: OpsToken,
+    /// Turns true shortly before a shutdown's grace period ends: exchanges still running are
+    /// ended then, settled and metered while the usage sender still takes their events, rather
+    /// than dropped with the runtime.
+    pub cut: tokio::sync::watch::Receiver<bool>,
     /// Origins whose pages may call the management API (`--cors-management-origins`).
     pub cors: cors::ManagementOrigins,
 }

@@ -133,7 +133,7 @@ pub fn usage(ctx: &Context<'_>) -> Usage {
         return usage;
     }
     match ctx.served_endpoint() {
-        Some(endpoint) if ctx.status < 400 || ctx.provider_failed => {
+        Some(endpoint) if ctx.status < 400 || ctx.provider_failed || ctx.cancelled => {
             let preset = ctx.resolved.preset.map(|p| &**p);
             let most = admit::bound(&ctx.request, admit::added_bytes(preset), endpoint);
             let completion_tokens = match ctx.metered.choices_bytes {
