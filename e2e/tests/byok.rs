@@ -60,17 +60,7 @@ async fn key(stack: &Stack, limit: f64, include_byok: bool) -> (String, String) 
     )
     .await;
     let secret = created["key"].as_str().unwrap().to_owned();
-    let s = secret.clone();
-    eventually("key live", Duration::from_secs(10), || {
-        let s = s.clone();
-        async move {
-            let r = stack
-                .chat(&s, json!({"model": "nope/nope", "messages": []}))
-                .await;
-            (r.status() != 401).then_some(())
-        }
-    })
-    .await;
+    stack.wait_key_live(&secret).await;
     (secret, created["data"]["hash"].as_str().unwrap().to_owned())
 }
 

@@ -479,12 +479,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_request_settled() {
         seen.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&seen).into_owned();
-    let id = text
-        .split("\"id\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let id = support::stream_id(&text);
     // From here on the client reads nothing, and keeps the connection open.
     let g = stack.generation(&id).await;
     assert_eq!(g["data"]["cancelled"], true, "{g}");

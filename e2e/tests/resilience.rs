@@ -77,12 +77,7 @@ async fn a_stream_in_flight_at_sigterm_finishes_and_is_metered() {
         text.ends_with("data: [DONE]\n\n"),
         "the stream completes during the drain"
     );
-    let id = text
-        .split("\"id\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let id = support::stream_id(&text);
     let status = stack
         .dataplane
         .as_mut()
@@ -101,33 +96,7 @@ async fn a_stream_in_flight_at_sigterm_finishes_and_is_metered() {
 #[tokio::test]
 async fn spend_settled_during_the_drain_is_saved() {
     let mut stack = Stack::start_with(&["--grace-period-secs", "10"]).await;
-    let created: serde_json::Value = support::client()
-        .post(format!("{}/keys", stack.api()))
-        .bearer_auth(&stack.management_key)
-        .json(&serde_json::json!({ "name": "drain", "limit": 1.0 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret = created["key"].as_str().unwrap().to_owned();
-    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
-    let s = secret.clone();
-    support::eventually("key live", Duration::from_secs(10), || {
-        let s = s.clone();
-        let stack = &stack;
-        async move {
-            let r = stack
-                .chat(
-                    &s,
-                    serde_json::json!({"model": "nope/nope", "messages": []}),
-                )
-                .await;
-            (r.status() != 401).then_some(())
-        }
-    })
-    .await;
+    let (secret, hash) = stack.limited_key(1.0).await;
     // A stream that outlasts the signal by over a second: it settles during the drain.
     stack
         .mock_a
@@ -146,12 +115,7 @@ async fn spend_settled_during_the_drain_is_saved() {
         .unwrap()
         .wait_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()));
-    let id = text
-        .split("\"id\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let id = support::stream_id(&text);
     stack.dataplane = None;
     stack.start_dataplane().await;
     let g = stack.generation(&id).await;
@@ -214,12 +178,7 @@ async fn a_stream_outlasting_the_grace_period_is_ended_settled_and_metered() {
         .unwrap()
         .wait_exit(Duration::from_secs(60));
     assert!(status.is_some_and(|s| s.success()));
-    let id = text
-        .split("\"id\":\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let id = support::stream_id(&text);
     stack.dataplane = None;
     stack.start_dataplane().await;
     let g = stack.generation(&id).await;

@@ -244,7 +244,7 @@ async fn concurrent_requests_never_overshoot_a_key_limit_embedded() {
 #[tokio::test]
 async fn a_provider_that_ignores_max_tokens_is_charged_no_more_than_was_reserved() {
     let stack = Stack::start().await;
-    let (secret, hash) = limited_key(&stack, 1.0).await;
+    let (secret, hash) = stack.limited_key(1.0).await;
     stack
         .mock_a
         .script(json!({ "ignore_max_tokens": true, "completion_tokens": 5000 }))
@@ -295,7 +295,7 @@ async fn a_rotated_key_keeps_counting_on_its_limit() {
         .await
         .unwrap();
     let cost = probe["usage"]["cost"].as_f64().unwrap();
-    let (secret, hash) = limited_key(&stack, cost * 1.5).await;
+    let (secret, hash) = stack.limited_key(cost * 1.5).await;
     assert_eq!(stack.chat(&secret, body()).await.status(), 200);
     assert_eq!(stack.chat(&secret, body()).await.status(), 403);
     let rotated: Value = client()
@@ -309,18 +309,7 @@ async fn a_rotated_key_keeps_counting_on_its_limit() {
         .await
         .unwrap();
     let successor = rotated["key"].as_str().unwrap().to_owned();
-    let s = successor.clone();
-    eventually("successor live", Duration::from_secs(10), || {
-        let s = s.clone();
-        let stack = &stack;
-        async move {
-            let r = stack
-                .chat(&s, json!({"model": "nope/nope", "messages": []}))
-                .await;
-            (r.status() != 401).then_some(())
-        }
-    })
-    .await;
+    stack.wait_key_live(&successor).await;
     let r = stack.chat(&successor, body()).await;
     assert_eq!(r.status(), 403, "the successor spent past the limit");
 }
@@ -504,35 +493,6 @@ async fn guardrails_budgets_and_credits_refuse_in_openrouter_terms() {
     assert_eq!(v["error"]["metadata"]["limit"], "workspace");
 }
 
-/// Creates a key with `limit` USD and waits until the dataplane serves it.
-async fn limited_key(stack: &Stack, limit: f64) -> (String, String) {
-    let created: Value = client()
-        .post(format!("{}/keys", stack.api()))
-        .bearer_auth(&stack.management_key)
-        .json(&json!({ "name": "mid-flight", "limit": limit }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret = created["key"].as_str().unwrap().to_owned();
-    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
-    // A request for a model that does not exist proves the key is live without charging it.
-    let s = secret.clone();
-    eventually("key live at the dataplane", Duration::from_secs(10), || {
-        let s = s.clone();
-        async move {
-            let r = stack
-                .chat(&s, json!({"model": "nope/nope", "messages": []}))
-                .await;
-            (r.status() != 401).then_some(())
-        }
-    })
-    .await;
-    (secret, hash)
-}
-
 /// Starts `n` requests and returns once the provider holds all of them.
 async fn in_flight(
     stack: &Stack,
@@ -594,7 +554,7 @@ async fn keys_disabled_or_limited_mid_flight() {
         .await;
 
     for change in ["disable", "lower limit"] {
-        let (secret, hash) = limited_key(&stack, 1.0).await;
+        let (secret, hash) = stack.limited_key(1.0).await;
         let tasks = in_flight(&stack, &secret, 5).await;
         let (patch, refused_with) = match change {
             "disable" => (json!({ "disabled": true }), 401),
@@ -652,7 +612,7 @@ async fn a_stream_cut_by_its_client_is_charged_for_what_was_generated() {
     let stack =
         most(Stack::start_with(&["--spend-backend", "redis", "--redis-url", url.as_str()]).await)
             .await;
-    let (secret, hash) = limited_key(&stack, 1.0).await;
+    let (secret, hash) = stack.limited_key(1.0).await;
     stack
         .mock_a
         .script(json!({ "completion_tokens": 400, "inter_token_ms": 10 }))
@@ -701,7 +661,7 @@ async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
         ],
     )
     .await;
-    let (secret, hash) = limited_key(&stack, 1.0).await;
+    let (secret, hash) = stack.limited_key(1.0).await;
     // A guardrail budget bound to the key and to its member, so those counters exist too.
     let api = stack.api();
     let c = client();
@@ -793,7 +753,7 @@ async fn embedded_counters_survive_a_dataplane_restart() {
         .await
         .unwrap();
     let cost = probe["usage"]["cost"].as_f64().unwrap();
-    let (secret, _) = limited_key(&stack, cost * 3.5).await;
+    let (secret, _) = stack.limited_key(cost * 3.5).await;
     for _ in 0..3 {
         assert_eq!(stack.chat(&secret, body()).await.status(), 200);
     }
@@ -827,7 +787,7 @@ async fn a_limit_raised_mid_flight_admits_new_requests() {
         .unwrap();
     let cost = probe["usage"]["cost"].as_f64().unwrap();
     // Room for one request's worst case, not two.
-    let (secret, hash) = limited_key(&stack, cost * 1.9).await;
+    let (secret, hash) = stack.limited_key(cost * 1.9).await;
     stack
         .mock_a
         .script(json!({ "ttfb_ms": 400, "report_most": true }))

@@ -487,6 +487,40 @@ impl Stack {
     }
 
     /// Polls `GET /generation?id=` until the control plane has recorded it.
+    /// Creates a key with `limit` USD and waits until the dataplane knows it: (secret, hash).
+    pub async fn limited_key(&self, limit: f64) -> (String, String) {
+        let created: Value = client()
+            .post(format!("{}/keys", self.api()))
+            .bearer_auth(&self.management_key)
+            .json(&json!({ "name": "limited", "limit": limit }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let secret = created["key"].as_str().unwrap().to_owned();
+        let hash = created["data"]["hash"].as_str().unwrap().to_owned();
+        self.wait_key_live(&secret).await;
+        (secret, hash)
+    }
+
+    /// Waits until the dataplane knows the key `secret` (a request for a model that does not
+    /// exist proves it without charging it).
+    pub async fn wait_key_live(&self, secret: &str) {
+        eventually(
+            "key live at the dataplane",
+            Duration::from_secs(10),
+            || async move {
+                let r = self
+                    .chat(secret, json!({"model": "nope/nope", "messages": []}))
+                    .await;
+                (r.status() != 401).then_some(())
+            },
+        )
+        .await;
+    }
+
     pub async fn generation(&self, id: &str) -> Value {
         let url = format!("{}/generation?id={id}", self.api());
         let key = self.inference_key.clone();
@@ -577,6 +611,15 @@ pub async fn wait_dataplane_ready(port: u16) {
 }
 
 /// A minimal valid chat body.
+/// The generation id of a stream, from its text (the first event's `id`).
+pub fn stream_id(text: &str) -> String {
+    text.split("\"id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned()
+}
+
 pub fn chat_body(model: &str) -> Value {
     json!({ "model": model, "messages": [{ "role": "user", "content": "Hello" }] })
 }
