@@ -291,14 +291,23 @@ async fn relay_stream(
     // Sized per chunk rather than kept large: thousands of streams sit idle between tokens.
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::from_std(ctx.started + gw.limits.request_deadline);
+    // One wait for the whole stream, not one per chunk; once it has ended (the cut, or its
+    // sender gone) it is never polled again.
     let mut cut = gw.cut.clone();
+    let cut_wait = cut.wait_for(|cut| *cut);
+    tokio::pin!(cut_wait);
+    let mut cut_pending = true;
     while !cancelled {
         let read = tokio::select! {
             read = tokio::time::timeout_at(deadline, upstream.read_response_body()) => read,
-            Ok(_) = cut.wait_for(|cut| *cut) => {
-                tracing::warn!(provider = %pricing.provider_name, "stream still running at the end of shutdown; ended");
-                overdue = true;
-                break;
+            waited = &mut cut_wait, if cut_pending => {
+                cut_pending = false;
+                if waited.is_ok() {
+                    tracing::warn!(provider = %pricing.provider_name, "stream still running at the end of shutdown; ended");
+                    overdue = true;
+                    break;
+                }
+                continue;
             }
         };
         let Ok(read) = read else {
