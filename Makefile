@@ -4,7 +4,7 @@ CARGO ?= cargo
 VENV  := .venv
 PY    := python3
 
-.PHONY: dev test build release lint fmt bench clean-data
+.PHONY: dev test build release lint fmt bench fuzz clean-data
 
 ## make dev: build, then run mock provider + control plane + dataplane in the foreground.
 dev:
@@ -37,6 +37,11 @@ lint:
 
 fmt:
 	$(CARGO) fmt --all
+
+## make fuzz: the fuzz targets (dataplane/tests/fuzz.rs), FUZZ_CASES random inputs each, release.
+FUZZ_CASES ?= 1000000
+fuzz:
+	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p switchyard-dataplane --test fuzz -- --test-threads 1 --nocapture
 
 ## make bench: release build, then requests/s through the gateway against the mock directly.
 bench:
