@@ -314,6 +314,30 @@ async fn a_rotated_key_keeps_counting_on_its_limit() {
     assert_eq!(r.status(), 403, "the successor spent past the limit");
 }
 
+/// A provider that answers without `usage` is still charged: the prompt's bound and, for the
+/// whole response it sent, a token per byte of its choices (at most the output bound).
+#[tokio::test]
+async fn a_response_without_usage_is_charged_within_its_bound() {
+    let stack = Stack::start().await;
+    stack
+        .mock_a
+        .script(json!({ "usage": false, "completion_tokens": 40 }))
+        .await;
+    let v: Value = stack
+        .chat(&stack.inference_key, body())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v.get("usage").is_none_or(|u| u.is_null()), "{v}");
+    let g = stack.generation(v["id"].as_str().unwrap()).await;
+    let completion = g["data"]["tokens_completion"].as_u64().unwrap();
+    // The 40 generated tokens are 40 words of text: more bytes than tokens, within the bound.
+    assert!((40..=400).contains(&completion), "{g}");
+    assert!(g["data"]["tokens_prompt"].as_u64().unwrap() > 0);
+    assert!(g["data"]["total_cost"].as_f64().unwrap() > 0.0);
+}
+
 async fn metric(stack: &Stack, series: &str) -> u64 {
     let text = support::ops_get(stack.dp_port, "/metrics")
         .await

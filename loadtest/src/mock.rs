@@ -52,6 +52,8 @@ pub struct Script {
     pub cut_after_chunks: Option<u64>,
     /// When false, streams never send the usage chunk even if asked.
     pub stream_usage: bool,
+    /// When false, non-stream responses carry no `usage` object.
+    pub usage: bool,
     /// Requests whose `Authorization` equals this get a 401, as a provider refuses a bad key.
     pub reject_authorization: Option<String>,
     /// Top-level request members accepted beyond OpenAI's own.
@@ -118,6 +120,7 @@ impl Default for Script {
             outage: false,
             cut_after_chunks: None,
             stream_usage: true,
+            usage: true,
             reject_authorization: None,
             accept: Vec::new(),
             drop_connection: false,
@@ -372,7 +375,13 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Option<Response<Body
             &script,
         )
     } else {
-        json_response(StatusCode::OK, completion_json(&id, &model, &usage))
+        let mut body = completion_json(&id, &model, &usage);
+        if !script.usage
+            && let Some(object) = body.as_object_mut()
+        {
+            object.remove("usage");
+        }
+        json_response(StatusCode::OK, body)
     })
 }
 
