@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::Parser;
 
 use crate::spend::FailurePolicy;
 
@@ -282,33 +282,17 @@ impl Config {
     }
 }
 
-impl Config {
-    /// The command line and environment, parsed with no environment value ever shown by
-    /// `--help` or an error (database and Redis URLs carry passwords).
-    pub fn from_command_line() -> Config {
-        let matches = Config::command_line().get_matches();
-        Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
-    }
-
-    pub fn command_line() -> clap::Command {
-        Config::command().mut_args(|arg| arg.hide_env_values(true))
-    }
-}
-
 #[cfg(test)]
 mod command_line_tests {
     use super::*;
+    use switchyard_policy::cli;
 
     #[test]
     fn help_never_shows_an_environment_value() {
-        let command = Config::command_line();
-        let with_env: Vec<_> = command
-            .get_arguments()
-            .filter(|a| a.get_env().is_some())
-            .collect();
-        assert!(!with_env.is_empty());
-        for arg in with_env {
-            assert!(arg.is_hide_env_values_set(), "{}", arg.get_id());
-        }
+        use clap::CommandFactory;
+        let plain = Config::command();
+        assert!(!cli::shown_env_values(&plain).is_empty());
+        let command = cli::command::<Config>();
+        assert_eq!(cli::shown_env_values(&command), Vec::<String>::new());
     }
 }

@@ -50,7 +50,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| "info,pingora_core=warn".into()),
         )
         .init();
-    let config = Config::from_command_line();
+    let config: Config = switchyard_policy::cli::parse();
     match run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -15,6 +15,8 @@
 //! reports from the same `limits_for` the dataplane enforces.
 
 pub mod bearer;
+#[cfg(feature = "cli")]
+pub mod cli;
 pub mod counters;
 pub mod limits;
 pub mod money;

@@ -117,14 +117,6 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// The cost to record and charge: the served endpoint's price of the usage settle records;
-    /// `None` when nothing was served or a price is unknown.
-    pub fn cost(&self) -> Option<Money> {
-        let endpoint = self.served_endpoint()?;
-        let cost = endpoint.prices.cost(&crate::stages::settle::usage(self));
-        crate::stages::meter::charge(cost, self.ceiling())
-    }
-
     /// The most this generation may be charged: what admission reserved.
     pub fn ceiling(&self) -> Option<Money> {
         self.hold.as_ref().map(|h| h.worst)

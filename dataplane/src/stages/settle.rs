@@ -56,9 +56,12 @@ pub fn finish(sinks: &Sinks<'_>, mut ctx: Context<'_>, now_ms: i64) {
             .sticky
             .remember(session, &attempt.model.id, &attempt.endpoint.health_id);
     }
-    let cost = ctx.cost();
-    if let (Some(endpoint), Some(most)) = (ctx.served_endpoint(), ctx.ceiling())
-        && let Some(full) = endpoint.prices.cost(&usage(&ctx))
+    // The served endpoint's price of what was used, and the charge: the same, never above
+    // the reservation. `None` when nothing was served or a price is unknown.
+    let served = ctx.served_endpoint();
+    let full = served.and_then(|e| e.prices.cost(&usage(&ctx)));
+    let cost = crate::stages::meter::charge(full, ctx.ceiling());
+    if let (Some(endpoint), Some(full), Some(most)) = (served, full, cost)
         && full > most
     {
         // The provider counted more than it was asked to allow: the tenant is charged what was
