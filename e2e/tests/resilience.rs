@@ -78,15 +78,8 @@ async fn a_stream_in_flight_at_sigterm_finishes_and_is_metered() {
         "the stream completes during the drain"
     );
     let id = support::stream_id(&text);
-    let status = stack
-        .dataplane
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(60));
-    assert!(status.is_some_and(|s| s.success()));
     // Its usage event was delivered (or spooled and delivered by the next start).
-    stack.dataplane = None;
-    stack.start_dataplane().await;
+    stack.restart_dataplane_after_its_exit().await;
     let g = stack.generation(&id).await;
     assert_eq!(g["data"]["tokens_completion"], 20);
 }
@@ -109,15 +102,8 @@ async fn spend_settled_during_the_drain_is_saved() {
     stack.dataplane.as_ref().unwrap().signal("TERM");
     let text = response.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"));
-    let status = stack
-        .dataplane
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(60));
-    assert!(status.is_some_and(|s| s.success()));
     let id = support::stream_id(&text);
-    stack.dataplane = None;
-    stack.start_dataplane().await;
+    stack.restart_dataplane_after_its_exit().await;
     let g = stack.generation(&id).await;
     let cost = (g["data"]["total_cost"].as_f64().unwrap() * 1e12).round() as u128;
     assert!(cost > 0);
@@ -172,15 +158,8 @@ async fn a_stream_outlasting_the_grace_period_is_ended_settled_and_metered() {
         text.contains("\"finish_reason\":\"error\""),
         "the stream ends with an error event"
     );
-    let status = stack
-        .dataplane
-        .as_mut()
-        .unwrap()
-        .wait_exit(Duration::from_secs(60));
-    assert!(status.is_some_and(|s| s.success()));
     let id = support::stream_id(&text);
-    stack.dataplane = None;
-    stack.start_dataplane().await;
+    stack.restart_dataplane_after_its_exit().await;
     let g = stack.generation(&id).await;
     assert_eq!(g["data"]["cancelled"], true, "{g}");
     let completion = g["data"]["tokens_completion"].as_u64().unwrap();

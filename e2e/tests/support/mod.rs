@@ -550,6 +550,19 @@ impl Stack {
     }
 
     /// Stops the dataplane the way an orchestrator does: SIGTERM, then wait.
+    /// Waits for the dataplane, already signalled, to exit cleanly, then starts it again on
+    /// the same port and data dir.
+    pub async fn restart_dataplane_after_its_exit(&mut self) {
+        let status = self
+            .dataplane
+            .as_mut()
+            .unwrap()
+            .wait_exit(Duration::from_secs(60));
+        assert!(status.is_some_and(|s| s.success()), "{status:?}");
+        self.dataplane = None;
+        self.start_dataplane().await;
+    }
+
     pub fn stop_dataplane(&mut self) {
         if let Some(mut p) = self.dataplane.take() {
             p.signal("TERM");
