@@ -4,7 +4,7 @@ CARGO ?= cargo
 VENV  := .venv
 PY    := python3
 
-.PHONY: dev test build release lint fmt bench fuzz clean-data
+.PHONY: dev test build release lint fmt bench fuzz upgrade-test clean-data
 
 ## make dev: build, then run mock provider + control plane + dataplane in the foreground.
 dev:
@@ -42,6 +42,12 @@ fmt:
 FUZZ_CASES ?= 1000000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p switchyard-dataplane --test fuzz -- --test-threads 1 --nocapture
+
+## make upgrade-test: a graceful dataplane upgrade under 1,000 requests/s on release builds
+## (make test runs the same test on debug builds at 250/s).
+upgrade-test:
+	$(CARGO) build --release --workspace --bins
+	$(CARGO) nextest run --release -p switchyard-e2e --test chaos upgrade --no-capture
 
 ## make bench: release build, then requests/s through the gateway against the mock directly.
 bench:

@@ -107,6 +107,18 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_GRACE_PERIOD_SECS", default_value_t = 5)]
     pub grace_period_secs: u64,
 
+    /// Take over the listening sockets of the dataplane running with the same state directory
+    /// (a graceful upgrade): start this process, then, once `--upgrade-sock` exists and within
+    /// five seconds, send the running one SIGQUIT. Needs
+    /// `--spend-backend redis`, whose counters both processes share (README, "Upgrading a dataplane").
+    #[arg(long)]
+    pub upgrade: bool,
+
+    /// Unix socket the running dataplane hands its listeners over on (default
+    /// `<state dir>/upgrade.sock`).
+    #[arg(long, env = "SWITCHYARD_UPGRADE_SOCK")]
+    pub upgrade_sock: Option<PathBuf>,
+
     /// Longest a write to a client may wait, seconds: a client that stops reading is cut off
     /// after it, and its request settled (the provider bills it all the same).
     #[arg(
@@ -260,6 +272,12 @@ impl Config {
     /// This dataplane's own directory under the data dir, so several can share one.
     pub fn state_dir(&self) -> PathBuf {
         self.data_dir().join(self.dataplane_id())
+    }
+
+    pub fn upgrade_sock(&self) -> PathBuf {
+        self.upgrade_sock
+            .clone()
+            .unwrap_or_else(|| self.state_dir().join("upgrade.sock"))
     }
 
     pub fn connect_timeout(&self) -> Duration {

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use pingora_core::connectors::ConnectorOptions;
 use pingora_core::connectors::http::Connector;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
-use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
 use pingora_core::services::background::{BackgroundService, background_service};
 use pingora_core::services::listening::Service;
@@ -61,6 +61,13 @@ fn main() -> ExitCode {
 }
 
 fn run(config: Config) -> anyhow::Result<()> {
+    if config.upgrade && matches!(config.spend_backend, SpendBackendKind::Embedded) {
+        // Both processes serve during the hand-over; counters in each would admit twice.
+        anyhow::bail!(
+            "--upgrade needs counters both processes share: run with --spend-backend redis \
+             (the embedded counters belong to one process; restart it instead)"
+        );
+    }
     let dataplane_id = config.dataplane_id();
     let state_dir = config.state_dir();
     let dns = Arc::new(Dns::system());
@@ -145,9 +152,21 @@ fn run(config: Config) -> anyhow::Result<()> {
         threads,
         grace_period_seconds: Some(config.grace_period_secs),
         graceful_shutdown_timeout_seconds: Some(2),
+        upgrade_sock: config.upgrade_sock().display().to_string(),
         ..ServerConf::default()
     };
-    let mut server = Server::new_with_opt_and_conf(None, server_conf);
+    if config.upgrade
+        && let Some(dir) = config.upgrade_sock().parent()
+    {
+        std::fs::create_dir_all(dir)?;
+    }
+    let opt = Opt {
+        upgrade: config.upgrade,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    // With --upgrade, blocks until the running dataplane (sent SIGQUIT) hands its listening
+    // sockets over: not one connection is refused in between.
     server.bootstrap();
 
     let spend = build_spend(&config)?;
@@ -286,16 +305,18 @@ impl BackgroundService for ControlPlaneLink {
 }
 
 /// SIGINT and SIGTERM both drain gracefully within the configured grace period (pingora's
-/// default would make SIGINT drop in-flight requests and usage events).
+/// default would make SIGINT drop in-flight requests and usage events). SIGQUIT hands the
+/// listening sockets to a dataplane started with `--upgrade`, then drains the same way.
 struct GracefulOnSignal;
 
 #[async_trait]
 impl ShutdownSignalWatch for GracefulOnSignal {
     async fn recv(&self) -> ShutdownSignal {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut quit)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::quit()),
         ) else {
             tracing::error!("cannot install signal handlers; shutting down");
             return ShutdownSignal::FastShutdown;
@@ -303,6 +324,10 @@ impl ShutdownSignalWatch for GracefulOnSignal {
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received; draining"),
             _ = int.recv() => tracing::info!("SIGINT received; draining"),
+            _ = quit.recv() => {
+                tracing::info!("SIGQUIT received; handing the listeners over, then draining");
+                return ShutdownSignal::GracefulUpgrade;
+            }
         }
         ShutdownSignal::GracefulTerminate
     }

@@ -186,7 +186,7 @@ async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
 
     if let Some(redis) = redis {
         // Once settled, the counter equals the sum of what was charged, exactly.
-        let key = redis_key(stack, &hash).await;
+        let key = stack.key_counter(&hash).await;
         eventually("every hold settled", Duration::from_secs(10), || {
             let held = redis.hget(&key, "held");
             async move { (held == Some(0)).then_some(()) }
@@ -198,21 +198,6 @@ async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
             "counter equals the ledger"
         );
     }
-}
-
-/// The key's lifetime counter, named as the dataplane names it.
-async fn redis_key(stack: &Stack, hash: &str) -> String {
-    let me: Value = client()
-        .get(format!("{}/key", stack.api()))
-        .bearer_auth(&stack.management_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let org = me["data"]["organization_id"].as_str().unwrap();
-    format!("{{org:{org}}}:sp:key:{hash}:l")
 }
 
 #[tokio::test]
@@ -339,15 +324,7 @@ async fn a_response_without_usage_is_charged_within_its_bound() {
 }
 
 async fn metric(stack: &Stack, series: &str) -> u64 {
-    let text = support::ops_get(stack.dp_port, "/metrics")
-        .await
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    support::metric(stack.dp_port, series).await
 }
 
 /// Redis killed under the gateway: fail_closed answers 503 in OpenRouter's shape, fail_open
@@ -612,7 +589,7 @@ async fn keys_disabled_or_limited_mid_flight() {
             assert_eq!(status, 200, "{change}: in-flight requests finish: {v}");
             charged += pico(v["usage"]["cost"].as_f64().unwrap());
         }
-        let key = redis_key(&stack, &hash).await;
+        let key = stack.key_counter(&hash).await;
         eventually(
             &format!("{change}: settled"),
             Duration::from_secs(10),
@@ -660,7 +637,7 @@ async fn a_stream_cut_by_its_client_is_charged_for_what_was_generated() {
     let generation = stack.generation(&id).await;
     let cost = pico(generation["data"]["total_cost"].as_f64().unwrap());
     assert!(cost > 0, "what was generated is charged: {generation}");
-    let key = redis_key(&stack, &hash).await;
+    let key = stack.key_counter(&hash).await;
     eventually("cut stream settled", Duration::from_secs(10), || {
         let settled =
             redis.hget(&key, "held") == Some(0) && redis.hget(&key, "spent") == Some(cost);
@@ -732,7 +709,7 @@ async fn reconciliation_restores_exact_spend_after_redis_loses_it() {
         .as_millis() as i64;
     let month = Window::Monthly.span(now_ms).id;
     let counters = [
-        redis_key(&stack, &hash).await,
+        stack.key_counter(&hash).await,
         counter_key(&org, LimitScope::Guardrail, &format!("{g}|{hash}"), &month),
         counter_key(&org, LimitScope::Member, &format!("{user}|{g}"), &month),
     ];
@@ -845,7 +822,7 @@ async fn a_limit_raised_mid_flight_admits_new_requests() {
         assert_eq!(status, 200, "{v}");
         charged += pico(v["usage"]["cost"].as_f64().unwrap());
     }
-    let key = redis_key(&stack, &hash).await;
+    let key = stack.key_counter(&hash).await;
     eventually("settled", Duration::from_secs(10), || {
         let settled =
             redis.hget(&key, "held") == Some(0) && redis.hget(&key, "spent") == Some(charged);

@@ -174,7 +174,7 @@ async fn no_overshoot(stack: &Stack, apis: &[String], hget: impl Fn(&str, &str) 
     assert!(spent <= limit_pico, "final spend within the limit");
 
     // Once settled, the shared counter equals the sum of what was charged, exactly.
-    let key = redis_key(stack, &hash).await;
+    let key = stack.key_counter(&hash).await;
     eventually("every hold settled", Duration::from_secs(10), || {
         let held = hget(&key, "held");
         async move { (held == Some(0)).then_some(()) }
@@ -185,21 +185,6 @@ async fn no_overshoot(stack: &Stack, apis: &[String], hget: impl Fn(&str, &str) 
         Some(spent),
         "counter equals the ledger"
     );
-}
-
-/// The key's lifetime counter, named as the dataplane names it.
-async fn redis_key(stack: &Stack, hash: &str) -> String {
-    let me: Value = client()
-        .get(format!("{}/key", stack.api()))
-        .bearer_auth(&stack.management_key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let org = me["data"]["organization_id"].as_str().unwrap();
-    format!("{{org:{org}}}:sp:key:{hash}:l")
 }
 
 /// These tests are about overshoot, not latency: 200 requests at once on a loaded two-core

@@ -112,6 +112,40 @@ mod tests {
         );
     }
 
+    /// Counts come from providers: absurd ones saturate, never wrap (a wrapped sum would bill
+    /// almost nothing) and never panic.
+    #[test]
+    fn provider_reported_counts_never_wrap() {
+        let huge = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+            cached_tokens: u64::MAX,
+            reasoning_tokens: u64::MAX,
+        };
+        assert_eq!(huge.total_tokens(), u64::MAX);
+        let no_cache_price = Prices {
+            input_cache_read: None,
+            ..prices()
+        };
+        let big = Usage {
+            prompt_tokens: u64::MAX / 2,
+            completion_tokens: u64::MAX / 2,
+            ..Usage::default()
+        };
+        for p in [prices(), no_cache_price] {
+            let cost = p.cost(&big).unwrap();
+            assert!(
+                cost >= p
+                    .cost(&Usage {
+                        prompt_tokens: 1 << 40,
+                        ..Usage::default()
+                    })
+                    .unwrap()
+            );
+            assert!(p.cost(&huge).is_some());
+        }
+    }
+
     #[test]
     fn a_missing_price_makes_the_cost_unknown() {
         let mut p = prices();

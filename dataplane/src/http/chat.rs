@@ -359,7 +359,10 @@ async fn relay_stream(
     ctx.status = 200;
     ctx.cancelled = cancelled || overdue;
     ctx.provider_failed = provider_failed;
-    finish_with(!cancelled && !provider_failed && !overdue)
+    // A stream the gateway ended with an error event is still a whole HTTP response: closing
+    // the connection after it would break the client's next request on it (its pool already
+    // took it back).
+    finish_with(!cancelled)
 }
 
 /// For an exchange still running when a shutdown's grace period ends.

@@ -110,7 +110,8 @@ impl SnapshotStore {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(io)?;
         }
-        let tmp = path.with_extension("tmp");
+        // Per process: during an upgrade two dataplanes persist side by side.
+        let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         let sealed = self.seal.seal(encoded)?;
         write_private(&tmp, &sealed).map_err(io)?;
         std::fs::rename(&tmp, path).map_err(io)

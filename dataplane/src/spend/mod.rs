@@ -203,11 +203,16 @@ pub enum Verdict {
     Unavailable,
 }
 
-/// Attempts at settling before leaving the rest to reconciliation.
-const SETTLE_ATTEMPTS: u32 = 4;
+/// How long a settle is retried while Redis is unreachable (a pause, a failover, a restart)
+/// before reconciliation is left to correct the counters. Well inside the settled marker's life,
+/// so a retry of a settle that did run is still recognised.
+const SETTLE_RETRY_FOR: Duration = Duration::from_secs(60);
+
+/// The longest wait between two settle attempts.
+const SETTLE_MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// How long a generation's settled marker is kept. A settle is repeated only by its own retries
-/// (`SETTLE_ATTEMPTS`, within a few seconds), so two minutes is ample; keeping markers longer
+/// (`SETTLE_RETRY_FOR`, a minute), so two minutes is ample; keeping markers longer
 /// costs memory in proportion to traffic (at 10,000 requests a second, two minutes is 1.2
 /// million markers; a week would be six billion).
 pub const SETTLED_MARKER_MS: u64 = 120_000;
@@ -345,14 +350,15 @@ impl Spend {
         };
         let metrics = self.metrics.clone();
         tokio::spawn(async move {
+            let give_up = tokio::time::Instant::now() + SETTLE_RETRY_FOR;
             let mut delay = Duration::from_millis(50);
-            for attempt in 1..=SETTLE_ATTEMPTS {
+            loop {
                 match backend.settle(&request).await {
                     Ok(true) => return SpendMetrics::bump(&metrics.settled),
                     Ok(false) => return SpendMetrics::bump(&metrics.settle_duplicates),
-                    Err(e) if attempt == SETTLE_ATTEMPTS => {
+                    Err(e) if tokio::time::Instant::now() + delay >= give_up => {
                         SpendMetrics::bump(&metrics.settle_failed);
-                        tracing::warn!(
+                        return tracing::warn!(
                             generation = %request.generation_id,
                             error = %e,
                             "settle failed; reconciliation will correct the counters"
@@ -360,7 +366,7 @@ impl Spend {
                     }
                     Err(_) => {
                         tokio::time::sleep(delay).await;
-                        delay *= 2;
+                        delay = (delay * 2).min(SETTLE_MAX_BACKOFF);
                     }
                 }
             }

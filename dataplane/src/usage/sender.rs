@@ -139,7 +139,7 @@ impl UsageSender {
                     }
                     rest = &rest[n..];
                 }
-                if let Err(e) = self.spool.remove(&segment) {
+                if let Err(e) = self.spool.remove(segment) {
                     tracing::error!(error = %e, "cannot remove a delivered usage spool segment");
                 }
             }

@@ -1,13 +1,21 @@
 //! The on-disk overflow for usage events: segment files of length-delimited protobuf records.
 //!
-//! Appends go to the newest segment, which is rolled over at `SEGMENT_BYTES`. Delivery reads the
-//! oldest segment and deletes it only after every event in it was acknowledged, so a crash or a
-//! cut-off shutdown resends rather than loses (ingest is idempotent by generation id). A failed
-//! append is truncated away, so a torn record cannot corrupt the records after it.
+//! Several processes may share one spool: during a graceful upgrade the old dataplane still
+//! spools what it cannot deliver while the new one delivers. Each process appends only to a
+//! segment it created, and holds an advisory lock (`flock`) on it while it does; delivery takes
+//! that same lock, so a segment is never read while another process appends to it, nor
+//! delivered by two processes at once. A process that dies releases its locks, and whoever
+//! delivers next takes its segments over.
+//!
+//! A segment is deleted only after every event in it was acknowledged, so a crash or a cut-off
+//! shutdown resends rather than loses (ingest is idempotent by generation id). A failed append
+//! is truncated away, so a torn record cannot corrupt the records after it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use prost::Message;
 use switchyard_proto::usage::v1::UsageEvent;
@@ -18,17 +26,30 @@ const SEGMENT_BYTES: u64 = 4 * 1024 * 1024;
 pub struct Spool {
     dir: PathBuf,
     max_bytes: u64,
+    /// The segment this process appends to, locked for as long as it does.
+    writing: Option<Writing>,
 }
 
-/// One sealed segment read back for delivery.
+struct Writing {
+    seq: u64,
+    file: File,
+}
+
+/// One segment read back for delivery. Its lock is held until it is removed or dropped, so no
+/// other process delivers it meanwhile.
 pub struct Segment {
     pub path: PathBuf,
     pub events: Vec<UsageEvent>,
+    _lock: File,
 }
 
 impl Spool {
     pub fn new(dir: PathBuf, max_bytes: u64) -> Self {
-        Spool { dir, max_bytes }
+        Spool {
+            dir,
+            max_bytes,
+            writing: None,
+        }
     }
 
     /// Segment files, oldest first (`usage-<sequence>.spool`).
@@ -67,7 +88,7 @@ impl Spool {
     }
 
     /// Appends events; returns how many did not fit under `max_bytes` (and were not written).
-    pub fn append(&self, events: impl IntoIterator<Item = UsageEvent>) -> std::io::Result<u64> {
+    pub fn append(&mut self, events: impl IntoIterator<Item = UsageEvent>) -> std::io::Result<u64> {
         std::fs::create_dir_all(&self.dir)?;
         let mut total = self.size();
         let mut buf = Vec::new();
@@ -84,62 +105,110 @@ impl Spool {
         if buf.is_empty() {
             return Ok(refused);
         }
-        let path = match self.segments().last() {
-            Some((seq, path)) => {
-                let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-                if len >= SEGMENT_BYTES {
-                    self.segment_path(seq + 1)
-                } else {
-                    path.clone()
+        let full = match &self.writing {
+            Some(w) => w.file.metadata()?.len() >= SEGMENT_BYTES,
+            None => true,
+        };
+        if full {
+            self.writing = Some(self.claim_segment()?);
+        }
+        match &self.writing {
+            Some(w) => append_whole(&w.file, &buf)?,
+            None => return Err(std::io::Error::other("no usage spool segment")),
+        }
+        Ok(refused)
+    }
+
+    /// A new segment of this process's own, locked before it can be seen under its name (it is
+    /// made and locked under a private name, then linked in), so no reader can take it empty.
+    fn claim_segment(&self) -> std::io::Result<Writing> {
+        static CLAIMS: AtomicU64 = AtomicU64::new(0);
+        let private = self.dir.join(format!(
+            "claim-{}-{}.tmp",
+            std::process::id(),
+            CLAIMS.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_file(&private);
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .read(true)
+            .open(&private)?;
+        let claimed = lock_now(&file).and_then(|locked| {
+            if !locked {
+                return Err(std::io::Error::other("a fresh spool segment is locked"));
+            }
+            loop {
+                let seq = self.segments().last().map_or(1, |(seq, _)| seq + 1);
+                match std::fs::hard_link(&private, self.segment_path(seq)) {
+                    Ok(()) => return Ok(seq),
+                    // Another process linked that sequence first.
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
                 }
             }
-            None => self.segment_path(1),
-        };
-        append_whole(&path, &buf)?;
-        Ok(refused)
+        });
+        let _ = std::fs::remove_file(&private);
+        Ok(Writing {
+            seq: claimed?,
+            file,
+        })
     }
 
     fn segment_path(&self, seq: u64) -> PathBuf {
         self.dir.join(format!("usage-{seq:012}.spool"))
     }
 
-    /// Reads the oldest segment for delivery, sealing it first so later appends go elsewhere.
-    /// A record that cannot be decoded ends the segment (it can only be a torn tail).
-    pub fn oldest(&self) -> std::io::Result<Option<Segment>> {
-        let segments = self.segments();
-        let Some((seq, path)) = segments.first().cloned() else {
-            return Ok(None);
-        };
-        if segments.len() == 1 {
-            // Seal it: the next append starts a new segment.
-            File::create(self.segment_path(seq + 1))?;
-        }
-        let mut bytes = Vec::new();
-        File::open(&path)?.read_to_end(&mut bytes)?;
-        let mut events = Vec::new();
-        let mut cursor = bytes.as_slice();
-        while !cursor.is_empty() {
-            match UsageEvent::decode_length_delimited(&mut cursor) {
-                Ok(event) => events.push(event),
-                Err(e) => {
-                    tracing::warn!(error = %e, path = %path.display(), "skipping a torn usage spool record");
-                    break;
+    /// The oldest segment no other process holds, for delivery. This process's own current
+    /// segment is sealed first, so later appends go elsewhere. A record that cannot be decoded
+    /// ends the segment (it can only be a torn tail).
+    pub fn oldest(&mut self) -> std::io::Result<Option<Segment>> {
+        for (seq, path) in self.segments() {
+            let file = match self.writing.take_if(|w| w.seq == seq) {
+                Some(own) => own.file,
+                None => {
+                    let file = match File::open(&path) {
+                        Ok(f) => f,
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                        Err(e) => return Err(e),
+                    };
+                    // Another process appends to it, or is delivering it: its turn.
+                    if !lock_now(&file)? {
+                        continue;
+                    }
+                    // Delivered and removed by another process between listing and locking.
+                    let current = std::fs::metadata(&path).ok();
+                    let opened = file.metadata()?;
+                    if current.is_none_or(|m| (m.dev(), m.ino()) != (opened.dev(), opened.ino())) {
+                        continue;
+                    }
+                    file
+                }
+            };
+            let bytes = std::fs::read(&path)?;
+            let mut events = Vec::new();
+            let mut cursor = bytes.as_slice();
+            while !cursor.is_empty() {
+                match UsageEvent::decode_length_delimited(&mut cursor) {
+                    Ok(event) => events.push(event),
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "skipping a torn usage spool record");
+                        break;
+                    }
                 }
             }
+            return Ok(Some(Segment {
+                path,
+                events,
+                _lock: file,
+            }));
         }
-        Ok(Some(Segment { path, events }))
+        Ok(None)
     }
 
-    /// Forgets a segment whose events were all acknowledged.
-    pub fn remove(&self, segment: &Segment) -> std::io::Result<()> {
-        std::fs::remove_file(&segment.path)?;
-        // Drop trailing empty segments left by sealing, so `is_empty` stays truthful.
-        for (_, path) in self.segments() {
-            if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) {
-                let _ = std::fs::remove_file(&path);
-            }
-        }
-        Ok(())
+    /// Forgets a segment whose events were all acknowledged (its lock goes with it).
+    pub fn remove(&self, segment: Segment) -> std::io::Result<()> {
+        std::fs::remove_file(&segment.path)
     }
 }
 
@@ -149,40 +218,49 @@ impl Spool {
     pub fn quarantine(&self, events: Vec<UsageEvent>) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let path = self.dir.join(QUARANTINE);
-        let size = std::fs::metadata(&path).map_or(0, |m| m.len());
         let mut buf = Vec::new();
         for event in events {
             event.encode_length_delimited(&mut buf)?;
         }
-        if size + buf.len() as u64 > self.max_bytes {
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // Shared with other processes of this dataplane; an append is short.
+        file.lock()?;
+        if file.metadata()?.len() + buf.len() as u64 > self.max_bytes {
             return Err(std::io::Error::other("usage quarantine full"));
         }
-        append_whole(&path, &buf)
+        append_whole(&file, &buf)
     }
 }
 
 /// What the quarantine in spool directory `dir` holds, for an operator or a test.
 pub fn read_quarantine(dir: &Path) -> std::io::Result<Vec<UsageEvent>> {
-    {
-        let bytes = match std::fs::read(dir.join(QUARANTINE)) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        let mut cursor = bytes.as_slice();
-        let mut events = Vec::new();
-        while let Ok(event) = UsageEvent::decode_length_delimited(&mut cursor) {
-            events.push(event);
-        }
-        Ok(events)
+    let bytes = match std::fs::read(dir.join(QUARANTINE)) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut cursor = bytes.as_slice();
+    let mut events = Vec::new();
+    while let Ok(event) = UsageEvent::decode_length_delimited(&mut cursor) {
+        events.push(event);
     }
+    Ok(events)
 }
 
 const QUARANTINE: &str = "quarantine.spool";
 
-/// Appends `buf` durably; on failure truncates back, so no partial record stays behind.
-fn append_whole(path: &Path, buf: &[u8]) -> std::io::Result<()> {
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+/// Takes `file`'s exclusive advisory lock if no one holds it: false if someone does.
+fn lock_now(file: &File) -> std::io::Result<bool> {
+    match file.try_lock() {
+        Ok(()) => Ok(true),
+        Err(TryLockError::WouldBlock) => Ok(false),
+        Err(TryLockError::Error(e)) => Err(e),
+    }
+}
+
+/// Appends `buf` durably to a file opened for appending; on failure truncates back, so no
+/// partial record stays behind.
+fn append_whole(mut file: &File, buf: &[u8]) -> std::io::Result<()> {
     let before = file.metadata()?.len();
     let written = file.write_all(buf).and_then(|()| file.sync_data());
     if let Err(e) = written {
@@ -212,7 +290,7 @@ mod tests {
     #[test]
     fn delivers_oldest_first_and_forgets_only_what_was_acknowledged() {
         let dir = scratch("order");
-        let spool = Spool::new(dir.clone(), 1 << 20);
+        let mut spool = Spool::new(dir.clone(), 1 << 20);
         assert!(spool.is_empty());
         spool
             .append((0..3).map(|i| event(&format!("gen-{i}"))))
@@ -222,13 +300,14 @@ mod tests {
         // Appends after sealing go to a new segment and are not mixed into the one in flight.
         spool.append([event("gen-3")]).unwrap();
         // Not acknowledged: reading again gives the same segment.
+        drop(first);
         let again = spool.oldest().unwrap().unwrap();
         assert_eq!(again.events[0].generation_id, "gen-0");
-        spool.remove(&again).unwrap();
+        spool.remove(again).unwrap();
         let second = spool.oldest().unwrap().unwrap();
         assert_eq!(second.events.len(), 1);
         assert_eq!(second.events[0].generation_id, "gen-3");
-        spool.remove(&second).unwrap();
+        spool.remove(second).unwrap();
         assert!(spool.is_empty());
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -236,7 +315,7 @@ mod tests {
     #[test]
     fn a_torn_tail_loses_only_itself() {
         let dir = scratch("torn");
-        let spool = Spool::new(dir.clone(), 1 << 20);
+        let mut spool = Spool::new(dir.clone(), 1 << 20);
         spool
             .append((0..3).map(|i| event(&format!("gen-{i}"))))
             .unwrap();
@@ -262,7 +341,7 @@ mod tests {
         assert_eq!(ids, ["gen-0", "gen-1", "gen-2"]);
         // Later appends go to a new segment and are read whole.
         spool.append([event("gen-3")]).unwrap();
-        spool.remove(&back).unwrap();
+        spool.remove(back).unwrap();
         assert_eq!(
             spool.oldest().unwrap().unwrap().events[0].generation_id,
             "gen-3"
@@ -273,13 +352,61 @@ mod tests {
     #[test]
     fn respects_its_bound() {
         let dir = scratch("bound");
-        let spool = Spool::new(dir.clone(), 64);
+        let mut spool = Spool::new(dir.clone(), 64);
         let refused = spool
             .append((0..10).map(|i| event(&format!("gen-{i}"))))
             .unwrap();
         assert!(refused > 0, "a 64-byte spool cannot hold ten events");
         let back = spool.oldest().unwrap().unwrap();
         assert_eq!(back.events.len() as u64 + refused, 10);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Two `Spool`s on one directory stand for two processes (an upgrade's old and new
+    /// dataplane): `flock` locks conflict between separate opens, within a process too.
+    #[test]
+    fn a_segment_another_process_appends_to_is_left_to_it_until_it_exits() {
+        let dir = scratch("shared");
+        let mut old = Spool::new(dir.clone(), 1 << 20);
+        let mut new = Spool::new(dir.clone(), 1 << 20);
+        old.append([event("old-0")]).unwrap();
+        new.append([event("new-0")]).unwrap();
+        // Each delivers only its own while the other is alive.
+        let mine = new.oldest().unwrap().unwrap();
+        assert_eq!(mine.events[0].generation_id, "new-0");
+        assert!(
+            new.oldest().unwrap().is_none(),
+            "the old process's segment is locked"
+        );
+        new.remove(mine).unwrap();
+        old.append([event("old-1")]).unwrap();
+        // The old process exits with its segment undelivered: the new one takes it over whole.
+        drop(old);
+        let adopted = new.oldest().unwrap().unwrap();
+        let ids: Vec<&str> = adopted
+            .events
+            .iter()
+            .map(|e| e.generation_id.as_str())
+            .collect();
+        assert_eq!(ids, ["old-0", "old-1"]);
+        new.remove(adopted).unwrap();
+        assert!(new.is_empty());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_segment_being_delivered_is_not_delivered_twice() {
+        let dir = scratch("twice");
+        let mut one = Spool::new(dir.clone(), 1 << 20);
+        let mut other = Spool::new(dir.clone(), 1 << 20);
+        one.append([event("gen-0")]).unwrap();
+        let taken = one.oldest().unwrap().unwrap();
+        assert!(other.oldest().unwrap().is_none());
+        one.remove(taken).unwrap();
+        // A new segment never reuses a name another process still holds.
+        other.append([event("gen-1")]).unwrap();
+        one.append([event("gen-2")]).unwrap();
+        assert_eq!(other.segments().len(), 2);
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 pub mod controller;
+pub mod faults;
 
 use std::collections::HashSet;
 use std::net::TcpListener;
@@ -289,6 +290,9 @@ pub struct Stack {
     pub dp_port: u16,
     pub management_key: String,
     pub inference_key: String,
+    /// Where dataplanes reach the control plane's gRPC port, when not directly (through a
+    /// fault-injecting proxy, say); set before (re)starting the dataplane.
+    pub dp_control_plane: Option<String>,
     dp_args: Vec<String>,
     cp_args: Vec<String>,
 }
@@ -319,6 +323,7 @@ impl Stack {
             dp_port: free_port(),
             management_key: String::new(),
             inference_key: String::new(),
+            dp_control_plane: None,
             dp_args: dp_args.iter().map(|s| s.to_string()).collect(),
             cp_args: cp_args.iter().map(|s| s.to_string()).collect(),
             dir,
@@ -394,7 +399,9 @@ impl Stack {
             "--control-plane".into(),
             // TLS to the control plane is asked for by naming its CA; the certificate is for
             // `localhost`.
-            if self.dp_args.iter().any(|a| a == "--control-plane-ca") {
+            if let Some(url) = &self.dp_control_plane {
+                url.clone()
+            } else if self.dp_args.iter().any(|a| a == "--control-plane-ca") {
                 format!("https://localhost:{}", self.cp_grpc)
             } else {
                 format!("http://127.0.0.1:{}", self.cp_grpc)
@@ -414,8 +421,14 @@ impl Stack {
     }
 
     pub async fn start_dataplane(&mut self) {
+        self.start_dataplane_with(&[]);
+    }
+
+    /// Starts the dataplane with `extra` flags beside the stack's (without waiting for it).
+    pub fn start_dataplane_with(&mut self, extra: &[&str]) {
         let mut args = self.dataplane_args(self.dp_port);
         args.extend(self.dp_args.iter().cloned());
+        args.extend(extra.iter().map(|s| s.to_string()));
         self.dataplane = Some(Process::spawn(
             "dataplane",
             "switchyard-dataplane",
@@ -486,7 +499,6 @@ impl Stack {
             .unwrap()
     }
 
-    /// Polls `GET /generation?id=` until the control plane has recorded it.
     /// Creates a key with `limit` USD and waits until the dataplane knows it: (secret, hash).
     pub async fn limited_key(&self, limit: f64) -> (String, String) {
         let created: Value = client()
@@ -521,6 +533,7 @@ impl Stack {
         .await;
     }
 
+    /// Polls `GET /generation?id=` until the control plane has recorded it.
     pub async fn generation(&self, id: &str) -> Value {
         let url = format!("{}/generation?id={id}", self.api());
         let key = self.inference_key.clone();
@@ -543,13 +556,27 @@ impl Stack {
         .await
     }
 
+    /// The Redis counter of key `hash`'s lifetime limit, named as the dataplane names it.
+    pub async fn key_counter(&self, hash: &str) -> String {
+        let me: Value = client()
+            .get(format!("{}/key", self.api()))
+            .bearer_auth(&self.management_key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let org = me["data"]["organization_id"].as_str().unwrap();
+        format!("{{org:{org}}}:sp:key:{hash}:l")
+    }
+
     pub fn kill_control_plane(&mut self) {
         if let Some(mut p) = self.control_plane.take() {
             p.kill();
         }
     }
 
-    /// Stops the dataplane the way an orchestrator does: SIGTERM, then wait.
     /// Waits for the dataplane, already signalled, to exit cleanly, then starts it again on
     /// the same port and data dir.
     pub async fn restart_dataplane_after_its_exit(&mut self) {
@@ -563,6 +590,7 @@ impl Stack {
         self.start_dataplane().await;
     }
 
+    /// Stops the dataplane the way an orchestrator does: SIGTERM, then wait.
     pub fn stop_dataplane(&mut self) {
         if let Some(mut p) = self.dataplane.take() {
             p.signal("TERM");
@@ -580,7 +608,15 @@ impl Stack {
     }
 }
 
-/// Waits until the dataplane on `port` answers `/health/ready` with success.
+/// A series' value in a dataplane's `/metrics` (fails the test when it is missing).
+pub async fn metric(port: u16, series: &str) -> u64 {
+    let text = ops_get(port, "/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+}
+
 /// The snapshot version a dataplane serves (`GET /health/ready`); `None` before it is ready.
 pub async fn served_version(port: u16) -> Option<u64> {
     let ready: Value = client()
@@ -606,6 +642,7 @@ pub fn libfaketime() -> String {
     .to_owned()
 }
 
+/// Waits until the dataplane on `port` answers `/health/ready` with success.
 pub async fn wait_dataplane_ready(port: u16) {
     let url = format!("http://127.0.0.1:{port}/health/ready");
     eventually("dataplane ready", Duration::from_secs(20), || {
@@ -653,6 +690,8 @@ pub async fn expect_error(response: reqwest::Response, status: u16) -> String {
 pub struct Redis {
     child: Option<Child>,
     pub port: u16,
+    /// Where a durable server keeps its append-only file; `None` keeps nothing.
+    durable: Option<TempDir>,
 }
 
 impl Redis {
@@ -660,27 +699,62 @@ impl Redis {
         let mut redis = Redis {
             child: None,
             port: free_port(),
+            durable: None,
         };
         redis.restart();
         redis
+    }
+
+    /// A server that writes every change to its append-only file before answering, as a
+    /// production one is configured, so a restart after a kill keeps its data.
+    pub fn start_durable() -> Redis {
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            durable: Some(TempDir::new("redis-aof")),
+        };
+        redis.restart();
+        redis
+    }
+
+    /// Stops (SIGSTOP) or resumes (SIGCONT) the server: its connections stay open, unanswered.
+    pub fn pause(&self, paused: bool) {
+        if let Some(child) = &self.child {
+            let signal = if paused { "-STOP" } else { "-CONT" };
+            let status = Command::new("kill")
+                .args([signal, &child.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+        }
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    /// (Re)starts the server on the same port, with nothing persisted.
+    /// (Re)starts the server on the same port: empty, unless it is durable.
     pub fn restart(&mut self) {
         self.kill();
+        let port = self.port.to_string();
+        let mut args = vec!["--port", &port, "--save", ""];
+        let dir;
+        match &self.durable {
+            Some(d) => {
+                dir = d.0.display().to_string();
+                args.extend([
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
+                    "--dir",
+                    &dir,
+                ]);
+            }
+            None => args.extend(["--appendonly", "no"]),
+        }
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+            .args(&args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
