@@ -4,7 +4,7 @@ CARGO ?= cargo
 VENV  := .venv
 PY    := python3
 
-.PHONY: dev test build release lint fmt bench fuzz upgrade-test clean-data
+.PHONY: dev test build release lint fmt bench fuzz fuzz-coverage upgrade-test clean-data
 
 ## make dev: build, then run mock provider + control plane + dataplane in the foreground.
 dev:
@@ -42,6 +42,19 @@ fmt:
 FUZZ_CASES ?= 1000000
 fuzz:
 	PROPTEST_CASES=$(FUZZ_CASES) $(CARGO) test --release -p switchyard-dataplane --test fuzz -- --test-threads 1 --nocapture
+
+## make fuzz-coverage: the same targets under libFuzzer, coverage-guided (cargo-fuzz, stable
+## toolchain: no sanitizer), FUZZ_SECONDS each from fuzz/seeds; the corpus grows in fuzz/corpus,
+## crashes land in fuzz/artifacts. Its own build in fuzz/target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := request sse_relay response snapshot
+fuzz-coverage:
+	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && \
+		$(CARGO) fuzz run -s none $$t corpus/$$t seeds/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 || exit 1; \
+	done
 
 ## make upgrade-test: a graceful dataplane upgrade under 1,000 requests/s on release builds
 ## (make test runs the same test on debug builds at 250/s).

@@ -92,7 +92,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("cannot number the configuration")?;
     let vault = Arc::new(load_vault(&config, &state_dir)?);
-    let publisher = Publisher::start(store.clone(), vault.clone()).await?;
+    let reconciles = !config.redis_url.is_empty();
+    let publisher = Publisher::start_with(store.clone(), vault.clone(), reconciles).await?;
     // Publishes whatever committed and is not yet published: another replica's changes, a
     // build that failed, a writer that went away.
     tokio::spawn(publisher.clone().follow());
@@ -102,13 +103,21 @@ async fn run(config: Config) -> anyhow::Result<()> {
             .clone()
             .refresh(Duration::from_millis(config.health_push_ms.max(10))),
     );
-    if !config.redis_url.is_empty() {
+    if reconciles {
         let reconciler = Reconciler::new(
             store.clone(),
             publisher.clone(),
             config.redis_url.clone(),
             Duration::from_secs(config.reconcile_interval_secs.max(1)),
         );
+        // Before any dataplane is served: the marks it will need are there from the start.
+        match tokio::time::timeout(Duration::from_secs(10), reconciler.first_pass()).await {
+            Ok(Ok(raised)) => tracing::info!(raised, "spend counters reconciled and marked"),
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "first reconciliation failed; retrying in the background")
+            }
+            Err(_) => tracing::warn!("first reconciliation timed out; retrying in the background"),
+        }
         tokio::spawn(reconciler.run());
     }
     let manage = Manage::new(store.clone(), publisher.clone(), vault);

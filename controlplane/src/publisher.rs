@@ -67,6 +67,7 @@ pub struct Publisher {
     store: Store,
     /// Opens BYOK credentials for the snapshot; the store holds them sealed.
     vault: Arc<Vault>,
+    spend_counters_marked: bool,
     tx: watch::Sender<Arc<Published>>,
     /// One build at a time per control plane.
     building: Mutex<()>,
@@ -78,11 +79,22 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn start(store: Store, vault: Arc<Vault>) -> Result<Arc<Publisher>, StoreError> {
-        let first = build(&store, &vault).await?;
+        Self::start_with(store, vault, false).await
+    }
+
+    /// `spend_counters_marked`: this control plane rebuilds the Redis spend counters and marks
+    /// them (`reconcile`), so dataplanes admit only on marked counters.
+    pub async fn start_with(
+        store: Store,
+        vault: Arc<Vault>,
+        spend_counters_marked: bool,
+    ) -> Result<Arc<Publisher>, StoreError> {
+        let first = build(&store, &vault, spend_counters_marked).await?;
         let (tx, _) = watch::channel(Arc::new(first));
         Ok(Arc::new(Publisher {
             store,
             vault,
+            spend_counters_marked,
             tx,
             building: Mutex::new(()),
             acks: StdMutex::new(HashMap::new()),
@@ -139,7 +151,7 @@ impl Publisher {
         if self.current_version() >= version {
             return Ok(self.current_version());
         }
-        match build(&self.store, &self.vault).await {
+        match build(&self.store, &self.vault, self.spend_counters_marked).await {
             Ok(published) => {
                 self.metrics.builds.fetch_add(1, Ordering::Relaxed);
                 let built = published.message.version;
@@ -186,11 +198,16 @@ impl Publisher {
 
 /// Builds the snapshot of the store's current configuration version, and decodes it as every
 /// dataplane will.
-async fn build(store: &Store, vault: &Vault) -> Result<Published, StoreError> {
+async fn build(
+    store: &Store,
+    vault: &Vault,
+    spend_counters_marked: bool,
+) -> Result<Published, StoreError> {
     // Read first: everything committed up to this version is in what follows (a later commit
     // may be too; the follower then publishes again under its number).
     let ConfigVersion { version, epoch } = store.config_version().await?;
-    let message = snapshot(store, vault, version, epoch).await?;
+    let mut message = snapshot(store, vault, version, epoch).await?;
+    message.spend_counters_marked = spend_counters_marked;
     let copy = message.clone();
     let decoded = tokio::task::spawn_blocking(move || Snapshot::decode(copy, &no_resolver))
         .await
@@ -419,6 +436,7 @@ async fn snapshot(
         version,
         epoch,
         created_at_ms: crate::now_ms(),
+        spend_counters_marked: false,
         resources: Some(pb::Resources {
             keys,
             organizations,

@@ -4,6 +4,11 @@
 //! Counters are only ever raised: a counter above the ledger holds charges whose usage events
 //! are still on their way (spooled), and lowering it could let a limit overshoot.
 //!
+//! Each pass then marks every organization's counters as rebuilt (`counters::rebuilt_key`), and
+//! the marks are looked at every second: a Redis that lost its data lost them too, and
+//! dataplanes admit only on marked counters (`Snapshot::spend_counters_marked`), so a limit never
+//! starts over from an empty counter. A missing mark starts a pass at once.
+//!
 //! Which counters exist is not decided here: it is `Snapshot::limits_for` over the snapshot last
 //! published, the function every dataplane enforces, with each limit's counter name and the part
 //! of the ledger it adds up to.
@@ -13,7 +18,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::Script;
-use switchyard_policy::counters::EXACT_LUA;
+use switchyard_policy::counters::{EXACT_LUA, rebuilt_key};
 use switchyard_policy::snapshot::KeyKind;
 use switchyard_policy::{Ledger, Snapshot};
 
@@ -111,30 +116,59 @@ impl Reconciler {
     }
 
     /// Runs forever: one pass per interval, reconnecting after failures.
+    /// Reconciles every `interval`, and at once whenever an organization's rebuilt mark is
+    /// missing (Redis lost its data, or the organization is new): dataplanes refuse (or, failing
+    /// open, do not count) its requests until the mark is back.
     pub async fn run(self) {
         let mut connection = None;
+        let mut next_pass = tokio::time::Instant::now();
         loop {
-            tokio::time::sleep(self.interval).await;
             if connection.is_none() {
                 match self.connect().await {
                     Ok(c) => connection = Some(c),
                     Err(e) => {
                         tracing::warn!(error = %e, "reconciliation cannot reach Redis");
+                        tokio::time::sleep(MARK_CHECK).await;
                         continue;
                     }
                 }
             }
             if let Some(c) = connection.as_mut() {
-                match self.pass(c, crate::now_ms()).await {
-                    Ok(0) => {}
-                    Ok(raised) => tracing::info!(raised, "spend counters raised to the ledger"),
+                let outcome = async {
+                    let due = tokio::time::Instant::now() >= next_pass;
+                    let unmarked = if due { 0 } else { self.unmarked(c).await? };
+                    if !due && unmarked == 0 {
+                        return Ok(None);
+                    }
+                    if unmarked > 0 {
+                        tracing::warn!(unmarked, "spend counters not marked rebuilt (Redis lost data, or new organizations): rebuilding now");
+                    }
+                    self.pass(c, crate::now_ms()).await.map(Some)
+                }
+                .await;
+                match outcome {
+                    Ok(None) => {}
+                    Ok(Some(raised)) => {
+                        next_pass = tokio::time::Instant::now() + self.interval;
+                        if raised > 0 {
+                            tracing::info!(raised, "spend counters raised to the ledger");
+                        }
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "reconciliation pass failed");
                         connection = None;
                     }
                 }
             }
+            tokio::time::sleep(MARK_CHECK).await;
         }
+    }
+
+    /// One pass now, for the control plane's start: dataplanes find their counters marked as
+    /// soon as they are served a snapshot saying marks are needed.
+    pub async fn first_pass(&self) -> Result<usize, ReconcileError> {
+        let mut connection = self.connect().await?;
+        self.pass(&mut connection, crate::now_ms()).await
     }
 
     async fn connect(&self) -> Result<Connection, redis::RedisError> {
@@ -185,6 +219,44 @@ impl Reconciler {
                 raised += 1;
             }
         }
+        // Every counter is at least the ledger now: mark each organization's as rebuilt.
+        for organization in organizations(&snapshot) {
+            let mut set = redis::cmd("SET");
+            set.arg(rebuilt_key(organization)).arg(now_ms);
+            let () = match connection {
+                Connection::Standalone(c) => set.query_async(c).await?,
+                Connection::Cluster(c) => set.query_async(c).await?,
+            };
+        }
         Ok(raised)
     }
+
+    /// How many organizations' rebuilt marks are missing (one `EXISTS` each).
+    async fn unmarked(&self, connection: &mut Connection) -> Result<usize, ReconcileError> {
+        let snapshot = self.publisher.current();
+        let mut missing = 0;
+        for organization in organizations(&snapshot) {
+            let mut exists = redis::cmd("EXISTS");
+            exists.arg(rebuilt_key(organization));
+            let found: i64 = match connection {
+                Connection::Standalone(c) => exists.query_async(c).await?,
+                Connection::Cluster(c) => exists.query_async(c).await?,
+            };
+            missing += usize::from(found == 0);
+        }
+        Ok(missing)
+    }
+}
+
+/// How often the rebuilt marks are looked at.
+const MARK_CHECK: Duration = Duration::from_secs(1);
+
+/// The organizations whose requests are counted: those with inference keys.
+fn organizations(snapshot: &Snapshot) -> HashSet<&str> {
+    snapshot
+        .keys
+        .iter()
+        .filter(|k| k.kind == KeyKind::Inference)
+        .map(|k| &*k.organization_id)
+        .collect()
 }

@@ -1,68 +1,15 @@
 //! Fuzz targets for what reads untrusted bytes: request parsing and rewriting, the SSE relay,
-//! non-stream response rewriting and snapshot decoding. Property tests driven by random input
-//! (the stable toolchain builds no coverage-guided fuzzer here): a few hundred cases each in
-//! `make test`; `make fuzz` runs millions in a release build (`PROPTEST_CASES`). Every target
-//! must return, never panic, whatever the input.
+//! non-stream response rewriting and snapshot decoding (`fuzz_targets/`), driven here by
+//! random, JSON-shaped input: a few hundred cases each in `make test`; `make fuzz` runs millions
+//! in a release build (`PROPTEST_CASES`). `make fuzz-coverage` runs the same targets under
+//! libFuzzer, coverage-guided. Every target must return, never panic, whatever the input.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::LazyLock;
+#[path = "fuzz_targets/mod.rs"]
+mod targets;
 
 use proptest::prelude::*;
-use prost::Message;
-use switchyard_dataplane::snapshot::{Snapshot, no_resolver};
-use switchyard_dataplane::stages::forward::{Shaping, upstream_body};
-use switchyard_dataplane::stages::meter::{Pricing, SseRelay, rewrite_completion};
-use switchyard_dataplane::stages::request::ChatRequest;
-use switchyard_dataplane::stages::route::Attempt;
-use switchyard_policy::testing::SnapshotBuilder;
-use switchyard_policy::{Money, Prices};
-use switchyard_proto::config::v1 as pb;
-
-static SNAPSHOT: LazyLock<Snapshot> = LazyLock::new(|| {
-    SnapshotBuilder::new()
-        .with_inference_key()
-        .with_model("m", &["a"])
-        .build()
-});
-
-/// The encoding of a snapshot with a key, a limited key, a guardrail, a preset and BYOK.
-static VALID_SNAPSHOT: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    SnapshotBuilder::new()
-        .with_inference_key()
-        .with_model("m", &["a", "b"])
-        .with_default_guardrail(|g| g.ignored_models = vec!["x".into()])
-        .with_preset(
-            "p",
-            switchyard_policy::testing::WORKSPACE,
-            r#"{"model":"m","parameters":{"top_k":2}}"#,
-        )
-        .with_byok("c1", "a", |c| c.is_byok_only = true)
-        .message()
-        .encode_to_vec()
-});
-
-static PRICES: Prices = Prices {
-    prompt: Some(Money::from_pico(1_000)),
-    completion: Some(Money::from_pico(2_000)),
-    request: None,
-    image: None,
-    input_cache_read: None,
-    input_cache_write: None,
-    internal_reasoning: None,
-};
-
-fn pricing() -> Pricing<'static> {
-    Pricing {
-        generation_id: "gen-1",
-        prices: &PRICES,
-        ceiling: Some(Money::from_pico(1_000_000)),
-        is_byok: false,
-        model: "m",
-        provider_name: "A",
-        created: 1,
-    }
-}
 
 /// JSON-shaped text: the members a chat request has, with values of any JSON type, so that
 /// most inputs get past the first brace.
@@ -122,13 +69,7 @@ proptest! {
 
     #[test]
     fn request_parsing_and_rewriting_never_panic(body in prop_oneof![chat_like(), bytes()]) {
-        if let Ok(request) = ChatRequest::parse(&body) {
-            let model = &SNAPSHOT.models["m"];
-            let attempt = Attempt { model, endpoint: &model.endpoints[0], credential: None };
-            let out = upstream_body(&request, Shaping::default(), &attempt);
-            // What goes upstream is always one JSON object.
-            prop_assert!(serde_json::from_slice::<serde_json::Value>(&out).is_ok_and(|v| v.is_object()));
-        }
+        targets::request(&body);
     }
 
     #[test]
@@ -141,20 +82,12 @@ proptest! {
         ], 0..8),
         fail in any::<bool>(),
     ) {
-        let pricing = pricing();
-        let mut relay = SseRelay::new();
-        let mut out = Vec::new();
-        for chunk in &chunks {
-            if !relay.push(chunk, &pricing, &mut out) {
-                break;
-            }
-        }
-        if fail { relay.fail(&pricing, &mut out) } else { relay.finish(&pricing, &mut out) }
+        targets::sse_relay(chunks.iter().map(Vec::as_slice), fail);
     }
 
     #[test]
     fn response_rewriting_never_panics(body in prop_oneof![chat_like(), bytes(), Just(br#"{"usage":{"prompt_tokens":-1},"choices":7}"#.to_vec())]) {
-        let _ = rewrite_completion(&body, &pricing());
+        targets::response(&body);
     }
 
     /// A valid snapshot's encoding with bytes flipped, cut or appended: most mutants still
@@ -165,15 +98,21 @@ proptest! {
         cut in any::<prop::sample::Index>(),
         tail in bytes(),
     ) {
-        let mut message = VALID_SNAPSHOT.clone();
+        let mut message = targets::VALID_SNAPSHOT.clone();
         for (at, byte) in flips {
             let i = at.index(message.len());
             message[i] ^= byte;
         }
         message.truncate(cut.index(message.len() + 1));
         message.extend_from_slice(&tail[..tail.len().min(16)]);
-        if let Ok(decoded) = pb::Snapshot::decode(message.as_slice()) {
-            let _ = Snapshot::decode(decoded, &no_resolver);
-        }
+        targets::snapshot(&message);
     }
+}
+
+/// Found by the coverage-guided fuzzer: a lone surrogate escape in a message. The request is
+/// valid JSON and goes upstream as the client wrote it.
+#[test]
+fn a_lone_surrogate_escape_goes_upstream_as_written() {
+    targets::request(br#"{"messages":[{"\udade":[]}]}"#);
+    targets::request(br#"{"model":"m","messages":[{"role":"user","content":"\ud800 \udfff"}]}"#);
 }

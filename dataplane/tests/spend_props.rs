@@ -86,6 +86,7 @@ async fn check(backend: &SpendBackend, ops: &[Op], run: u64) {
                 }
                 let request = ReserveRequest {
                     generation_id: gen_id(generation),
+                    rebuilt_key: None,
                     now_ms: now,
                     hold_ms: HOLD_MS,
                     counters: vec![Counter {

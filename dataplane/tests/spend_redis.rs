@@ -82,6 +82,7 @@ const CREDITS: &str = "{org:o1}:sp:credits:o1:l";
 fn reserve_request(generation: &str, now_ms: i64, amount: u128, limit: u128) -> ReserveRequest {
     ReserveRequest {
         generation_id: generation.into(),
+        rebuilt_key: None,
         now_ms,
         hold_ms: 60_000,
         counters: vec![
@@ -291,6 +292,38 @@ async fn redis_down_is_a_prompt_error_and_recovery_is_immediate() {
     assert!(recovered, "service recovers once Redis is back");
 }
 
+/// Where the control plane marks rebuilt counters, a Redis that lost the mark (its data) grants
+/// nothing and reserves nothing until the mark is back: empty counters would let a limit start
+/// over.
+#[tokio::test]
+async fn without_the_rebuilt_mark_nothing_is_reserved() {
+    let redis = Redis::start(free_port());
+    let backend = SpendBackend::Redis(Arc::new(
+        RedisSpend::connect(&[redis.url()], Duration::from_secs(2))
+            .await
+            .unwrap(),
+    ));
+    let mark = switchyard_policy::counters::rebuilt_key("o1");
+    let marked = |generation: &str| ReserveRequest {
+        rebuilt_key: Some(mark.clone()),
+        ..reserve_request(generation, 1_000, 60, 100)
+    };
+    let err = backend.reserve(&marked("g1")).await.unwrap_err();
+    assert!(matches!(err, SpendError::NotRebuilt), "{err}");
+    assert!(!err.may_have_run());
+    assert_eq!(read(&backend, KEY, 1_000).await, (0, 0));
+    let set = Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "SET", &mark, "1"])
+        .output()
+        .unwrap();
+    assert!(set.status.success());
+    assert_eq!(
+        backend.reserve(&marked("g2")).await.unwrap(),
+        Admission::Granted
+    );
+    assert_eq!(read(&backend, KEY, 1_000).await, (0, 60));
+}
+
 /// A window rolling over, with the clock injected: a daily limit exhausted at 23:59:59 UTC is
 /// fresh at 00:00:00, on both backends. The injected clock is years from the real one on purpose:
 /// Redis is given expiries as spans from the injected time, never as absolute times it would
@@ -315,6 +348,7 @@ async fn a_daily_window_rolls_over_at_utc_midnight() {
                 let span = Window::Daily.span(now);
                 ReserveRequest {
                     generation_id: format!("{before}-{generation}"),
+                    rebuilt_key: None,
                     now_ms: now,
                     hold_ms: 60_000,
                     counters: vec![Counter {
@@ -448,6 +482,7 @@ async fn a_reserve_that_timed_out_while_failing_closed_holds_nothing_afterwards(
     let hold = Hold {
         generation_id: "g1".into(),
         settled_key: "{org:o1}:settled:g1".into(),
+        rebuilt_key: None,
         counters: reserve_request("g1", now, 60, 100).counters,
         include_byok: vec![true, true],
         worst: m(60),

@@ -30,7 +30,7 @@ const RATE: u64 = 100;
 const RUN: Duration = Duration::from_secs(7);
 /// An upgrade's old process accepts for 5 s after SIGQUIT, then drains: the clients go on
 /// well past that, to the new process alone.
-const UPGRADE_RUN: Duration = Duration::from_secs(13);
+const UPGRADE_RUN: Duration = Duration::from_secs(15);
 /// The last stretch of the run, well after every fault is lifted: everything must be served.
 const TAIL: Duration = Duration::from_secs(1);
 
@@ -46,44 +46,72 @@ struct Chaos {
     rate: u64,
 }
 
+/// How a chaos test's stack is set up.
+struct Setup<'a> {
+    /// Extra dataplane flags (a later flag does not override an earlier one: say
+    /// `--spend-timeout-ms` or `--grace-period-secs` here to replace the default).
+    dp_args: &'a [&'a str],
+    /// Requests a second the clients send.
+    rate: u64,
+    /// The key's limit has room for this share of what the clients send.
+    room: f64,
+    /// The dataplane reaches Redis through the fault-injecting link, or (when the test needs
+    /// speed more than faults: the link in this test process is not built for it) directly.
+    through_link: bool,
+    /// The control plane reconciles the counters with the ledger (and marks them rebuilt).
+    reconcile: bool,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            dp_args: &[],
+            rate: RATE,
+            // Three quarters: the limit is reached late in the run, after the fault.
+            room: 0.75,
+            through_link: true,
+            reconcile: false,
+        }
+    }
+}
+
 impl Chaos {
     async fn start(redis: Redis, dp_args: &[&str]) -> Chaos {
-        // Room for three quarters of what the clients send: the limit is reached late in the
-        // run, after the fault.
-        Self::start_with(redis, dp_args, RATE, 0.75, true).await
+        Self::start_with(
+            redis,
+            Setup {
+                dp_args,
+                ..Setup::default()
+            },
+        )
+        .await
     }
 
-    /// Clients will send `rate` requests a second; the key's limit has room for `room` times
-    /// what they send. The dataplane reaches Redis through the fault-injecting link, or (when
-    /// the test needs speed more than faults: the link in this test process is not built for
-    /// it) directly.
-    async fn start_with(
-        redis: Redis,
-        dp_args: &[&str],
-        rate: u64,
-        room: f64,
-        through_link: bool,
-    ) -> Chaos {
+    async fn start_with(redis: Redis, setup: Setup<'_>) -> Chaos {
+        let Setup {
+            dp_args,
+            rate,
+            room,
+            through_link,
+            reconcile,
+        } = setup;
         let redis_link = FaultProxy::start(redis.port).await;
         let url = if through_link {
             redis_link.url("redis")
         } else {
             redis.url()
         };
-        let mut args = vec![
-            "--spend-backend",
-            "redis",
-            "--redis-url",
-            url.as_str(),
-            "--grace-period-secs",
-            "3",
-        ];
-        // Later flags win: a test may give its own timeout or Redis.
-        if !dp_args.contains(&"--spend-timeout-ms") {
-            args.extend(["--spend-timeout-ms", "300"]);
+        let mut args = vec!["--spend-backend", "redis", "--redis-url", url.as_str()];
+        // Defaults a test may replace with its own.
+        for (flag, value) in [("--spend-timeout-ms", "300"), ("--grace-period-secs", "3")] {
+            if !dp_args.contains(&flag) {
+                args.extend([flag, value]);
+            }
         }
         args.extend(dp_args);
-        let stack = Stack::start_with(&args).await;
+        let direct = redis.url();
+        let cp_args = ["--redis-url", direct.as_str()];
+        let stack = Stack::start_with_both(&args, if reconcile { &cp_args } else { &[] }).await;
         // The mock reports the most a provider could count, so every charge reaches what was
         // reserved: any under-reservation would show as overshoot.
         stack
@@ -189,7 +217,7 @@ impl Chaos {
         eprintln!(
             "chaos {name}: sent {}, statuses {:?} {:?}, transport errors {}, cut streams {}; \
              admitted {admitted}, in the ledger {} (costs match {}); spent {spent} of {} pico \
-             ({:.0}%), Redis = ledger, 0 held; after the fault: {} served, and in the last \
+             ({:.0}%), Redis = ledger, 0 held; after the fault: {} answered, and in the last \
              second {} failed of {}",
             tally.sent,
             tally.statuses,
@@ -200,13 +228,13 @@ impl Chaos {
             tally.seen.iter().filter(|(_, c)| c.is_some()).count(),
             self.limit_pico,
             spent as f64 * 100.0 / self.limit_pico as f64,
-            tally.served_after_fault,
+            tally.answered_after_fault,
             tally.tail_failed,
             tally.tail_sent,
         );
         assert!(
-            tally.served_after_fault > 0,
-            "{name}: nothing served once the fault was over"
+            tally.answered_after_fault > 0,
+            "{name}: nothing answered once the fault was over"
         );
         assert_eq!(
             tally.tail_failed, 0,
@@ -274,8 +302,9 @@ struct Tally {
     admitted_unseen: u64,
     tail_sent: u64,
     tail_failed: u64,
-    /// Requests sent after the fault was over that were served.
-    served_after_fault: u64,
+    /// Requests sent after the fault was over that were answered as they should be: served, or
+    /// refused by a limit the load has used up.
+    answered_after_fault: u64,
     /// Error messages clients got, counted.
     errors: BTreeMap<String, u64>,
 }
@@ -290,7 +319,8 @@ enum Outcome {
     Refused(u16, String),
     /// Failed after admission: counted, and recorded, without an id for the client.
     Failed(u16, String),
-    Transport,
+    /// No answer: the connection was refused or broken (what happened, briefly).
+    Transport(String),
 }
 
 /// Open loop: `rate` requests a second whatever the answers, for `RUN`, with `fault` running
@@ -341,12 +371,13 @@ async fn drive<F: std::future::Future<Output = ()>>(
                 *tally.statuses.entry(200).or_default() += 1;
                 tally.cut += u64::from(stream && cost.is_none());
                 tally.seen.push((id, cost));
-                tally.served_after_fault += u64::from(sent_at > fault_over);
+                tally.answered_after_fault += u64::from(sent_at > fault_over);
                 false
             }
             Outcome::Refused(status, message) => {
                 *tally.statuses.entry(status).or_default() += 1;
                 *tally.errors.entry(message).or_default() += 1;
+                tally.answered_after_fault += u64::from(sent_at > fault_over && status < 500);
                 status >= 500
             }
             Outcome::Failed(status, message) => {
@@ -355,8 +386,9 @@ async fn drive<F: std::future::Future<Output = ()>>(
                 tally.admitted_unseen += 1;
                 true
             }
-            Outcome::Transport => {
+            Outcome::Transport(what) => {
                 tally.transport += 1;
+                *tally.errors.entry(what).or_default() += 1;
                 true
             }
         };
@@ -366,14 +398,15 @@ async fn drive<F: std::future::Future<Output = ()>>(
 }
 
 async fn one(http: &reqwest::Client, url: &str, secret: &str, stream: bool) -> Outcome {
-    let Ok(response) = http
+    let response = match http
         .post(url)
         .bearer_auth(secret)
         .json(&body(stream))
         .send()
         .await
-    else {
-        return Outcome::Transport;
+    {
+        Ok(r) => r,
+        Err(e) => return Outcome::Transport(transport_error(&e)),
     };
     let status = response.status().as_u16();
     if status != 200 {
@@ -388,8 +421,9 @@ async fn one(http: &reqwest::Client, url: &str, secret: &str, stream: bool) -> O
         };
     }
     if !stream {
-        let Ok(v) = response.json::<Value>().await else {
-            return Outcome::Transport;
+        let v = match response.json::<Value>().await {
+            Ok(v) => v,
+            Err(e) => return Outcome::Transport(transport_error(&e)),
         };
         return Outcome::Served {
             id: v["id"].as_str().unwrap().to_owned(),
@@ -415,6 +449,24 @@ async fn one(http: &reqwest::Client, url: &str, secret: &str, stream: bool) -> O
         .filter(|_| done)
         .map(pico);
     Outcome::Served { id, cost }
+}
+
+/// A transport failure's kind and innermost cause, e.g. "connect: Connection refused".
+fn transport_error(e: &reqwest::Error) -> String {
+    let kind = if e.is_connect() {
+        "connect"
+    } else if e.is_timeout() {
+        "timeout"
+    } else if e.is_body() || e.is_decode() {
+        "body"
+    } else {
+        "request"
+    };
+    let mut cause: &dyn std::error::Error = e;
+    while let Some(inner) = cause.source() {
+        cause = inner;
+    }
+    format!("{kind}: {cause}")
 }
 
 /// Redis stops answering for two seconds (SIGSTOP: connections open, nothing answered), as in
@@ -447,6 +499,35 @@ async fn redis_killed() {
     };
     let tally = drive(url, secret, false, rate, RUN, fault).await;
     chaos.check("redis killed 1 s", &tally).await;
+}
+
+/// Redis loses its data after the key's limit was used up (killed and restarted empty, as a
+/// Redis without persistence does): every counter is gone, but so is the control plane's mark
+/// that they were rebuilt, so dataplanes refuse until it has raised them to the ledger again,
+/// within a second or two, and then refuse by the limit as before. Nothing is admitted on an
+/// empty counter.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_loses_its_data() {
+    let mut chaos = Chaos::start_with(
+        Redis::start(),
+        Setup {
+            // Used up half way through the run.
+            room: 0.5,
+            reconcile: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let (url, secret, rate) = (chaos.url(), chaos.secret.clone(), chaos.rate);
+    let redis = &mut chaos.redis;
+    let fault = async {
+        tokio::time::sleep(Duration::from_millis(4500)).await;
+        redis.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::task::block_in_place(|| redis.restart());
+    };
+    let tally = drive(url, secret, false, rate, RUN, fault).await;
+    chaos.check("redis loses its data", &tally).await;
 }
 
 /// The link to Redis slowed: first to 80 ms a round trip (inside the 300 ms answer timeout:
@@ -609,14 +690,24 @@ fn upgrade_rate() -> u64 {
 
 /// A graceful upgrade under load: a second dataplane binary started with `--upgrade` takes the
 /// listening socket over from the running one (sent SIGQUIT), which finishes what it has and
-/// exits. Not one request sent meanwhile fails (13,000 at 1,000 a second on release builds),
+/// exits. Not one request sent meanwhile fails (15,000 at 1,000 a second on release builds),
 /// and the accounting holds across the two processes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_upgrade_under_load_fails_no_request() {
     let rate = upgrade_rate();
-    // A timeout that a loaded debug build on two cores meets.
-    let args = ["--spend-timeout-ms", "2000"];
-    let mut chaos = Chaos::start_with(Redis::start(), &args, rate, 2.0, false).await;
+    let mut chaos = Chaos::start_with(
+        Redis::start(),
+        Setup {
+            // A timeout that a loaded debug build on two cores meets, and the default drain.
+            dp_args: &["--spend-timeout-ms", "2000", "--grace-period-secs", "5"],
+            rate,
+            // Room for all of it (the room is counted in `RUN`s).
+            room: 3.0,
+            through_link: false,
+            ..Setup::default()
+        },
+    )
+    .await;
     let (url, secret) = (chaos.url(), chaos.secret.clone());
     let stack = &mut chaos.stack;
     let socket = stack

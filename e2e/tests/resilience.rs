@@ -183,6 +183,7 @@ fn snapshot(version: u64, mock_url: &str, key_hash: &str) -> pb::Snapshot {
         version,
         epoch: "e2e".into(),
         created_at_ms: 0,
+        spend_counters_marked: false,
         resources: Some(pb::Resources {
             organizations: vec![pb::Organization {
                 id: "org".into(),

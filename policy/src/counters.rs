@@ -109,6 +109,13 @@ pub fn settled_key(organization_id: &str, generation_id: &str) -> String {
     format!("{}:settled:{generation_id}", org_tag(organization_id))
 }
 
+/// The mark the control plane sets once an organization's counters hold at least what the usage
+/// ledger says (`Snapshot::spend_counters_marked`). It lives beside the counters (same slot in a
+/// Cluster) and goes with them when Redis loses its data, so its absence means: not rebuilt yet.
+pub fn rebuilt_key(organization_id: &str) -> String {
+    format!("{}:sp:rebuilt", org_tag(organization_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

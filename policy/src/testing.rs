@@ -84,6 +84,7 @@ impl SnapshotBuilder {
                 created_at_ms: 0,
                 epoch: String::new(),
                 resources: Some(resources),
+                spend_counters_marked: false,
             },
             secret: None,
         }

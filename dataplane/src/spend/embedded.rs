@@ -185,6 +185,7 @@ mod tests {
     fn reserve(e: &Embedded, generation: &str, now: i64, amount: u128, limit: u128) -> Admission {
         e.reserve(&ReserveRequest {
             generation_id: generation.into(),
+            rebuilt_key: None,
             now_ms: now,
             hold_ms: 1000,
             counters: vec![

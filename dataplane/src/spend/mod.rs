@@ -49,6 +49,9 @@ pub struct ReserveRequest {
     /// How long the reservation holds if it is never settled.
     pub hold_ms: u64,
     pub counters: Vec<Counter>,
+    /// The organization's rebuilt mark, when the control plane keeps them: without it the
+    /// counters may be empty after a data loss, and nothing is reserved.
+    pub rebuilt_key: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +94,10 @@ pub enum SpendError {
     Timeout(Duration),
     #[error("spend store answered unexpectedly: {0}")]
     Protocol(String),
+    /// The counters are not marked rebuilt from the usage ledger (Redis lost its data, or the
+    /// organization is new); the control plane marks them within a second or two.
+    #[error("spend counters are being rebuilt from the usage ledger")]
+    NotRebuilt,
 }
 
 impl SpendError {
@@ -182,6 +189,8 @@ pub struct Spend {
 pub struct Hold {
     pub generation_id: String,
     pub settled_key: String,
+    /// See `ReserveRequest::rebuilt_key`.
+    pub rebuilt_key: Option<String>,
     pub counters: Vec<Counter>,
     /// Per counter: whether BYOK spend counts on it.
     pub include_byok: Vec<bool>,
@@ -277,6 +286,7 @@ impl Spend {
             now_ms,
             hold_ms: self.hold_ms,
             counters: hold.counters.clone(),
+            rebuilt_key: hold.rebuilt_key.clone(),
         };
         match self.backend.reserve(&request).await {
             Ok(Admission::Granted) => {

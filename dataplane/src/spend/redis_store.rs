@@ -145,6 +145,9 @@ impl RedisSpend {
         for c in &r.counters {
             invocation.key(&c.key).key(holds_key(&c.key));
         }
+        if let Some(mark) = &r.rebuilt_key {
+            invocation.key(mark);
+        }
         invocation
             .arg(&r.generation_id)
             .arg(r.now_ms)
@@ -158,6 +161,7 @@ impl RedisSpend {
         let reply: Vec<Value> = self.run(invocation).await?;
         match reply.as_slice() {
             [Value::Int(1)] => Ok(Admission::Granted),
+            [Value::Int(-1)] => Err(SpendError::NotRebuilt),
             [Value::Int(0), Value::Int(index), spent, held] => Ok(Admission::Refused {
                 index: usize::try_from(*index - 1)
                     .map_err(|_| SpendError::Protocol(format!("counter index {index}")))?,

@@ -1,14 +1,19 @@
 -- Reserve a request's worst-case cost on every counter, all or nothing.
 -- KEYS: per counter, its hash (fields `spent`, `held`) then its reservations zset
---       (member "<generation>:<amount>", score = expiry ms).
+--       (member "<generation>:<amount>", score = expiry ms); last, when the control plane
+--       marks rebuilt counters, the organization's mark.
 -- ARGV: generation, now_ms, hold_ms, then per counter: limit, amount, ttl_ms (0 = never).
 -- Amounts are decimal strings of picodollars, handled by the exact_* helpers (EXACT_LUA).
 -- TTLs are relative: the caller derives them from the same clock as `now_ms`.
--- Returns {1} when granted, {0, index, spent, held} for the first counter that refused.
+-- Returns {1} when granted, {0, index, spent, held} for the first counter that refused, {-1}
+-- when the mark is missing (the counters may have been lost: nothing is reserved).
 local generation = ARGV[1]
 local now = tonumber(ARGV[2])
 local until_ms = now + tonumber(ARGV[3])
-local n = #KEYS / 2
+local n = math.floor(#KEYS / 2)
+if #KEYS % 2 == 1 and redis.call('EXISTS', KEYS[#KEYS]) == 0 then
+  return {-1}
+end
 for i = 1, n do
   local counter, holds = KEYS[2 * i - 1], KEYS[2 * i]
   -- Release reservations whose dataplane never settled them.

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use switchyard_policy::counters::settled_key;
+use switchyard_policy::counters::{rebuilt_key, settled_key};
 use switchyard_policy::{Limit, LimitScope, Money};
 
 use crate::reject::{Kind, Reject};
@@ -33,7 +33,7 @@ pub async fn admit(
     let limits = counted(snapshot.limits_for(key), is_byok);
     let added = added_bytes(preset);
     let worst = worst_case(request, added, attempts.iter().map(|a| a.endpoint));
-    let hold = hold(
+    let mut hold = hold(
         &key.organization_id,
         generation_id,
         &limits,
@@ -41,6 +41,9 @@ pub async fn admit(
         is_byok,
         now_ms,
     );
+    if snapshot.spend_counters_marked {
+        hold.rebuilt_key = Some(rebuilt_key(&key.organization_id));
+    }
     match spend.admit(hold, now_ms).await {
         Verdict::Admitted(hold) => Ok(hold),
         Verdict::Refused { index, spent, held } => Err(match limits.get(index) {
@@ -162,6 +165,7 @@ pub fn hold(
     Hold {
         generation_id: generation_id.to_owned(),
         settled_key: settled_key(organization_id, generation_id),
+        rebuilt_key: None,
         counters,
         include_byok,
         worst,

@@ -58,6 +58,9 @@ pub struct Snapshot {
     pub quarantine: Arc<Quarantine>,
     /// `GET /api/v1/models`, rendered once per snapshot rather than once per request.
     pub models_document: Bytes,
+    /// The control plane marks each organization's Redis counters as rebuilt from the ledger;
+    /// admission on Redis then needs the mark (`counters::rebuilt_key`).
+    pub spend_counters_marked: bool,
 }
 
 #[derive(Debug)]
@@ -119,6 +122,7 @@ impl Snapshot {
         Ok(Snapshot {
             version: message.version,
             epoch: message.epoch,
+            spend_counters_marked: message.spend_counters_marked,
             keys: Arc::new(keys),
             organizations: Arc::new(organizations),
             workspaces: Arc::new(workspaces),
