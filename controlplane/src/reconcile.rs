@@ -115,13 +115,13 @@ impl Reconciler {
         }
     }
 
-    /// Runs forever: one pass per interval, reconnecting after failures.
-    /// Reconciles every `interval`, and at once whenever an organization's rebuilt mark is
+    /// Runs forever, reconnecting after failures: a pass every `interval` (the first one is
+    /// `first_pass`, at start), and one at once whenever an organization's rebuilt mark is
     /// missing (Redis lost its data, or the organization is new): dataplanes refuse (or, failing
     /// open, do not count) its requests until the mark is back.
     pub async fn run(self) {
         let mut connection = None;
-        let mut next_pass = tokio::time::Instant::now();
+        let mut next_pass = tokio::time::Instant::now() + self.interval;
         loop {
             if connection.is_none() {
                 match self.connect().await {

@@ -109,8 +109,8 @@ pub struct Config {
 
     /// Take over the listening sockets of the dataplane running with the same state directory
     /// (a graceful upgrade): start this process, then, once `--upgrade-sock` exists and within
-    /// five seconds, send the running one SIGQUIT. Needs
-    /// `--spend-backend redis`, whose counters both processes share (README, "Upgrading a dataplane").
+    /// five seconds, send the running one SIGQUIT. Needs `--spend-backend redis`, whose
+    /// counters both processes share (README, "Upgrading a dataplane").
     #[arg(long)]
     pub upgrade: bool,
 

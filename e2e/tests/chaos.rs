@@ -1,7 +1,7 @@
 //! Chaos over real processes: while clients send a steady load, a part fails (Redis paused,
-//! killed or slowed, a provider cutting its streams, the control plane partitioned away,
-//! clients that stop reading, the dataplane told to stop mid-stream). After each, the same
-//! accounting must hold:
+//! killed, slowed or losing its data, a provider cutting its streams, the control plane
+//! partitioned away, clients that stop reading, the dataplane told to stop mid-stream). After
+//! each, the same accounting must hold:
 //! - no overshoot: the key's spend in the usage ledger stays within its limit;
 //! - no lost usage event: every generation a client was given is in the ledger, at the cost
 //!   the client was told, and every other admitted request is there too;

@@ -96,7 +96,10 @@ pub enum SpendError {
     Protocol(String),
     /// The counters are not marked rebuilt from the usage ledger (Redis lost its data, or the
     /// organization is new); the control plane marks them within a second or two.
-    #[error("spend counters are being rebuilt from the usage ledger")]
+    #[error(
+        "spend counters not yet marked rebuilt from the usage ledger (the control plane marks \
+         them; it must use this Redis too)"
+    )]
     NotRebuilt,
 }
 
