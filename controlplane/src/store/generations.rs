@@ -1,5 +1,7 @@
 //! Generation records: one per request, written idempotently from usage events.
 
+use std::fmt::Write as _;
+
 use sqlx::any::AnyRow;
 use sqlx::{Connection as _, Row};
 
@@ -68,7 +70,15 @@ impl Store {
                     if col > 0 {
                         sql.push(',');
                     }
-                    sql.push_str(&format!("${}", row * COLUMN_COUNT + col + 1));
+                    // SQLite gets anonymous parameters, bound in order: with `$N` names, sqlx
+                    // asks SQLite each parameter's name, a scan of the name list, so binding a
+                    // 5,600-parameter statement was quadratic (80% of the control plane's CPU
+                    // at 3,000 generations a second, measured with perf).
+                    if self.sqlite {
+                        sql.push('?');
+                    } else {
+                        let _ = write!(sql, "${}", row * COLUMN_COUNT + col + 1);
+                    }
                 }
                 sql.push(')');
             }
