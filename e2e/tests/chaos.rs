@@ -267,21 +267,10 @@ fn pico_text(usd: &str) -> u64 {
 /// The usage ledger's generations of key `hash`, with their costs (read from the control
 /// plane's store, the source of truth).
 fn ledger(stack: &Stack, hash: &str) -> BTreeMap<String, u64> {
-    let db = stack.dir.0.join("controlplane/switchyard.db");
-    let out = std::process::Command::new("sqlite3")
-        .arg("-readonly")
-        .arg(&db)
-        .arg(format!(
+    stack
+        .store_sql(&format!(
             "SELECT id, coalesce(cost_usd, '0') FROM generations WHERE key_hash = '{hash}'"
         ))
-        .output()
-        .expect("sqlite3 is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once('|'))
         .map(|(id, cost)| (id.to_owned(), pico_text(cost)))
@@ -619,38 +608,15 @@ async fn clients_stop_reading() {
     }
 }
 
-/// A stream far larger than socket buffers, read until its generation id, then never again;
-/// the connection stays open. On the stack's unlimited key.
+/// A stream far larger than socket buffers, on the stack's unlimited key, whose client stops
+/// reading once it has the generation id.
 async fn stalled_client(chaos: &Chaos) -> (String, tokio::net::TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut body = body(true);
     body["max_tokens"] = json!(100_000);
-    let body = body.to_string();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut conn = socket
-        .connect(
-            format!("127.0.0.1:{}", chaos.stack.dp_port)
-                .parse()
-                .unwrap(),
-        )
+    chaos
+        .stack
+        .stalled_stream(&chaos.stack.inference_key, &body)
         .await
-        .unwrap();
-    let request = format!(
-        "POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        chaos.stack.inference_key,
-        body.len()
-    );
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("\"id\":\"gen-") {
-        let n = conn.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed early");
-        seen.extend_from_slice(&buf[..n]);
-    }
-    (support::stream_id(&String::from_utf8_lossy(&seen)), conn)
 }
 
 /// SIGTERM to the dataplane while streams run: they finish (or are ended at the grace

@@ -447,7 +447,6 @@ async fn browsers_may_call_inference_from_any_origin_and_management_from_listed_
 /// recorded (the provider bills it all the same) while the client still holds the socket.
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_and_its_request_settled() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stack = Stack::start_with(&["--client-write-timeout-secs", "1"]).await;
     // Far more than socket buffers hold: about 15 MB of events, as fast as the mock can send.
     stack
@@ -457,29 +456,7 @@ async fn a_client_that_stops_reading_is_cut_off_and_its_request_settled() {
     let mut body = chat_body("mock/fast");
     body["stream"] = json!(true);
     body["max_tokens"] = json!(100_000);
-    let body = body.to_string();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    let mut conn = socket
-        .connect(format!("127.0.0.1:{}", stack.dp_port).parse().unwrap())
-        .await
-        .unwrap();
-    let request = format!(
-        "POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        stack.inference_key,
-        body.len()
-    );
-    conn.write_all(request.as_bytes()).await.unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&seen).contains("\"id\":\"gen-") {
-        let n = conn.read(&mut buf).await.unwrap();
-        assert!(n > 0, "connection closed early");
-        seen.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&seen).into_owned();
-    let id = support::stream_id(&text);
+    let (id, conn) = stack.stalled_stream(&stack.inference_key, &body).await;
     // From here on the client reads nothing, and keeps the connection open.
     let g = stack.generation(&id).await;
     assert_eq!(g["data"]["cancelled"], true, "{g}");

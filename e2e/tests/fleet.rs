@@ -159,25 +159,10 @@ async fn one_bad_record_never_stops_configuration_reaching_the_fleet() {
 
     // The same key's row as an older control plane might have left it: a limit no parser
     // accepts. The control plane publishes it as it is; every dataplane sets it aside.
-    let db = stack.dir.0.join("controlplane/switchyard.db");
-    let out = std::process::Command::new("sqlite3")
-        .args(["-cmd", ".timeout 5000"])
-        .arg(&db)
-        .arg(format!(
-            "UPDATE api_keys SET limit_usd = '1e6' WHERE hash = '{bad_hash}'; SELECT changes();"
-        ))
-        .output()
-        .expect("sqlite3 is installed");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
-        "1",
-        "the row was changed"
-    );
+    let changed = stack.store_sql(&format!(
+        "UPDATE api_keys SET limit_usd = '1e6' WHERE hash = '{bad_hash}'; SELECT changes();"
+    ));
+    assert_eq!(changed.trim(), "1", "the row was changed");
 
     // Another organization's changes, each published with the bad row in the snapshot.
     let (status, fresh) = call(&stack, "POST", "/keys", &other_ops, json!({"name": "new"})).await;

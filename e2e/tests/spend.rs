@@ -45,7 +45,6 @@ fn pico(usd: f64) -> u64 {
 
 async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
     let api = stack.api();
-    let c = client();
     // The mock reports the most a provider could count (a prompt token per byte, every output
     // token allowed), so charges reach what admission reserved: any under-reservation would
     // show as overshoot. Every request overlaps the others: the mock holds each for a while.
@@ -64,32 +63,7 @@ async fn concurrency(stack: &Stack, redis: Option<&Redis>) {
     assert!(cost > 0);
     // A key whose limit fits FITS requests (and half of one more).
     let limit_pico = cost * FITS + cost / 2;
-    let created: Value = c
-        .post(format!("{api}/keys"))
-        .bearer_auth(&stack.management_key)
-        .json(&json!({ "name": "limited", "limit": limit_pico as f64 / 1e12 }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let secret = created["key"].as_str().unwrap().to_owned();
-    let hash = created["data"]["hash"].as_str().unwrap().to_owned();
-    let s = secret.clone();
-    eventually("limited key live", Duration::from_secs(10), || {
-        let s = s.clone();
-        async move {
-            let r = client()
-                .get(format!("{}/key", stack.api()))
-                .bearer_auth(&s)
-                .send()
-                .await
-                .ok()?;
-            r.status().is_success().then_some(())
-        }
-    })
-    .await;
+    let (secret, hash) = stack.limited_key(limit_pico as f64 / 1e12).await;
 
     let tasks: Vec<_> = (0..REQUESTS)
         .map(|_| {

@@ -556,6 +556,52 @@ impl Stack {
         .await
     }
 
+    /// Runs `sql` on the control plane's SQLite store with the `sqlite3` shell (waiting up to
+    /// 5 s for its write lock) and returns what it printed; a failure fails the test.
+    pub fn store_sql(&self, sql: &str) -> String {
+        let db = self.dir.0.join("controlplane/switchyard.db");
+        let out = Command::new("sqlite3")
+            .args(["-cmd", ".timeout 5000"])
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .expect("sqlite3 is installed");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts a stream of `body` on this dataplane with key `key` over a socket with a small
+    /// receive buffer, reads until its generation id, and returns the id with the socket, left
+    /// open and never read again: a client that stops reading.
+    pub async fn stalled_stream(&self, key: &str, body: &Value) -> (String, tokio::net::TcpStream) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let body = body.to_string();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut conn = socket
+            .connect(format!("127.0.0.1:{}", self.dp_port).parse().unwrap())
+            .await
+            .unwrap();
+        let request = format!(
+            "POST /api/v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(request.as_bytes()).await.unwrap();
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains("\"id\":\"gen-") {
+            let n = conn.read(&mut buf).await.unwrap();
+            assert!(n > 0, "connection closed early");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        (stream_id(&String::from_utf8_lossy(&seen)), conn)
+    }
+
     /// The Redis counter of key `hash`'s lifetime limit, named as the dataplane names it.
     pub async fn key_counter(&self, hash: &str) -> String {
         let me: Value = client()
