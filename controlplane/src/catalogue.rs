@@ -4,6 +4,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Deserialize;
+use switchyard_policy::snapshot::Api;
 
 use crate::store::{CatalogueRows, EndpointRow, EndpointTraits, ModelRow, ProviderRow};
 
@@ -25,6 +26,10 @@ struct Provider {
     id: String,
     name: String,
     base_url: String,
+    /// The wire format its endpoints speak (`switchyard_policy::snapshot::Api`'s slugs);
+    /// `openai-chat` when left out.
+    #[serde(default)]
+    api: Option<String>,
     /// When this environment variable is set, it replaces `base_url`.
     #[serde(default)]
     base_url_env: Option<String>,
@@ -141,6 +146,16 @@ impl Catalogue {
             if !(p.base_url.starts_with("http://") || p.base_url.starts_with("https://")) {
                 return invalid(format!("provider {}: base_url must be http(s)", p.id));
             }
+            if let Some(api) = &p.api
+                && Api::parse(api).is_none()
+            {
+                let known: Vec<&str> = Api::ALL.iter().map(|a| a.slug()).collect();
+                return invalid(format!(
+                    "provider {}: api {api:?} is none of {}",
+                    p.id,
+                    known.join(", ")
+                ));
+            }
         }
         let mut models = HashSet::new();
         for m in &self.models {
@@ -213,6 +228,10 @@ impl Catalogue {
                     .and_then(|var| env.get(var))
                     .cloned()
                     .unwrap_or_else(|| p.base_url.clone()),
+                api: p
+                    .api
+                    .clone()
+                    .unwrap_or_else(|| Api::OpenAiChat.slug().to_owned()),
                 api_key_env: p.api_key_env.clone().unwrap_or_default(),
                 requests_per_minute: i64::from(p.quota.requests_per_minute),
                 tokens_per_minute: i64::try_from(p.quota.tokens_per_minute).unwrap_or(i64::MAX),

@@ -202,6 +202,7 @@ fn generation(e: usage::UsageEvent) -> Result<Generation, String> {
         prompt_tokens: i64::from(e.prompt_tokens),
         completion_tokens: i64::from(e.completion_tokens),
         cached_tokens: i64::from(e.cached_tokens),
+        cache_write_tokens: i64::from(e.cache_write_tokens),
         reasoning_tokens: i64::from(e.reasoning_tokens),
         cost_usd: (!e.cost_usd.is_empty()).then_some(e.cost_usd),
         streamed: e.streamed,

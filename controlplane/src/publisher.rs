@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use switchyard_policy::Snapshot;
-use switchyard_policy::snapshot::{Quarantined, RecordKind, no_resolver};
+use switchyard_policy::snapshot::{Api, Quarantined, RecordKind, no_resolver};
 use switchyard_proto::config::v1 as pb;
 use tokio::sync::{Mutex, watch};
 
@@ -372,7 +372,14 @@ async fn snapshot(
         .map(|p| pb::Provider {
             id: p.id.clone(),
             name: p.name.clone(),
-            api: pb::ProviderApi::OpenaiChat as i32,
+            api: match Api::parse(&p.api) {
+                Some(Api::OpenAiChat) => pb::ProviderApi::OpenaiChat as i32,
+                Some(Api::AnthropicMessages) => pb::ProviderApi::AnthropicMessages as i32,
+                Some(Api::Gemini) => pb::ProviderApi::Gemini as i32,
+                // The catalogue is validated before it is stored; a row written otherwise gets
+                // a value no dataplane knows, so its endpoints are set aside, not misread.
+                None => -1,
+            },
             requests_per_minute: u32::try_from(p.requests_per_minute).unwrap_or(0),
             tokens_per_minute: u64::try_from(p.tokens_per_minute).unwrap_or(0),
         })

@@ -1,7 +1,8 @@
 //! Switchyard's dataplane: the request path of the gateway.
 //!
 //! `snapshot` holds configuration (its model and rules are `switchyard-policy`'s); `stages` is
-//! the request path as plain functions; `http` is the Pingora adapter that calls them; `spend`
+//! the request path as plain functions; `providers` translates each provider's wire format;
+//! `http` is the Pingora adapter that calls them; `spend`
 //! keeps the counters limits are enforced on; `usage` carries usage events to the control plane;
 //! `health` is provider health (this dataplane's breakers, its reports, the fleet's view).
 
@@ -10,6 +11,7 @@ pub mod dns;
 pub mod health;
 pub mod http;
 pub mod link;
+pub mod providers;
 pub mod reject;
 pub mod snapshot;
 pub mod spend;

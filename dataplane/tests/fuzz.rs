@@ -1,5 +1,7 @@
 //! Fuzz targets for what reads untrusted bytes: request parsing and rewriting, the SSE relay,
-//! non-stream response rewriting and snapshot decoding (`fuzz_targets/`), driven here by
+//! non-stream response rewriting, the provider translations (Anthropic's and Gemini's requests,
+//! answers and streams) and
+//! snapshot decoding (`fuzz_targets/`), driven here by
 //! random, JSON-shaped input: a few hundred cases each in `make test`; `make fuzz` runs millions
 //! in a release build (`PROPTEST_CASES`). `make fuzz-coverage` runs the same targets under
 //! libFuzzer, coverage-guided. Every target must return, never panic, whatever the input.
@@ -55,6 +57,102 @@ fn chat_like() -> impl Strategy<Value = Vec<u8>> {
     })
 }
 
+/// A chat request with what the provider translations read: roles, parts, tool calls, tools.
+fn provider_like_request() -> impl Strategy<Value = Vec<u8>> {
+    let message = prop_oneof![
+        Just(
+            r#"{"role":"system","content":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]}"#
+        ),
+        Just(
+            r#"{"role":"user","content":[{"type":"image_url","image_url":{"url":"data:image/png;base64,AA"}},{"type":"file","file":{"file_data":"data:application/pdf;base64,AA"}}]}"#
+        ),
+        Just(
+            r#"{"role":"assistant","content":null,"tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":"{"a":1}"}}],"reasoning_details":[{"type":"reasoning.text","text":"x","signature":"s"}]}"#
+        ),
+        Just(r#"{"role":"tool","tool_call_id":"t","content":[{"type":"text","text":"r"}]}"#),
+        Just(
+            r#"{"role":"assistant","tool_calls":[{"id":"t","type":"function","function":{"name":"f","arguments":""}}],"reasoning_details":[{"type":"reasoning.encrypted","id":"t","data":"sig"}]}"#
+        ),
+        Just(
+            r#"{"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AA","format":"wav"}}]}"#
+        ),
+        Just(r#"{"role":"user","content":"hi"}"#),
+        Just(r#"{"role":7,"content":{}}"#),
+    ];
+    let extra = prop_oneof![
+        Just(
+            r#""tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}],"tool_choice":"required","parallel_tool_calls":false"#
+        ),
+        Just(r#""reasoning":{"max_tokens":2000},"max_tokens":4000"#),
+        Just(r#""reasoning":{"effort":"high"},"max_tokens":18446744073709551615"#),
+        Just(
+            r#""response_format":{"type":"json_schema","json_schema":{"schema":{"type":"object"}}}"#
+        ),
+        Just(r#""stop":["a"],"temperature":2,"top_k":-1"#),
+        Just(r#""tool_choice":{"type":"function"}"#),
+    ];
+    (prop::collection::vec(message, 0..6), extra).prop_map(|(messages, extra)| {
+        format!(
+            r#"{{"model":"m","messages":[{}],{extra}}}"#,
+            messages.join(",")
+        )
+        .into_bytes()
+    })
+}
+
+/// A whole Anthropic message, with every kind of block.
+const ANTHROPIC_MESSAGE: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[{"type":"thinking","thinking":"t","signature":"s"},{"type":"redacted_thinking","data":"d"},{"type":"text","text":"hi"},{"type":"tool_use","id":"tu","name":"f","input":{"a":[1]}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":2,"cache_creation_input_tokens":18446744073709551615,"cache_read_input_tokens":3}}"#;
+
+/// A whole Gemini response, with every kind of part.
+const GEMINI_RESPONSE: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"t","thought":true},{"text":"hi"},{"functionCall":{"name":"f","args":{"a":[1]}},"thoughtSignature":"s"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":18446744073709551615,"candidatesTokenCount":2,"cachedContentTokenCount":3,"thoughtsTokenCount":18446744073709551615},"responseId":"r"}"#;
+
+/// One Anthropic or Gemini stream event, of any type, cut anywhere or whole.
+fn provider_event() -> impl Strategy<Value = Vec<u8>> {
+    let data = prop_oneof![
+        Just(
+            r#"{"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":5,"cache_read_input_tokens":2}}}"#
+        ),
+        Just(
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"t","name":"f","input":{}}}"#
+        ),
+        Just(
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{"a"}}"#
+        ),
+        Just(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hi"}}"#
+        ),
+        Just(
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hm"}}"#
+        ),
+        Just(
+            r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens"},"usage":{"output_tokens":18446744073709551615}}"#
+        ),
+        Just(r#"{"type":"message_stop"}"#),
+        Just(r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#),
+        Just(r#"{"type":"ping"}"#),
+        Just(r#"{"candidates":[{"content":{"parts":[{"text":"hi"}]}}],"responseId":"r"}"#),
+        Just(
+            r#"{"candidates":[{"content":{"parts":[{"functionCall":{"name":"f","args":{}}}]},"finishReason":"MAX_TOKENS"}],"usageMetadata":{"promptTokenCount":4}}"#
+        ),
+        Just(r#"{"promptFeedback":{"blockReason":"SAFETY"}}"#),
+        Just(r#"{"error":{"code":503,"message":"overloaded","status":"UNAVAILABLE"}}"#),
+    ];
+    (data, any::<prop::sample::Index>(), any::<bool>()).prop_map(|(data, cut, whole)| {
+        let event = format!(
+            "event: x
+data: {data}
+
+"
+        )
+        .into_bytes();
+        if whole {
+            event
+        } else {
+            event[..cut.index(event.len() + 1)].to_vec()
+        }
+    })
+}
+
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop::collection::vec(any::<u8>(), 0..512)
 }
@@ -83,6 +181,24 @@ proptest! {
         fail in any::<bool>(),
     ) {
         targets::sse_relay(chunks.iter().map(Vec::as_slice), fail);
+    }
+
+    #[test]
+    fn provider_request_translation_never_panics(body in prop_oneof![chat_like(), bytes(), provider_like_request()]) {
+        targets::provider_request(&body);
+    }
+
+    #[test]
+    fn provider_response_translation_never_panics(
+        chunks in prop::collection::vec(prop_oneof![
+            bytes(),
+            provider_event(),
+            Just(ANTHROPIC_MESSAGE.as_bytes().to_vec()),
+            Just(GEMINI_RESPONSE.as_bytes().to_vec()),
+        ], 0..8),
+        whole in any::<bool>(),
+    ) {
+        targets::provider_response(chunks.iter().map(Vec::as_slice), whole);
     }
 
     #[test]

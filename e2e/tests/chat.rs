@@ -56,18 +56,23 @@ async fn non_stream_is_priced_and_reaches_the_generation_record() {
     assert!(data["created_at"].as_str().unwrap().ends_with('Z'));
 }
 
+/// `@openrouter/ai-sdk-provider` takes `cost` only as a number: an unpriced model's reads 0,
+/// and a header says it is for want of a price.
 #[tokio::test]
-async fn an_unpriced_model_reports_null_cost_not_zero() {
+async fn an_unpriced_model_reports_zero_cost_and_says_so() {
     let stack = Stack::start().await;
-    let body: Value = stack
+    let r = stack
         .chat(&stack.inference_key, chat_body("mock/unpriced"))
-        .await
-        .json()
-        .await
-        .unwrap();
+        .await;
+    assert_eq!(r.headers()["x-switchyard-cost"], "unpriced");
+    let body: Value = r.json().await.unwrap();
     assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
-    assert!(body["usage"].get("cost").is_some());
-    assert!(body["usage"]["cost"].is_null(), "{body}");
+    assert_eq!(body["usage"]["cost"], 0.0, "{body}");
+    // A priced model's response has no such header.
+    let r = stack
+        .chat(&stack.inference_key, chat_body("mock/fast"))
+        .await;
+    assert!(r.headers().get("x-switchyard-cost").is_none());
 }
 
 /// Parses an SSE body into its `data:` payloads.

@@ -1,5 +1,6 @@
 //! A mock LLM provider that speaks OpenAI's chat-completions wire format exactly (JSON, and SSE
-//! with a usage chunk) and can be scripted: latency to first byte, inter-token delay, token
+//! with a usage chunk), and Anthropic's Messages API (`anthropic`) and Google's Gemini API
+//! (`gemini`) beside it, and can be scripted: latency to first byte, inter-token delay, token
 //! counts, an error rate, 429s, a hard outage and streams cut mid-way.
 //!
 //! The script can be changed while it runs (`POST /__mock/script` with a JSON `Script`), and the
@@ -29,6 +30,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
+mod anthropic;
+mod gemini;
+
 /// What the mock does with each request. Every field can be changed at run time.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
@@ -41,6 +45,12 @@ pub struct Script {
     pub completion_tokens: u64,
     /// Cached prompt tokens to report.
     pub cached_tokens: u64,
+    /// Prompt tokens written to the cache, reported by the Anthropic API when the request
+    /// marks a block with `cache_control`.
+    pub cache_write_tokens: u64,
+    /// Anthropic streams: an in-band `error` event (overloaded) after this many content events,
+    /// ending the stream.
+    pub stream_error_after_chunks: Option<u64>,
     /// Reasoning tokens to report (part of `completion_tokens`).
     pub reasoning_tokens: u64,
     /// Fraction of requests answered with `error_status`, 0.0–1.0.
@@ -114,6 +124,8 @@ impl Default for Script {
             inter_token_ms: 0,
             completion_tokens: 16,
             cached_tokens: 0,
+            cache_write_tokens: 0,
+            stream_error_after_chunks: None,
             reasoning_tokens: 0,
             error_rate: 0.0,
             error_status: 500,
@@ -142,6 +154,9 @@ pub struct MockState {
 #[derive(Clone)]
 struct LastRequest {
     authorization: Option<String>,
+    /// Anthropic's credential header.
+    api_key: Option<String>,
+    path: String,
     model: Option<String>,
     stream: bool,
     include_usage: bool,
@@ -157,7 +172,7 @@ impl MockState {
     }
 }
 
-type Body = BoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = BoxBody<Bytes, std::io::Error>;
 
 #[derive(Deserialize)]
 struct ChatHead {
@@ -215,6 +230,12 @@ async fn handle(req: Request<Incoming>, state: Arc<MockState>) -> Result<Respons
         (Method::POST, "/v1/chat/completions" | "/chat/completions") => {
             chat(req, &state).await.ok_or(Dropped)?
         }
+        (Method::POST, "/v1/messages" | "/messages") => {
+            messages(req, &state).await.ok_or(Dropped)?
+        }
+        (Method::POST, p) if gemini_call(p).is_some() => {
+            generate_content(req, &state).await.ok_or(Dropped)?
+        }
         (Method::GET, "/v1/models" | "/models") => json_response(
             StatusCode::OK,
             json!({"object":"list","data":[{"id":"mock-small-1","object":"model","created":0,"owned_by":"mock"}]}),
@@ -230,6 +251,8 @@ async fn handle(req: Request<Incoming>, state: Arc<MockState>) -> Result<Respons
                 None => Value::Null,
                 Some(l) => json!({
                     "authorization": l.authorization,
+                    "api_key": l.api_key,
+                    "path": l.path,
                     "model": l.model,
                     "stream": l.stream,
                     "include_usage": l.include_usage,
@@ -307,6 +330,8 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Option<Response<Body
     if let Ok(mut last) = state.last_request.write() {
         *last = Some(LastRequest {
             authorization: authorization.clone(),
+            api_key: None,
+            path: "/chat/completions".into(),
             model: head.model.clone(),
             stream: head.stream,
             include_usage,
@@ -385,6 +410,158 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Option<Response<Body
     })
 }
 
+/// An Anthropic Messages request: recorded, scripted failures as Anthropic answers them, then
+/// `anthropic::respond`.
+async fn messages(req: Request<Incoming>, state: &MockState) -> Option<Response<Body>> {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
+    let headers = req.headers().clone();
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok(body) = req.into_body().collect().await else {
+        return Some(anthropic::error(StatusCode::BAD_REQUEST, "unreadable body"));
+    };
+    let body = body.to_bytes();
+    let head: Option<ChatHead> = serde_json::from_slice(&body).ok();
+    if let Ok(mut last) = state.last_request.write() {
+        *last = Some(LastRequest {
+            authorization: None,
+            api_key: api_key.clone(),
+            path: "/messages".into(),
+            model: head.as_ref().and_then(|h| h.model.clone()),
+            stream: head.as_ref().is_some_and(|h| h.stream),
+            include_usage: false,
+            body: body.clone(),
+        });
+    }
+    if script.drop_connection {
+        return None;
+    }
+    if script.ttfb_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
+    }
+    let refused = script.reject_authorization.as_deref().is_some_and(|r| {
+        api_key
+            .as_deref()
+            .is_some_and(|k| r == k || r.strip_prefix("Bearer ") == Some(k))
+    });
+    if refused {
+        return Some(anthropic::error(
+            StatusCode::UNAUTHORIZED,
+            "invalid x-api-key",
+        ));
+    }
+    if script.outage {
+        // Anthropic's overload status.
+        let overloaded = StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        return Some(anthropic::error(overloaded, "Overloaded"));
+    }
+    if script.error_rate > 0.0
+        && ((n as f64 * script.error_rate).fract() + script.error_rate >= 1.0)
+    {
+        let status =
+            StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Some(anthropic::error(status, "scripted mock error"));
+    }
+    let response = anthropic::respond(&headers, &body, &script, n);
+    if response.status() == StatusCode::BAD_REQUEST {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    Some(response)
+}
+
+/// `(model, streams)` of a Gemini call's path: `/v1beta/models/<model>:generateContent` or
+/// `:streamGenerateContent` (under `/v1` too).
+fn gemini_call(path: &str) -> Option<(&str, bool)> {
+    let rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))?;
+    match rest.rsplit_once(':')? {
+        (model, "generateContent") => Some((model, false)),
+        (model, "streamGenerateContent") => Some((model, true)),
+        _ => None,
+    }
+}
+
+/// A Gemini `generateContent` request: recorded, scripted failures as Google answers them,
+/// then `gemini::respond`. A stream must ask for SSE (`alt=sse`), as the gateway does.
+async fn generate_content(req: Request<Incoming>, state: &MockState) -> Option<Response<Body>> {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
+    let path = req.uri().path().to_owned();
+    let sse = req
+        .uri()
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "alt=sse"));
+    let (model, stream) = gemini_call(&path)?;
+    let model = model.to_owned();
+    let api_key = req
+        .headers()
+        .get("x-goog-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok(body) = req.into_body().collect().await else {
+        return Some(gemini::error(StatusCode::BAD_REQUEST, "unreadable body"));
+    };
+    let body = body.to_bytes();
+    if let Ok(mut last) = state.last_request.write() {
+        *last = Some(LastRequest {
+            authorization: None,
+            api_key: api_key.clone(),
+            path: if stream {
+                "/streamGenerateContent"
+            } else {
+                "/generateContent"
+            }
+            .into(),
+            model: Some(model.clone()),
+            stream,
+            include_usage: false,
+            body: body.clone(),
+        });
+    }
+    if script.drop_connection {
+        return None;
+    }
+    if script.ttfb_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
+    }
+    let refused = script.reject_authorization.as_deref().is_some_and(|r| {
+        api_key
+            .as_deref()
+            .is_some_and(|k| r == k || r.strip_prefix("Bearer ") == Some(k))
+    });
+    if refused {
+        return Some(gemini::error(StatusCode::UNAUTHORIZED, "API key not valid"));
+    }
+    if script.outage {
+        return Some(gemini::error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The model is overloaded. Please try again later.",
+        ));
+    }
+    if script.error_rate > 0.0
+        && ((n as f64 * script.error_rate).fract() + script.error_rate >= 1.0)
+    {
+        let status =
+            StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return Some(gemini::error(status, "scripted mock error"));
+    }
+    if stream && !sse {
+        return Some(gemini::error(
+            StatusCode::BAD_REQUEST,
+            "the mock streams only as SSE (alt=sse)",
+        ));
+    }
+    let response = gemini::respond(&model, &body, stream, &script, n);
+    if response.status() == StatusCode::BAD_REQUEST {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    Some(response)
+}
+
 struct Usage {
     prompt: u64,
     completion: u64,
@@ -411,7 +588,7 @@ fn created() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-fn words(n: u64) -> String {
+pub(crate) fn words(n: u64) -> String {
     (0..n)
         .map(|i| if i == 0 { "tok" } else { " tok" })
         .collect()
@@ -508,13 +685,13 @@ fn stream_response(
         .unwrap_or_else(|_| Response::new(empty()))
 }
 
-fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Full::new(Bytes::new())
         .map_err(|e: Infallible| match e {})
         .boxed()
 }
 
-fn json_response(status: StatusCode, value: Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: Value) -> Response<Body> {
     let body = Full::new(Bytes::from(value.to_string()))
         .map_err(|e: Infallible| match e {})
         .boxed();

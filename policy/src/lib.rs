@@ -30,6 +30,6 @@ pub mod testing;
 
 pub use limits::{Ledger, Limit, LimitScope};
 pub use money::{MAX_USD, Money, MoneyError};
-pub use pricing::{Prices, Usage};
+pub use pricing::{CostBreakdown, Prices, Usage};
 pub use snapshot::Snapshot;
 pub use window::{Span, Window};

@@ -23,8 +23,25 @@ pub struct Usage {
     pub completion_tokens: u64,
     /// Prompt tokens read from the provider's cache (part of `prompt_tokens`).
     pub cached_tokens: u64,
+    /// Prompt tokens written to the provider's cache (part of `prompt_tokens`; Anthropic's
+    /// `cache_creation_input_tokens`, Gemini's explicit cache).
+    pub cache_write_tokens: u64,
     /// Reasoning tokens (part of `completion_tokens`, as OpenAI counts them).
     pub reasoning_tokens: u64,
+}
+
+/// A generation's cost in OpenRouter's `cost_details` parts: what its prompt cost (cache reads
+/// and writes and the per-request price included) and what its completion cost.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CostBreakdown {
+    pub prompt: Money,
+    pub completion: Money,
+}
+
+impl CostBreakdown {
+    pub fn total(&self) -> Money {
+        self.prompt.saturating_add(self.completion)
+    }
 }
 
 impl Usage {
@@ -36,34 +53,49 @@ impl Usage {
 impl Prices {
     /// The cost of `usage`, or `None` when a price it needs is missing: an unknown cost is
     /// reported as unknown, never as zero.
-    ///
-    /// Cached prompt tokens are charged at the cache-read price (the prompt price when the
-    /// catalogue has none), and reasoning tokens at the internal-reasoning price when one is
-    /// set.
     pub fn cost(&self, usage: &Usage) -> Option<Money> {
+        self.breakdown(usage).map(|b| b.total())
+    }
+
+    /// The cost of `usage` in OpenRouter's two parts (`cost_details`), or `None` when a price
+    /// it needs is missing.
+    ///
+    /// Prompt tokens read from the cache are charged at the cache-read price and those written
+    /// to it at the cache-write price (each the prompt price when the catalogue has none);
+    /// reasoning tokens at the internal-reasoning price when one is set. The per-request price
+    /// counts with the prompt.
+    pub fn breakdown(&self, usage: &Usage) -> Option<CostBreakdown> {
         let cached = usage.cached_tokens.min(usage.prompt_tokens);
+        let written = usage.cache_write_tokens.min(usage.prompt_tokens - cached);
         let reasoning = usage.reasoning_tokens.min(usage.completion_tokens);
         let prompt_price = self.prompt?;
         let completion_price = self.completion?;
-        let cache_price = self.input_cache_read.unwrap_or(prompt_price);
+        let read_price = self.input_cache_read.unwrap_or(prompt_price);
+        let write_price = self.input_cache_write.unwrap_or(prompt_price);
         let (reasoning_price, billed_reasoning) = match self.internal_reasoning {
             Some(p) => (p, reasoning),
             None => (completion_price, 0),
         };
-        Some(
-            prompt_price
-                .saturating_mul(usage.prompt_tokens - cached)
-                .saturating_add(cache_price.saturating_mul(cached))
-                .saturating_add(
-                    completion_price.saturating_mul(usage.completion_tokens - billed_reasoning),
-                )
-                .saturating_add(reasoning_price.saturating_mul(billed_reasoning))
+        Some(CostBreakdown {
+            prompt: prompt_price
+                .saturating_mul(usage.prompt_tokens - cached - written)
+                .saturating_add(read_price.saturating_mul(cached))
+                .saturating_add(write_price.saturating_mul(written))
                 .saturating_add(self.request.unwrap_or(Money::ZERO)),
-        )
+            completion: completion_price
+                .saturating_mul(usage.completion_tokens - billed_reasoning)
+                .saturating_add(reasoning_price.saturating_mul(billed_reasoning)),
+        })
     }
 
-    /// The most a request can cost here: `prompt_tokens` at the prompt price, plus
-    /// `output_tokens` at the dearer of the completion and reasoning prices, plus the
+    /// Whether the catalogue prices tokens here at all (else every cost is unknown).
+    pub fn is_priced(&self) -> bool {
+        self.prompt.is_some() && self.completion.is_some()
+    }
+
+    /// The most a request can cost here: `prompt_tokens` at the dearer of the prompt and
+    /// cache-write prices (a cache write costs more than a plain prompt token at Anthropic),
+    /// plus `output_tokens` at the dearer of the completion and reasoning prices, plus the
     /// per-request price. A missing price counts as zero, as the ledger records it.
     pub fn worst_case(&self, prompt_tokens: u64, output_tokens: u64) -> Money {
         let zero = Money::ZERO;
@@ -71,8 +103,11 @@ impl Prices {
             .completion
             .unwrap_or(zero)
             .max(self.internal_reasoning.unwrap_or(zero));
-        self.prompt
+        let per_prompt = self
+            .prompt
             .unwrap_or(zero)
+            .max(self.input_cache_write.unwrap_or(zero));
+        per_prompt
             .saturating_mul(prompt_tokens)
             .saturating_add(per_output.saturating_mul(output_tokens))
             .saturating_add(self.request.unwrap_or(zero))
@@ -98,6 +133,7 @@ mod tests {
             prompt_tokens: 10,
             completion_tokens: 5,
             cached_tokens: 4,
+            cache_write_tokens: 0,
             reasoning_tokens: 2,
         };
         assert_eq!(
@@ -120,6 +156,7 @@ mod tests {
             prompt_tokens: u64::MAX,
             completion_tokens: u64::MAX,
             cached_tokens: u64::MAX,
+            cache_write_tokens: u64::MAX,
             reasoning_tokens: u64::MAX,
         };
         assert_eq!(huge.total_tokens(), u64::MAX);
@@ -144,6 +181,56 @@ mod tests {
             );
             assert!(p.cost(&huge).is_some());
         }
+    }
+
+    #[test]
+    fn prices_cache_writes_apart_from_reads() {
+        let mut p = prices();
+        p.input_cache_write = Some(Money::from_pico(1_250));
+        let u = Usage {
+            prompt_tokens: 100,
+            completion_tokens: 10,
+            cached_tokens: 30,
+            cache_write_tokens: 50,
+            reasoning_tokens: 0,
+        };
+        let b = p.breakdown(&u).unwrap();
+        assert_eq!(
+            b.prompt,
+            Money::from_pico(20 * 1_000 + 30 * 100 + 50 * 1_250)
+        );
+        assert_eq!(b.completion, Money::from_pico(10 * 2_000));
+        assert_eq!(p.cost(&u), Some(b.total()));
+        // Without a cache-write price a write costs a prompt token.
+        p.input_cache_write = None;
+        assert_eq!(
+            p.breakdown(&u).unwrap().prompt,
+            Money::from_pico(70 * 1_000 + 30 * 100)
+        );
+        // Reported reads and writes beyond the prompt are bounded by it.
+        let absurd = Usage {
+            prompt_tokens: 10,
+            cached_tokens: 8,
+            cache_write_tokens: 8,
+            ..Usage::default()
+        };
+        assert_eq!(
+            p.breakdown(&absurd).unwrap().prompt,
+            Money::from_pico(8 * 100 + 2 * 1_000)
+        );
+    }
+
+    #[test]
+    fn worst_case_covers_a_dearer_cache_write() {
+        let mut p = prices();
+        p.input_cache_write = Some(Money::from_pico(1_250));
+        assert_eq!(p.worst_case(4, 0), Money::from_pico(5_000));
+        let all_written = Usage {
+            prompt_tokens: 4,
+            cache_write_tokens: 4,
+            ..Usage::default()
+        };
+        assert!(p.cost(&all_written).unwrap() <= p.worst_case(4, 0));
     }
 
     #[test]

@@ -372,6 +372,13 @@ pub fn endpoint(
         provider_id: provider.into(),
         provider_name: provider.into(),
         upstream_model: "m".into(),
+        path: crate::snapshot::Api::OpenAiChat
+            .paths(&upstream.base_path, "m")
+            .0,
+        stream_path: crate::snapshot::Api::OpenAiChat
+            .paths(&upstream.base_path, "m")
+            .1,
+        api: crate::snapshot::Api::OpenAiChat,
         upstream,
         prices,
         context_length: 8192,

@@ -10,6 +10,8 @@ pub struct ProviderRow {
     pub id: String,
     pub name: String,
     pub base_url: String,
+    /// The wire format its endpoints speak, as `switchyard_policy::snapshot::Api::slug`.
+    pub api: String,
     pub api_key_env: String,
     /// The gateway's own account's limits with the provider, per minute; 0 means none.
     pub requests_per_minute: i64,
@@ -83,7 +85,7 @@ impl Store {
         for p in &c.providers {
             sqlx::query(
                 "INSERT INTO providers (id, name, base_url, api_key_env, requests_per_minute, \
-                 tokens_per_minute) VALUES ($1, $2, $3, $4, $5, $6)",
+                 tokens_per_minute, api) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(&p.id)
             .bind(&p.name)
@@ -91,6 +93,7 @@ impl Store {
             .bind(&p.api_key_env)
             .bind(p.requests_per_minute)
             .bind(p.tokens_per_minute)
+            .bind(&p.api)
             .execute(&mut *tx)
             .await?;
         }
@@ -140,7 +143,7 @@ impl Store {
 
     pub async fn catalogue(&self) -> Result<CatalogueRows, StoreError> {
         let providers = sqlx::query(
-            "SELECT id, name, base_url, api_key_env, requests_per_minute, tokens_per_minute \
+            "SELECT id, name, base_url, api_key_env, requests_per_minute, tokens_per_minute, api \
              FROM providers ORDER BY id",
         )
         .fetch_all(&mut *self.conn().await?)
@@ -151,6 +154,7 @@ impl Store {
                 id: r.try_get("id")?,
                 name: r.try_get("name")?,
                 base_url: r.try_get("base_url")?,
+                api: r.try_get("api")?,
                 api_key_env: r.try_get("api_key_env")?,
                 requests_per_minute: r.try_get("requests_per_minute")?,
                 tokens_per_minute: r.try_get("tokens_per_minute")?,

@@ -23,6 +23,7 @@ pub struct Generation {
     pub prompt_tokens: i64,
     pub completion_tokens: i64,
     pub cached_tokens: i64,
+    pub cache_write_tokens: i64,
     pub reasoning_tokens: i64,
     /// Exact decimal USD; `None` when the cost is unknown.
     pub cost_usd: Option<String>,
@@ -47,15 +48,15 @@ const COLUMNS: &str = "id, key_hash, organization_id, workspace_id, model, provi
     upstream_model, upstream_id, created_at, prompt_tokens, completion_tokens, cached_tokens, \
     reasoning_tokens, cost_usd, streamed, finish_reason, latency_ms, ttfb_ms, status, cancelled, \
     is_byok, app_title, dataplane_id, provider_responses, preset_id, preset_version, session_id, \
-    external_user";
-const COLUMN_COUNT: usize = 28;
+    external_user, cache_write_tokens";
+const COLUMN_COUNT: usize = 29;
 
 impl Store {
     /// Records generations; a generation id seen before is ignored (idempotent ingest).
     /// Returns how many were new. Rows go in multi-row statements (one per `ROWS_PER_INSERT`)
     /// inside one transaction: ingest runs at the request rate of every dataplane.
     pub async fn insert_generations(&self, generations: &[Generation]) -> Result<u64, StoreError> {
-        const ROWS_PER_INSERT: usize = 200; // 28 columns: within SQLite's and PostgreSQL's bind limits
+        const ROWS_PER_INSERT: usize = 200; // 29 columns: within SQLite's and PostgreSQL's bind limits
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
         let mut inserted = 0;
@@ -113,7 +114,8 @@ impl Store {
                     .bind(g.preset_id.clone())
                     .bind(g.preset_version)
                     .bind(g.session_id.clone())
-                    .bind(g.external_user.clone());
+                    .bind(g.external_user.clone())
+                    .bind(g.cache_write_tokens);
             }
             inserted += query.execute(&mut *tx).await?.rows_affected();
         }
@@ -144,6 +146,7 @@ fn generation(r: &AnyRow) -> Result<Generation, StoreError> {
         prompt_tokens: r.try_get("prompt_tokens")?,
         completion_tokens: r.try_get("completion_tokens")?,
         cached_tokens: r.try_get("cached_tokens")?,
+        cache_write_tokens: r.try_get("cache_write_tokens")?,
         reasoning_tokens: r.try_get("reasoning_tokens")?,
         cost_usd: r.try_get("cost_usd")?,
         streamed: r.try_get::<i64, _>("streamed")? != 0,

@@ -17,11 +17,12 @@ use super::respond::{self, respond_reject};
 use super::upstream::{self, Opened, Pingora};
 use crate::health::{Availability, FleetView};
 use crate::now_ms;
+use crate::providers::{self, StreamDecoder};
 use crate::reject::{Kind, Reject};
 use crate::stages::authenticate::{Purpose, authenticate};
 use crate::stages::context::Context;
 use crate::stages::forward::{RetryPolicy, Shaping};
-use crate::stages::meter::{self, SseRelay};
+use crate::stages::meter::{self, Pricing, SseRelay};
 use crate::stages::request::ChatRequest;
 use crate::stages::route::Conditions;
 use crate::stages::settle::{self, Sinks};
@@ -243,9 +244,20 @@ async fn relay_completion(
     gw.connector
         .release_http_session(upstream, &peer, Some(gw.timeouts.idle_pool))
         .await;
-    let rewritten = ctx
-        .pricing()
-        .and_then(|pricing| meter::rewrite_completion(&body, &pricing));
+    let api = ctx.served_endpoint().map(|e| e.api).unwrap_or_default();
+    let body = providers::completion(api, body, now_ms() / 1000);
+    let Some(body) = body else {
+        ctx.provider_failed = true;
+        let reject = Reject::new(
+            Kind::UpstreamUnavailable,
+            "Provider response was not in its API's format",
+        );
+        ctx.status = reject.status();
+        return finish_with(respond_reject(session, &reject).await);
+    };
+    let pricing = ctx.pricing();
+    let unpriced = pricing.as_ref().is_some_and(Pricing::unpriced);
+    let rewritten = pricing.and_then(|pricing| meter::rewrite_completion(&body, &pricing));
     let out = match rewritten {
         Some((out, metered)) => {
             ctx.metered = metered;
@@ -254,7 +266,15 @@ async fn relay_completion(
         None => body,
     };
     ctx.status = 200;
-    let delivered = respond::respond(session, 200, "application/json", Bytes::from(out)).await;
+    let delivered = match respond::header(200, "application/json", Some(out.len())) {
+        Some(mut header) => {
+            if unpriced {
+                let _ = header.insert_header(UNPRICED.0, UNPRICED.1);
+            }
+            respond::write(session, header, Bytes::from(out)).await
+        }
+        None => false,
+    };
     ctx.cancelled = !delivered;
     finish_with(delivered)
 }
@@ -274,9 +294,17 @@ async fn relay_stream(
         return Ending::Close;
     };
     let mut relay = SseRelay::new();
+    let mut decoder = StreamDecoder::new(
+        ctx.served_endpoint().map(|e| e.api).unwrap_or_default(),
+        pricing.created,
+    );
+    let mut decoded = Vec::new();
     let client_ok = match respond::header(200, "text/event-stream", None) {
         Some(mut header) => {
             let _ = header.insert_header("cache-control", "no-cache");
+            if pricing.unpriced() {
+                let _ = header.insert_header(UNPRICED.0, UNPRICED.1);
+            }
             session
                 .write_response_header(Box::new(header))
                 .await
@@ -317,19 +345,37 @@ async fn relay_stream(
         };
         match read {
             Ok(Some(chunk)) => {
-                if !relay.push(&chunk, &pricing, &mut out) {
+                let events = decoder.decode(&chunk, &mut decoded);
+                if !relay.push(events, &pricing, &mut out) || decoder.overflowed() {
                     tracing::warn!(provider = %pricing.provider_name, "provider sent an oversized stream event");
                     provider_failed = true;
                     break;
                 }
+
                 if !out.is_empty() {
                     let data = Bytes::from(std::mem::take(&mut out));
                     if session.write_response_body(data, false).await.is_err() {
                         cancelled = true;
                     }
                 }
+                if let Some(error) = decoder.failure() {
+                    // What came before it has been relayed; the error ends the stream.
+                    tracing::warn!(provider = %pricing.provider_name, %error, "provider ended the stream with an error");
+                    provider_failed = true;
+                    break;
+                }
             }
-            Ok(None) => break,
+            Ok(None) => {
+                // The provider closed a whole stream: what its decoder still owes (Gemini's
+                // ending), unless the stream stopped short of its end.
+                let rest = decoder.finish(&mut decoded);
+                relay.push(rest, &pricing, &mut out);
+                if let Some(error) = decoder.failure() {
+                    tracing::warn!(provider = %pricing.provider_name, %error, "provider stream ended early");
+                    provider_failed = true;
+                }
+                break;
+            }
             Err(e) => {
                 tracing::warn!(provider = %pricing.provider_name, error = %e, "provider stream cut off");
                 provider_failed = true;
@@ -364,6 +410,9 @@ async fn relay_stream(
     // took it back).
     finish_with(!cancelled)
 }
+
+/// Says that the usage's `cost` is 0 for want of a price (OpenRouter's SDKs take only a number).
+const UNPRICED: (&str, &str) = ("x-switchyard-cost", "unpriced");
 
 /// For an exchange still running when a shutdown's grace period ends.
 fn shutting_down() -> Reject {

@@ -14,10 +14,14 @@ pub async fn respond(
     content_type: &str,
     body: Bytes,
 ) -> bool {
-    let header = match header(status, content_type, Some(body.len())) {
-        Some(h) => h,
-        None => return false,
-    };
+    match header(status, content_type, Some(body.len())) {
+        Some(h) => write(session, h, body).await,
+        None => false,
+    }
+}
+
+/// Writes a complete response under `header`; false when the client is gone.
+pub async fn write(session: &mut ServerSession, header: ResponseHeader, body: Bytes) -> bool {
     if session
         .write_response_header(Box::new(header))
         .await

@@ -10,7 +10,7 @@ use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 
 use crate::snapshot::Upstream;
-use crate::stages::forward::{self, Failure, Transport};
+use crate::stages::forward::{Failure, Transport};
 use crate::stages::route::Attempt;
 
 #[derive(Clone, Copy, Debug)]
@@ -68,7 +68,7 @@ impl Transport for Pingora<'_> {
         body: Vec<u8>,
         stream: bool,
     ) -> Result<Opened, Failure> {
-        let header = forward::upstream_header(attempt, body.len(), stream)
+        let header = crate::providers::request_header(attempt, body.len(), stream)
             .map_err(|r| Failure::Request(r.message.into_owned()))?;
         let upstream = &attempt.endpoint.upstream;
         let Some(peer) = peer(upstream, self.timeouts) else {

@@ -20,7 +20,6 @@ use std::future::Future;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Instant;
 
-use pingora_http::RequestHeader;
 use serde_json::json;
 use serde_json::value::RawValue;
 use switchyard_policy::routing::parameters::{
@@ -95,6 +94,8 @@ pub enum Skipped {
     Quota,
     /// The endpoint's breaker is half-open and another request carries its probe.
     ProbeHeld,
+    /// The request has a part the endpoint's wire format has no place for.
+    Untranslatable,
 }
 
 /// A quota counter an attempt drew on, and the tokens it estimated.
@@ -240,6 +241,24 @@ pub async fn forward<T: Transport, Q: Quotas>(
             quota: None,
             skipped: Some(why),
         };
+        let body = match crate::providers::request_body(request, shaping, attempt) {
+            Ok(body) => body,
+            Err(why) => {
+                // Nothing was sent: the request has a part this provider's format cannot carry.
+                tried.push(Tried {
+                    failure: Some(Kind::BadRequest),
+                    ..skip(Skipped::Untranslatable)
+                });
+                last = Some(Reject::new(
+                    Kind::BadRequest,
+                    format!(
+                        "Provider {} cannot take this request: {why}",
+                        attempt.endpoint.provider_name
+                    ),
+                ));
+                continue;
+            }
+        };
         if let Some(health) = policy.health
             && !last_chance
             && !health.may_send(&attempt.endpoint.health_id, crate::now_ms())
@@ -265,7 +284,6 @@ pub async fn forward<T: Transport, Q: Quotas>(
             }
         };
         sent_any = true;
-        let body = upstream_body(request, shaping, attempt);
         let sent = Instant::now();
         let outcome = transport.send(attempt, body, request.stream).await;
         let elapsed_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -550,49 +568,6 @@ fn with_system_prompt(prompt: &str, messages: &RawValue) -> String {
 fn write_json_string(out: &mut Vec<u8>, s: &str) {
     // serde_json's escaping; writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
-}
-
-/// The upstream request header: the attempt's credential (the gateway's or the organization's
-/// own), never the client's.
-pub fn upstream_header(
-    attempt: &Attempt<'_>,
-    body_len: usize,
-    stream: bool,
-) -> Result<RequestHeader, Reject> {
-    let internal = |e: pingora_error::BError| {
-        Reject::new(
-            Kind::Internal,
-            format!("cannot build upstream request: {e}"),
-        )
-    };
-    let endpoint = attempt.endpoint;
-    let mut header = RequestHeader::build("POST", endpoint.upstream.chat_path.as_bytes(), Some(6))
-        .map_err(internal)?;
-    header
-        .insert_header("host", &endpoint.upstream.host)
-        .map_err(internal)?;
-    header
-        .insert_header("content-type", "application/json")
-        .map_err(internal)?;
-    header
-        .insert_header("content-length", body_len.to_string())
-        .map_err(internal)?;
-    header
-        .insert_header(
-            "accept",
-            if stream {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        )
-        .map_err(internal)?;
-    if let Some(authorization) = attempt.authorization() {
-        header
-            .insert_header("authorization", authorization)
-            .map_err(internal)?;
-    }
-    Ok(header)
 }
 
 #[cfg(test)]
@@ -1148,7 +1123,7 @@ mod tests {
     fn header_carries_provider_credential_only() {
         let snapshot = SnapshotBuilder::new().build();
         let attempt = attempts_of(&snapshot.models["mock/small"])[0];
-        let h = upstream_header(&attempt, 10, false).unwrap();
+        let h = crate::providers::request_header(&attempt, 10, false).unwrap();
         assert_eq!(h.uri.path(), "/v1/chat/completions");
         assert_eq!(
             h.headers.get("authorization").unwrap(),
@@ -1170,7 +1145,7 @@ mod tests {
                 .of_workspace(switchyard_policy::testing::WORKSPACE)
                 .first(),
         };
-        let h = upstream_header(&attempt, 10, true).unwrap();
+        let h = crate::providers::request_header(&attempt, 10, true).unwrap();
         assert_eq!(h.headers.get("authorization").unwrap(), "Bearer sk-own");
     }
 }

@@ -27,6 +27,8 @@ struct WireUsage {
 struct WirePromptDetails {
     #[serde(default)]
     cached_tokens: Option<u64>,
+    #[serde(default)]
+    cache_write_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -35,16 +37,22 @@ struct WireCompletionDetails {
     reasoning_tokens: Option<u64>,
 }
 
-/// Parses an OpenAI `usage` object; `None` for `null` or anything unreadable.
+/// Parses an OpenAI `usage` object (with OpenRouter's `cache_write_tokens`); `None` for `null`
+/// or anything unreadable.
 pub fn parse_usage(raw: &RawValue) -> Option<Usage> {
     let wire: Option<WireUsage> = serde_json::from_str(raw.get()).ok()?;
     let wire = wire?;
+    let prompt_details = wire.prompt_tokens_details;
     Some(Usage {
         prompt_tokens: wire.prompt_tokens,
         completion_tokens: wire.completion_tokens,
-        cached_tokens: wire
-            .prompt_tokens_details
+        cached_tokens: prompt_details
+            .as_ref()
             .and_then(|d| d.cached_tokens)
+            .unwrap_or(0),
+        cache_write_tokens: prompt_details
+            .as_ref()
+            .and_then(|d| d.cache_write_tokens)
             .unwrap_or(0),
         reasoning_tokens: wire
             .completion_tokens_details
@@ -55,7 +63,12 @@ pub fn parse_usage(raw: &RawValue) -> Option<Usage> {
 
 /// Writes OpenRouter's `usage` object as the client receives it. Written by hand rather than
 /// through a `serde_json::Value`: this runs for every response.
-pub fn write_usage(out: &mut Vec<u8>, usage: &Usage, cost: Option<Money>, is_byok: bool) {
+///
+/// `cost` is always a number, as OpenRouter's SDKs parse it (`@openrouter/ai-sdk-provider`
+/// rejects `null`): an unpriced endpoint's generation reads 0, and the response says so in
+/// its `x-switchyard-cost` header (`Pricing::unpriced`). `cost_details` splits the price
+/// into prompt and completion parts (before any cap at the reservation).
+pub fn write_usage(out: &mut Vec<u8>, usage: &Usage, pricing: &Pricing<'_>) {
     let mut n = itoa::Buffer::new();
     let mut field = |out: &mut Vec<u8>, name: &[u8], value: u64| {
         out.extend_from_slice(name);
@@ -69,24 +82,40 @@ pub fn write_usage(out: &mut Vec<u8>, usage: &Usage, cost: Option<Money>, is_byo
         b",\"prompt_tokens_details\":{\"cached_tokens\":",
         usage.cached_tokens,
     );
+    field(out, b",\"cache_write_tokens\":", usage.cache_write_tokens);
     field(
         out,
         b"},\"completion_tokens_details\":{\"reasoning_tokens\":",
         usage.reasoning_tokens,
     );
-    out.extend_from_slice(b"},\"cost\":");
-    match cost {
+    let parts = pricing.prices.breakdown(usage).unwrap_or_default();
+    let usd = |out: &mut Vec<u8>, name: &[u8], m: Money| {
+        out.extend_from_slice(name);
         // Writing into a Vec cannot fail.
-        Some(c) => {
-            let _ = serde_json::to_writer(&mut *out, &c.as_usd_f64());
-        }
-        None => out.extend_from_slice(b"null"),
-    }
-    out.extend_from_slice(if is_byok {
-        b",\"is_byok\":true}"
+        let _ = serde_json::to_writer(&mut *out, &m.as_usd_f64());
+    };
+    usd(
+        out,
+        b"},\"cost\":",
+        pricing.cost(usage).unwrap_or(Money::ZERO),
+    );
+    out.extend_from_slice(if pricing.is_byok {
+        b",\"is_byok\":true"
     } else {
-        b",\"is_byok\":false}"
+        b",\"is_byok\":false"
     });
+    usd(
+        out,
+        b",\"cost_details\":{\"upstream_inference_cost\":",
+        parts.total(),
+    );
+    usd(out, b",\"upstream_inference_prompt_cost\":", parts.prompt);
+    usd(
+        out,
+        b",\"upstream_inference_completions_cost\":",
+        parts.completion,
+    );
+    out.extend_from_slice(b"}}");
 }
 
 /// What the meter learned from one response.
@@ -120,6 +149,12 @@ impl Pricing<'_> {
     /// The charge for `usage`: its price, never above the ceiling.
     pub fn cost(&self, usage: &Usage) -> Option<Money> {
         charge(self.prices.cost(usage), self.ceiling)
+    }
+
+    /// Whether the endpoint has no token prices, so every cost the client reads is 0 for want
+    /// of one: the response carries `x-switchyard-cost: unpriced`.
+    pub fn unpriced(&self) -> bool {
+        !self.prices.is_priced()
     }
 }
 
@@ -257,7 +292,7 @@ fn write_members(
             "usage" => {
                 wrote_usage = true;
                 match usage {
-                    Some(u) => write_usage(out, u, pricing.cost(u), pricing.is_byok),
+                    Some(u) => write_usage(out, u, pricing),
                     None => out.extend_from_slice(value.get().as_bytes()),
                 }
             }
@@ -272,7 +307,7 @@ fn write_members(
     if let (false, Some(u)) = (wrote_usage, usage) {
         sep(out);
         out.extend_from_slice(b"\"usage\":");
-        write_usage(out, u, pricing.cost(u), pricing.is_byok);
+        write_usage(out, u, pricing);
     }
     out.push(b'}');
 }
@@ -425,8 +460,9 @@ impl StreamState {
     }
 }
 
-/// Finds the end of the first complete event: a blank line, `\n\n` or `\r\n\r\n`.
-fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+/// Finds the end of the first complete event: a blank line, `\n\n` or `\r\n\r\n`. The end of
+/// the event and the separator's length.
+pub(crate) fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
         let i = from + i;
@@ -495,14 +531,42 @@ mod tests {
         assert_eq!(metered.upstream_id.as_deref(), Some("chatcmpl-1"));
     }
 
+    /// `@openrouter/ai-sdk-provider` parses `cost` as a number: never `null`.
     #[test]
-    fn unknown_price_gives_null_cost() {
+    fn unknown_price_gives_zero_cost() {
         let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
         let p = Prices::default();
+        assert!(pricing(&p).unpriced());
         let (out, _) = rewrite_completion(body, &pricing(&p)).unwrap();
         let v: Value = serde_json::from_slice(&out).unwrap();
-        assert!(v["usage"]["cost"].is_null());
-        assert!(v["usage"].get("cost").is_some());
+        assert_eq!(v["usage"]["cost"], 0.0);
+        assert_eq!(v["usage"]["cost_details"]["upstream_inference_cost"], 0.0);
+        assert!(!pricing(&prices()).unpriced());
+    }
+
+    #[test]
+    fn cache_reads_and_writes_are_reported_and_priced() {
+        let body = br#"{"id":"x","choices":[],"usage":{"prompt_tokens":100,"completion_tokens":10,"prompt_tokens_details":{"cached_tokens":30,"cache_write_tokens":50}}}"#;
+        let mut p = prices();
+        p.input_cache_write = Some(Money::from_pico(1_250));
+        let (out, metered) = rewrite_completion(body, &pricing(&p)).unwrap();
+        let usage = metered.usage.unwrap();
+        assert_eq!((usage.cached_tokens, usage.cache_write_tokens), (30, 50));
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        let u = &v["usage"];
+        assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 30);
+        assert_eq!(u["prompt_tokens_details"]["cache_write_tokens"], 50);
+        let prompt = Money::from_pico(20 * 1_000 + 30 * 100 + 50 * 1_250).as_usd_f64();
+        let completion = Money::from_pico(10 * 2_000).as_usd_f64();
+        assert_eq!(u["cost_details"]["upstream_inference_prompt_cost"], prompt);
+        assert_eq!(
+            u["cost_details"]["upstream_inference_completions_cost"],
+            completion
+        );
+        assert_eq!(
+            u["cost"].as_f64().unwrap(),
+            Money::from_pico(20 * 1_000 + 30 * 100 + 50 * 1_250 + 10 * 2_000).as_usd_f64()
+        );
     }
 
     const STREAM: &str = concat!(

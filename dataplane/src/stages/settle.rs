@@ -147,6 +147,7 @@ pub fn usage(ctx: &Context<'_>) -> Usage {
                 prompt_tokens: most.prompt_tokens,
                 completion_tokens,
                 cached_tokens: 0,
+                cache_write_tokens: 0,
                 reasoning_tokens: 0,
             }
         }
@@ -193,6 +194,7 @@ fn event(ctx: &Context<'_>, cost: Option<Money>, dataplane_id: &str) -> UsageEve
         prompt_tokens: clamp(usage.prompt_tokens),
         completion_tokens: clamp(usage.completion_tokens),
         cached_tokens: clamp(usage.cached_tokens),
+        cache_write_tokens: clamp(usage.cache_write_tokens),
         reasoning_tokens: clamp(usage.reasoning_tokens),
         cost_usd: cost.map(|c| c.to_string()).unwrap_or_default(),
         streamed: ctx.request.stream,

@@ -8,7 +8,8 @@
 use std::sync::LazyLock;
 
 use prost::Message;
-use switchyard_dataplane::snapshot::{Snapshot, no_resolver};
+use switchyard_dataplane::providers::{StreamDecoder, anthropic, gemini};
+use switchyard_dataplane::snapshot::{Api, Snapshot, no_resolver};
 use switchyard_dataplane::stages::forward::{Shaping, upstream_body};
 use switchyard_dataplane::stages::meter::{Pricing, SseRelay, rewrite_completion};
 use switchyard_dataplane::stages::request::ChatRequest;
@@ -81,6 +82,85 @@ pub fn request(body: &[u8]) {
             "the upstream body is not a JSON object: {}",
             String::from_utf8_lossy(&out)
         );
+    }
+}
+
+/// A client's request translated for each provider format (Anthropic's Messages API, Gemini):
+/// refused with a reason, or one JSON object with the turns the format requires.
+pub fn provider_request(body: &[u8]) {
+    let Ok(request) = ChatRequest::parse(body) else {
+        return;
+    };
+    let model = &SNAPSHOT.models["m"];
+    let endpoint = &model.endpoints[0];
+    let attempt = Attempt {
+        model,
+        endpoint,
+        credential: None,
+    };
+    let openai = upstream_body(&request, Shaping::default(), &attempt);
+    if let Ok(out) = anthropic::request(&openai, &request, endpoint) {
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("the translation is JSON");
+        assert!(v["messages"].is_array(), "no turns: {v}");
+        assert!(v["max_tokens"].is_u64(), "no max_tokens: {v}");
+    }
+    if let Ok(out) = gemini::request(&openai, &request, endpoint) {
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("the translation is JSON");
+        assert!(v["contents"].is_array(), "no contents: {v}");
+    }
+}
+
+/// A provider's answer, whole or as a stream arriving in `chunks`, translated to OpenAI's and
+/// relayed, for each provider format: every event a translation makes is a JSON chunk or
+/// `[DONE]`, and a whole answer becomes a JSON object the meter rewrites.
+pub fn provider_response<'c>(chunks: impl IntoIterator<Item = &'c [u8]> + Clone, whole: bool) {
+    let pricing = pricing();
+    if whole {
+        let body: Vec<u8> = chunks.into_iter().flatten().copied().collect();
+        for out in [
+            anthropic::completion(&body, 1),
+            gemini::completion(&body, 1),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            assert!(
+                rewrite_completion(&out, &pricing).is_some(),
+                "not an object"
+            );
+        }
+        return;
+    }
+    for api in [Api::AnthropicMessages, Api::Gemini] {
+        let mut decoder = StreamDecoder::new(api, 1);
+        let mut relay = SseRelay::new();
+        let (mut decoded, mut out) = (Vec::new(), Vec::new());
+        let mut relay_events = |decoded: &[u8], out: &mut Vec<u8>| {
+            for event in String::from_utf8_lossy(decoded)
+                .split("\n\n")
+                .filter(|e| !e.is_empty())
+            {
+                let data = event.strip_prefix("data: ").expect("a data event");
+                assert!(
+                    data == "[DONE]" || serde_json::from_str::<serde_json::Value>(data).is_ok(),
+                    "not a JSON chunk: {data}"
+                );
+            }
+            relay.push(decoded, &pricing, out)
+        };
+        let mut open = true;
+        for chunk in chunks.clone() {
+            let events = decoder.decode(chunk, &mut decoded);
+            if !relay_events(events, &mut out) || decoder.overflowed() {
+                open = false;
+                break;
+            }
+        }
+        if open {
+            let rest = decoder.finish(&mut decoded);
+            relay_events(rest, &mut out);
+        }
+        relay.finish(&pricing, &mut out);
     }
 }
 

@@ -34,6 +34,12 @@ pub struct Endpoint {
     pub provider_name: String,
     pub upstream_model: String,
     pub upstream: Upstream,
+    /// The wire format the endpoint speaks (its provider's).
+    pub api: Api,
+    /// Path of the call the endpoint's API makes, e.g. `/v1/chat/completions`, and of the
+    /// call that streams (the same but for Gemini).
+    pub path: String,
+    pub stream_path: String,
     pub prices: Prices,
     pub context_length: u32,
     pub max_output_tokens: u32,
@@ -53,6 +59,53 @@ pub struct Endpoint {
     pub implicit_caching: bool,
     /// The gateway's own account's limits with the provider (its catalogue entry's).
     pub quota: Quota,
+}
+
+/// The wire format a provider's endpoints speak. The dataplane's adapters translate requests,
+/// responses, streams and errors between it and OpenAI's chat completions, which the client
+/// speaks; the catalogue names it by [`Api::slug`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// OpenAI's `/chat/completions`, and every provider compatible with it.
+    #[default]
+    OpenAiChat,
+    /// Anthropic's `/v1/messages`.
+    AnthropicMessages,
+    /// Google's Gemini API: `models/<model>:generateContent` and `:streamGenerateContent`.
+    Gemini,
+}
+
+impl Api {
+    pub const ALL: [Api; 3] = [Api::OpenAiChat, Api::AnthropicMessages, Api::Gemini];
+
+    /// The catalogue's name for it.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Api::OpenAiChat => "openai-chat",
+            Api::AnthropicMessages => "anthropic-messages",
+            Api::Gemini => "gemini",
+        }
+    }
+
+    pub fn parse(slug: &str) -> Option<Api> {
+        Api::ALL.into_iter().find(|a| a.slug() == slug)
+    }
+
+    /// The paths of its calls for `model` under a base URL's path (`/v1` → `/v1/messages`):
+    /// a whole answer's, then a stream's. Only Gemini's differ, and name the model.
+    pub fn paths(self, base_path: &str, model: &str) -> (String, String) {
+        let path = match self {
+            Api::OpenAiChat => format!("{base_path}/chat/completions"),
+            Api::AnthropicMessages => format!("{base_path}/messages"),
+            Api::Gemini => {
+                return (
+                    format!("{base_path}/models/{model}:generateContent"),
+                    format!("{base_path}/models/{model}:streamGenerateContent?alt=sse"),
+                );
+            }
+        };
+        (path.clone(), path)
+    }
 }
 
 /// What a provider does with prompts.
@@ -224,8 +277,9 @@ pub struct Upstream {
     pub tls: bool,
     /// Host header and TLS SNI.
     pub host: String,
-    /// Path of the chat completions call, e.g. `/v1/chat/completions`.
-    pub chat_path: String,
+    /// The base URL's path, without a trailing slash (`/v1`, or empty): where the API's calls
+    /// go under ([`Api::path`]).
+    pub base_path: String,
 }
 
 impl Upstream {
@@ -275,7 +329,7 @@ impl Upstream {
             } else {
                 format!("{host}:{port}")
             },
-            chat_path: format!("{path}/chat/completions"),
+            base_path: path.to_owned(),
         })
     }
 
@@ -463,17 +517,43 @@ mod tests {
     }
 
     #[test]
+    fn api_slugs_round_trip() {
+        for api in Api::ALL {
+            assert_eq!(Api::parse(api.slug()), Some(api));
+        }
+        assert_eq!(Api::parse("openai"), None);
+    }
+
+    #[test]
     fn parses_base_urls() {
         let u = parse("http://127.0.0.1:9000/v1").unwrap();
         assert_eq!(u.addr().unwrap().port(), 9000);
         assert!(!u.tls);
         assert_eq!(u.host, "127.0.0.1:9000");
-        assert_eq!(u.chat_path, "/v1/chat/completions");
+        assert_eq!(u.base_path, "/v1");
+        assert_eq!(
+            Api::OpenAiChat.paths(&u.base_path, "m").0,
+            "/v1/chat/completions"
+        );
+        assert_eq!(
+            Api::AnthropicMessages.paths(&u.base_path, "m").1,
+            "/v1/messages"
+        );
+        assert_eq!(
+            Api::Gemini.paths(&u.base_path, "g-1"),
+            (
+                "/v1/models/g-1:generateContent".to_owned(),
+                "/v1/models/g-1:streamGenerateContent?alt=sse".to_owned()
+            )
+        );
         assert_eq!(u.sni(), "127.0.0.1");
 
         let u = parse("http://localhost/").unwrap();
         assert_eq!(u.addr().unwrap().port(), 80);
-        assert_eq!(u.chat_path, "/chat/completions");
+        assert_eq!(
+            Api::OpenAiChat.paths(&u.base_path, "m").0,
+            "/chat/completions"
+        );
         assert_eq!(u.host, "localhost");
     }
 

@@ -21,8 +21,8 @@ use switchyard_proto::config::v1 as pb;
 
 pub use byok::{ByokCredential, ByokIndex};
 pub use catalogue::{
-    Addresses, DataPolicy, Endpoint, Model, Resolver, STANDARD_PARAMETERS, Upstream, health_id,
-    lookup, no_resolver, render_models, system_resolver,
+    Addresses, Api, DataPolicy, Endpoint, Model, Resolver, STANDARD_PARAMETERS, Upstream,
+    health_id, lookup, no_resolver, render_models, system_resolver,
 };
 pub use guardrails::{Budget, Guardrail, Policies, Zdr};
 pub use keys::{ApiKey, KeyIndex, KeyKind, parse_hash};
@@ -405,6 +405,15 @@ fn endpoint(
     }
     let upstream = Upstream::parse(&e.base_url, resolve)
         .map_err(|reason| fail(format!("base URL {:?}: {reason}", e.base_url)))?;
+    // An API this dataplane cannot speak (a newer control plane's) sets the endpoint aside.
+    let api = match provider.map(|p| pb::ProviderApi::try_from(p.api)) {
+        None | Some(Ok(pb::ProviderApi::Unspecified | pb::ProviderApi::OpenaiChat)) => {
+            Api::OpenAiChat
+        }
+        Some(Ok(pb::ProviderApi::AnthropicMessages)) => Api::AnthropicMessages,
+        Some(Ok(pb::ProviderApi::Gemini)) => Api::Gemini,
+        Some(Err(_)) => return Err(fail("provider API unknown to this dataplane".into())),
+    };
     let price = e.price.unwrap_or_default();
     let parse = |field: &str, text: &str| {
         Money::parse_optional(text).map_err(|err| fail(format!("price {field}: {err}")))
@@ -432,6 +441,17 @@ fn endpoint(
     } else {
         e.upstream_model
     };
+    // Gemini names the model in the path: it must be one path segment.
+    if api == Api::Gemini
+        && !upstream_model
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+    {
+        return Err(fail(format!(
+            "upstream model {upstream_model:?} cannot be named in a Gemini path"
+        )));
+    }
+    let (path, stream_path) = api.paths(&upstream.base_path, &upstream_model);
     let mut supported_parameters: Vec<Box<str>> = if e.supported_parameters.is_empty() {
         catalogue::STANDARD_PARAMETERS
             .iter()
@@ -467,6 +487,9 @@ fn endpoint(
         upstream_model,
         provider_name: provider_name.unwrap_or(&e.provider_id).to_owned(),
         provider_id: e.provider_id,
+        path,
+        stream_path,
+        api,
         upstream,
         prices,
         context_length: e.context_length,

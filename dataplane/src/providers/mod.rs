@@ -1,0 +1,175 @@
+//! Provider adapters: the wire format each endpoint speaks (`snapshot::Api`), translated to and
+//! from OpenAI's chat completions, which the client speaks and every stage reads.
+//!
+//! The request is shaped once, in OpenAI's form (`forward::upstream_body`: the gateway's members
+//! dropped, presets and provider options applied), and an adapter translates that body for its
+//! provider. Responses come back the other way: a whole body, or an SSE stream event by event,
+//! becomes an OpenAI chat completion (or its chunks) before the meter prices it, so metering,
+//! settling and the client's view are the same whatever the provider spoke. Errors need no
+//! translation: every supported provider puts its message at `error.message`.
+
+pub mod anthropic;
+pub mod gemini;
+
+use pingora_http::RequestHeader;
+
+use crate::reject::{Kind, Reject};
+use crate::snapshot::Api;
+use crate::stages::forward::{self, Shaping};
+use crate::stages::request::ChatRequest;
+use crate::stages::route::Attempt;
+
+/// The body one attempt sends: the request shaped for the endpoint, in its provider's format.
+/// An error says why this provider cannot take the request (a part its format has no place
+/// for); nothing was sent.
+pub fn request_body(
+    request: &ChatRequest<'_>,
+    shaping: Shaping<'_>,
+    attempt: &Attempt<'_>,
+) -> Result<Vec<u8>, String> {
+    let openai = forward::upstream_body(request, shaping, attempt);
+    match attempt.endpoint.api {
+        Api::OpenAiChat => Ok(openai),
+        Api::AnthropicMessages => anthropic::request(&openai, request, attempt.endpoint),
+        Api::Gemini => gemini::request(&openai, request, attempt.endpoint),
+    }
+}
+
+/// The request header of one attempt: the endpoint's path, its credential in the header its
+/// API reads (the gateway's or the organization's own, never the client's).
+pub fn request_header(
+    attempt: &Attempt<'_>,
+    body_len: usize,
+    stream: bool,
+) -> Result<RequestHeader, Reject> {
+    let internal = |e: pingora_error::BError| {
+        Reject::new(
+            Kind::Internal,
+            format!("cannot build upstream request: {e}"),
+        )
+    };
+    let endpoint = attempt.endpoint;
+    let path = if stream {
+        &endpoint.stream_path
+    } else {
+        &endpoint.path
+    };
+    let mut header = RequestHeader::build("POST", path.as_bytes(), Some(7)).map_err(internal)?;
+    header
+        .insert_header("host", &endpoint.upstream.host)
+        .map_err(internal)?;
+    header
+        .insert_header("content-type", "application/json")
+        .map_err(internal)?;
+    header
+        .insert_header("content-length", body_len.to_string())
+        .map_err(internal)?;
+    header
+        .insert_header(
+            "accept",
+            if stream {
+                "text/event-stream"
+            } else {
+                "application/json"
+            },
+        )
+        .map_err(internal)?;
+    // The snapshot keeps each credential as a bearer value; other APIs take the bare key.
+    let authorization = attempt.authorization();
+    match endpoint.api {
+        Api::OpenAiChat => {
+            if let Some(value) = authorization {
+                header
+                    .insert_header("authorization", value)
+                    .map_err(internal)?;
+            }
+        }
+        Api::AnthropicMessages => {
+            if let Some(key) = authorization.map(|v| v.strip_prefix("Bearer ").unwrap_or(v)) {
+                header.insert_header("x-api-key", key).map_err(internal)?;
+            }
+            header
+                .insert_header("anthropic-version", anthropic::VERSION)
+                .map_err(internal)?;
+        }
+        Api::Gemini => {
+            if let Some(key) = authorization.map(|v| v.strip_prefix("Bearer ").unwrap_or(v)) {
+                header
+                    .insert_header("x-goog-api-key", key)
+                    .map_err(internal)?;
+            }
+        }
+    }
+    Ok(header)
+}
+
+/// A whole (non-stream) response body as an OpenAI chat completion; `None` when the provider's
+/// body is not what its format promises (the caller passes it on untouched).
+pub fn completion(api: Api, body: Vec<u8>, created: i64) -> Option<Vec<u8>> {
+    match api {
+        Api::OpenAiChat => Some(body),
+        Api::AnthropicMessages => anthropic::completion(&body, created),
+        Api::Gemini => gemini::completion(&body, created),
+    }
+}
+
+/// Turns a provider's SSE stream into OpenAI chat-completion chunks, event by event.
+pub enum StreamDecoder {
+    /// Already OpenAI's: passed through.
+    OpenAi,
+    /// Boxed: an OpenAI stream, the common case, should not carry its size.
+    Anthropic(Box<anthropic::StreamDecoder>),
+    Gemini(Box<gemini::StreamDecoder>),
+}
+
+impl StreamDecoder {
+    pub fn new(api: Api, created: i64) -> StreamDecoder {
+        match api {
+            Api::OpenAiChat => StreamDecoder::OpenAi,
+            Api::AnthropicMessages => {
+                StreamDecoder::Anthropic(Box::new(anthropic::StreamDecoder::new(created)))
+            }
+            Api::Gemini => StreamDecoder::Gemini(Box::new(gemini::StreamDecoder::new(created))),
+        }
+    }
+
+    /// Feeds bytes read from the provider. Returns what the meter's relay should read: the input
+    /// itself for OpenAI, else `scratch` filled with the chunks the complete events make.
+    pub fn decode<'a>(&mut self, input: &'a [u8], scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        scratch.clear();
+        match self {
+            StreamDecoder::OpenAi => return input,
+            StreamDecoder::Anthropic(d) => d.push(input, scratch),
+            StreamDecoder::Gemini(d) => d.push(input, scratch),
+        }
+        scratch
+    }
+
+    /// The provider closed the stream: what the decoder still owes the relay (Gemini's usage
+    /// chunk and `[DONE]`, which Gemini never sends), in `scratch`.
+    pub fn finish<'a>(&mut self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
+        scratch.clear();
+        if let StreamDecoder::Gemini(d) = self {
+            d.finish(scratch);
+        }
+        scratch
+    }
+
+    /// The provider's in-stream error, once it has sent one: the stream has failed.
+    pub fn failure(&self) -> Option<&str> {
+        match self {
+            StreamDecoder::OpenAi => None,
+            StreamDecoder::Anthropic(d) => d.failure(),
+            StreamDecoder::Gemini(d) => d.failure(),
+        }
+    }
+
+    /// Whether an event grew past the bound on one event; the stream should be abandoned.
+    pub fn overflowed(&self) -> bool {
+        match self {
+            StreamDecoder::OpenAi => false,
+            StreamDecoder::Anthropic(d) => d.overflowed(),
+            StreamDecoder::Gemini(d) => d.overflowed(),
+        }
+    }
+}

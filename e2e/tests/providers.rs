@@ -1,0 +1,570 @@
+//! Provider wire formats through the whole gateway: `mock/claude` is served by Mock B's process
+//! speaking Anthropic's Messages API (strict as Anthropic is) and by Mock A's OpenAI API after
+//! it; `mock/gemini` by Mock A's process speaking Google's Gemini API, then Mock B's OpenAI API.
+//! The client speaks OpenAI's chat completions throughout.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{Stack, chat_body, expect_error};
+
+/// mock/claude's prices at Mock Anthropic, USD per token.
+const PROMPT: f64 = 0.000003;
+const COMPLETION: f64 = 0.000015;
+const CACHE_READ: f64 = 0.0000003;
+const CACHE_WRITE: f64 = 0.00000375;
+
+fn claude(extra: Value) -> Value {
+    let mut body = json!({
+        "model": "mock/claude",
+        "messages": [
+            {"role": "system", "content": [
+                {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}
+            ]},
+            {"role": "user", "content": "Hello"}
+        ]
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body
+}
+
+/// The usage's cost at mock/claude's Anthropic prices.
+fn expected_cost(usage: &Value) -> f64 {
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    let read = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    let written = usage["prompt_tokens_details"]["cache_write_tokens"]
+        .as_u64()
+        .unwrap();
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    (prompt - read - written) as f64 * PROMPT
+        + read as f64 * CACHE_READ
+        + written as f64 * CACHE_WRITE
+        + completion as f64 * COMPLETION
+}
+
+fn sse_data(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn anthropic_answers_as_a_priced_chat_completion_with_cache_reads_and_writes() {
+    let stack = Stack::start().await;
+    stack
+        .mock_b
+        .script(json!({"completion_tokens": 7, "cached_tokens": 40, "cache_write_tokens": 30}))
+        .await;
+    let r = stack
+        .chat(
+            &stack.inference_key,
+            claude(json!({"temperature": 0.2, "user": "u-9"})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "mock/claude");
+    assert_eq!(body["provider"], "Mock Anthropic");
+    assert!(body["id"].as_str().unwrap().starts_with("gen-"));
+    let choice = &body["choices"][0];
+    assert_eq!(choice["message"]["content"], "tok tok tok tok tok tok tok");
+    assert_eq!(choice["finish_reason"], "stop");
+    assert_eq!(choice["native_finish_reason"], "end_turn");
+    let usage = &body["usage"];
+    assert_eq!(usage["completion_tokens"], 7);
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 40);
+    assert_eq!(usage["prompt_tokens_details"]["cache_write_tokens"], 30);
+    let cost = usage["cost"].as_f64().unwrap();
+    assert!((cost - expected_cost(usage)).abs() < 1e-12, "{usage}");
+    let details = &usage["cost_details"];
+    assert!(
+        (details["upstream_inference_prompt_cost"].as_f64().unwrap()
+            + details["upstream_inference_completions_cost"]
+                .as_f64()
+                .unwrap()
+            - cost)
+            .abs()
+            < 1e-12
+    );
+
+    // Anthropic got its own request: system apart, max_tokens, metadata, its headers.
+    let seen = stack.mock_b.last_request().await;
+    assert_eq!(seen["path"], "/messages");
+    let sent = &seen["body"];
+    assert_eq!(sent["model"], "claude-mock-4");
+    assert_eq!(sent["system"][0]["cache_control"]["type"], "ephemeral");
+    assert_eq!(sent["messages"][0]["role"], "user");
+    assert_eq!(sent["max_tokens"], 64000);
+    assert_eq!(sent["metadata"]["user_id"], "u-9");
+    assert_eq!(
+        stack.mock_b.stats().await["refused_unrecognized"],
+        0,
+        "the mock refused a member"
+    );
+
+    // The ledger has the same cost and the cache writes.
+    let id = body["id"].as_str().unwrap();
+    let g = stack.generation(id).await;
+    assert!((g["data"]["total_cost"].as_f64().unwrap() - cost).abs() < 1e-12);
+    assert_eq!(g["data"]["native_tokens_cached"], 40);
+    let written = stack.store_sql(&format!(
+        "SELECT cache_write_tokens FROM generations WHERE id = '{id}'"
+    ));
+    assert_eq!(written.trim(), "30");
+}
+
+#[tokio::test]
+async fn an_anthropic_stream_arrives_as_openai_chunks_priced_at_the_end() {
+    let stack = Stack::start().await;
+    stack
+        .mock_b
+        .script(json!({"completion_tokens": 5, "cached_tokens": 10, "cache_write_tokens": 20, "inter_token_ms": 2}))
+        .await;
+    let r = stack
+        .chat(&stack.inference_key, claude(json!({"stream": true})))
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let chunks = sse_data(&text);
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["object"] == "chat.completion.chunk")
+    );
+    assert!(chunks.iter().all(|c| c["model"] == "mock/claude"));
+    let id = chunks[0]["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("gen-") && chunks.iter().all(|c| c["id"] == id.as_str()));
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "tok tok tok tok tok");
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["finish_reason"] == "stop")
+    );
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], 5);
+    assert_eq!(usage["prompt_tokens_details"]["cache_write_tokens"], 20);
+    let cost = usage["cost"].as_f64().unwrap();
+    assert!((cost - expected_cost(usage)).abs() < 1e-12, "{usage}");
+    let seen = stack.mock_b.last_request().await;
+    assert_eq!(seen["body"]["stream"], true);
+    assert!(seen["body"].get("stream_options").is_none());
+    let g = stack.generation(&id).await;
+    assert_eq!(g["data"]["streamed"], true);
+    assert!((g["data"]["total_cost"].as_f64().unwrap() - cost).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn tools_and_reasoning_go_both_ways_and_a_tool_loop_continues() {
+    let stack = Stack::start().await;
+    let tools = json!([{"type": "function", "function": {"name": "weather", "description": "Weather now",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
+    let ask = claude(json!({
+        "tools": tools,
+        "tool_choice": {"type": "function", "function": {"name": "weather"}},
+        "max_tokens": 4000,
+        "reasoning": {"max_tokens": 2000}
+    }));
+    let r = stack.chat(&stack.inference_key, ask.clone()).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let message = &body["choices"][0]["message"];
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    let call = &message["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "weather");
+    assert_eq!(call["function"]["arguments"], "{}");
+    assert_eq!(message["reasoning"], "Mock thinking.");
+    assert!(message["reasoning_details"][0]["signature"].is_string());
+    let sent = stack.mock_b.last_request().await["body"].clone();
+    assert_eq!(
+        sent["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2000})
+    );
+    assert_eq!(
+        sent["tool_choice"],
+        json!({"type": "tool", "name": "weather"})
+    );
+    assert_eq!(sent["tools"][0]["input_schema"]["type"], "object");
+
+    // The client sends the assistant's turn back with the tool's answer: the thinking block
+    // (signed) and the tool_use come back as Anthropic requires, and the mock checks that the
+    // tool_result answers the tool_use.
+    let mut follow = ask.clone();
+    let messages = follow["messages"].as_array_mut().unwrap();
+    messages.push(message.clone());
+    messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "18C"}));
+    follow["tool_choice"] = json!("auto");
+    let r = stack.chat(&stack.inference_key, follow).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let sent = stack.mock_b.last_request().await["body"].clone();
+    let assistant = &sent["messages"][1];
+    assert_eq!(assistant["content"][0]["type"], "thinking");
+    assert_eq!(assistant["content"][1]["type"], "tool_use");
+    assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
+
+    // Streamed, the tool call arrives in OpenAI's pieces.
+    let mut streamed = ask;
+    streamed["stream"] = json!(true);
+    let text = stack
+        .chat(&stack.inference_key, streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let chunks = sse_data(&text);
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"].get(0))
+        .collect();
+    assert_eq!(calls[0]["function"]["name"], "weather");
+    let arguments: String = calls
+        .iter()
+        .filter_map(|c| c["function"]["arguments"].as_str())
+        .collect();
+    assert_eq!(arguments, "{}");
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c["choices"][0]["delta"]["reasoning"] == "Mock thinking.")
+    );
+}
+
+#[tokio::test]
+async fn images_and_a_json_schema_reach_anthropic_in_its_shape() {
+    let stack = Stack::start().await;
+    let body = json!({
+        "model": "mock/claude",
+        "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What is this?"},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}}
+        ]}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "answer", "strict": true,
+            "schema": {"type": "object", "properties": {"thing": {"type": "string"}}}}}
+    });
+    let r = stack.chat(&stack.inference_key, body).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["message"]["content"], "{}");
+    let sent = stack.mock_b.last_request().await["body"].clone();
+    assert_eq!(
+        sent["messages"][0]["content"][1]["source"]["media_type"],
+        "image/png"
+    );
+    assert_eq!(sent["output_config"]["format"]["type"], "json_schema");
+}
+
+#[tokio::test]
+async fn anthropic_errors_reach_the_client_in_openrouters_shape() {
+    let stack = Stack::start().await;
+    let only = json!({"provider": {"only": ["mock-anthropic"]}});
+    // A client error: Anthropic's 400, passed on with its message.
+    stack
+        .mock_b
+        .script(json!({"error_rate": 1.0, "error_status": 400}))
+        .await;
+    let r = stack.chat(&stack.inference_key, claude(only.clone())).await;
+    assert_eq!(expect_error(r, 400).await, "scripted mock error");
+    // Overloaded (529) with nowhere else to go: the gateway's 502, naming the provider.
+    stack.mock_b.script(json!({"outage": true})).await;
+    let r = stack.chat(&stack.inference_key, claude(only.clone())).await;
+    assert_eq!(r.status(), 502);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 502);
+    assert_eq!(body["error"]["metadata"]["provider_name"], "Mock Anthropic");
+    // What Anthropic's format cannot carry is refused before anything is sent.
+    stack.mock_b.script(json!({})).await;
+    let before = stack.mock_b.requests().await;
+    let mut audio = claude(only);
+    audio["messages"] = json!([{"role": "user", "content": [
+        {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]}]);
+    let message = expect_error(stack.chat(&stack.inference_key, audio).await, 400).await;
+    assert!(message.contains("input_audio"), "{message}");
+    assert_eq!(stack.mock_b.requests().await, before);
+}
+
+#[tokio::test]
+async fn a_request_fails_over_between_wire_formats_both_ways() {
+    let stack = Stack::start().await;
+    // Anthropic overloaded: Mock A's OpenAI API serves mock/claude.
+    stack.mock_b.script(json!({"outage": true})).await;
+    let r = stack.chat(&stack.inference_key, claude(json!({}))).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["provider"], "Mock A");
+    assert_eq!(stack.mock_a.last_request().await["model"], "claude-mock-4");
+    let g = stack.generation(body["id"].as_str().unwrap()).await;
+    let attempts = g["data"]["provider_responses"].as_array().unwrap();
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert_eq!(attempts[0]["status"], 529);
+
+    // OpenAI first and down: Anthropic serves, streamed.
+    stack.mock_b.script(json!({"completion_tokens": 3})).await;
+    stack.mock_a.script(json!({"outage": true})).await;
+    let mut body =
+        claude(json!({"provider": {"order": ["mock-a", "mock-anthropic"]}, "stream": true}));
+    body["messages"] = chat_body("mock/claude")["messages"].clone();
+    let text = stack
+        .chat(&stack.inference_key, body)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let chunks = sse_data(&text);
+    assert_eq!(chunks.last().unwrap()["provider"], "Mock Anthropic");
+    assert_eq!(chunks.last().unwrap()["usage"]["completion_tokens"], 3);
+}
+
+#[tokio::test]
+async fn an_in_band_anthropic_error_ends_the_stream_as_openrouter_does() {
+    let stack = Stack::start().await;
+    stack
+        .mock_b
+        .script(json!({"completion_tokens": 10, "stream_error_after_chunks": 3}))
+        .await;
+    let r = stack
+        .chat(
+            &stack.inference_key,
+            claude(json!({"stream": true, "provider": {"only": ["mock-anthropic"]}})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let chunks = sse_data(&text);
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "tok tok tok ");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "error");
+    assert_eq!(last["error"]["code"], 502);
+    let g = stack.generation(last["id"].as_str().unwrap()).await;
+    assert_eq!(g["data"]["finish_reason"], "error");
+}
+
+// ---- Gemini: mock/gemini is Mock A's process speaking Google's Gemini API, then Mock B's
+// OpenAI API ----
+
+/// mock/gemini's prices at Mock Gemini, USD per token.
+const GEMINI_PROMPT: f64 = 0.0000003;
+const GEMINI_COMPLETION: f64 = 0.0000025;
+const GEMINI_CACHE_READ: f64 = 0.00000003;
+
+fn gemini(extra: Value) -> Value {
+    let mut body = json!({
+        "model": "mock/gemini",
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Hello"}
+        ]
+    });
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    body
+}
+
+fn gemini_cost(usage: &Value) -> f64 {
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    let read = usage["prompt_tokens_details"]["cached_tokens"]
+        .as_u64()
+        .unwrap();
+    let completion = usage["completion_tokens"].as_u64().unwrap();
+    (prompt - read) as f64 * GEMINI_PROMPT
+        + read as f64 * GEMINI_CACHE_READ
+        + completion as f64 * GEMINI_COMPLETION
+}
+
+#[tokio::test]
+async fn gemini_answers_as_a_priced_chat_completion_with_thoughts_and_cache_reads() {
+    let stack = Stack::start().await;
+    stack
+        .mock_a
+        .script(json!({"completion_tokens": 6, "cached_tokens": 12, "reasoning_tokens": 4}))
+        .await;
+    let r = stack
+        .chat(
+            &stack.inference_key,
+            gemini(json!({"temperature": 0.4, "max_tokens": 100, "reasoning": {"max_tokens": 50}})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["provider"], "Mock Gemini");
+    let message = &body["choices"][0]["message"];
+    assert_eq!(message["content"], "tok tok tok tok tok tok");
+    assert_eq!(message["reasoning"], "Mock thinking.");
+    assert_eq!(body["choices"][0]["native_finish_reason"], "STOP");
+    let usage = &body["usage"];
+    assert_eq!(
+        usage["completion_tokens"], 10,
+        "thoughts count as completion: {usage}"
+    );
+    assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 4);
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 12);
+    let cost = usage["cost"].as_f64().unwrap();
+    assert!((cost - gemini_cost(usage)).abs() < 1e-12, "{usage}");
+
+    let seen = stack.mock_a.last_request().await;
+    assert_eq!(seen["path"], "/generateContent");
+    assert_eq!(seen["model"], "gemini-mock-2.5");
+    let sent = &seen["body"];
+    assert_eq!(
+        sent["systemInstruction"]["parts"][0]["text"],
+        "You are terse."
+    );
+    assert_eq!(sent["generationConfig"]["temperature"], 0.4);
+    assert_eq!(sent["generationConfig"]["maxOutputTokens"], 100);
+    assert_eq!(
+        sent["generationConfig"]["thinkingConfig"],
+        json!({"thinkingBudget": 50, "includeThoughts": true})
+    );
+    let g = stack.generation(body["id"].as_str().unwrap()).await;
+    assert!((g["data"]["total_cost"].as_f64().unwrap() - cost).abs() < 1e-12);
+}
+
+#[tokio::test]
+async fn a_gemini_stream_arrives_as_openai_chunks_and_ends_with_done() {
+    let stack = Stack::start().await;
+    stack
+        .mock_a
+        .script(json!({"completion_tokens": 4, "cached_tokens": 3, "inter_token_ms": 2}))
+        .await;
+    let r = stack
+        .chat(&stack.inference_key, gemini(json!({"stream": true})))
+        .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    let chunks = sse_data(&text);
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content, "tok tok tok tok");
+    let usage = &chunks.last().unwrap()["usage"];
+    assert_eq!(usage["completion_tokens"], 4);
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 3);
+    assert!((usage["cost"].as_f64().unwrap() - gemini_cost(usage)).abs() < 1e-12);
+    assert_eq!(
+        stack.mock_a.last_request().await["path"],
+        "/streamGenerateContent"
+    );
+}
+
+#[tokio::test]
+async fn a_gemini_tool_loop_returns_the_thought_signature() {
+    let stack = Stack::start().await;
+    let ask = gemini(json!({
+        "tools": [{"type": "function", "function": {"name": "weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tool_choice": "required"
+    }));
+    let body: Value = stack
+        .chat(&stack.inference_key, ask.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let message = body["choices"][0]["message"].clone();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    let call = &message["tool_calls"][0];
+    assert_eq!(call["function"]["name"], "weather");
+    // Gemini 3 refuses a function call sent back without its signature; the mock too.
+    let mut follow = ask;
+    follow["tool_choice"] = json!("auto");
+    let messages = follow["messages"].as_array_mut().unwrap();
+    messages.push(message.clone());
+    messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "{\"temp\": 18}"}));
+    let r = stack.chat(&stack.inference_key, follow.clone()).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let sent = stack.mock_a.last_request().await["body"].clone();
+    assert!(sent["contents"][1]["parts"][0]["thoughtSignature"].is_string());
+    assert_eq!(
+        sent["contents"][2]["parts"][0]["functionResponse"],
+        json!({"name": "weather", "response": {"temp": 18}})
+    );
+    // Without the reasoning details the signature is lost and Gemini's 400 comes back.
+    let assistant = &mut follow["messages"][2];
+    assistant
+        .as_object_mut()
+        .unwrap()
+        .remove("reasoning_details");
+    let message = expect_error(
+        stack
+            .chat(
+                &stack.inference_key,
+                json!({"model": "mock/gemini", "messages": follow["messages"],
+                    "provider": {"only": ["mock-gemini"]}}),
+            )
+            .await,
+        400,
+    )
+    .await;
+    assert!(message.contains("thought_signature"), "{message}");
+}
+
+#[tokio::test]
+async fn gemini_failures_fail_over_and_end_streams_as_openrouter_does() {
+    let stack = Stack::start().await;
+    // Overloaded: Mock B's OpenAI API serves.
+    stack.mock_a.script(json!({"outage": true})).await;
+    let body: Value = stack
+        .chat(&stack.inference_key, gemini(json!({})))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["provider"], "Mock B");
+    // An error sent in the stream ends it with OpenRouter's error chunk.
+    stack
+        .mock_a
+        .script(json!({"completion_tokens": 8, "stream_error_after_chunks": 2}))
+        .await;
+    let text = stack
+        .chat(
+            &stack.inference_key,
+            gemini(json!({"stream": true, "provider": {"only": ["mock-gemini"]}})),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let chunks = sse_data(&text);
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "error", "{text}");
+    // A stream cut before its finish reason likewise.
+    stack
+        .mock_a
+        .script(json!({"completion_tokens": 8, "cut_after_chunks": 3}))
+        .await;
+    let text = stack
+        .chat(
+            &stack.inference_key,
+            gemini(json!({"stream": true, "provider": {"only": ["mock-gemini"]}})),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let chunks = sse_data(&text);
+    assert_eq!(
+        chunks.last().unwrap()["choices"][0]["finish_reason"],
+        "error"
+    );
+    assert!(!text.contains("[DONE]"));
+}
