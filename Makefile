@@ -2,6 +2,7 @@
 
 CARGO ?= cargo
 VENV  := .venv
+NODE_SDKS := e2e/sdk/node/node_modules/.installed
 PY    := python3
 
 .PHONY: dev test build release lint fmt bench fuzz fuzz-coverage upgrade-test clean-data
@@ -11,13 +12,19 @@ dev:
 	bash deploy/dev.sh
 
 ## make test: every test (unit, end-to-end over real processes, SDK conformance).
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(NODE_SDKS)
 	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+# The official TypeScript SDKs for the conformance test, pinned in e2e/sdk/node/package-lock.json
+# (no install scripts run).
+$(NODE_SDKS): e2e/sdk/node/package-lock.json
+	cd e2e/sdk/node && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
 
 # The official SDKs for the conformance test, pinned in e2e/sdk/requirements.txt.
 $(VENV)/.installed: e2e/sdk/requirements.txt

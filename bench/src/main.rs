@@ -7,6 +7,7 @@ mod fallback;
 mod machine;
 mod sse_memory;
 mod targets;
+mod translation;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -74,7 +75,7 @@ struct Args {
     #[arg(long)]
     spend_limit_usd: Option<f64>,
     /// Which scenarios to run: the side-by-side comparison, the fallback scenario (one
-    /// provider of two down), or both.
+    /// provider of two down), the translation scenario (one model per provider format), or all.
     #[arg(long, value_enum, default_value = "all")]
     scenario: Scenario,
     /// Open-loop rate of the fallback scenario's latency rounds, requests per second.
@@ -87,6 +88,7 @@ enum Scenario {
     All,
     Compare,
     Fallback,
+    Translation,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -224,12 +226,30 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut tables = Vec::new();
     let mut doc = json!({});
-    if args.scenario != Scenario::Fallback {
+    let runs = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
+    if runs(Scenario::Compare) {
         let (table, part) = compare(&args, &mock, &nginx, &sy, keys.clone()).await?;
         tables.push(table);
         doc = part;
     }
-    if args.scenario != Scenario::Compare {
+    if runs(Scenario::Translation) {
+        let (table, part) = translation::run(translation::Setup {
+            sy: &sy,
+            keys: keys.clone(),
+            rounds: args.rounds,
+            duration: args.duration,
+            warmup: args.warmup,
+            connections: args.connections,
+            prompt_bytes: args.prompt_bytes,
+            stream: args.stream,
+        })
+        .await?;
+        tables.push(format!(
+            "### Translation: the same chat request to a model of each provider format; Switchyard only\n\n{table}"
+        ));
+        doc["translation"] = part;
+    }
+    if runs(Scenario::Fallback) {
         let (table, part) = fallback::run(fallback::Setup {
             mock_a: &mock,
             sy: &sy,

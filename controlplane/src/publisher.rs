@@ -376,6 +376,7 @@ async fn snapshot(
                 Some(Api::OpenAiChat) => pb::ProviderApi::OpenaiChat as i32,
                 Some(Api::AnthropicMessages) => pb::ProviderApi::AnthropicMessages as i32,
                 Some(Api::Gemini) => pb::ProviderApi::Gemini as i32,
+                Some(Api::AzureOpenAi) => pb::ProviderApi::AzureOpenai as i32,
                 // The catalogue is validated before it is stored; a row written otherwise gets
                 // a value no dataplane knows, so its endpoints are set aside, not misread.
                 None => -1,

@@ -1,12 +1,13 @@
 //! Switchyard's dataplane: the request path of the gateway.
 //!
 //! `snapshot` holds configuration (its model and rules are `switchyard-policy`'s); `stages` is
-//! the request path as plain functions; `providers` translates each provider's wire format;
+//! the request path as plain functions; `providers` translates each provider's wire format and `dialect` each client's;
 //! `http` is the Pingora adapter that calls them; `spend`
 //! keeps the counters limits are enforced on; `usage` carries usage events to the control plane;
 //! `health` is provider health (this dataplane's breakers, its reports, the fleet's view).
 
 pub mod config;
+pub mod dialect;
 pub mod dns;
 pub mod health;
 pub mod http;

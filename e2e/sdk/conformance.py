@@ -5,11 +5,13 @@ and SWITCHYARD_MOCK_A_URL / SWITCHYARD_MOCK_B_URL (the mock providers, to script
 Prints one line per check and a closing "N passed, M failed"; exits non-zero on any failure.
 """
 
+import base64
 import os
 import sys
 import time
 import traceback
 
+import anthropic
 import openai
 from openrouter import OpenRouter, errors
 
@@ -41,6 +43,11 @@ def check(name):
 
 
 oa = openai.OpenAI(base_url=BASE, api_key=INFERENCE, max_retries=0)
+# Anthropic's SDK appends /v1/messages to its base URL, as with OpenRouter (…/api).
+ANTHROPIC_BASE = BASE.removesuffix("/v1")
+claude = anthropic.Anthropic(base_url=ANTHROPIC_BASE, api_key=INFERENCE, max_retries=0)
+TOOLS = [{"type": "function", "function": {"name": "weather", "description": "Weather now",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
 # retries=None on every call below: the SDK otherwise retries 5xx for up to an hour.
 inference = OpenRouter(api_key=INFERENCE, server_url=BASE)
 management = OpenRouter(api_key=MANAGEMENT, server_url=BASE)
@@ -395,6 +402,138 @@ def _():
     assert tags == [("mock-a", "fp8"), ("mock-b", "bf16")], tags
     zdr = inference.endpoints.list_zdr_endpoints(retries=None)
     assert sorted((e.model_id, e.tag) for e in zdr.data) == [("mock/fast", "mock-b"), ("mock/smart", "mock-b")]
+
+
+@check("openai: Anthropic- and Gemini-format models answer chat completions, tools and streams")
+def _():
+    for model in ["mock/claude", "mock/gemini"]:
+        r = oa.chat.completions.create(model=model, messages=MESSAGES, max_tokens=50)
+        assert r.choices[0].message.content.startswith("tok"), r
+        assert r.usage.model_extra["cost"] > 0
+        assert "cache_write_tokens" in r.usage.prompt_tokens_details.model_dump(), r.usage
+        r = oa.chat.completions.create(model=model, messages=MESSAGES, tools=TOOLS, tool_choice="required")
+        call = r.choices[0].message.tool_calls[0]
+        assert r.choices[0].finish_reason == "tool_calls" and call.function.name == "weather", r
+        chunks = list(oa.chat.completions.create(model=model, messages=MESSAGES, stream=True,
+                                                 stream_options={"include_usage": True}))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text.startswith("tok"), text
+        assert chunks[-1].usage.completion_tokens > 0
+
+
+@check("openai: responses.create and responses.stream on every provider format")
+def _():
+    for model in [MODEL, "mock/claude", "mock/gemini"]:
+        r = oa.responses.create(model=model, input="Say hello", instructions="Be brief.",
+                                max_output_tokens=50)
+        assert r.status in ("completed", "incomplete"), r.status
+        assert r.output_text.startswith("tok"), r
+        assert r.usage.output_tokens > 0 and r.usage.model_extra["cost"] > 0, r.usage
+        assert r.id.startswith("gen-"), r.id
+        with oa.responses.stream(model=model, input="Say hello") as stream:
+            text = "".join(e.delta for e in stream if e.type == "response.output_text.delta")
+            final = stream.get_final_response()
+        assert text.startswith("tok"), text
+        assert final.output_text == text and final.usage.output_tokens > 0, final
+
+
+@check("openai: a Responses tool loop, and what a stateless gateway refuses")
+def _():
+    tools = [{"type": "function", "name": "weather", "description": "Weather now",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    r = oa.responses.create(model="mock/claude", input="Weather in Paris?", tools=tools,
+                            tool_choice="required")
+    call = next(o for o in r.output if o.type == "function_call")
+    assert call.name == "weather", call
+    r = oa.responses.create(model="mock/claude", tools=tools, input=[
+        {"role": "user", "content": "Weather in Paris?"},
+        call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "18C"},
+    ])
+    assert r.output_text.startswith("tok"), r
+    try:
+        oa.responses.create(model=MODEL, input="again", previous_response_id=r.id)
+    except openai.BadRequestError as e:
+        assert "previous_response_id" in str(e), e
+    else:
+        raise AssertionError("expected 400")
+
+
+@check("openai and openrouter: embeddings, priced and recorded")
+def _():
+    r = oa.embeddings.create(model="mock/embed", input=["first text", "second text"], dimensions=16)
+    assert [d.index for d in r.data] == [0, 1], r
+    assert len(r.data[0].embedding) == 16
+    assert r.usage.prompt_tokens > 0 and r.usage.model_extra["cost"] > 0, r.usage
+    b64 = oa.embeddings.create(model="mock/embed", input="first text", encoding_format="base64")
+    # Asked for explicitly, the vector stays base64: 8 little-endian f32.
+    assert len(base64.b64decode(b64.data[0].embedding)) == 32, b64
+    e = inference.embeddings.generate(model="mock/embed", input="first text", retries=None)
+    assert e.data[0].embedding and e.usage.cost > 0, e
+    wait_for_generation(e.id)
+
+
+@check("openai: legacy completions, whole and streamed")
+def _():
+    r = oa.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5)
+    assert r.object == "text_completion" and r.choices[0].text.startswith("tok"), r
+    assert r.usage.completion_tokens == 5, r.usage
+    text = "".join(c.choices[0].text for c in oa.completions.create(
+        model="mock/claude", prompt="Once upon a time", max_tokens=5, stream=True) if c.choices)
+    assert text.startswith("tok"), text
+
+
+@check("anthropic: messages.create on Anthropic- and OpenAI-format models")
+def _():
+    for model in ["mock/claude", MODEL]:
+        m = claude.messages.create(model=model, max_tokens=64, system="Be brief.",
+                                   messages=[{"role": "user", "content": "Say hello"}])
+        assert m.type == "message" and m.role == "assistant", m
+        assert m.content[0].type == "text" and m.content[0].text.startswith("tok"), m
+        assert m.stop_reason in ("end_turn", "max_tokens"), m.stop_reason
+        assert m.usage.input_tokens > 0 and m.usage.output_tokens > 0, m.usage
+        assert m.id.startswith("gen-"), m.id
+
+
+@check("anthropic: messages.stream yields text and the final usage")
+def _():
+    with claude.messages.stream(model="mock/claude", max_tokens=64,
+                                messages=[{"role": "user", "content": "Say hello"}]) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    assert text.startswith("tok"), text
+    assert final.usage.output_tokens > 0, final.usage
+    assert final.stop_reason == "end_turn", final.stop_reason
+
+
+@check("anthropic: a tool loop with extended thinking")
+def _():
+    tools = [{"name": "weather", "description": "Weather now",
+              "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+    messages = [{"role": "user", "content": "Weather in Paris?"}]
+    m = claude.messages.create(model="mock/claude", max_tokens=4000, tools=tools,
+                               thinking={"type": "enabled", "budget_tokens": 2000}, messages=messages)
+    kinds = [b.type for b in m.content]
+    assert kinds == ["thinking", "tool_use"], kinds
+    assert m.stop_reason == "tool_use"
+    use = m.content[1]
+    messages += [{"role": "assistant", "content": m.content},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "18C"}]}]
+    m = claude.messages.create(model="mock/claude", max_tokens=4000, tools=tools,
+                               thinking={"type": "enabled", "budget_tokens": 2000}, messages=messages)
+    assert m.content[-1].type == "text", m.content
+
+
+@check("anthropic: a bad key raises AuthenticationError")
+def _():
+    bad = anthropic.Anthropic(base_url=ANTHROPIC_BASE, api_key="sk-sy-v1-wrong", max_retries=0)
+    try:
+        bad.messages.create(model="mock/claude", max_tokens=8, messages=MESSAGES)
+    except anthropic.AuthenticationError as e:
+        assert e.status_code == 401
+        assert e.body["error"]["type"] == "authentication_error", e.body
+    else:
+        raise AssertionError("expected 401")
 
 
 print(f"{passed} passed, {failed} failed")

@@ -172,12 +172,28 @@ async fn tools_and_reasoning_go_both_ways_and_a_tool_loop_continues() {
     let stack = Stack::start().await;
     let tools = json!([{"type": "function", "function": {"name": "weather", "description": "Weather now",
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]);
-    let ask = claude(json!({
+    // A forced tool choice is Anthropic's.
+    let forced = claude(json!({
         "tools": tools,
-        "tool_choice": {"type": "function", "function": {"name": "weather"}},
-        "max_tokens": 4000,
-        "reasoning": {"max_tokens": 2000}
+        "tool_choice": {"type": "function", "function": {"name": "weather"}}
     }));
+    let body: Value = stack
+        .chat(&stack.inference_key, forced.clone())
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    let sent = stack.mock_b.last_request().await["body"].clone();
+    assert_eq!(
+        sent["tool_choice"],
+        json!({"type": "tool", "name": "weather"})
+    );
+    assert_eq!(sent["tools"][0]["input_schema"]["type"], "object");
+
+    // With extended thinking (which Anthropic allows only with the model choosing its tools).
+    let ask =
+        claude(json!({"tools": tools, "max_tokens": 4000, "reasoning": {"max_tokens": 2000}}));
     let r = stack.chat(&stack.inference_key, ask.clone()).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
@@ -194,11 +210,6 @@ async fn tools_and_reasoning_go_both_ways_and_a_tool_loop_continues() {
         sent["thinking"],
         json!({"type": "enabled", "budget_tokens": 2000})
     );
-    assert_eq!(
-        sent["tool_choice"],
-        json!({"type": "tool", "name": "weather"})
-    );
-    assert_eq!(sent["tools"][0]["input_schema"]["type"], "object");
 
     // The client sends the assistant's turn back with the tool's answer: the thinking block
     // (signed) and the tool_use come back as Anthropic requires, and the mock checks that the
@@ -207,9 +218,10 @@ async fn tools_and_reasoning_go_both_ways_and_a_tool_loop_continues() {
     let messages = follow["messages"].as_array_mut().unwrap();
     messages.push(message.clone());
     messages.push(json!({"role": "tool", "tool_call_id": call["id"], "content": "18C"}));
-    follow["tool_choice"] = json!("auto");
     let r = stack.chat(&stack.inference_key, follow).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let answer: Value = r.json().await.unwrap();
+    assert_eq!(answer["choices"][0]["finish_reason"], "stop");
     let sent = stack.mock_b.last_request().await["body"].clone();
     let assistant = &sent["messages"][1];
     assert_eq!(assistant["content"][0]["type"], "thinking");
@@ -217,7 +229,7 @@ async fn tools_and_reasoning_go_both_ways_and_a_tool_loop_continues() {
     assert_eq!(sent["messages"][2]["content"][0]["type"], "tool_result");
 
     // Streamed, the tool call arrives in OpenAI's pieces.
-    let mut streamed = ask;
+    let mut streamed = forced;
     streamed["stream"] = json!(true);
     let text = stack
         .chat(&stack.inference_key, streamed)
@@ -236,8 +248,16 @@ async fn tools_and_reasoning_go_both_ways_and_a_tool_loop_continues() {
         .filter_map(|c| c["function"]["arguments"].as_str())
         .collect();
     assert_eq!(arguments, "{}");
+    let mut thinking = ask;
+    thinking["stream"] = json!(true);
+    let text = stack
+        .chat(&stack.inference_key, thinking)
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(
-        chunks
+        sse_data(&text)
             .iter()
             .any(|c| c["choices"][0]["delta"]["reasoning"] == "Mock thinking.")
     );
@@ -567,4 +587,240 @@ async fn gemini_failures_fail_over_and_end_streams_as_openrouter_does() {
         "error"
     );
     assert!(!text.contains("[DONE]"));
+}
+
+// ---- /messages: clients that speak Anthropic's Messages API ----
+
+async fn messages(stack: &Stack, key: &str, body: Value) -> reqwest::Response {
+    support::client()
+        .post(format!("{}/messages", stack.api()))
+        .header("x-api-key", key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_messages_endpoint_speaks_anthropic_whatever_the_provider_speaks() {
+    let stack = Stack::start().await;
+    stack.mock_a.script(json!({"completion_tokens": 3})).await;
+    // An OpenAI-format provider behind an Anthropic-format client.
+    let r = messages(
+        &stack,
+        &stack.inference_key,
+        json!({"model": "mock/fast", "max_tokens": 50, "system": "Be brief.",
+               "messages": [{"role": "user", "content": "Hello"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["type"], "message");
+    assert_eq!(
+        m["content"],
+        json!([{"type": "text", "text": "tok tok tok"}])
+    );
+    assert_eq!(m["stop_reason"], "end_turn");
+    assert_eq!(m["usage"]["output_tokens"], 3);
+    let sent = stack.mock_a.last_request().await["body"].clone();
+    assert_eq!(
+        sent["messages"][0],
+        json!({"role": "system", "content": "Be brief."})
+    );
+    assert_eq!(sent["max_tokens"], 50);
+    let g = stack.generation(m["id"].as_str().unwrap()).await;
+    assert!(
+        (g["data"]["total_cost"].as_f64().unwrap() - m["usage"]["cost"].as_f64().unwrap()).abs()
+            < 1e-12
+    );
+
+    // Streamed from the Anthropic-format provider, as Anthropic's events.
+    let r = messages(
+        &stack,
+        &stack.inference_key,
+        json!({"model": "mock/claude", "max_tokens": 50, "stream": true,
+               "messages": [{"role": "user", "content": "Hello"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let names: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("event: "))
+        .map(|e| e.split('\n').next().unwrap())
+        .collect();
+    assert_eq!(names.first(), Some(&"message_start"), "{text}");
+    assert_eq!(names.last(), Some(&"message_stop"), "{text}");
+    assert!(names.contains(&"content_block_delta") && names.contains(&"message_delta"));
+    assert!(!text.contains("chat.completion"), "{text}");
+}
+
+#[tokio::test]
+async fn messages_errors_take_anthropics_shape() {
+    let stack = Stack::start().await;
+    let r = messages(
+        &stack,
+        "sk-sy-v1-wrong",
+        json!({"model": "mock/claude", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "authentication_error");
+    let r = messages(
+        &stack,
+        &stack.inference_key,
+        json!({"model": "mock/claude", "messages": [{"role": "user", "content": "x"}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "invalid_request_error");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_tokens")
+    );
+    // A bearer token works too (Anthropic's SDKs send one when given an auth token).
+    let r = support::client()
+        .post(format!("{}/messages", stack.api()))
+        .bearer_auth(&stack.inference_key)
+        .json(&json!({"model": "mock/claude", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+// ---- /embeddings and /completions ----
+
+#[tokio::test]
+async fn embeddings_are_priced_limited_and_recorded_like_chat() {
+    let stack = Stack::start().await;
+    let r = support::client()
+        .post(format!("{}/embeddings", stack.api()))
+        .bearer_auth(&stack.inference_key)
+        .json(
+            &json!({"model": "mock/embed", "input": ["one", "two three"], "dimensions": 4,
+                      "provider": {"sort": "price"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "list");
+    assert_eq!(body["data"].as_array().unwrap().len(), 2);
+    assert_eq!(body["data"][1]["embedding"].as_array().unwrap().len(), 4);
+    assert_eq!(body["model"], "mock/embed");
+    let usage = &body["usage"];
+    let prompt = usage["prompt_tokens"].as_u64().unwrap();
+    assert!(prompt > 0);
+    assert_eq!(usage["completion_tokens"], 0);
+    let cost = usage["cost"].as_f64().unwrap();
+    assert!((cost - prompt as f64 * 0.00000002).abs() < 1e-15, "{usage}");
+    // The provider got OpenAI's embeddings request and nothing of the gateway's.
+    let seen = stack.mock_a.last_request().await;
+    assert_eq!(seen["path"], "/embeddings");
+    let mut sent: Vec<String> = seen["body"].as_object().unwrap().keys().cloned().collect();
+    sent.sort();
+    assert_eq!(sent, ["dimensions", "input", "model"]);
+    let g = stack.generation(body["id"].as_str().unwrap()).await;
+    assert!((g["data"]["total_cost"].as_f64().unwrap() - cost).abs() < 1e-15);
+
+    // An embeddings request needs its input; a chat model's provider format that has no
+    // embeddings is refused before anything is sent.
+    let r = support::client()
+        .post(format!("{}/embeddings", stack.api()))
+        .bearer_auth(&stack.inference_key)
+        .json(&json!({"model": "mock/embed"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(expect_error(r, 400).await.contains("input"));
+    let r = support::client()
+        .post(format!("{}/embeddings", stack.api()))
+        .bearer_auth(&stack.inference_key)
+        .json(&json!({"model": "mock/claude", "input": "x", "provider": {"only": ["mock-anthropic"]}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(expect_error(r, 400).await.contains("embeddings"));
+}
+
+#[tokio::test]
+async fn a_spend_limit_holds_for_embeddings() {
+    let stack = Stack::start().await;
+    // Admission reserves a prompt token per byte of what the provider gets, at 2e-8 USD each:
+    // a short input fits a limit of 1e-5 USD, a 1,000-byte one does not.
+    let (secret, _) = stack.limited_key(0.00001).await;
+    let send = |input: String| {
+        support::client()
+            .post(format!("{}/embeddings", stack.api()))
+            .bearer_auth(&secret)
+            .json(&json!({"model": "mock/embed", "input": input}))
+            .send()
+    };
+    let small = send("hi".into()).await.unwrap();
+    assert_eq!(small.status(), 200, "{}", small.text().await.unwrap());
+    let large = send("x".repeat(1000)).await.unwrap();
+    assert_eq!(large.status(), 403, "the limit refuses what could pass it");
+    // The refusal held nothing: another small one fits.
+    assert_eq!(send("hi".into()).await.unwrap().status(), 200);
+}
+
+// ---- Azure OpenAI: mock/azure is Mock B's process at a deployment path ----
+
+#[tokio::test]
+async fn an_azure_deployment_gets_its_path_version_and_api_key() {
+    let stack = Stack::start().await;
+    let r = stack
+        .chat(&stack.inference_key, chat_body("mock/azure"))
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["provider"], "Mock Azure");
+    let seen = stack.mock_b.last_request().await;
+    assert_eq!(seen["path"], "/deployments/chat/completions");
+    assert_eq!(seen["model"], "gpt-mock-deployment");
+    assert!(seen["authorization"].is_null(), "{seen}");
+
+    // The organization's own Azure key goes in `api-key`, never as a bearer.
+    let r = support::client()
+        .post(format!("{}/byok", stack.api()))
+        .bearer_auth(&stack.management_key)
+        .json(&json!({"provider": "mock-azure", "key": "azure-own-key"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    support::eventually(
+        "BYOK credential live",
+        std::time::Duration::from_secs(10),
+        || async {
+            let r = stack
+                .chat(&stack.inference_key, chat_body("mock/azure"))
+                .await;
+            let v: Value = r.json().await.ok()?;
+            (v["usage"]["is_byok"] == true).then_some(())
+        },
+    )
+    .await;
+    let seen = stack.mock_b.last_request().await;
+    assert_eq!(seen["api_key"], "azure-own-key");
+    assert!(seen["authorization"].is_null());
+
+    // Streamed like OpenAI's.
+    let mut streamed = chat_body("mock/azure");
+    streamed["stream"] = json!(true);
+    let text = stack
+        .chat(&stack.inference_key, streamed)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 }

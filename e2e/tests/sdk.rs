@@ -1,5 +1,5 @@
-//! Conformance: the official `openai` and `openrouter` Python SDKs against a running gateway,
-//! with nothing changed but the base URL. `make test` installs them into `.venv`.
+//! Conformance: the official `openai`, `openrouter` and `anthropic` Python SDKs against a
+//! running gateway, with nothing changed but the base URL. `make test` installs them into `.venv`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -45,4 +45,35 @@ async fn official_sdks_work_unchanged_against_the_gateway() {
     );
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
+}
+
+/// The official TypeScript SDKs: `@openrouter/sdk`, and `@openrouter/ai-sdk-provider` with the
+/// `ai` package, whose strict response schemas reject what the gateway must never send (a
+/// `null` cost, a missing field). `make test` installs them into `e2e/sdk/node/node_modules`.
+#[tokio::test]
+async fn official_typescript_sdks_work_unchanged_against_the_gateway() {
+    let stack = Stack::start().await;
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("sdk/node");
+    assert!(
+        dir.join("node_modules/@openrouter/ai-sdk-provider")
+            .exists(),
+        "the TypeScript SDKs are missing: `make test` installs them (npm ci in {})",
+        dir.display()
+    );
+    let output = tokio::process::Command::new("node")
+        .arg(dir.join("conformance.mjs"))
+        .current_dir(&dir)
+        .env("SWITCHYARD_BASE_URL", stack.api())
+        .env("SWITCHYARD_INFERENCE_KEY", &stack.inference_key)
+        .output()
+        .await
+        .expect("node is installed");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    println!("{stdout}");
+    assert!(
+        output.status.success(),
+        "TypeScript SDK conformance failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }

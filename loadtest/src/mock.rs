@@ -1,6 +1,7 @@
 //! A mock LLM provider that speaks OpenAI's chat-completions wire format exactly (JSON, and SSE
 //! with a usage chunk), and Anthropic's Messages API (`anthropic`) and Google's Gemini API
-//! (`gemini`) beside it, and can be scripted: latency to first byte, inter-token delay, token
+//! (`gemini`) beside it, OpenAI's embeddings (`embeddings`) and Azure OpenAI's deployment paths,
+//! and can be scripted: latency to first byte, inter-token delay, token
 //! counts, an error rate, 429s, a hard outage and streams cut mid-way.
 //!
 //! The script can be changed while it runs (`POST /__mock/script` with a JSON `Script`), and the
@@ -31,6 +32,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
 mod anthropic;
+mod embeddings;
 mod gemini;
 
 /// What the mock does with each request. Every field can be changed at run time.
@@ -230,6 +232,8 @@ async fn handle(req: Request<Incoming>, state: Arc<MockState>) -> Result<Respons
         (Method::POST, "/v1/chat/completions" | "/chat/completions") => {
             chat(req, &state).await.ok_or(Dropped)?
         }
+        (Method::POST, "/v1/embeddings" | "/embeddings") => embed(req, &state).await,
+        (Method::POST, p) if azure_call(p).is_some() => azure(req, &state).await.ok_or(Dropped)?,
         (Method::POST, "/v1/messages" | "/messages") => {
             messages(req, &state).await.ok_or(Dropped)?
         }
@@ -468,6 +472,99 @@ async fn messages(req: Request<Incoming>, state: &MockState) -> Option<Response<
     let response = anthropic::respond(&headers, &body, &script, n);
     if response.status() == StatusCode::BAD_REQUEST {
         state.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    Some(response)
+}
+
+/// An OpenAI embeddings request: recorded, scripted failures, then `embeddings::respond`.
+async fn embed(req: Request<Incoming>, state: &MockState) -> Response<Body> {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Ok(body) = req.into_body().collect().await else {
+        return error_response(StatusCode::BAD_REQUEST, "unreadable body");
+    };
+    let body = body.to_bytes();
+    let model = serde_json::from_slice::<ChatHead>(&body)
+        .ok()
+        .and_then(|h| h.model);
+    if let Ok(mut last) = state.last_request.write() {
+        *last = Some(LastRequest {
+            authorization,
+            api_key: None,
+            path: "/embeddings".into(),
+            model,
+            stream: false,
+            include_usage: false,
+            body: body.clone(),
+        });
+    }
+    if script.outage {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "mock provider outage");
+    }
+    let response = embeddings::respond(&body, n);
+    if response.status() == StatusCode::BAD_REQUEST {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+/// The call of an Azure OpenAI deployment path (`/openai/deployments/<d>/chat/completions`,
+/// or `/embeddings`; under `/v1` too).
+fn azure_call(path: &str) -> Option<&str> {
+    let rest = path
+        .strip_prefix("/openai/deployments/")
+        .or_else(|| path.strip_prefix("/v1/deployments/"))?;
+    let (_deployment, call) = rest.split_once('/')?;
+    matches!(call, "chat/completions" | "embeddings").then_some(call)
+}
+
+/// Azure OpenAI: OpenAI's format at a deployment's path, which answers only with an
+/// `api-version` and takes the key in `api-key`.
+async fn azure(req: Request<Incoming>, state: &MockState) -> Option<Response<Body>> {
+    let path = req.uri().path().to_owned();
+    let call = azure_call(&path)?.to_owned();
+    let versioned = req.uri().query().is_some_and(|q| {
+        q.split('&')
+            .any(|p| p.starts_with("api-version=") && p.len() > 12)
+    });
+    if !versioned {
+        // As Azure answers a call without its version.
+        return Some(json_response(
+            StatusCode::NOT_FOUND,
+            json!({"error": {"code": "404", "message": "Resource not found"}}),
+        ));
+    }
+    let api_key = req
+        .headers()
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
+    if script.reject_authorization.as_deref().is_some_and(|r| {
+        api_key
+            .as_deref()
+            .is_some_and(|k| r == k || r.strip_prefix("Bearer ") == Some(k))
+    }) {
+        return Some(json_response(
+            StatusCode::UNAUTHORIZED,
+            json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}),
+        ));
+    }
+    let response = if call == "embeddings" {
+        embed(req, state).await
+    } else {
+        chat(req, state).await?
+    };
+    if let Ok(mut last) = state.last_request.write()
+        && let Some(last) = last.as_mut()
+    {
+        last.api_key = api_key;
+        last.path = format!("/deployments/{call}");
     }
     Some(response)
 }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use switchyard_policy::routing::EndpointHealth;
 
 use super::Gateway;
-use super::respond::{self, respond_reject};
+use super::respond::{self, respond_reject_as};
 use super::upstream::{self, Opened, Pingora};
+use crate::dialect::Dialect;
 use crate::health::{Availability, FleetView};
 use crate::now_ms;
 use crate::providers::{self, StreamDecoder};
@@ -23,7 +24,7 @@ use crate::stages::authenticate::{Purpose, authenticate};
 use crate::stages::context::Context;
 use crate::stages::forward::{RetryPolicy, Shaping};
 use crate::stages::meter::{self, Pricing, SseRelay};
-use crate::stages::request::ChatRequest;
+use crate::stages::request::{ChatRequest, Operation};
 use crate::stages::route::Conditions;
 use crate::stages::settle::{self, Sinks};
 use crate::stages::{admit, forward, resolve, route};
@@ -35,11 +36,17 @@ pub enum Ending {
     Close,
 }
 
-/// `POST /chat/completions`, or `POST /presets/<slug>/chat/completions` with `preset`.
-pub async fn handle(gw: &Gateway, session: &mut ServerSession, preset: Option<String>) -> Ending {
-    match run(gw, session, preset).await {
+/// `POST /chat/completions`, or `POST /presets/<slug>/chat/completions` with `preset`; in
+/// another dialect, `POST /messages` or `POST /responses`.
+pub async fn handle(
+    gw: &Gateway,
+    session: &mut ServerSession,
+    preset: Option<String>,
+    dialect: Dialect,
+) -> Ending {
+    match run(gw, session, preset, dialect).await {
         Ok(ending) => ending,
-        Err(reject) => refuse(session, &reject).await,
+        Err(reject) => refuse(session, &reject, dialect).await,
     }
 }
 
@@ -80,6 +87,7 @@ async fn run(
     gw: &Gateway,
     session: &mut ServerSession,
     path_preset: Option<String>,
+    dialect: Dialect,
 ) -> Result<Ending, Reject> {
     let started = Instant::now();
     let created_at_ms = now_ms();
@@ -87,10 +95,20 @@ async fn run(
         .snapshots
         .load()
         .ok_or_else(|| Reject::new(Kind::NotReady, "Gateway has no configuration yet"))?;
-    let authorization = session.get_header("authorization").map(|v| v.as_bytes());
+    // Anthropic's SDKs send the key as `x-api-key` (or, given a token, as a bearer).
+    let api_key = match (dialect, session.get_header("authorization")) {
+        (Dialect::AnthropicMessages, None) => session
+            .get_header("x-api-key")
+            .map(|k| [b"Bearer ".as_slice(), k.as_bytes()].concat()),
+        _ => None,
+    };
+    let authorization = api_key
+        .as_deref()
+        .or_else(|| session.get_header("authorization").map(|v| v.as_bytes()));
     let key = authenticate(&snapshot, authorization, Purpose::Inference, created_at_ms)?;
     let body = read_body(session, gw.limits.max_body_bytes).await?;
-    let mut request = ChatRequest::parse(&body)?;
+    let body = dialect.request(body)?;
+    let mut request = ChatRequest::parse_as(&body, dialect.operation())?;
     if let Some(slug) = path_preset {
         match &request.preset {
             Some(named) if *named != slug => {
@@ -148,7 +166,7 @@ async fn run(
         .or_else(|| session.get_header("x-openrouter-title"))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let ending = exchange(gw, session, &mut ctx).await;
+    let ending = exchange(gw, session, &mut ctx, dialect).await;
     let sinks = Sinks {
         spend: &gw.spend,
         usage: &gw.usage,
@@ -161,7 +179,12 @@ async fn run(
 
 /// forward, then relay the response through the meter. Whatever happens is recorded in `ctx`
 /// for settle.
-async fn exchange(gw: &Gateway, session: &mut ServerSession, ctx: &mut Context<'_>) -> Ending {
+async fn exchange(
+    gw: &Gateway,
+    session: &mut ServerSession,
+    ctx: &mut Context<'_>,
+    dialect: Dialect,
+) -> Ending {
     let transport = Pingora {
         connector: &gw.connector,
         timeouts: &gw.timeouts,
@@ -198,13 +221,13 @@ async fn exchange(gw: &Gateway, session: &mut ServerSession, ctx: &mut Context<'
         }
         Err(reject) => {
             ctx.status = reject.status();
-            return refuse(session, &reject).await;
+            return refuse(session, &reject, dialect).await;
         }
     };
     if ctx.request.stream {
-        relay_stream(gw, session, ctx, opened).await
+        relay_stream(gw, session, ctx, opened, dialect).await
     } else {
-        relay_completion(gw, session, ctx, opened).await
+        relay_completion(gw, session, ctx, opened, dialect).await
     }
 }
 
@@ -213,6 +236,7 @@ async fn relay_completion(
     session: &mut ServerSession,
     ctx: &mut Context<'_>,
     opened: Opened,
+    dialect: Dialect,
 ) -> Ending {
     let Opened {
         session: mut upstream,
@@ -229,7 +253,7 @@ async fn relay_completion(
         ctx.cancelled = true;
         let reject = shutting_down();
         ctx.status = reject.status();
-        return finish_with(respond_reject(session, &reject).await);
+        return finish_with(respond_reject_as(session, &reject, dialect).await);
     };
     let Some(body) = read else {
         upstream.shutdown().await;
@@ -239,7 +263,7 @@ async fn relay_completion(
             "Provider response was cut off or too large",
         );
         ctx.status = reject.status();
-        return finish_with(respond_reject(session, &reject).await);
+        return finish_with(respond_reject_as(session, &reject, dialect).await);
     };
     gw.connector
         .release_http_session(upstream, &peer, Some(gw.timeouts.idle_pool))
@@ -253,11 +277,14 @@ async fn relay_completion(
             "Provider response was not in its API's format",
         );
         ctx.status = reject.status();
-        return finish_with(respond_reject(session, &reject).await);
+        return finish_with(respond_reject_as(session, &reject, dialect).await);
     };
     let pricing = ctx.pricing();
     let unpriced = pricing.as_ref().is_some_and(Pricing::unpriced);
-    let rewritten = pricing.and_then(|pricing| meter::rewrite_completion(&body, &pricing));
+    let rewritten = pricing.and_then(|pricing| match ctx.request.operation {
+        Operation::Chat => meter::rewrite_completion(&body, &pricing),
+        Operation::Embeddings => meter::rewrite_embeddings(&body, &pricing),
+    });
     let out = match rewritten {
         Some((out, metered)) => {
             ctx.metered = metered;
@@ -265,6 +292,7 @@ async fn relay_completion(
         }
         None => body,
     };
+    let out = dialect.completion(out, &ctx.request);
     ctx.status = 200;
     let delivered = match respond::header(200, "application/json", Some(out.len())) {
         Some(mut header) => {
@@ -284,6 +312,7 @@ async fn relay_stream(
     session: &mut ServerSession,
     ctx: &mut Context<'_>,
     opened: Opened,
+    dialect: Dialect,
 ) -> Ending {
     let Opened {
         session: mut upstream,
@@ -299,6 +328,9 @@ async fn relay_stream(
         pricing.created,
     );
     let mut decoded = Vec::new();
+    // What the client reads: the relay's chunks, or its dialect's events made of them.
+    let mut encoder = dialect.stream(&ctx.request);
+    let mut render = |out: Vec<u8>| encoder.render(out);
     let client_ok = match respond::header(200, "text/event-stream", None) {
         Some(mut header) => {
             let _ = header.insert_header("cache-control", "no-cache");
@@ -353,7 +385,7 @@ async fn relay_stream(
                 }
 
                 if !out.is_empty() {
-                    let data = Bytes::from(std::mem::take(&mut out));
+                    let data = Bytes::from(render(std::mem::take(&mut out)));
                     if session.write_response_body(data, false).await.is_err() {
                         cancelled = true;
                     }
@@ -397,7 +429,7 @@ async fn relay_stream(
             relay.finish(&pricing, &mut out);
         }
         cancelled = session
-            .write_response_body(Bytes::from(out), true)
+            .write_response_body(Bytes::from(render(out)), true)
             .await
             .is_err();
     }
@@ -424,14 +456,14 @@ fn shutting_down() -> Reject {
 
 /// Answers a refusal. A small unread body is read first, so the client sees the error rather
 /// than a reset connection; a large one is not worth reading just to refuse it.
-async fn refuse(session: &mut ServerSession, reject: &Reject) -> Ending {
+async fn refuse(session: &mut ServerSession, reject: &Reject, dialect: Dialect) -> Ending {
     if reject.kind != Kind::PayloadTooLarge
         && !session.is_body_done()
         && declared_length(session).is_some_and(|len| len <= DRAIN_LIMIT)
     {
         let _ = session.drain_request_body().await;
     }
-    let ok = respond_reject(session, reject).await;
+    let ok = respond_reject_as(session, reject, dialect).await;
     if ok && reject.kind == Kind::PayloadTooLarge {
         linger(session).await;
     }

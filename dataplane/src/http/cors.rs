@@ -6,9 +6,11 @@
 
 use pingora_http::ResponseHeader;
 
-/// Request headers a browser may send on inference (the SDKs' and OpenRouter's app headers).
+/// Request headers a browser may send on inference (the SDKs' and OpenRouter's app headers;
+/// Anthropic's SDK sends its key and version as headers of their own).
 const INFERENCE_HEADERS: &str = "authorization, content-type, http-referer, x-title, \
-    x-openrouter-title, x-session-id, x-stainless-arch, x-stainless-lang, x-stainless-os, \
+    x-openrouter-title, x-session-id, x-api-key, anthropic-version, anthropic-beta, \
+    anthropic-dangerous-direct-browser-access, x-stainless-arch, x-stainless-lang, x-stainless-os, \
     x-stainless-package-version, x-stainless-retry-count, x-stainless-runtime, \
     x-stainless-runtime-version, x-stainless-timeout";
 const INFERENCE_METHODS: &str = "GET, POST, OPTIONS";
@@ -57,7 +59,18 @@ impl ManagementOrigins {
 pub fn is_inference(path: &str) -> bool {
     matches!(
         path,
-        "/api/v1/chat/completions" | "/v1/chat/completions" | "/api/v1/models" | "/v1/models"
+        "/api/v1/chat/completions"
+            | "/v1/chat/completions"
+            | "/api/v1/messages"
+            | "/v1/messages"
+            | "/api/v1/responses"
+            | "/v1/responses"
+            | "/api/v1/completions"
+            | "/v1/completions"
+            | "/api/v1/embeddings"
+            | "/v1/embeddings"
+            | "/api/v1/models"
+            | "/v1/models"
     ) || path.ends_with("/chat/completions")
 }
 

@@ -22,6 +22,7 @@ use chat::Ending;
 use respond::{respond, respond_reject};
 pub use upstream::Timeouts;
 
+use crate::dialect::Dialect;
 use crate::health::Health;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{SnapshotStore, Upstream};
@@ -163,11 +164,23 @@ impl Gateway {
                 )
             }
             ("POST", "/api/v1/chat/completions" | "/v1/chat/completions") => {
-                chat::handle(self, session, None).await
+                chat::handle(self, session, None, Dialect::OpenAiChat).await
+            }
+            ("POST", "/api/v1/messages" | "/v1/messages") => {
+                chat::handle(self, session, None, Dialect::AnthropicMessages).await
+            }
+            ("POST", "/api/v1/responses" | "/v1/responses") => {
+                chat::handle(self, session, None, Dialect::OpenAiResponses).await
+            }
+            ("POST", "/api/v1/completions" | "/v1/completions") => {
+                chat::handle(self, session, None, Dialect::OpenAiCompletions).await
+            }
+            ("POST", "/api/v1/embeddings" | "/v1/embeddings") => {
+                chat::handle(self, session, None, Dialect::OpenAiEmbeddings).await
             }
             ("POST", p) if preset_path(p).is_some() => {
                 let slug = preset_path(p).map(str::to_owned);
-                chat::handle(self, session, slug).await
+                chat::handle(self, session, slug, Dialect::OpenAiChat).await
             }
             ("GET", "/api/v1/models" | "/v1/models") => self.models(session).await,
             ("GET", "/health/live") => {
@@ -192,7 +205,19 @@ impl Gateway {
                 }
             }
             (_, p) if p.starts_with("/api/v1/") => passthrough::handle(self, session).await,
-            (_, "/api/v1/chat/completions" | "/v1/chat/completions") => {
+            (
+                _,
+                "/api/v1/chat/completions"
+                | "/v1/chat/completions"
+                | "/api/v1/messages"
+                | "/v1/messages"
+                | "/api/v1/responses"
+                | "/v1/responses"
+                | "/api/v1/completions"
+                | "/v1/completions"
+                | "/api/v1/embeddings"
+                | "/v1/embeddings",
+            ) => {
                 self.refuse(session, Reject::new(Kind::MethodNotAllowed, "Use POST"))
                     .await
             }

@@ -4,6 +4,7 @@ use bytes::Bytes;
 use pingora_core::protocols::http::ServerSession;
 use pingora_http::ResponseHeader;
 
+use crate::dialect::Dialect;
 use crate::reject::Reject;
 
 /// Writes a complete response. Returns false when the client is gone, so the caller does not
@@ -33,13 +34,23 @@ pub async fn write(session: &mut ServerSession, header: ResponseHeader, body: By
 }
 
 pub async fn respond_reject(session: &mut ServerSession, reject: &Reject) -> bool {
+    respond_reject_as(session, reject, Dialect::OpenAiChat).await
+}
+
+/// A refusal in the error shape of the API the client called.
+pub async fn respond_reject_as(
+    session: &mut ServerSession,
+    reject: &Reject,
+    dialect: Dialect,
+) -> bool {
     tracing::debug!(
         kind = reject.kind.label(),
         status = reject.status(),
         message = %reject.message,
         "request refused"
     );
-    respond(session, reject.status(), "application/json", reject.body()).await
+    let body = dialect.error_body(reject);
+    respond(session, reject.status(), "application/json", body).await
 }
 
 /// A response header; `content_length: None` means a chunked (streamed) body.

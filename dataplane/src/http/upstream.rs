@@ -9,6 +9,7 @@ use pingora_core::protocols::http::client::HttpSession;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_http::RequestHeader;
 
+use crate::providers::Call;
 use crate::snapshot::Upstream;
 use crate::stages::forward::{Failure, Transport};
 use crate::stages::route::Attempt;
@@ -66,9 +67,9 @@ impl Transport for Pingora<'_> {
         &self,
         attempt: &Attempt<'_>,
         body: Vec<u8>,
-        stream: bool,
+        call: Call,
     ) -> Result<Opened, Failure> {
-        let header = crate::providers::request_header(attempt, body.len(), stream)
+        let header = crate::providers::request_header(attempt, body.len(), call)
             .map_err(|r| Failure::Request(r.message.into_owned()))?;
         let upstream = &attempt.endpoint.upstream;
         let Some(peer) = peer(upstream, self.timeouts) else {

@@ -16,8 +16,29 @@ use pingora_http::RequestHeader;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::Api;
 use crate::stages::forward::{self, Shaping};
-use crate::stages::request::ChatRequest;
+use crate::stages::request::{ChatRequest, Operation};
 use crate::stages::route::Attempt;
+
+/// Which call of the endpoint's API an attempt makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Call {
+    Chat { stream: bool },
+    Embeddings,
+}
+
+impl Call {
+    pub fn of(request: &ChatRequest<'_>) -> Call {
+        match request.operation {
+            Operation::Chat => Call::Chat {
+                stream: request.stream,
+            },
+            Operation::Embeddings => Call::Embeddings,
+        }
+    }
+}
+
+/// The members OpenAI's embeddings API defines besides `model`; no other is sent.
+const EMBEDDINGS_MEMBERS: [&str; 4] = ["input", "encoding_format", "dimensions", "user"];
 
 /// The body one attempt sends: the request shaped for the endpoint, in its provider's format.
 /// An error says why this provider cannot take the request (a part its format has no place
@@ -27,12 +48,40 @@ pub fn request_body(
     shaping: Shaping<'_>,
     attempt: &Attempt<'_>,
 ) -> Result<Vec<u8>, String> {
+    if request.operation == Operation::Embeddings {
+        return embeddings_body(request, attempt);
+    }
     let openai = forward::upstream_body(request, shaping, attempt);
     match attempt.endpoint.api {
-        Api::OpenAiChat => Ok(openai),
+        Api::OpenAiChat | Api::AzureOpenAi => Ok(openai),
         Api::AnthropicMessages => anthropic::request(&openai, request, attempt.endpoint),
         Api::Gemini => gemini::request(&openai, request, attempt.endpoint),
     }
+}
+
+/// An embeddings request in OpenAI's shape: the provider's model id and the members OpenAI's
+/// embeddings API defines, values copied raw. Other formats' embeddings are not served.
+fn embeddings_body(request: &ChatRequest<'_>, attempt: &Attempt<'_>) -> Result<Vec<u8>, String> {
+    if attempt.endpoint.embeddings_path().is_none() {
+        return Err(format!(
+            "embeddings are served by OpenAI-format providers only, not {}",
+            attempt.endpoint.api.slug()
+        ));
+    }
+    let mut out = Vec::with_capacity(request.body_len + 64);
+    out.extend_from_slice(b"{\"model\":");
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut out, &attempt.endpoint.upstream_model);
+    for (name, value) in &request.fields {
+        if EMBEDDINGS_MEMBERS.contains(&name.as_ref()) {
+            out.push(b',');
+            let _ = serde_json::to_writer(&mut out, name.as_ref());
+            out.push(b':');
+            out.extend_from_slice(value.get().as_bytes());
+        }
+    }
+    out.push(b'}');
+    Ok(out)
 }
 
 /// The request header of one attempt: the endpoint's path, its credential in the header its
@@ -40,7 +89,7 @@ pub fn request_body(
 pub fn request_header(
     attempt: &Attempt<'_>,
     body_len: usize,
-    stream: bool,
+    call: Call,
 ) -> Result<RequestHeader, Reject> {
     let internal = |e: pingora_error::BError| {
         Reject::new(
@@ -49,10 +98,14 @@ pub fn request_header(
         )
     };
     let endpoint = attempt.endpoint;
-    let path = if stream {
-        &endpoint.stream_path
-    } else {
-        &endpoint.path
+    let embeddings_path;
+    let (path, stream) = match call {
+        Call::Chat { stream: true } => (&endpoint.stream_path, true),
+        Call::Chat { stream: false } => (&endpoint.path, false),
+        Call::Embeddings => {
+            embeddings_path = endpoint.embeddings_path().unwrap_or_default();
+            (&embeddings_path, false)
+        }
     };
     let mut header = RequestHeader::build("POST", path.as_bytes(), Some(7)).map_err(internal)?;
     header
@@ -99,6 +152,11 @@ pub fn request_header(
                     .map_err(internal)?;
             }
         }
+        Api::AzureOpenAi => {
+            if let Some(key) = authorization.map(|v| v.strip_prefix("Bearer ").unwrap_or(v)) {
+                header.insert_header("api-key", key).map_err(internal)?;
+            }
+        }
     }
     Ok(header)
 }
@@ -107,7 +165,7 @@ pub fn request_header(
 /// body is not what its format promises (the caller passes it on untouched).
 pub fn completion(api: Api, body: Vec<u8>, created: i64) -> Option<Vec<u8>> {
     match api {
-        Api::OpenAiChat => Some(body),
+        Api::OpenAiChat | Api::AzureOpenAi => Some(body),
         Api::AnthropicMessages => anthropic::completion(&body, created),
         Api::Gemini => gemini::completion(&body, created),
     }
@@ -125,7 +183,7 @@ pub enum StreamDecoder {
 impl StreamDecoder {
     pub fn new(api: Api, created: i64) -> StreamDecoder {
         match api {
-            Api::OpenAiChat => StreamDecoder::OpenAi,
+            Api::OpenAiChat | Api::AzureOpenAi => StreamDecoder::OpenAi,
             Api::AnthropicMessages => {
                 StreamDecoder::Anthropic(Box::new(anthropic::StreamDecoder::new(created)))
             }

@@ -29,6 +29,7 @@ use switchyard_policy::routing::quota::quota_key;
 use switchyard_policy::routing::{ProviderPreferences, Quota};
 
 use crate::health::Health;
+use crate::providers::Call;
 use crate::reject::{Kind, Reject};
 use crate::snapshot::{Endpoint, Preset};
 use crate::spend::QuotaVerdict;
@@ -62,7 +63,7 @@ pub trait Transport {
         &self,
         attempt: &Attempt<'_>,
         body: Vec<u8>,
-        stream: bool,
+        call: Call,
     ) -> impl Future<Output = Result<Self::Response, Failure>> + Send;
 }
 
@@ -285,7 +286,7 @@ pub async fn forward<T: Transport, Q: Quotas>(
         };
         sent_any = true;
         let sent = Instant::now();
-        let outcome = transport.send(attempt, body, request.stream).await;
+        let outcome = transport.send(attempt, body, Call::of(request)).await;
         let elapsed_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
         match outcome {
             Ok(response) => {
@@ -600,7 +601,7 @@ mod tests {
             &self,
             attempt: &Attempt<'_>,
             body: Vec<u8>,
-            _stream: bool,
+            _call: Call,
         ) -> Result<String, Failure> {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
             assert_eq!(v["model"], attempt.endpoint.upstream_model.as_str());
@@ -1123,7 +1124,8 @@ mod tests {
     fn header_carries_provider_credential_only() {
         let snapshot = SnapshotBuilder::new().build();
         let attempt = attempts_of(&snapshot.models["mock/small"])[0];
-        let h = crate::providers::request_header(&attempt, 10, false).unwrap();
+        let h =
+            crate::providers::request_header(&attempt, 10, Call::Chat { stream: false }).unwrap();
         assert_eq!(h.uri.path(), "/v1/chat/completions");
         assert_eq!(
             h.headers.get("authorization").unwrap(),
@@ -1145,7 +1147,8 @@ mod tests {
                 .of_workspace(switchyard_policy::testing::WORKSPACE)
                 .first(),
         };
-        let h = crate::providers::request_header(&attempt, 10, true).unwrap();
+        let h =
+            crate::providers::request_header(&attempt, 10, Call::Chat { stream: true }).unwrap();
         assert_eq!(h.headers.get("authorization").unwrap(), "Bearer sk-own");
     }
 }

@@ -238,6 +238,15 @@ fn summarize_choices(raw: &RawValue) -> ChoicesSummary {
 /// priced usage object. Returns `None` when the body is not a JSON object, so the caller can
 /// pass it through untouched.
 pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>, Metered)> {
+    rewrite_answer(body, pricing, Shape::Completion)
+}
+
+/// Rewrites an embeddings answer as [`rewrite_completion`] does a completion.
+pub fn rewrite_embeddings(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>, Metered)> {
+    rewrite_answer(body, pricing, Shape::Embeddings)
+}
+
+fn rewrite_answer(body: &[u8], pricing: &Pricing<'_>, shape: Shape) -> Option<(Vec<u8>, Metered)> {
     let members: Vec<(Cow<'_, str>, &RawValue)> = parse_members(body)?;
     let mut metered = Metered::default();
     for (name, value) in &members {
@@ -252,7 +261,7 @@ pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>
         }
     }
     let mut out = Vec::with_capacity(body.len() + 256);
-    write_members(&mut out, &members, pricing, metered.usage.as_ref());
+    write_members(&mut out, &members, pricing, metered.usage.as_ref(), shape);
     Some((out, metered))
 }
 
@@ -261,13 +270,24 @@ fn parse_members(body: &[u8]) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
     Some(members)
 }
 
+/// What is being written: the SDKs' schemas differ on `system_fingerprint`, which a whole
+/// completion must carry (`null` allowed) and a chunk may carry only as a string.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Completion,
+    Chunk,
+    /// An embeddings list: no fingerprint of its own.
+    Embeddings,
+}
+
 /// Writes an object with `id`, `model`, `provider` and `usage` replaced (or added) and every
-/// other member copied raw.
+/// other member copied raw; `system_fingerprint` as `shape` requires.
 fn write_members(
     out: &mut Vec<u8>,
     members: &[(Cow<'_, str>, &RawValue)],
     pricing: &Pricing<'_>,
     usage: Option<&Usage>,
+    shape: Shape,
 ) {
     out.push(b'{');
     let mut first = true;
@@ -278,7 +298,14 @@ fn write_members(
     };
     let mut wrote_usage = false;
     let mut wrote_provider = false;
+    let mut wrote_fingerprint = false;
     for (name, value) in members {
+        if name == "system_fingerprint" {
+            if shape == Shape::Chunk && value.get() == "null" {
+                continue;
+            }
+            wrote_fingerprint = true;
+        }
         sep(out);
         write_string(out, name);
         out.push(b':');
@@ -298,6 +325,10 @@ fn write_members(
             }
             _ => out.extend_from_slice(value.get().as_bytes()),
         }
+    }
+    if shape == Shape::Completion && !wrote_fingerprint {
+        sep(out);
+        out.extend_from_slice(b"\"system_fingerprint\":null");
     }
     if !wrote_provider {
         sep(out);
@@ -448,7 +479,7 @@ impl StreamState {
             self.metered.usage = usage;
         }
         out.extend_from_slice(b"data: ");
-        write_members(out, &members, pricing, usage.as_ref());
+        write_members(out, &members, pricing, usage.as_ref(), Shape::Chunk);
     }
 
     fn observe_choices(&mut self, value: &RawValue) {
@@ -529,6 +560,31 @@ mod tests {
         );
         assert_eq!(metered.finish_reason.as_deref(), Some("stop"));
         assert_eq!(metered.upstream_id.as_deref(), Some("chatcmpl-1"));
+    }
+
+    /// `@openrouter/sdk` requires `system_fingerprint` in a completion (`null` allowed) and
+    /// takes it in a chunk only as a string.
+    #[test]
+    fn system_fingerprint_takes_the_shape_the_sdks_require() {
+        let p = prices();
+        let (out, _) = rewrite_completion(br#"{"id":"x","choices":[]}"#, &pricing(&p)).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert!(v["system_fingerprint"].is_null() && v.get("system_fingerprint").is_some());
+        let (out, _) =
+            rewrite_completion(br#"{"id":"x","system_fingerprint":"fp"}"#, &pricing(&p)).unwrap();
+        assert_eq!(
+            serde_json::from_slice::<Value>(&out).unwrap()["system_fingerprint"],
+            "fp"
+        );
+        let mut relay = SseRelay::new();
+        let mut out = Vec::new();
+        relay.push(
+            b"data: {\"id\":\"x\",\"system_fingerprint\":null,\"choices\":[]}\n\n",
+            &pricing(&p),
+            &mut out,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(!text.contains("system_fingerprint"), "{text}");
     }
 
     /// `@openrouter/ai-sdk-provider` parses `cost` as a number: never `null`.

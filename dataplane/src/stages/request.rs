@@ -18,7 +18,19 @@ const MAX_ID_CHARS: usize = 256;
 /// The most choices one request may ask for (OpenAI's own maximum).
 pub const MAX_CHOICES: u64 = 128;
 
+/// What a request asks a model for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Operation {
+    /// A chat completion (`messages`), whatever API the client called it through.
+    #[default]
+    Chat,
+    /// Embeddings of `input` (`/embeddings`): no output tokens, never streamed.
+    Embeddings,
+}
+
+/// A request to a model, as every stage reads it: a chat completion, or embeddings.
 pub struct ChatRequest<'a> {
+    pub operation: Operation,
     /// Top-level members in their original order, values untouched.
     pub fields: Vec<(Cow<'a, str>, &'a RawValue)>,
     /// `model` as sent: a model id, perhaps with a `:nitro`/`:floor`/`:free` suffix or an
@@ -79,7 +91,13 @@ fn bad_request(message: impl Into<Cow<'static, str>>) -> Reject {
 }
 
 impl<'a> ChatRequest<'a> {
+    /// A chat completion request.
     pub fn parse(body: &'a [u8]) -> Result<Self, Reject> {
+        Self::parse_as(body, Operation::Chat)
+    }
+
+    /// A request for `operation`: chat needs `messages`, embeddings `input`.
+    pub fn parse_as(body: &'a [u8], operation: Operation) -> Result<Self, Reject> {
         let RawMembers(fields) = serde_json::from_slice(body).map_err(|e| {
             if e.is_data() {
                 bad_request("Request body must be a JSON object")
@@ -88,6 +106,7 @@ impl<'a> ChatRequest<'a> {
             }
         })?;
         let mut request = ChatRequest {
+            operation,
             fields: Vec::new(),
             model: None,
             models: Vec::new(),
@@ -107,6 +126,7 @@ impl<'a> ChatRequest<'a> {
         let mut max_tokens = None;
         let mut max_completion_tokens = None;
         let mut has_messages = false;
+        let mut has_input = false;
         for (name, value) in &fields {
             let raw = value.get();
             match name.as_ref() {
@@ -140,6 +160,12 @@ impl<'a> ChatRequest<'a> {
                     request.image_parts = image_parts(raw);
                     request.inline_data_bytes = inline_data_bytes(raw);
                 }
+                "input" => {
+                    if !(raw.starts_with('[') || raw.starts_with('"')) {
+                        return Err(bad_request("`input` must be a string or an array"));
+                    }
+                    has_input = true;
+                }
                 "n" => {
                     let n = parse_count(value, "n")?.unwrap_or(1);
                     if !(1..=MAX_CHOICES).contains(&n) {
@@ -166,15 +192,28 @@ impl<'a> ChatRequest<'a> {
                 _ => {}
             }
         }
-        if !has_messages {
-            return Err(bad_request("`messages` is required"));
+        match operation {
+            Operation::Chat if !has_messages => {
+                return Err(bad_request("`messages` is required"));
+            }
+            Operation::Embeddings if !has_input => {
+                return Err(bad_request("`input` is required"));
+            }
+            Operation::Embeddings if request.stream => {
+                return Err(bad_request("Embeddings are not streamed"));
+            }
+            Operation::Chat | Operation::Embeddings => {}
         }
         if request.models.len() + usize::from(request.model.is_some()) > MAX_MODELS {
             return Err(bad_request(format!(
                 "A request may name at most {MAX_MODELS} models (`model` and `models` together)"
             )));
         }
-        request.max_output_tokens = max_completion_tokens.or(max_tokens);
+        request.max_output_tokens = match operation {
+            Operation::Chat => max_completion_tokens.or(max_tokens),
+            // Embeddings produce no tokens: admission reserves the prompt only.
+            Operation::Embeddings => Some(0),
+        };
         request.fields = fields;
         Ok(request)
     }

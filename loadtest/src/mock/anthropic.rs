@@ -5,11 +5,11 @@
 //! Strict as the real API is: every request and content-block member is checked against the
 //! documented ones (unknown members are a 400), `anthropic-version` is required, `max_tokens`
 //! is required, a thinking budget must be at least 1,024 and below `max_tokens`, thinking
-//! takes no temperature or top_k, roles alternate, empty text blocks are refused, and every
+//! takes no temperature or top_k nor a forced tool choice, roles alternate, empty text blocks are refused, and every
 //! `tool_result` answers a `tool_use` of the turn before.
 //!
 //! It answers with a thinking block when thinking is enabled, a `tool_use` block when a tool
-//! choice forces one, `{}` under a JSON-schema output format, and "tok tok …" otherwise. Cache
+//! choice forces one or, left to choose, until a tool result answers it, `{}` under a JSON-schema output format, and "tok tok …" otherwise. Cache
 //! writes are reported (`Script::cache_write_tokens`) when the request marks any block with
 //! `cache_control`, cache reads as `Script::cached_tokens`.
 
@@ -384,6 +384,18 @@ fn validate(headers: &HeaderMap, body: &[u8]) -> Result<Asked, String> {
             marks_cache = true;
         }
     }
+    let forced = matches!(
+        request.tool_choice,
+        Some(ToolChoice::Any { .. } | ToolChoice::Tool { .. })
+    );
+    if forced && thinking {
+        return Err("Thinking may not be enabled when tool_choice forces tool use.".into());
+    }
+    // The mock model calls a tool when forced to, and, left to choose, until a tool result
+    // has answered it.
+    let answered = request.messages.last().is_some_and(|m| {
+        matches!(&m.content, Content::Blocks(b) if b.iter().any(|b| matches!(b, ContentBlock::ToolResult { .. })))
+    });
     let forced_tool = match &request.tool_choice {
         Some(ToolChoice::Any { .. }) => match tools.first() {
             Some(t) => Some(t.name.clone()),
@@ -395,7 +407,9 @@ fn validate(headers: &HeaderMap, body: &[u8]) -> Result<Asked, String> {
             }
             Some(name.clone())
         }
-        _ => None,
+        Some(ToolChoice::None) => None,
+        _ if answered => None,
+        _ => tools.first().map(|t| t.name.clone()),
     };
     let json = match request.output_config.and_then(|c| c.format) {
         Some(f) if f.kind == "json_schema" && f.schema.is_object() => true,

@@ -73,10 +73,21 @@ pub enum Api {
     AnthropicMessages,
     /// Google's Gemini API: `models/<model>:generateContent` and `:streamGenerateContent`.
     Gemini,
+    /// Azure OpenAI: OpenAI's format at deployment URLs (`deployments/<deployment>/…` with an
+    /// `api-version`), the key in `api-key`. The endpoint's upstream model is the deployment.
+    AzureOpenAi,
 }
 
 impl Api {
-    pub const ALL: [Api; 3] = [Api::OpenAiChat, Api::AnthropicMessages, Api::Gemini];
+    pub const ALL: [Api; 4] = [
+        Api::OpenAiChat,
+        Api::AnthropicMessages,
+        Api::Gemini,
+        Api::AzureOpenAi,
+    ];
+
+    /// The Azure OpenAI API version every call names (the current GA one).
+    pub const AZURE_API_VERSION: &'static str = "2024-10-21";
 
     /// The catalogue's name for it.
     pub fn slug(self) -> &'static str {
@@ -84,6 +95,7 @@ impl Api {
             Api::OpenAiChat => "openai-chat",
             Api::AnthropicMessages => "anthropic-messages",
             Api::Gemini => "gemini",
+            Api::AzureOpenAi => "azure-openai",
         }
     }
 
@@ -92,7 +104,8 @@ impl Api {
     }
 
     /// The paths of its calls for `model` under a base URL's path (`/v1` → `/v1/messages`):
-    /// a whole answer's, then a stream's. Only Gemini's differ, and name the model.
+    /// a whole answer's, then a stream's. Only Gemini's differ; Gemini's and Azure's name the
+    /// model (Azure's deployment).
     pub fn paths(self, base_path: &str, model: &str) -> (String, String) {
         let path = match self {
             Api::OpenAiChat => format!("{base_path}/chat/completions"),
@@ -103,6 +116,10 @@ impl Api {
                     format!("{base_path}/models/{model}:streamGenerateContent?alt=sse"),
                 );
             }
+            Api::AzureOpenAi => format!(
+                "{base_path}/deployments/{model}/chat/completions?api-version={}",
+                Self::AZURE_API_VERSION
+            ),
         };
         (path.clone(), path)
     }
@@ -147,6 +164,20 @@ impl Endpoint {
             self.context_length
         };
         u64::from(cap).max(1)
+    }
+
+    /// The path of its embeddings call, for APIs that have one.
+    pub fn embeddings_path(&self) -> Option<String> {
+        let base = &self.upstream.base_path;
+        match self.api {
+            Api::OpenAiChat => Some(format!("{base}/embeddings")),
+            Api::AzureOpenAi => Some(format!(
+                "{base}/deployments/{}/embeddings?api-version={}",
+                self.upstream_model,
+                Api::AZURE_API_VERSION
+            )),
+            Api::AnthropicMessages | Api::Gemini => None,
+        }
     }
 
     /// Whether the endpoint honours `parameter` (OpenRouter's name for it).
@@ -514,6 +545,27 @@ mod tests {
 
     fn parse(url: &str) -> Result<Upstream, String> {
         Upstream::parse(url, &system_resolver)
+    }
+
+    #[test]
+    fn azure_names_the_deployment_and_the_api_version() {
+        let u = Upstream::parse("https://res.openai.azure.com/openai", &no_resolver).unwrap();
+        let (path, stream_path) = Api::AzureOpenAi.paths(&u.base_path, "gpt-4o-prod");
+        assert_eq!(
+            path,
+            "/openai/deployments/gpt-4o-prod/chat/completions?api-version=2024-10-21"
+        );
+        assert_eq!(path, stream_path);
+        let mut e = crate::testing::endpoint("azure", Prices::default(), 0);
+        e.api = Api::AzureOpenAi;
+        e.upstream = u;
+        e.upstream_model = "emb-prod".into();
+        assert_eq!(
+            e.embeddings_path().as_deref(),
+            Some("/openai/deployments/emb-prod/embeddings?api-version=2024-10-21")
+        );
+        e.api = Api::Gemini;
+        assert_eq!(e.embeddings_path(), None);
     }
 
     #[test]

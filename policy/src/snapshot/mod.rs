@@ -412,6 +412,7 @@ fn endpoint(
         }
         Some(Ok(pb::ProviderApi::AnthropicMessages)) => Api::AnthropicMessages,
         Some(Ok(pb::ProviderApi::Gemini)) => Api::Gemini,
+        Some(Ok(pb::ProviderApi::AzureOpenai)) => Api::AzureOpenAi,
         Some(Err(_)) => return Err(fail("provider API unknown to this dataplane".into())),
     };
     let price = e.price.unwrap_or_default();
@@ -441,14 +442,15 @@ fn endpoint(
     } else {
         e.upstream_model
     };
-    // Gemini names the model in the path: it must be one path segment.
-    if api == Api::Gemini
+    // Gemini and Azure name the model in the path: it must be one path segment.
+    if matches!(api, Api::Gemini | Api::AzureOpenAi)
         && !upstream_model
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
     {
         return Err(fail(format!(
-            "upstream model {upstream_model:?} cannot be named in a Gemini path"
+            "upstream model {upstream_model:?} cannot be named in a {} path",
+            api.slug()
         )));
     }
     let (path, stream_path) = api.paths(&upstream.base_path, &upstream_model);
