@@ -54,7 +54,7 @@ fuzz:
 ## toolchain: no sanitizer), FUZZ_SECONDS each from fuzz/seeds; the corpus grows in fuzz/corpus,
 ## crashes land in fuzz/artifacts. Its own build in fuzz/target.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := request sse_relay response snapshot provider_request provider_response
+FUZZ_TARGETS := request sse_relay response snapshot provider_request provider_response dialect_request dialect_answer
 fuzz-coverage:
 	command -v cargo-fuzz >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -1,6 +1,7 @@
 //! Fuzz targets for what reads untrusted bytes: request parsing and rewriting, the SSE relay,
 //! non-stream response rewriting, the provider translations (Anthropic's and Gemini's requests,
-//! answers and streams) and
+//! answers and streams), the client dialects' (`/messages`, `/responses`, `/completions`,
+//! `/rerank`) and
 //! snapshot decoding (`fuzz_targets/`), driven here by
 //! random, JSON-shaped input: a few hundred cases each in `make test`; `make fuzz` runs millions
 //! in a release build (`PROPTEST_CASES`). `make fuzz-coverage` runs the same targets under
@@ -103,6 +104,30 @@ fn provider_like_request() -> impl Strategy<Value = Vec<u8>> {
 /// A whole Anthropic message, with every kind of block.
 const ANTHROPIC_MESSAGE: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[{"type":"thinking","thinking":"t","signature":"s"},{"type":"redacted_thinking","data":"d"},{"type":"text","text":"hi"},{"type":"tool_use","id":"tu","name":"f","input":{"a":[1]}}],"stop_reason":"tool_use","usage":{"input_tokens":1,"output_tokens":2,"cache_creation_input_tokens":18446744073709551615,"cache_read_input_tokens":3}}"#;
 
+/// A client body with what the dialect translations read: Anthropic's blocks, Responses items,
+/// a legacy prompt.
+fn dialect_like_request() -> impl Strategy<Value = Vec<u8>> {
+    let member = prop_oneof![
+        Just(
+            r#""messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AA"}},{"type":"tool_result","tool_use_id":"t","content":[{"type":"text","text":"r"}]}]},{"role":"assistant","content":[{"type":"thinking","thinking":"x","signature":"s"},{"type":"tool_use","id":"t","name":"f","input":{}}]}]"#
+        ),
+        Just(r#""system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}]"#),
+        Just(
+            r#""input":[{"role":"user","content":[{"type":"input_text","text":"q"},{"type":"input_image","image_url":"data:x"}]},{"type":"function_call","call_id":"c","name":"f","arguments":"{}"},{"type":"function_call_output","call_id":"c","output":{"a":1}}]"#
+        ),
+        Just(r#""input":"hi""#),
+        Just(r#""prompt":["once"]"#),
+        Just(r#""max_tokens":18446744073709551615"#),
+        Just(r#""thinking":{"type":"enabled","budget_tokens":-5}"#),
+        Just(r#""tool_choice":{"type":"tool"}"#),
+        Just(r#""text":{"format":{"type":"json_schema","schema":7}}"#),
+        Just(r#""tools":[{"type":"function","name":"f"},{"name":7}]"#),
+        Just(r#""model":"m""#),
+    ];
+    prop::collection::vec(member, 0..6)
+        .prop_map(|members| format!("{{{}}}", members.join(",")).into_bytes())
+}
+
 /// A whole Gemini response, with every kind of part.
 const GEMINI_RESPONSE: &str = r#"{"candidates":[{"content":{"role":"model","parts":[{"text":"t","thought":true},{"text":"hi"},{"functionCall":{"name":"f","args":{"a":[1]}},"thoughtSignature":"s"}]},"finishReason":"STOP"}],"usageMetadata":{"promptTokenCount":18446744073709551615,"candidatesTokenCount":2,"cachedContentTokenCount":3,"thoughtsTokenCount":18446744073709551615},"responseId":"r"}"#;
 
@@ -199,6 +224,27 @@ proptest! {
         whole in any::<bool>(),
     ) {
         targets::provider_response(chunks.iter().map(Vec::as_slice), whole);
+    }
+
+    #[test]
+    fn dialect_request_translation_never_panics(body in prop_oneof![dialect_like_request(), bytes()]) {
+        targets::dialect_request(&body);
+    }
+
+    #[test]
+    fn dialect_answer_translation_never_panics(
+        chunks in prop::collection::vec(prop_oneof![
+            bytes(),
+            "(data: \\{\"id\":\"x\",\"choices\":\\[\\{\"delta\":\\{\"content\":\"\\PC{0,8}\"\\}\\}\\]\\}\n\n){0,3}".prop_map(String::into_bytes),
+            Just(b"data: {\"id\":\"x\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning\":\"r\",\"tool_calls\":[{\"index\":0,\"id\":\"c\",\"function\":{\"name\":\"f\",\"arguments\":\"{\"}}]},\"finish_reason\":\"length\"}]}\n\n".to_vec()),
+            Just(b"data: {\"id\":\"x\",\"choices\":[],\"usage\":{\"prompt_tokens\":1,\"completion_tokens\":2}}\n\n".to_vec()),
+            Just(b"data: {\"choices\":[{\"finish_reason\":\"error\"}],\"error\":{\"message\":\"cut\"}}\n\n".to_vec()),
+            Just(b"data: [DONE]\n\n".to_vec()),
+            Just(br#"{"id":"g","choices":[{"index":0,"message":{"content":"hi","tool_calls":[{"id":"c","function":{"name":"f","arguments":"{]"}}]},"finish_reason":"stop"}],"results":[{"index":0},{"index":-1}],"usage":{"prompt_tokens":1}}"#.to_vec()),
+        ], 0..8),
+        whole in any::<bool>(),
+    ) {
+        targets::dialect_answer(chunks.iter().map(Vec::as_slice), whole);
     }
 
     #[test]

@@ -473,6 +473,14 @@ def _():
     wait_for_generation(e.id)
 
 
+@check("openrouter: rerank echoes documents, priced")
+def _():
+    r = inference.rerank.rerank(model="mock/rerank", query="red apple",
+                                documents=["a blue sky", "a red apple"], retries=None)
+    assert r.results[0].index == 1 and r.results[0].document.text == "a red apple", r
+    assert r.usage.cost > 0, r.usage
+
+
 @check("openai: legacy completions, whole and streamed")
 def _():
     r = oa.completions.create(model=MODEL, prompt="Once upon a time", max_tokens=5)

@@ -824,3 +824,44 @@ async fn an_azure_deployment_gets_its_path_version_and_api_key() {
         .unwrap();
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
 }
+
+#[tokio::test]
+async fn rerank_ranks_echoes_documents_and_is_priced() {
+    let stack = Stack::start().await;
+    let r = support::client()
+        .post(format!("{}/rerank", stack.api()))
+        .bearer_auth(&stack.inference_key)
+        .json(&json!({"model": "mock/rerank", "query": "red apple",
+                      "documents": ["a blue sky", {"text": "a red apple"}, "an apple pie"], "top_n": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["index"], 1);
+    assert_eq!(results[0]["document"], json!({"text": "a red apple"}));
+    assert_eq!(results[1]["document"], json!({"text": "an apple pie"}));
+    assert_eq!(body["model"], "mock/rerank");
+    let usage = &body["usage"];
+    let tokens = usage["prompt_tokens"].as_u64().unwrap();
+    assert!(tokens > 0);
+    assert!((usage["cost"].as_f64().unwrap() - tokens as f64 * 0.00000001).abs() < 1e-15);
+    let seen = stack.mock_a.last_request().await;
+    assert_eq!(seen["path"], "/rerank");
+    let mut sent: Vec<String> = seen["body"].as_object().unwrap().keys().cloned().collect();
+    sent.sort();
+    assert_eq!(sent, ["documents", "model", "query", "top_n"]);
+    let g = stack.generation(body["id"].as_str().unwrap()).await;
+    assert_eq!(g["data"]["tokens_prompt"].as_u64(), Some(tokens));
+    // Both are required.
+    let r = support::client()
+        .post(format!("{}/rerank", stack.api()))
+        .bearer_auth(&stack.inference_key)
+        .json(&json!({"model": "mock/rerank", "query": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(expect_error(r, 400).await.contains("documents"));
+}

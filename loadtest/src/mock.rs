@@ -1,7 +1,7 @@
 //! A mock LLM provider that speaks OpenAI's chat-completions wire format exactly (JSON, and SSE
-//! with a usage chunk), and Anthropic's Messages API (`anthropic`) and Google's Gemini API
-//! (`gemini`) beside it, OpenAI's embeddings (`embeddings`) and Azure OpenAI's deployment paths,
-//! and can be scripted: latency to first byte, inter-token delay, token
+//! with a usage chunk), and beside it Anthropic's Messages API (`anthropic`), Google's Gemini API
+//! (`gemini`), OpenAI's embeddings (`embeddings`), reranking (`rerank`) and Azure OpenAI's
+//! deployment paths, and can be scripted: latency to first byte, inter-token delay, token
 //! counts, an error rate, 429s, a hard outage and streams cut mid-way.
 //!
 //! The script can be changed while it runs (`POST /__mock/script` with a JSON `Script`), and the
@@ -34,6 +34,7 @@ use tokio::net::TcpListener;
 mod anthropic;
 mod embeddings;
 mod gemini;
+mod rerank;
 
 /// What the mock does with each request. Every field can be changed at run time.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -233,6 +234,7 @@ async fn handle(req: Request<Incoming>, state: Arc<MockState>) -> Result<Respons
             chat(req, &state).await.ok_or(Dropped)?
         }
         (Method::POST, "/v1/embeddings" | "/embeddings") => embed(req, &state).await,
+        (Method::POST, "/v1/rerank" | "/rerank") => rank(req, &state).await,
         (Method::POST, p) if azure_call(p).is_some() => azure(req, &state).await.ok_or(Dropped)?,
         (Method::POST, "/v1/messages" | "/messages") => {
             messages(req, &state).await.ok_or(Dropped)?
@@ -507,6 +509,33 @@ async fn embed(req: Request<Incoming>, state: &MockState) -> Response<Body> {
         return error_response(StatusCode::SERVICE_UNAVAILABLE, "mock provider outage");
     }
     let response = embeddings::respond(&body, n);
+    if response.status() == StatusCode::BAD_REQUEST {
+        state.refused.fetch_add(1, Ordering::Relaxed);
+    }
+    response
+}
+
+/// A rerank request: recorded, then `rerank::respond`.
+async fn rank(req: Request<Incoming>, state: &MockState) -> Response<Body> {
+    let n = state.requests.fetch_add(1, Ordering::Relaxed);
+    let Ok(body) = req.into_body().collect().await else {
+        return error_response(StatusCode::BAD_REQUEST, "unreadable body");
+    };
+    let body = body.to_bytes();
+    if let Ok(mut last) = state.last_request.write() {
+        *last = Some(LastRequest {
+            authorization: None,
+            api_key: None,
+            path: "/rerank".into(),
+            model: serde_json::from_slice::<ChatHead>(&body)
+                .ok()
+                .and_then(|h| h.model),
+            stream: false,
+            include_usage: false,
+            body: body.clone(),
+        });
+    }
+    let response = rerank::respond(&body, n);
     if response.status() == StatusCode::BAD_REQUEST {
         state.refused.fetch_add(1, Ordering::Relaxed);
     }

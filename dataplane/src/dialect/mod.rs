@@ -1,11 +1,13 @@
 //! Client dialects: what the client speaks. Every stage reads OpenAI's chat completions; a client
 //! that speaks another API (`/messages`: Anthropic's; `/responses`: OpenAI's Responses;
 //! `/completions`: OpenAI's legacy text completions) has its request translated before the
-//! stages and what the meter writes translated back, errors included. `/embeddings` is read as
-//! it is, as another operation of the same stages. The Pingora adapter calls the three functions here and knows no dialect's shape.
+//! stages and what the meter writes translated back, errors included. `/embeddings` and
+//! `/rerank` are read as they are, as other operations of the same stages. The Pingora adapter
+//! calls the functions here and knows no dialect's shape.
 
 pub mod anthropic;
 pub mod completions;
+pub mod rerank;
 pub mod responses;
 
 use bytes::Bytes;
@@ -27,6 +29,8 @@ pub enum Dialect {
     OpenAiCompletions,
     /// `/embeddings`: OpenAI's embeddings API, read as it is.
     OpenAiEmbeddings,
+    /// `/rerank`: OpenRouter's rerank API, read as it is.
+    Rerank,
 }
 
 impl Dialect {
@@ -34,6 +38,7 @@ impl Dialect {
     pub fn operation(self) -> Operation {
         match self {
             Dialect::OpenAiEmbeddings => Operation::Embeddings,
+            Dialect::Rerank => Operation::Rerank,
             _ => Operation::Chat,
         }
     }
@@ -41,7 +46,7 @@ impl Dialect {
     /// The request the stages read, from the body the client sent.
     pub fn request(self, body: Bytes) -> Result<Bytes, Reject> {
         match self {
-            Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => Ok(body),
+            Dialect::OpenAiChat | Dialect::OpenAiEmbeddings | Dialect::Rerank => Ok(body),
             Dialect::AnthropicMessages => anthropic::request(&body).map(Bytes::from),
             Dialect::OpenAiResponses => responses::request(&body).map(Bytes::from),
             Dialect::OpenAiCompletions => completions::request(&body).map(Bytes::from),
@@ -54,6 +59,7 @@ impl Dialect {
         let translated = match self {
             Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => return chat,
             Dialect::OpenAiCompletions => completions::completion(&chat),
+            Dialect::Rerank => rerank::completion(&chat, request),
             Dialect::AnthropicMessages => anthropic::completion(&chat),
             Dialect::OpenAiResponses => responses::completion(&chat, &responses::Echo::of(request)),
         };
@@ -63,7 +69,7 @@ impl Dialect {
     /// The encoder of the client's stream events.
     pub fn stream(self, request: &ChatRequest<'_>) -> Encoder {
         match self {
-            Dialect::OpenAiChat | Dialect::OpenAiEmbeddings => Encoder::Chat,
+            Dialect::OpenAiChat | Dialect::OpenAiEmbeddings | Dialect::Rerank => Encoder::Chat,
             Dialect::OpenAiCompletions => Encoder::Completions(Box::default()),
             Dialect::AnthropicMessages => Encoder::Anthropic(Box::default()),
             Dialect::OpenAiResponses => Encoder::Responses(Box::new(
@@ -78,7 +84,8 @@ impl Dialect {
             Dialect::OpenAiChat
             | Dialect::OpenAiResponses
             | Dialect::OpenAiCompletions
-            | Dialect::OpenAiEmbeddings => reject.body(),
+            | Dialect::OpenAiEmbeddings
+            | Dialect::Rerank => reject.body(),
             Dialect::AnthropicMessages => Bytes::from(anthropic::error_body(reject)),
         }
     }

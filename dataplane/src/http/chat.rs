@@ -283,7 +283,7 @@ async fn relay_completion(
     let unpriced = pricing.as_ref().is_some_and(Pricing::unpriced);
     let rewritten = pricing.and_then(|pricing| match ctx.request.operation {
         Operation::Chat => meter::rewrite_completion(&body, &pricing),
-        Operation::Embeddings => meter::rewrite_embeddings(&body, &pricing),
+        Operation::Embeddings | Operation::Rerank => meter::rewrite_result(&body, &pricing),
     });
     let out = match rewritten {
         Some((out, metered)) => {

@@ -69,6 +69,8 @@ pub fn is_inference(path: &str) -> bool {
             | "/v1/completions"
             | "/api/v1/embeddings"
             | "/v1/embeddings"
+            | "/api/v1/rerank"
+            | "/v1/rerank"
             | "/api/v1/models"
             | "/v1/models"
     ) || path.ends_with("/chat/completions")

@@ -178,6 +178,9 @@ impl Gateway {
             ("POST", "/api/v1/embeddings" | "/v1/embeddings") => {
                 chat::handle(self, session, None, Dialect::OpenAiEmbeddings).await
             }
+            ("POST", "/api/v1/rerank" | "/v1/rerank") => {
+                chat::handle(self, session, None, Dialect::Rerank).await
+            }
             ("POST", p) if preset_path(p).is_some() => {
                 let slug = preset_path(p).map(str::to_owned);
                 chat::handle(self, session, slug, Dialect::OpenAiChat).await
@@ -216,7 +219,9 @@ impl Gateway {
                 | "/api/v1/completions"
                 | "/v1/completions"
                 | "/api/v1/embeddings"
-                | "/v1/embeddings",
+                | "/v1/embeddings"
+                | "/api/v1/rerank"
+                | "/v1/rerank",
             ) => {
                 self.refuse(session, Reject::new(Kind::MethodNotAllowed, "Use POST"))
                     .await

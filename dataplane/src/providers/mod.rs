@@ -24,6 +24,7 @@ use crate::stages::route::Attempt;
 pub enum Call {
     Chat { stream: bool },
     Embeddings,
+    Rerank,
 }
 
 impl Call {
@@ -33,6 +34,7 @@ impl Call {
                 stream: request.stream,
             },
             Operation::Embeddings => Call::Embeddings,
+            Operation::Rerank => Call::Rerank,
         }
     }
 }
@@ -48,8 +50,10 @@ pub fn request_body(
     shaping: Shaping<'_>,
     attempt: &Attempt<'_>,
 ) -> Result<Vec<u8>, String> {
-    if request.operation == Operation::Embeddings {
-        return embeddings_body(request, attempt);
+    match request.operation {
+        Operation::Chat => {}
+        Operation::Embeddings => return embeddings_body(request, attempt),
+        Operation::Rerank => return rerank_body(request, attempt),
     }
     let openai = forward::upstream_body(request, shaping, attempt);
     match attempt.endpoint.api {
@@ -68,12 +72,33 @@ fn embeddings_body(request: &ChatRequest<'_>, attempt: &Attempt<'_>) -> Result<V
             attempt.endpoint.api.slug()
         ));
     }
+    Ok(model_and(request, attempt, &EMBEDDINGS_MEMBERS))
+}
+
+/// A rerank request in the shape rerank providers share (Cohere's, Jina's, Together's), for
+/// the OpenAI-compatible providers that serve `/rerank`.
+fn rerank_body(request: &ChatRequest<'_>, attempt: &Attempt<'_>) -> Result<Vec<u8>, String> {
+    if attempt.endpoint.api != Api::OpenAiChat {
+        return Err(format!(
+            "reranking is served by OpenAI-compatible providers only, not {}",
+            attempt.endpoint.api.slug()
+        ));
+    }
+    Ok(model_and(
+        request,
+        attempt,
+        &crate::dialect::rerank::MEMBERS,
+    ))
+}
+
+/// `{"model": <the provider's id>, …}` with the request's `members`, values copied raw.
+fn model_and(request: &ChatRequest<'_>, attempt: &Attempt<'_>, members: &[&str]) -> Vec<u8> {
     let mut out = Vec::with_capacity(request.body_len + 64);
     out.extend_from_slice(b"{\"model\":");
     // Writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut out, &attempt.endpoint.upstream_model);
     for (name, value) in &request.fields {
-        if EMBEDDINGS_MEMBERS.contains(&name.as_ref()) {
+        if members.contains(&name.as_ref()) {
             out.push(b',');
             let _ = serde_json::to_writer(&mut out, name.as_ref());
             out.push(b':');
@@ -81,7 +106,7 @@ fn embeddings_body(request: &ChatRequest<'_>, attempt: &Attempt<'_>) -> Result<V
         }
     }
     out.push(b'}');
-    Ok(out)
+    out
 }
 
 /// The request header of one attempt: the endpoint's path, its credential in the header its
@@ -98,13 +123,17 @@ pub fn request_header(
         )
     };
     let endpoint = attempt.endpoint;
-    let embeddings_path;
+    let other_path;
     let (path, stream) = match call {
         Call::Chat { stream: true } => (&endpoint.stream_path, true),
         Call::Chat { stream: false } => (&endpoint.path, false),
         Call::Embeddings => {
-            embeddings_path = endpoint.embeddings_path().unwrap_or_default();
-            (&embeddings_path, false)
+            other_path = endpoint.embeddings_path().unwrap_or_default();
+            (&other_path, false)
+        }
+        Call::Rerank => {
+            other_path = format!("{}/rerank", endpoint.upstream.base_path);
+            (&other_path, false)
         }
     };
     let mut header = RequestHeader::build("POST", path.as_bytes(), Some(7)).map_err(internal)?;

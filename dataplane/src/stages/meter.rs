@@ -17,6 +17,9 @@ struct WireUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// Rerank providers (Jina's shape) report only the total: all of it is prompt.
+    #[serde(default)]
+    total_tokens: u64,
     #[serde(default)]
     prompt_tokens_details: Option<WirePromptDetails>,
     #[serde(default)]
@@ -43,8 +46,13 @@ pub fn parse_usage(raw: &RawValue) -> Option<Usage> {
     let wire: Option<WireUsage> = serde_json::from_str(raw.get()).ok()?;
     let wire = wire?;
     let prompt_details = wire.prompt_tokens_details;
+    let only_total = wire.prompt_tokens == 0 && wire.completion_tokens == 0;
     Some(Usage {
-        prompt_tokens: wire.prompt_tokens,
+        prompt_tokens: if only_total {
+            wire.total_tokens
+        } else {
+            wire.prompt_tokens
+        },
         completion_tokens: wire.completion_tokens,
         cached_tokens: prompt_details
             .as_ref()
@@ -241,9 +249,9 @@ pub fn rewrite_completion(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>
     rewrite_answer(body, pricing, Shape::Completion)
 }
 
-/// Rewrites an embeddings answer as [`rewrite_completion`] does a completion.
-pub fn rewrite_embeddings(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>, Metered)> {
-    rewrite_answer(body, pricing, Shape::Embeddings)
+/// Rewrites an embeddings or rerank answer as [`rewrite_completion`] does a completion.
+pub fn rewrite_result(body: &[u8], pricing: &Pricing<'_>) -> Option<(Vec<u8>, Metered)> {
+    rewrite_answer(body, pricing, Shape::Result)
 }
 
 fn rewrite_answer(body: &[u8], pricing: &Pricing<'_>, shape: Shape) -> Option<(Vec<u8>, Metered)> {
@@ -276,8 +284,8 @@ fn parse_members(body: &[u8]) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
 enum Shape {
     Completion,
     Chunk,
-    /// An embeddings list: no fingerprint of its own.
-    Embeddings,
+    /// An embeddings or rerank answer: no fingerprint of its own.
+    Result,
 }
 
 /// Writes an object with `id`, `model`, `provider` and `usage` replaced (or added) and every

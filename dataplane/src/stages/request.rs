@@ -26,6 +26,9 @@ pub enum Operation {
     Chat,
     /// Embeddings of `input` (`/embeddings`): no output tokens, never streamed.
     Embeddings,
+    /// `documents` ranked by relevance to `query` (`/rerank`): no output tokens, never
+    /// streamed.
+    Rerank,
 }
 
 /// A request to a model, as every stage reads it: a chat completion, or embeddings.
@@ -127,6 +130,7 @@ impl<'a> ChatRequest<'a> {
         let mut max_completion_tokens = None;
         let mut has_messages = false;
         let mut has_input = false;
+        let (mut has_query, mut has_documents) = (false, false);
         for (name, value) in &fields {
             let raw = value.get();
             match name.as_ref() {
@@ -159,6 +163,18 @@ impl<'a> ChatRequest<'a> {
                     has_messages = true;
                     request.image_parts = image_parts(raw);
                     request.inline_data_bytes = inline_data_bytes(raw);
+                }
+                "query" => {
+                    if !raw.starts_with('"') {
+                        return Err(bad_request("`query` must be a string"));
+                    }
+                    has_query = true;
+                }
+                "documents" => {
+                    if !raw.starts_with('[') {
+                        return Err(bad_request("`documents` must be an array"));
+                    }
+                    has_documents = true;
                 }
                 "input" => {
                     if !(raw.starts_with('[') || raw.starts_with('"')) {
@@ -199,10 +215,13 @@ impl<'a> ChatRequest<'a> {
             Operation::Embeddings if !has_input => {
                 return Err(bad_request("`input` is required"));
             }
-            Operation::Embeddings if request.stream => {
-                return Err(bad_request("Embeddings are not streamed"));
+            Operation::Rerank if !(has_query && has_documents) => {
+                return Err(bad_request("`query` and `documents` are required"));
             }
-            Operation::Chat | Operation::Embeddings => {}
+            Operation::Embeddings | Operation::Rerank if request.stream => {
+                return Err(bad_request("Embeddings and reranking are not streamed"));
+            }
+            Operation::Chat | Operation::Embeddings | Operation::Rerank => {}
         }
         if request.models.len() + usize::from(request.model.is_some()) > MAX_MODELS {
             return Err(bad_request(format!(
@@ -211,8 +230,8 @@ impl<'a> ChatRequest<'a> {
         }
         request.max_output_tokens = match operation {
             Operation::Chat => max_completion_tokens.or(max_tokens),
-            // Embeddings produce no tokens: admission reserves the prompt only.
-            Operation::Embeddings => Some(0),
+            // Embeddings and rankings produce no tokens: admission reserves the prompt only.
+            Operation::Embeddings | Operation::Rerank => Some(0),
         };
         request.fields = fields;
         Ok(request)

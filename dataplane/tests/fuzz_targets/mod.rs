@@ -8,6 +8,7 @@
 use std::sync::LazyLock;
 
 use prost::Message;
+use switchyard_dataplane::dialect::Dialect;
 use switchyard_dataplane::providers::{StreamDecoder, anthropic, gemini};
 use switchyard_dataplane::snapshot::{Api, Snapshot, no_resolver};
 use switchyard_dataplane::stages::forward::{Shaping, upstream_body};
@@ -161,6 +162,67 @@ pub fn provider_response<'c>(chunks: impl IntoIterator<Item = &'c [u8]> + Clone,
             relay_events(rest, &mut out);
         }
         relay.finish(&pricing, &mut out);
+    }
+}
+
+/// A client's body in each dialect (`/messages`, `/responses`, `/completions`): refused with a
+/// 400, or a chat request the stages parse.
+pub fn dialect_request(body: &[u8]) {
+    for dialect in [
+        Dialect::AnthropicMessages,
+        Dialect::OpenAiResponses,
+        Dialect::OpenAiCompletions,
+    ] {
+        match dialect.request(bytes::Bytes::copy_from_slice(body)) {
+            Ok(chat) => {
+                let parsed = serde_json::from_slice::<serde_json::Value>(&chat);
+                assert!(parsed.is_ok_and(|v| v.is_object()), "not a JSON object");
+            }
+            Err(reject) => assert_eq!(reject.status(), 400),
+        }
+    }
+}
+
+/// The meter's output (chunks, whole events or not) rendered in each dialect, and a whole answer
+/// translated: never a panic, and every event a dialect writes carries JSON data.
+pub fn dialect_answer<'c>(chunks: impl IntoIterator<Item = &'c [u8]> + Clone, whole: bool) {
+    let request = ChatRequest::parse(
+        br#"{"model":"m","messages":[],"tools":[{"type":"function","function":{"name":"f"}}]}"#,
+    )
+    .expect("a fixed request");
+    let dialects = [
+        Dialect::AnthropicMessages,
+        Dialect::OpenAiResponses,
+        Dialect::OpenAiCompletions,
+        Dialect::Rerank,
+    ];
+    if whole {
+        let body: Vec<u8> = chunks.into_iter().flatten().copied().collect();
+        for dialect in dialects {
+            let _ = dialect.completion(body.clone(), &request);
+        }
+        return;
+    }
+    for dialect in dialects {
+        let mut encoder = dialect.stream(&request);
+        for chunk in chunks.clone() {
+            let out = encoder.render(chunk.to_vec());
+            if matches!(
+                dialect,
+                Dialect::AnthropicMessages | Dialect::OpenAiResponses
+            ) {
+                for event in String::from_utf8_lossy(&out)
+                    .split("\n\n")
+                    .filter(|e| !e.is_empty())
+                {
+                    let data = event.split_once("\ndata: ").map(|(_, d)| d);
+                    assert!(
+                        data.is_some_and(|d| serde_json::from_str::<serde_json::Value>(d).is_ok()),
+                        "not an event with JSON data: {event}"
+                    );
+                }
+            }
+        }
     }
 }
 
