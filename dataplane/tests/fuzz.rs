@@ -1,10 +1,9 @@
 //! Fuzz targets for what reads untrusted bytes: request parsing and rewriting, the SSE relay,
 //! non-stream response rewriting, the provider translations (Anthropic's and Gemini's requests,
 //! answers and streams), the client dialects' (`/messages`, `/responses`, `/completions`,
-//! `/rerank`) and
-//! snapshot decoding (`fuzz_targets/`), driven here by
-//! random, JSON-shaped input: a few hundred cases each in `make test`; `make fuzz` runs millions
-//! in a release build (`PROPTEST_CASES`). `make fuzz-coverage` runs the same targets under
+//! `/rerank`) and snapshot decoding (`fuzz_targets/`), driven here by random, JSON-shaped input:
+//! a few hundred cases each in `make test`; `make fuzz` runs millions in a release build
+//! (`PROPTEST_CASES`). `make fuzz-coverage` runs the same targets under
 //! libFuzzer, coverage-guided. Every target must return, never panic, whatever the input.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -840,3 +840,198 @@ fn error_response(status: StatusCode, message: &str) -> Response<Body> {
         json!({"error": {"message": message, "type": kind, "param": null, "code": null}}),
     )
 }
+
+/// The mock against the providers' documented shapes (`loadtest/fixtures/`): every member a
+/// fixture has, the mock's answer has too, block by block and event by event.
+#[cfg(test)]
+mod shape_tests {
+    use super::*;
+
+    /// Whether `actual` has every member `documented` has, recursively (a tool call's arguments
+    /// excepted); array elements are compared with the documented element of the same `type`
+    /// (or the untyped one sharing the most members), where there is one.
+    fn has_shape(documented: &Value, actual: &Value, at: &str) -> Result<(), String> {
+        match (documented, actual) {
+            (Value::Object(d), Value::Object(a)) => {
+                for (k, dv) in d {
+                    let av = a.get(k).ok_or_else(|| format!("{at}.{k} missing"))?;
+                    // A tool's arguments are the model's to choose, not the protocol's shape.
+                    let free_form = matches!(k.as_str(), "input" | "args");
+                    if !free_form && !dv.is_null() && !av.is_null() {
+                        has_shape(dv, av, &format!("{at}.{k}"))?;
+                    }
+                }
+                Ok(())
+            }
+            (Value::Array(d), Value::Array(a)) => {
+                // Untyped elements (Gemini's parts) are compared with the documented one that
+                // shares the most members.
+                let shared = |dv: &Value, av: &Value| match (dv.as_object(), av.as_object()) {
+                    (Some(d), Some(a)) => d.keys().filter(|k| a.contains_key(*k)).count(),
+                    _ => 0,
+                };
+                for (i, av) in a.iter().enumerate() {
+                    let same = d
+                        .iter()
+                        .find(|dv| dv.get("type").is_some() && dv.get("type") == av.get("type"))
+                        .or_else(|| {
+                            d.iter()
+                                .filter(|dv| dv.get("type").is_none())
+                                .max_by_key(|dv| shared(dv, av))
+                        });
+                    if let Some(dv) = same {
+                        has_shape(dv, av, &format!("{at}[{i}]"))?;
+                    }
+                }
+                Ok(())
+            }
+            (d, a) if std::mem::discriminant(d) == std::mem::discriminant(a) => Ok(()),
+            (Value::Number(_), Value::Number(_)) => Ok(()),
+            (d, a) => Err(format!("{at}: {a} where the provider has {d}")),
+        }
+    }
+
+    async fn body_of(response: Response<Body>) -> String {
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    fn events(sse: &str) -> Vec<Value> {
+        sse.split("\n\n")
+            .flat_map(|e| e.split("\r\n\r\n"))
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .filter_map(|d| serde_json::from_str(d).ok())
+            .collect()
+    }
+
+    fn anthropic_headers() -> http::HeaderMap {
+        let mut h = http::HeaderMap::new();
+        h.insert(
+            "anthropic-version",
+            http::HeaderValue::from_static("2023-06-01"),
+        );
+        h
+    }
+
+    const ANTHROPIC_REQUEST: &str = r#"{"model":"claude-mock-4","max_tokens":4000,
+        "thinking":{"type":"enabled","budget_tokens":2000},
+        "tools":[{"name":"get_weather","input_schema":{"type":"object"}}],
+        "messages":[{"role":"user","content":"Weather?"}]}"#;
+
+    #[tokio::test]
+    async fn the_anthropic_mock_answers_in_the_documented_shape() {
+        let script = Script {
+            cache_write_tokens: 3,
+            ..Script::default()
+        };
+        let documented: Value =
+            serde_json::from_str(include_str!("../fixtures/anthropic/message.json")).unwrap();
+        let whole = anthropic::respond(
+            &anthropic_headers(),
+            ANTHROPIC_REQUEST.as_bytes(),
+            &script,
+            1,
+        );
+        let actual: Value = serde_json::from_str(&body_of(whole).await).unwrap();
+        has_shape(&documented, &actual, "message").unwrap();
+
+        let documented = events(include_str!("../fixtures/anthropic/stream.sse"));
+        let body = ANTHROPIC_REQUEST.replacen('{', r#"{"stream":true,"#, 1);
+        let stream = anthropic::respond(&anthropic_headers(), body.as_bytes(), &script, 2);
+        let actual = events(&body_of(stream).await);
+        assert!(actual.len() > 5);
+        for (i, event) in actual.iter().enumerate() {
+            let delta_type = |e: &Value| {
+                (
+                    e["type"].clone(),
+                    e["delta"]["type"].clone(),
+                    e["content_block"]["type"].clone(),
+                )
+            };
+            if let Some(d) = documented
+                .iter()
+                .find(|d| delta_type(d) == delta_type(event))
+            {
+                has_shape(d, event, &format!("event {i}")).unwrap();
+            }
+        }
+        let error: Value =
+            serde_json::from_str(include_str!("../fixtures/anthropic/error.json")).unwrap();
+        let refused = anthropic::error(StatusCode::from_u16(529).unwrap(), "Overloaded");
+        has_shape(
+            &error,
+            &serde_json::from_str(&body_of(refused).await).unwrap(),
+            "error",
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_gemini_mock_answers_in_the_documented_shape() {
+        let script = Script {
+            cached_tokens: 2,
+            reasoning_tokens: 3,
+            ..Script::default()
+        };
+        let request = br#"{"contents":[{"role":"user","parts":[{"text":"Weather?"}]}],
+            "generationConfig":{"thinkingConfig":{"thinkingBudget":100,"includeThoughts":true}},
+            "tools":[{"functionDeclarations":[{"name":"get_weather"}]}],
+            "toolConfig":{"functionCallingConfig":{"mode":"ANY"}}}"#;
+        let documented: Value =
+            serde_json::from_str(include_str!("../fixtures/gemini/response.json")).unwrap();
+        let whole = gemini::respond("gemini-mock", request, false, &script, 1);
+        let actual: Value = serde_json::from_str(&body_of(whole).await).unwrap();
+        has_shape(&documented, &actual, "response").unwrap();
+        let documented = events(include_str!("../fixtures/gemini/stream.sse"));
+        let stream = gemini::respond("gemini-mock", request, true, &script, 2);
+        let actual = events(&body_of(stream).await);
+        let last_documented = documented.last().unwrap();
+        has_shape(last_documented, actual.last().unwrap(), "last event").unwrap();
+        let error: Value =
+            serde_json::from_str(include_str!("../fixtures/gemini/error.json")).unwrap();
+        let refused = gemini::error(StatusCode::SERVICE_UNAVAILABLE, "overloaded");
+        has_shape(
+            &error,
+            &serde_json::from_str(&body_of(refused).await).unwrap(),
+            "error",
+        )
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_openai_mock_answers_in_the_documented_shape() {
+        let documented: Value =
+            serde_json::from_str(include_str!("../fixtures/openai/chat_completion.json")).unwrap();
+        let usage = Usage {
+            prompt: 3,
+            completion: 2,
+            cached: 0,
+            reasoning: 0,
+        };
+        let actual = completion_json("chatcmpl-1", "m", &usage);
+        // The mock leaves out what it never produces: annotations, the service tier.
+        let mut documented = documented;
+        documented["choices"][0]["message"]
+            .as_object_mut()
+            .unwrap()
+            .remove("annotations");
+        documented.as_object_mut().unwrap().remove("service_tier");
+        has_shape(&documented, &actual, "completion").unwrap();
+    }
+
+    #[test]
+    fn a_missing_member_is_found() {
+        let documented = json!({"a": {"b": [{"type": "x", "c": 1}]}});
+        assert!(
+            has_shape(
+                &documented,
+                &json!({"a": {"b": [{"type": "x", "c": 2}]}}),
+                ""
+            )
+            .is_ok()
+        );
+        assert!(has_shape(&documented, &json!({"a": {"b": [{"type": "x"}]}}), "").is_err());
+        assert!(has_shape(&documented, &json!({"a": {}}), "").is_err());
+        assert!(has_shape(&json!({"n": 1}), &json!({"n": "1"}), "").is_err());
+    }
+}

@@ -83,8 +83,9 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
     serde_json::to_vec(&out).map_err(|e| bad(format!("request: {e}")))
 }
 
-/// A chat completion or chunk, as the meter wrote it, in the completions shape: each choice's
-/// message (or delta) text as `text`; the rest (id, model, provider, usage) as it is.
+/// A chat completion or chunk (a JSON object), as the meter wrote it, in the completions shape:
+/// each choice's message (or delta) text as `text`; the rest (id, model, provider, usage) as
+/// it is.
 fn text_completion(chat: &Value) -> Value {
     let choices: Vec<Value> = chat["choices"]
         .as_array()
@@ -108,9 +109,12 @@ fn text_completion(chat: &Value) -> Value {
     out
 }
 
-/// A chat completion as a text completion.
+/// A chat completion as a text completion; `None` when it is not a JSON object.
 pub fn completion(chat: &[u8]) -> Option<Vec<u8>> {
     let v: Value = serde_json::from_slice(chat).ok()?;
+    if !v.is_object() {
+        return None;
+    }
     serde_json::to_vec(&text_completion(&v)).ok()
 }
 
@@ -177,6 +181,22 @@ mod tests {
         ] {
             assert_eq!(request(refused).unwrap_err().status(), 400);
         }
+    }
+
+    /// Found by the coverage-guided fuzzer: an answer that is JSON but not an object passes
+    /// untranslated instead of panicking.
+    #[test]
+    fn an_answer_that_is_not_an_object_is_left_as_it_is() {
+        for body in [&b"7"[..], b"[1]", b"\"x\"", b"null"] {
+            assert!(completion(body).is_none());
+        }
+        assert_eq!(
+            crate::dialect::Dialect::OpenAiCompletions.completion(
+                b"7".to_vec(),
+                &crate::stages::request::ChatRequest::parse(br#"{"messages":[]}"#).unwrap()
+            ),
+            b"7"
+        );
     }
 
     #[test]

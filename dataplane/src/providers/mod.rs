@@ -6,7 +6,9 @@
 //! provider. Responses come back the other way: a whole body, or an SSE stream event by event,
 //! becomes an OpenAI chat completion (or its chunks) before the meter prices it, so metering,
 //! settling and the client's view are the same whatever the provider spoke. Errors need no
-//! translation: every supported provider puts its message at `error.message`.
+//! translation: every supported provider puts its message at `error.message`. Embeddings and
+//! rerank requests (other operations) go to OpenAI-compatible providers in OpenAI's (and the
+//! rerank providers' common) shape, members copied raw.
 
 pub mod anthropic;
 pub mod gemini;

@@ -164,19 +164,20 @@ impl<'a> ChatRequest<'a> {
                     request.image_parts = image_parts(raw);
                     request.inline_data_bytes = inline_data_bytes(raw);
                 }
-                "query" => {
+                // Members of the other operations: a chat request's are the provider's matter.
+                "query" if operation == Operation::Rerank => {
                     if !raw.starts_with('"') {
                         return Err(bad_request("`query` must be a string"));
                     }
                     has_query = true;
                 }
-                "documents" => {
+                "documents" if operation == Operation::Rerank => {
                     if !raw.starts_with('[') {
                         return Err(bad_request("`documents` must be an array"));
                     }
                     has_documents = true;
                 }
-                "input" => {
+                "input" if operation == Operation::Embeddings => {
                     if !(raw.starts_with('[') || raw.starts_with('"')) {
                         return Err(bad_request("`input` must be a string or an array"));
                     }
@@ -292,6 +293,35 @@ fn parse_count(value: &RawValue, name: &'static str) -> Result<Option<u64>, Reje
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_operation_requires_its_own_members_only() {
+        let chat = br#"{"model":"m","messages":[],"input":5,"documents":"x","query":1}"#;
+        assert!(
+            ChatRequest::parse(chat).is_ok(),
+            "other operations' members are not chat's"
+        );
+        let embeddings =
+            ChatRequest::parse_as(br#"{"model":"m","input":["a"]}"#, Operation::Embeddings)
+                .unwrap();
+        assert_eq!(embeddings.max_output_tokens, Some(0));
+        for (body, op) in [
+            (&br#"{"model":"m","input":5}"#[..], Operation::Embeddings),
+            (br#"{"model":"m","messages":[]}"#, Operation::Embeddings),
+            (
+                br#"{"model":"m","input":"a","stream":true}"#,
+                Operation::Embeddings,
+            ),
+            (br#"{"model":"m","query":"q"}"#, Operation::Rerank),
+            (
+                br#"{"model":"m","query":"q","documents":"d"}"#,
+                Operation::Rerank,
+            ),
+        ] {
+            let refused = ChatRequest::parse_as(body, op).err().map(|r| r.status());
+            assert_eq!(refused, Some(400), "{}", String::from_utf8_lossy(body));
+        }
+    }
 
     #[test]
     fn counts_image_parts_and_inline_data() {

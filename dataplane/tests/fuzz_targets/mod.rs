@@ -8,7 +8,7 @@
 use std::sync::LazyLock;
 
 use prost::Message;
-use switchyard_dataplane::dialect::Dialect;
+use switchyard_dataplane::dialect::{self, Dialect};
 use switchyard_dataplane::providers::{StreamDecoder, anthropic, gemini};
 use switchyard_dataplane::snapshot::{Api, Snapshot, no_resolver};
 use switchyard_dataplane::stages::forward::{Shaping, upstream_body};
@@ -168,12 +168,12 @@ pub fn provider_response<'c>(chunks: impl IntoIterator<Item = &'c [u8]> + Clone,
 /// A client's body in each dialect (`/messages`, `/responses`, `/completions`): refused with a
 /// 400, or a chat request the stages parse.
 pub fn dialect_request(body: &[u8]) {
-    for dialect in [
-        Dialect::AnthropicMessages,
-        Dialect::OpenAiResponses,
-        Dialect::OpenAiCompletions,
+    for translated in [
+        dialect::anthropic::request(body),
+        dialect::responses::request(body),
+        dialect::completions::request(body),
     ] {
-        match dialect.request(bytes::Bytes::copy_from_slice(body)) {
+        match translated {
             Ok(chat) => {
                 let parsed = serde_json::from_slice::<serde_json::Value>(&chat);
                 assert!(parsed.is_ok_and(|v| v.is_object()), "not a JSON object");

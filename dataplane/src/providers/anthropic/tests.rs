@@ -428,3 +428,42 @@ fn an_endless_event_overflows() {
     decoder.push(&big, &mut out);
     assert!(decoder.overflowed());
 }
+
+/// The documented shapes (loadtest/fixtures/anthropic), translated.
+#[test]
+fn the_documented_message_and_stream_translate() {
+    let message = include_str!("../../../../loadtest/fixtures/anthropic/message.json");
+    let v: Value = serde_json::from_slice(&completion(message.as_bytes(), 1).unwrap()).unwrap();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["content"], "Let me check.");
+    assert_eq!(msg["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(v["usage"]["prompt_tokens"], 472 + 2048 + 10240);
+    assert_eq!(
+        v["usage"]["prompt_tokens_details"]["cache_write_tokens"],
+        2048
+    );
+
+    let stream = include_str!("../../../../loadtest/fixtures/anthropic/stream.sse");
+    let mut out = Vec::new();
+    StreamDecoder::new(1).push(stream.as_bytes(), &mut out);
+    let events = chunks(&out);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let text: String = events
+        .iter()
+        .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, "Let me check.");
+    let error = include_str!("../../../../loadtest/fixtures/anthropic/error.json");
+    let mut decoder = StreamDecoder::new(1);
+    decoder.push(
+        format!("event: error\ndata: {}\n\n", error.trim()).as_bytes(),
+        &mut Vec::new(),
+    );
+    assert_eq!(decoder.failure(), Some("Overloaded"));
+}

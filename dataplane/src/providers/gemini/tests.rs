@@ -246,3 +246,32 @@ fn a_stream_closed_before_its_finish_failed() {
     decoder.push(b"data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\n\n", &mut out);
     assert_eq!(decoder.failure(), Some("The model is overloaded."));
 }
+
+/// The documented shapes (loadtest/fixtures/gemini), translated.
+#[test]
+fn the_documented_response_and_stream_translate() {
+    let response = include_str!("../../../../loadtest/fixtures/gemini/response.json");
+    let v: Value = serde_json::from_slice(&completion(response.as_bytes(), 1).unwrap()).unwrap();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["content"], "Let me check.");
+    assert_eq!(msg["tool_calls"][0]["function"]["name"], "get_weather");
+    assert_eq!(v["usage"]["completion_tokens"], 42 + 47);
+    assert_eq!(v["usage"]["prompt_tokens_details"]["cached_tokens"], 10240);
+
+    let stream = include_str!("../../../../loadtest/fixtures/gemini/stream.sse");
+    let mut decoder = StreamDecoder::new(1);
+    let mut out = Vec::new();
+    decoder.push(stream.as_bytes(), &mut out);
+    decoder.finish(&mut out);
+    assert!(decoder.failure().is_none());
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    assert!(text.contains("\"content\":\"Let me check.\""), "{text}");
+    let error = include_str!("../../../../loadtest/fixtures/gemini/error.json");
+    let mut decoder = StreamDecoder::new(1);
+    decoder.push(
+        format!("data: {}\r\n\r\n", error.trim()).as_bytes(),
+        &mut Vec::new(),
+    );
+    assert!(decoder.failure().is_some_and(|m| m.contains("overloaded")));
+}
