@@ -70,7 +70,8 @@ wait_http "http://127.0.0.1:$CP_HTTP_PORT/health" "the control plane"
 
 # The dataplane's /metrics and /health/providers answer only to this token (kept in the data dir).
 OPS_TOKEN_FILE="$DATA_DIR/ops.token"
-[ -s "$OPS_TOKEN_FILE" ] || (umask 077; LC_ALL=C tr -dc 'a-z0-9' </dev/urandom | head -c 32 >"$OPS_TOKEN_FILE")
+# (od reads its 16 bytes and ends: no reader is cut off, which pipefail would count as failure.)
+[ -s "$OPS_TOKEN_FILE" ] || (umask 077; od -An -tx1 -N16 /dev/urandom | tr -d ' \n' >"$OPS_TOKEN_FILE")
 SWITCHYARD_OPS_TOKEN=$(cat "$OPS_TOKEN_FILE") \
 "$BIN/switchyard-dataplane" --data-dir "$DATA_DIR" --listen "127.0.0.1:$GATEWAY_PORT" \
   --control-plane "http://127.0.0.1:$CP_GRPC_PORT" \
@@ -111,7 +112,11 @@ export SWITCHYARD_OPS_TOKEN=$(cat "$OPS_TOKEN_FILE")
 
 curl -s \$OPENAI_BASE_URL/chat/completions -H "Authorization: Bearer \$OPENAI_API_KEY" -H 'Content-Type: application/json' -d '{"model":"mock/fast","messages":[{"role":"user","content":"Hello"}]}'
 
-  Models: mock/fast, mock/smart (two providers each), mock/free, mock/unpriced.
+  Models: mock/fast, mock/smart (two providers each), mock/free, mock/unpriced;
+  mock/claude (Anthropic's format), mock/gemini (Gemini's), mock/azure (an Azure deployment),
+  mock/embed (POST /embeddings), mock/rerank (POST /rerank). The same base URL serves
+  /messages (Anthropic's SDK: base URL http://127.0.0.1:$GATEWAY_PORT/api), /responses and
+  /completions.
   Press Ctrl-C to stop.
 MSG
 
