@@ -19,15 +19,21 @@ free_port() {
   echo "$port"
 }
 GATEWAY_PORT=$(free_port "${SWITCHYARD_PORT:-8080}")
-CP_HTTP_PORT=$(free_port 8081)
+# The other ports: the first free ones from the defaults, unless given (the e2e test gives them,
+# as a port seen free here can still be taken before it is bound on a busy machine).
+CP_HTTP_PORT=${SWITCHYARD_DEV_CP_HTTP_PORT:-$(free_port 8081)}
 [ "$CP_HTTP_PORT" = "$GATEWAY_PORT" ] && CP_HTTP_PORT=$(free_port $((GATEWAY_PORT + 1)))
-CP_GRPC_PORT=$(free_port 50051)
-CP_ADMIN_PORT=$(free_port $((CP_GRPC_PORT + 1)))
-MOCK_PORT=$(free_port 9000)
-MOCK_B_PORT=$(free_port $((MOCK_PORT + 1)))
+CP_GRPC_PORT=${SWITCHYARD_DEV_CP_GRPC_PORT:-$(free_port 50051)}
+CP_ADMIN_PORT=${SWITCHYARD_DEV_CP_ADMIN_PORT:-$(free_port $((CP_GRPC_PORT + 1)))}
+MOCK_PORT=${SWITCHYARD_DEV_MOCK_PORT:-$(free_port 9000)}
+MOCK_B_PORT=${SWITCHYARD_DEV_MOCK_B_PORT:-$(free_port $((MOCK_PORT + 1)))}
 
-echo "Building Switchyard (first build takes a few minutes)..."
-cargo build --workspace --bins --quiet
+# SWITCHYARD_DEV_NO_BUILD=1 runs the binaries already built (the e2e test does: a cargo build
+# under the test runner's environment would redo the workspace's build).
+if [ -z "${SWITCHYARD_DEV_NO_BUILD:-}" ]; then
+  echo "Building Switchyard (first build takes a few minutes)..."
+  cargo build --workspace --bins --quiet
+fi
 BIN=target/debug
 
 pids=()

@@ -24,15 +24,26 @@ async fn make_dev_comes_up_on_a_fresh_data_dir() {
         .current_dir(&root)
         .env("SWITCHYARD_DATA_DIR", &data.0)
         .env("SWITCHYARD_PORT", port.to_string())
+        // `make test` built the binaries; a build here would redo it under the runner's env.
+        .env("SWITCHYARD_DEV_NO_BUILD", "1")
+        .envs(
+            [
+                "SWITCHYARD_DEV_CP_HTTP_PORT",
+                "SWITCHYARD_DEV_CP_GRPC_PORT",
+                "SWITCHYARD_DEV_CP_ADMIN_PORT",
+                "SWITCHYARD_DEV_MOCK_PORT",
+                "SWITCHYARD_DEV_MOCK_B_PORT",
+            ]
+            .map(|var| (var, free_port().to_string())),
+        )
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
         .expect("bash runs deploy/dev.sh");
     let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
-    // The banner's last export line carries the inference key; the build before it is a
-    // no-op after `make test`'s own.
-    let key = tokio::time::timeout(Duration::from_secs(300), async {
+    // The banner's last export line carries the inference key.
+    let key = tokio::time::timeout(Duration::from_secs(60), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             if let Some(key) = line.strip_prefix("export OPENAI_API_KEY=") {
                 return key.to_owned();

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::reject::Reject;
+use crate::stages::meter::EventSplitter;
 
 type Object = Map<String, Value>;
 
@@ -384,7 +385,7 @@ enum Open {
 
 /// Turns the OpenAI chunks the meter writes into Anthropic's stream events.
 pub struct StreamEncoder {
-    pending: Vec<u8>,
+    events: EventSplitter,
     started: bool,
     open: Open,
     index: i64,
@@ -402,7 +403,7 @@ impl Default for StreamEncoder {
 impl StreamEncoder {
     pub fn new() -> StreamEncoder {
         StreamEncoder {
-            pending: Vec::new(),
+            events: EventSplitter::default(),
             started: false,
             open: Open::None,
             index: -1,
@@ -414,15 +415,12 @@ impl StreamEncoder {
 
     /// Feeds the relay's output (whole events); appends Anthropic's events to `out`.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        self.pending.extend_from_slice(input);
-        let mut consumed = 0;
-        while let Some((end, sep)) = crate::stages::meter::find_event_end(&self.pending[consumed..])
-        {
-            let event = self.pending[consumed..consumed + end].to_vec();
-            consumed += end + sep;
-            self.event(&event, out);
-        }
-        self.pending.drain(..consumed);
+        let mut events = std::mem::take(&mut self.events);
+        events.feed(input, |event| {
+            self.event(event, out);
+            true
+        });
+        self.events = events;
     }
 
     fn event(&mut self, event: &[u8], out: &mut Vec<u8>) {

@@ -7,6 +7,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::reject::{Kind, Reject};
+use crate::stages::meter::EventSplitter;
 
 /// Members a completions request carries to the chat request as they are.
 const PASSED: [&str; 20] = [
@@ -122,16 +123,12 @@ pub fn completion(chat: &[u8]) -> Option<Vec<u8>> {
 /// error chunk's `error` member pass as they are.
 #[derive(Default)]
 pub struct StreamEncoder {
-    pending: Vec<u8>,
+    events: EventSplitter,
 }
 
 impl StreamEncoder {
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        self.pending.extend_from_slice(input);
-        let mut consumed = 0;
-        while let Some((end, sep)) = crate::stages::meter::find_event_end(&self.pending[consumed..])
-        {
-            let event = &self.pending[consumed..consumed + end];
+        self.events.feed(input, |event| {
             match event
                 .strip_prefix(b"data: ")
                 .and_then(|d| serde_json::from_slice::<Value>(d.trim_ascii()).ok())
@@ -144,9 +141,8 @@ impl StreamEncoder {
                 _ => out.extend_from_slice(event),
             }
             out.extend_from_slice(b"\n\n");
-            consumed += end + sep;
-        }
-        self.pending.drain(..consumed);
+            true
+        });
     }
 }
 

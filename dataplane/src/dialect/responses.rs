@@ -20,6 +20,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::reject::{Kind, Reject};
+use crate::stages::meter::EventSplitter;
 use crate::stages::request::ChatRequest;
 
 type Object = Map<String, Value>;
@@ -419,7 +420,7 @@ enum Open {
 /// Turns the OpenAI chunks the meter writes into the Responses stream's events.
 pub struct StreamEncoder {
     echo: Echo,
-    pending: Vec<u8>,
+    events: EventSplitter,
     head: Option<Head>,
     sequence: u64,
     open: Open,
@@ -433,7 +434,7 @@ impl StreamEncoder {
     pub fn new(echo: Echo) -> StreamEncoder {
         StreamEncoder {
             echo,
-            pending: Vec::new(),
+            events: EventSplitter::default(),
             head: None,
             sequence: 0,
             open: Open::None,
@@ -446,15 +447,12 @@ impl StreamEncoder {
 
     /// Feeds the relay's output (whole events); appends the Responses events to `out`.
     pub fn push(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        self.pending.extend_from_slice(input);
-        let mut consumed = 0;
-        while let Some((end, sep)) = crate::stages::meter::find_event_end(&self.pending[consumed..])
-        {
-            let event = self.pending[consumed..consumed + end].to_vec();
-            consumed += end + sep;
-            self.event(&event, out);
-        }
-        self.pending.drain(..consumed);
+        let mut events = std::mem::take(&mut self.events);
+        events.feed(input, |event| {
+            self.event(event, out);
+            true
+        });
+        self.events = events;
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, kind: &str, mut data: Value) {

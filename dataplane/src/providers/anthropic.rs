@@ -20,6 +20,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::{effort_share, write_event};
 use crate::snapshot::Endpoint;
 use crate::stages::meter;
 use crate::stages::request::ChatRequest;
@@ -136,17 +137,7 @@ fn thinking_budget(
     let budget = match (reasoning["max_tokens"].as_u64(), effort) {
         (Some(tokens), _) => tokens,
         (None, Some("none")) => return None,
-        (None, Some(effort)) => {
-            // OpenRouter's share of max_tokens for each effort.
-            let share = match effort {
-                "xhigh" | "max" => 0.95,
-                "high" => 0.8,
-                "low" => 0.2,
-                "minimal" => 0.1,
-                _ => 0.5,
-            };
-            (max_tokens as f64 * share) as u64
-        }
+        (None, Some(effort)) => (max_tokens as f64 * effort_share(effort)) as u64,
         (None, None) if reasoning["enabled"] == true => max_tokens / 2,
         (None, None) => return None,
     };
@@ -680,9 +671,9 @@ struct ErrorBody {
 
 /// Turns Anthropic's stream events into OpenAI chunks as each completes; what it cannot read
 /// (pings, unknown events) makes no chunk. `message_stop` ends the stream with the usage chunk
-/// and `[DONE]`; an `error` event fails it.
+/// and `[DONE]`; an `error` event fails it, and so does a close before `message_stop`.
 pub struct StreamDecoder {
-    pending: Vec<u8>,
+    events: meter::EventSplitter,
     id: String,
     model: String,
     created: i64,
@@ -691,12 +682,14 @@ pub struct StreamDecoder {
     tool_blocks: Vec<(usize, usize)>,
     failure: Option<String>,
     overflowed: bool,
+    /// `message_stop` came: the stream is whole.
+    stopped: bool,
 }
 
 impl StreamDecoder {
     pub fn new(created: i64) -> StreamDecoder {
         StreamDecoder {
-            pending: Vec::new(),
+            events: meter::EventSplitter::default(),
             id: String::new(),
             model: String::new(),
             created,
@@ -704,6 +697,15 @@ impl StreamDecoder {
             tool_blocks: Vec::new(),
             failure: None,
             overflowed: false,
+            stopped: false,
+        }
+    }
+
+    /// The provider closed the stream: without `message_stop`, which Anthropic always sends
+    /// last, it was cut short.
+    pub fn finish(&mut self) {
+        if self.failure.is_none() && !self.stopped {
+            self.failure = Some("the stream ended before message_stop".into());
         }
     }
 
@@ -720,18 +722,13 @@ impl StreamDecoder {
         if self.failure.is_some() {
             return;
         }
-        self.pending.extend_from_slice(input);
-        let mut consumed = 0;
-        while let Some((end, sep)) = meter::find_event_end(&self.pending[consumed..]) {
-            let event = self.pending[consumed..consumed + end].to_vec();
-            consumed += end + sep;
-            self.event(&event, out);
-            if self.failure.is_some() {
-                break;
-            }
-        }
-        self.pending.drain(..consumed);
-        self.overflowed = self.pending.len() > meter::MAX_EVENT_BYTES;
+        let mut events = std::mem::take(&mut self.events);
+        events.feed(input, |event| {
+            self.event(event, out);
+            self.failure.is_none()
+        });
+        self.overflowed = events.pending().len() > meter::MAX_EVENT_BYTES;
+        self.events = events;
     }
 
     fn event(&mut self, event: &[u8], out: &mut Vec<u8>) {
@@ -827,6 +824,7 @@ impl StreamDecoder {
                 }
             }
             Event::MessageStop => {
+                self.stopped = true;
                 let usage = json!({
                     "id": self.id, "object": "chat.completion.chunk", "created": self.created,
                     "model": self.model, "choices": [], "usage": self.usage.openai(),
@@ -860,13 +858,6 @@ impl StreamDecoder {
         });
         write_event(out, &chunk);
     }
-}
-
-fn write_event(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]

@@ -23,6 +23,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::{effort_share, write_event};
 use crate::snapshot::Endpoint;
 use crate::stages::meter;
 use crate::stages::request::ChatRequest;
@@ -131,16 +132,7 @@ fn thinking_config(original: &ChatRequest<'_>, body: &Object, cap: u64) -> Optio
         _ if reasoning["enabled"] == false => 0,
         (Some(tokens), _) => tokens,
         (None, Some("none")) => 0,
-        (None, Some(effort)) => {
-            let share = match effort {
-                "xhigh" | "max" => 0.95,
-                "high" => 0.8,
-                "low" => 0.2,
-                "minimal" => 0.1,
-                _ => 0.5,
-            };
-            (cap as f64 * share) as u64
-        }
+        (None, Some(effort)) => (cap as f64 * effort_share(effort)) as u64,
         (None, None) if reasoning["enabled"] == true => cap / 2,
         (None, None) => return None,
     };
@@ -591,7 +583,7 @@ pub fn completion(body: &[u8], created: i64) -> Option<Vec<u8>> {
 /// Turns Gemini's SSE stream (each event a whole `GenerateContentResponse` carrying the new
 /// parts) into OpenAI chunks; the usage chunk and `[DONE]` come at [`StreamDecoder::finish`].
 pub struct StreamDecoder {
-    pending: Vec<u8>,
+    events: meter::EventSplitter,
     id: String,
     model: String,
     created: i64,
@@ -606,7 +598,7 @@ pub struct StreamDecoder {
 impl StreamDecoder {
     pub fn new(created: i64) -> StreamDecoder {
         StreamDecoder {
-            pending: Vec::new(),
+            events: meter::EventSplitter::default(),
             id: String::new(),
             model: String::new(),
             created,
@@ -632,15 +624,13 @@ impl StreamDecoder {
         if self.failure.is_some() {
             return;
         }
-        self.pending.extend_from_slice(input);
-        let mut consumed = 0;
-        while let Some((end, sep)) = meter::find_event_end(&self.pending[consumed..]) {
-            let event = self.pending[consumed..consumed + end].to_vec();
-            consumed += end + sep;
-            self.event(&event, out);
-        }
-        self.pending.drain(..consumed);
-        self.overflowed = self.pending.len() > meter::MAX_EVENT_BYTES;
+        let mut events = std::mem::take(&mut self.events);
+        events.feed(input, |event| {
+            self.event(event, out);
+            true
+        });
+        self.overflowed = events.pending().len() > meter::MAX_EVENT_BYTES;
+        self.events = events;
     }
 
     /// The provider closed the stream: the last event, then the usage chunk and `[DONE]` if a
@@ -649,9 +639,9 @@ impl StreamDecoder {
         if self.failure.is_some() {
             return;
         }
-        if !self.pending.iter().all(u8::is_ascii_whitespace) {
-            let event = std::mem::take(&mut self.pending);
-            self.event(&event, out);
+        let last = self.events.take_pending();
+        if !last.iter().all(u8::is_ascii_whitespace) {
+            self.event(&last, out);
         }
         if !self.finished {
             self.failure = Some("the stream ended before a finish reason".into());
@@ -737,13 +727,6 @@ struct ErrorEnvelope {
 #[derive(Deserialize)]
 struct ErrorBody {
     message: String,
-}
-
-fn write_event(out: &mut Vec<u8>, value: &Value) {
-    out.extend_from_slice(b"data: ");
-    // Writing into a Vec cannot fail.
-    let _ = serde_json::to_writer(&mut *out, value);
-    out.extend_from_slice(b"\n\n");
 }
 
 #[cfg(test)]

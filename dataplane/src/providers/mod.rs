@@ -41,6 +41,26 @@ impl Call {
     }
 }
 
+/// OpenRouter's share of the output budget that each reasoning effort gives to thinking, for
+/// formats that take a token budget rather than an effort (Anthropic's, Gemini's).
+pub(crate) fn effort_share(effort: &str) -> f64 {
+    match effort {
+        "xhigh" | "max" => 0.95,
+        "high" => 0.8,
+        "low" => 0.2,
+        "minimal" => 0.1,
+        _ => 0.5,
+    }
+}
+
+/// Writes one OpenAI chunk as an SSE `data:` event.
+pub(crate) fn write_event(out: &mut Vec<u8>, value: &serde_json::Value) {
+    out.extend_from_slice(b"data: ");
+    // Writing into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, value);
+    out.extend_from_slice(b"\n\n");
+}
+
 /// The members OpenAI's embeddings API defines besides `model`; no other is sent.
 const EMBEDDINGS_MEMBERS: [&str; 4] = ["input", "encoding_format", "dimensions", "user"];
 
@@ -235,11 +255,14 @@ impl StreamDecoder {
     }
 
     /// The provider closed the stream: what the decoder still owes the relay (Gemini's usage
-    /// chunk and `[DONE]`, which Gemini never sends), in `scratch`.
+    /// chunk and `[DONE]`, which Gemini never sends), in `scratch`. A stream closed before its
+    /// format's end (Anthropic's `message_stop`, Gemini's finish reason) has failed.
     pub fn finish<'a>(&mut self, scratch: &'a mut Vec<u8>) -> &'a [u8] {
         scratch.clear();
-        if let StreamDecoder::Gemini(d) = self {
-            d.finish(scratch);
+        match self {
+            StreamDecoder::OpenAi => {}
+            StreamDecoder::Anthropic(d) => d.finish(),
+            StreamDecoder::Gemini(d) => d.finish(scratch),
         }
         scratch
     }

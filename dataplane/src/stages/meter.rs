@@ -499,9 +499,43 @@ impl StreamState {
     }
 }
 
+/// Splits bytes into SSE events whatever the read boundaries: an event that needs more than one
+/// read waits here. The provider decoders and the client dialects' encoders read through it.
+#[derive(Default)]
+pub struct EventSplitter {
+    pending: Vec<u8>,
+}
+
+impl EventSplitter {
+    /// Appends `input` and calls `each` with every event it completes, in order, until `each`
+    /// returns false.
+    pub fn feed(&mut self, input: &[u8], mut each: impl FnMut(&[u8]) -> bool) {
+        self.pending.extend_from_slice(input);
+        let mut consumed = 0;
+        while let Some((end, sep)) = find_event_end(&self.pending[consumed..]) {
+            let go_on = each(&self.pending[consumed..consumed + end]);
+            consumed += end + sep;
+            if !go_on {
+                break;
+            }
+        }
+        self.pending.drain(..consumed);
+    }
+
+    /// The bytes of an event not yet ended.
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
+    /// Takes what is left: a last event the stream ended without a blank line.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
 /// Finds the end of the first complete event: a blank line, `\n\n` or `\r\n\r\n`. The end of
 /// the event and the separator's length.
-pub(crate) fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
+fn find_event_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut from = 0;
     while let Some(i) = memchr::memchr(b'\n', &buf[from..]) {
         let i = from + i;

@@ -420,6 +420,19 @@ fn an_error_event_fails_the_stream_after_what_came_before() {
 }
 
 #[test]
+fn a_stream_closed_before_message_stop_failed() {
+    let cut = STREAM.find("event: message_stop").unwrap();
+    let mut decoder = StreamDecoder::new(0);
+    decoder.push(&STREAM.as_bytes()[..cut], &mut Vec::new());
+    decoder.finish();
+    assert!(decoder.failure().is_some());
+    let mut whole = StreamDecoder::new(0);
+    whole.push(STREAM.as_bytes(), &mut Vec::new());
+    whole.finish();
+    assert!(whole.failure().is_none());
+}
+
+#[test]
 fn an_endless_event_overflows() {
     let mut decoder = StreamDecoder::new(0);
     let mut out = Vec::new();
