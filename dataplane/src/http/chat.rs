@@ -383,7 +383,6 @@ async fn relay_stream(
                     provider_failed = true;
                     break;
                 }
-
                 if !out.is_empty() {
                     let data = Bytes::from(render(std::mem::take(&mut out)));
                     if session.write_response_body(data, false).await.is_err() {
