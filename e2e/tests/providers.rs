@@ -16,15 +16,11 @@ const COMPLETION: f64 = 0.000015;
 const CACHE_READ: f64 = 0.0000003;
 const CACHE_WRITE: f64 = 0.00000375;
 
-fn claude(extra: Value) -> Value {
+/// A chat request for `model` with a system message and a user's "Hello", and `extra` members.
+fn request(model: &str, system: Value, extra: Value) -> Value {
     let mut body = json!({
-        "model": "mock/claude",
-        "messages": [
-            {"role": "system", "content": [
-                {"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}
-            ]},
-            {"role": "user", "content": "Hello"}
-        ]
+        "model": model,
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": "Hello"}]
     });
     body.as_object_mut()
         .unwrap()
@@ -32,20 +28,30 @@ fn claude(extra: Value) -> Value {
     body
 }
 
-/// The usage's cost at mock/claude's Anthropic prices.
-fn expected_cost(usage: &Value) -> f64 {
-    let prompt = usage["prompt_tokens"].as_u64().unwrap();
-    let read = usage["prompt_tokens_details"]["cached_tokens"]
-        .as_u64()
-        .unwrap();
-    let written = usage["prompt_tokens_details"]["cache_write_tokens"]
-        .as_u64()
-        .unwrap();
-    let completion = usage["completion_tokens"].as_u64().unwrap();
-    (prompt - read - written) as f64 * PROMPT
-        + read as f64 * CACHE_READ
-        + written as f64 * CACHE_WRITE
-        + completion as f64 * COMPLETION
+/// mock/claude, its system prompt marked for Anthropic's cache.
+fn claude(extra: Value) -> Value {
+    let system =
+        json!([{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]);
+    request("mock/claude", system, extra)
+}
+
+/// Prices per token: prompt, completion, cache read, cache write.
+type PriceList = (f64, f64, f64, f64);
+const CLAUDE_PRICES: PriceList = (PROMPT, COMPLETION, CACHE_READ, CACHE_WRITE);
+
+/// The usage's cost at `prices`: cache reads and writes apart from the rest of the prompt.
+fn cost_at(
+    usage: &Value,
+    (prompt_price, completion_price, read_price, write_price): PriceList,
+) -> f64 {
+    let tokens = |v: &Value| v.as_u64().unwrap_or(0);
+    let prompt = tokens(&usage["prompt_tokens"]);
+    let read = tokens(&usage["prompt_tokens_details"]["cached_tokens"]);
+    let written = tokens(&usage["prompt_tokens_details"]["cache_write_tokens"]);
+    (prompt - read - written) as f64 * prompt_price
+        + read as f64 * read_price
+        + written as f64 * write_price
+        + tokens(&usage["completion_tokens"]) as f64 * completion_price
 }
 
 fn sse_data(text: &str) -> Vec<Value> {
@@ -84,7 +90,10 @@ async fn anthropic_answers_as_a_priced_chat_completion_with_cache_reads_and_writ
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 40);
     assert_eq!(usage["prompt_tokens_details"]["cache_write_tokens"], 30);
     let cost = usage["cost"].as_f64().unwrap();
-    assert!((cost - expected_cost(usage)).abs() < 1e-12, "{usage}");
+    assert!(
+        (cost - cost_at(usage, CLAUDE_PRICES)).abs() < 1e-12,
+        "{usage}"
+    );
     let details = &usage["cost_details"];
     assert!(
         (details["upstream_inference_prompt_cost"].as_f64().unwrap()
@@ -158,7 +167,10 @@ async fn an_anthropic_stream_arrives_as_openai_chunks_priced_at_the_end() {
     assert_eq!(usage["completion_tokens"], 5);
     assert_eq!(usage["prompt_tokens_details"]["cache_write_tokens"], 20);
     let cost = usage["cost"].as_f64().unwrap();
-    assert!((cost - expected_cost(usage)).abs() < 1e-12, "{usage}");
+    assert!(
+        (cost - cost_at(usage, CLAUDE_PRICES)).abs() < 1e-12,
+        "{usage}"
+    );
     let seen = stack.mock_b.last_request().await;
     assert_eq!(seen["body"]["stream"], true);
     assert!(seen["body"].get("stream_options").is_none());
@@ -385,29 +397,10 @@ const GEMINI_COMPLETION: f64 = 0.0000025;
 const GEMINI_CACHE_READ: f64 = 0.00000003;
 
 fn gemini(extra: Value) -> Value {
-    let mut body = json!({
-        "model": "mock/gemini",
-        "messages": [
-            {"role": "system", "content": "You are terse."},
-            {"role": "user", "content": "Hello"}
-        ]
-    });
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    body
+    request("mock/gemini", json!("You are terse."), extra)
 }
 
-fn gemini_cost(usage: &Value) -> f64 {
-    let prompt = usage["prompt_tokens"].as_u64().unwrap();
-    let read = usage["prompt_tokens_details"]["cached_tokens"]
-        .as_u64()
-        .unwrap();
-    let completion = usage["completion_tokens"].as_u64().unwrap();
-    (prompt - read) as f64 * GEMINI_PROMPT
-        + read as f64 * GEMINI_CACHE_READ
-        + completion as f64 * GEMINI_COMPLETION
-}
+const GEMINI_PRICES: PriceList = (GEMINI_PROMPT, GEMINI_COMPLETION, GEMINI_CACHE_READ, 0.0);
 
 #[tokio::test]
 async fn gemini_answers_as_a_priced_chat_completion_with_thoughts_and_cache_reads() {
@@ -437,7 +430,10 @@ async fn gemini_answers_as_a_priced_chat_completion_with_thoughts_and_cache_read
     assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 4);
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 12);
     let cost = usage["cost"].as_f64().unwrap();
-    assert!((cost - gemini_cost(usage)).abs() < 1e-12, "{usage}");
+    assert!(
+        (cost - cost_at(usage, GEMINI_PRICES)).abs() < 1e-12,
+        "{usage}"
+    );
 
     let seen = stack.mock_a.last_request().await;
     assert_eq!(seen["path"], "/generateContent");
@@ -479,7 +475,7 @@ async fn a_gemini_stream_arrives_as_openai_chunks_and_ends_with_done() {
     let usage = &chunks.last().unwrap()["usage"];
     assert_eq!(usage["completion_tokens"], 4);
     assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 3);
-    assert!((usage["cost"].as_f64().unwrap() - gemini_cost(usage)).abs() < 1e-12);
+    assert!((usage["cost"].as_f64().unwrap() - cost_at(usage, GEMINI_PRICES)).abs() < 1e-12);
     assert_eq!(
         stack.mock_a.last_request().await["path"],
         "/streamGenerateContent"

@@ -120,6 +120,28 @@ pub const OPENAI_CHAT_MEMBERS: [&str; 34] = [
     "web_search_options",
 ];
 
+impl Script {
+    /// Whether the script refuses `key`: an `Authorization` value, or a bare key (Anthropic's,
+    /// Gemini's, Azure's headers) that the script names as a bearer.
+    fn refuses_key(&self, key: Option<&str>) -> bool {
+        match (self.reject_authorization.as_deref(), key) {
+            (Some(refused), Some(key)) => {
+                refused == key || refused.strip_prefix("Bearer ") == Some(key)
+            }
+            _ => false,
+        }
+    }
+
+    /// The status request `n` fails with, if `error_rate` makes it one of the failures.
+    fn error_for(&self, n: u64) -> Option<StatusCode> {
+        let fails =
+            self.error_rate > 0.0 && (n as f64 * self.error_rate).fract() + self.error_rate >= 1.0;
+        fails.then(|| {
+            StatusCode::from_u16(self.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+        })
+    }
+}
+
 impl Default for Script {
     fn default() -> Self {
         Script {
@@ -350,7 +372,7 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Option<Response<Body
     if script.ttfb_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
     }
-    if script.reject_authorization.is_some() && script.reject_authorization == authorization {
+    if script.refuses_key(authorization.as_deref()) {
         return Some(error_response(
             StatusCode::UNAUTHORIZED,
             "Incorrect API key provided",
@@ -369,11 +391,7 @@ async fn chat(req: Request<Incoming>, state: &MockState) -> Option<Response<Body
             &format!("Unrecognized request argument supplied: {member}"),
         ));
     }
-    if script.error_rate > 0.0
-        && ((n as f64 * script.error_rate).fract() + script.error_rate >= 1.0)
-    {
-        let status =
-            StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(status) = script.error_for(n) {
         return Some(error_response(status, "scripted mock error"));
     }
     let model = head.model.unwrap_or_else(|| "mock".into());
@@ -448,12 +466,7 @@ async fn messages(req: Request<Incoming>, state: &MockState) -> Option<Response<
     if script.ttfb_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
     }
-    let refused = script.reject_authorization.as_deref().is_some_and(|r| {
-        api_key
-            .as_deref()
-            .is_some_and(|k| r == k || r.strip_prefix("Bearer ") == Some(k))
-    });
-    if refused {
+    if script.refuses_key(api_key.as_deref()) {
         return Some(anthropic::error(
             StatusCode::UNAUTHORIZED,
             "invalid x-api-key",
@@ -464,11 +477,7 @@ async fn messages(req: Request<Incoming>, state: &MockState) -> Option<Response<
         let overloaded = StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return Some(anthropic::error(overloaded, "Overloaded"));
     }
-    if script.error_rate > 0.0
-        && ((n as f64 * script.error_rate).fract() + script.error_rate >= 1.0)
-    {
-        let status =
-            StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(status) = script.error_for(n) {
         return Some(anthropic::error(status, "scripted mock error"));
     }
     let response = anthropic::respond(&headers, &body, &script, n);
@@ -574,11 +583,7 @@ async fn azure(req: Request<Incoming>, state: &MockState) -> Option<Response<Bod
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     let script = state.script.read().map(|s| s.clone()).unwrap_or_default();
-    if script.reject_authorization.as_deref().is_some_and(|r| {
-        api_key
-            .as_deref()
-            .is_some_and(|k| r == k || r.strip_prefix("Bearer ") == Some(k))
-    }) {
+    if script.refuses_key(api_key.as_deref()) {
         return Some(json_response(
             StatusCode::UNAUTHORIZED,
             json!({"error": {"code": "401", "message": "Access denied due to invalid subscription key."}}),
@@ -654,12 +659,7 @@ async fn generate_content(req: Request<Incoming>, state: &MockState) -> Option<R
     if script.ttfb_ms > 0 {
         tokio::time::sleep(Duration::from_millis(script.ttfb_ms)).await;
     }
-    let refused = script.reject_authorization.as_deref().is_some_and(|r| {
-        api_key
-            .as_deref()
-            .is_some_and(|k| r == k || r.strip_prefix("Bearer ") == Some(k))
-    });
-    if refused {
+    if script.refuses_key(api_key.as_deref()) {
         return Some(gemini::error(StatusCode::UNAUTHORIZED, "API key not valid"));
     }
     if script.outage {
@@ -668,11 +668,7 @@ async fn generate_content(req: Request<Incoming>, state: &MockState) -> Option<R
             "The model is overloaded. Please try again later.",
         ));
     }
-    if script.error_rate > 0.0
-        && ((n as f64 * script.error_rate).fract() + script.error_rate >= 1.0)
-    {
-        let status =
-            StatusCode::from_u16(script.error_status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(status) = script.error_for(n) {
         return Some(gemini::error(status, "scripted mock error"));
     }
     if stream && !sse {

@@ -269,7 +269,7 @@ async fn relay_completion(
         .release_http_session(upstream, &peer, Some(gw.timeouts.idle_pool))
         .await;
     let api = ctx.served_endpoint().map(|e| e.api).unwrap_or_default();
-    let body = providers::completion(api, body, now_ms() / 1000);
+    let body = providers::completion(api, body, ctx.created_at_ms / 1000);
     let Some(body) = body else {
         ctx.provider_failed = true;
         let reject = Reject::new(

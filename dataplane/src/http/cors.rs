@@ -57,23 +57,9 @@ impl ManagementOrigins {
 
 /// Whether `path` is inference (open to every origin) rather than management.
 pub fn is_inference(path: &str) -> bool {
-    matches!(
-        path,
-        "/api/v1/chat/completions"
-            | "/v1/chat/completions"
-            | "/api/v1/messages"
-            | "/v1/messages"
-            | "/api/v1/responses"
-            | "/v1/responses"
-            | "/api/v1/completions"
-            | "/v1/completions"
-            | "/api/v1/embeddings"
-            | "/v1/embeddings"
-            | "/api/v1/rerank"
-            | "/v1/rerank"
-            | "/api/v1/models"
-            | "/v1/models"
-    ) || path.ends_with("/chat/completions")
+    super::dialect_of(path).is_some()
+        || matches!(path, "/api/v1/models" | "/v1/models")
+        || path.ends_with("/chat/completions")
 }
 
 /// Adds the header every inference response carries.

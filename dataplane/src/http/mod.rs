@@ -134,6 +134,23 @@ impl HttpServerApp for Gateway {
     }
 }
 
+/// The API an inference path serves (`/api/v1/<call>`, or `/v1/<call>` as OpenAI's SDKs call
+/// it), if it is one: the one list of them, for dispatch and for CORS.
+pub fn dialect_of(path: &str) -> Option<Dialect> {
+    let call = path
+        .strip_prefix("/api/v1/")
+        .or_else(|| path.strip_prefix("/v1/"))?;
+    Some(match call {
+        "chat/completions" => Dialect::OpenAiChat,
+        "messages" => Dialect::AnthropicMessages,
+        "responses" => Dialect::OpenAiResponses,
+        "completions" => Dialect::OpenAiCompletions,
+        "embeddings" => Dialect::OpenAiEmbeddings,
+        "rerank" => Dialect::Rerank,
+        _ => return None,
+    })
+}
+
 /// `/api/v1/presets/<slug>/chat/completions` → the slug.
 fn preset_path(path: &str) -> Option<&str> {
     let slug = path
@@ -148,6 +165,7 @@ impl Gateway {
         let header = session.req_header();
         let method = header.method.as_str();
         let path = header.uri.path();
+        let dialect = dialect_of(path);
         match (method, path) {
             ("OPTIONS", _) => {
                 let origin = header.headers.get("origin").and_then(|v| v.to_str().ok());
@@ -163,23 +181,8 @@ impl Gateway {
                         && session.finish_body().await.is_ok(),
                 )
             }
-            ("POST", "/api/v1/chat/completions" | "/v1/chat/completions") => {
-                chat::handle(self, session, None, Dialect::OpenAiChat).await
-            }
-            ("POST", "/api/v1/messages" | "/v1/messages") => {
-                chat::handle(self, session, None, Dialect::AnthropicMessages).await
-            }
-            ("POST", "/api/v1/responses" | "/v1/responses") => {
-                chat::handle(self, session, None, Dialect::OpenAiResponses).await
-            }
-            ("POST", "/api/v1/completions" | "/v1/completions") => {
-                chat::handle(self, session, None, Dialect::OpenAiCompletions).await
-            }
-            ("POST", "/api/v1/embeddings" | "/v1/embeddings") => {
-                chat::handle(self, session, None, Dialect::OpenAiEmbeddings).await
-            }
-            ("POST", "/api/v1/rerank" | "/v1/rerank") => {
-                chat::handle(self, session, None, Dialect::Rerank).await
+            ("POST", _) if dialect.is_some() => {
+                chat::handle(self, session, None, dialect.unwrap_or_default()).await
             }
             ("POST", p) if preset_path(p).is_some() => {
                 let slug = preset_path(p).map(str::to_owned);
@@ -208,21 +211,7 @@ impl Gateway {
                 }
             }
             (_, p) if p.starts_with("/api/v1/") => passthrough::handle(self, session).await,
-            (
-                _,
-                "/api/v1/chat/completions"
-                | "/v1/chat/completions"
-                | "/api/v1/messages"
-                | "/v1/messages"
-                | "/api/v1/responses"
-                | "/v1/responses"
-                | "/api/v1/completions"
-                | "/v1/completions"
-                | "/api/v1/embeddings"
-                | "/v1/embeddings"
-                | "/api/v1/rerank"
-                | "/v1/rerank",
-            ) => {
+            (_, _) if dialect.is_some() => {
                 self.refuse(session, Reject::new(Kind::MethodNotAllowed, "Use POST"))
                     .await
             }

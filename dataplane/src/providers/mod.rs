@@ -178,36 +178,23 @@ pub fn request_header(
             },
         )
         .map_err(internal)?;
-    // The snapshot keeps each credential as a bearer value; other APIs take the bare key.
+    // The snapshot keeps each credential as a bearer value; other APIs take the bare key, each
+    // in its own header.
     let authorization = attempt.authorization();
-    match endpoint.api {
-        Api::OpenAiChat => {
-            if let Some(value) = authorization {
-                header
-                    .insert_header("authorization", value)
-                    .map_err(internal)?;
-            }
-        }
+    let key = authorization.map(|v| v.strip_prefix("Bearer ").unwrap_or(v));
+    let credential = match endpoint.api {
+        Api::OpenAiChat => authorization.map(|value| ("authorization", value)),
         Api::AnthropicMessages => {
-            if let Some(key) = authorization.map(|v| v.strip_prefix("Bearer ").unwrap_or(v)) {
-                header.insert_header("x-api-key", key).map_err(internal)?;
-            }
             header
                 .insert_header("anthropic-version", anthropic::VERSION)
                 .map_err(internal)?;
+            key.map(|key| ("x-api-key", key))
         }
-        Api::Gemini => {
-            if let Some(key) = authorization.map(|v| v.strip_prefix("Bearer ").unwrap_or(v)) {
-                header
-                    .insert_header("x-goog-api-key", key)
-                    .map_err(internal)?;
-            }
-        }
-        Api::AzureOpenAi => {
-            if let Some(key) = authorization.map(|v| v.strip_prefix("Bearer ").unwrap_or(v)) {
-                header.insert_header("api-key", key).map_err(internal)?;
-            }
-        }
+        Api::Gemini => key.map(|key| ("x-goog-api-key", key)),
+        Api::AzureOpenAi => key.map(|key| ("api-key", key)),
+    };
+    if let Some((name, value)) = credential {
+        header.insert_header(name, value).map_err(internal)?;
     }
     Ok(header)
 }

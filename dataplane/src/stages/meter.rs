@@ -96,17 +96,16 @@ pub fn write_usage(out: &mut Vec<u8>, usage: &Usage, pricing: &Pricing<'_>) {
         b"},\"completion_tokens_details\":{\"reasoning_tokens\":",
         usage.reasoning_tokens,
     );
-    let parts = pricing.prices.breakdown(usage).unwrap_or_default();
+    // One pricing of the usage: its parts, and the charge (their total, capped).
+    let parts = pricing.prices.breakdown(usage);
+    let cost = charge(parts.map(|p| p.total()), pricing.ceiling);
+    let parts = parts.unwrap_or_default();
     let usd = |out: &mut Vec<u8>, name: &[u8], m: Money| {
         out.extend_from_slice(name);
         // Writing into a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *out, &m.as_usd_f64());
     };
-    usd(
-        out,
-        b"},\"cost\":",
-        pricing.cost(usage).unwrap_or(Money::ZERO),
-    );
+    usd(out, b"},\"cost\":", cost.unwrap_or(Money::ZERO));
     out.extend_from_slice(if pricing.is_byok {
         b",\"is_byok\":true"
     } else {
