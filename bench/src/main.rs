@@ -70,10 +70,10 @@ struct Args {
     /// in process.
     #[arg(long, value_enum, default_value = "redis")]
     spend: targets::SpendStore,
-    /// Spend-limited scenario: the bench's keys carry this limit (USD), so every request also
-    /// reserves and settles on a key counter.
-    #[arg(long)]
-    spend_limit_usd: Option<f64>,
+    /// The bench's keys carry this limit (USD), so every request also reserves and settles on a
+    /// key counter; 0 for keys without a limit.
+    #[arg(long, default_value_t = 1_000_000.0)]
+    spend_limit_usd: f64,
     /// Which scenarios to run: the side-by-side comparison, the fallback scenario (one
     /// provider of two down), the translation scenario (one model per provider format), or all.
     #[arg(long, value_enum, default_value = "all")]
@@ -81,6 +81,16 @@ struct Args {
     /// Open-loop rate of the fallback scenario's latency rounds, requests per second.
     #[arg(long, default_value_t = 500.0)]
     fallback_rate: f64,
+    /// A fixed open-loop rate measured besides 50% of nginx's maximum, requests per second.
+    #[arg(long, default_value_t = 2000.0)]
+    fixed_rate: f64,
+    /// LiteLLM's `litellm` binary (`make bench` installs it pinned in bench/.litellm): measured
+    /// beside the others against the same mock.
+    #[arg(long)]
+    litellm: Option<PathBuf>,
+    /// Only the configured Switchyard (no per-request and embedded dataplanes beside it).
+    #[arg(long)]
+    no_variants: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -95,20 +105,121 @@ enum Scenario {
 enum Target {
     Direct,
     Nginx,
+    /// The stack as configured (`--spend`): Redis counters with budget leases by default.
     Switchyard,
+    /// Another dataplane of the same stack reserving per request in Redis (no leases).
+    SwitchyardPerRequest,
+    /// Another dataplane of the same stack with its counters in process.
+    SwitchyardEmbedded,
+    LiteLlm,
 }
 
 impl Target {
-    fn name(self) -> &'static str {
-        match self {
-            Target::Direct => "direct (mock)",
-            Target::Nginx => "nginx proxy_pass",
-            Target::Switchyard => "switchyard",
+    fn name(self, spend: targets::SpendStore) -> &'static str {
+        match (self, spend) {
+            (Target::Direct, _) => "direct (mock)",
+            (Target::Nginx, _) => "nginx proxy_pass",
+            (Target::Switchyard, targets::SpendStore::Redis) => "switchyard (Redis, leases)",
+            (Target::Switchyard, targets::SpendStore::Embedded) => "switchyard (embedded)",
+            (Target::SwitchyardPerRequest, _) => "switchyard (Redis, per request)",
+            (Target::SwitchyardEmbedded, _) => "switchyard (embedded)",
+            (Target::LiteLlm, _) => "LiteLLM proxy",
         }
     }
 }
 
-const TARGETS: [Target; 3] = [Target::Direct, Target::Nginx, Target::Switchyard];
+/// One target of the comparison: where it listens and what a request to it carries.
+struct Entry {
+    target: Target,
+    port: u16,
+    path: &'static str,
+    keys: Arc<Vec<HeaderValue>>,
+}
+
+/// The targets of the comparison, and the extra processes they need (stopped on drop).
+struct Lineup {
+    entries: Vec<Entry>,
+    _procs: Vec<targets::Proc>,
+    _litellm: Option<targets::LiteLlm>,
+}
+
+/// Direct, nginx and the configured Switchyard; with Redis counters also a per-request and an
+/// embedded dataplane of the same stack; LiteLLM when `--litellm` names its binary.
+async fn lineup(
+    args: &Args,
+    dir: &std::path::Path,
+    pin: &Pinning,
+    (mock, nginx, sy): (&targets::Mock, &targets::Nginx, &targets::Switchyard),
+    keys: Arc<Vec<HeaderValue>>,
+) -> anyhow::Result<Lineup> {
+    let none = || Arc::new(Vec::new());
+    let mut entries = vec![
+        Entry {
+            target: Target::Direct,
+            port: mock.port,
+            path: "/v1/chat/completions",
+            keys: none(),
+        },
+        Entry {
+            target: Target::Nginx,
+            port: nginx.port,
+            path: "/v1/chat/completions",
+            keys: none(),
+        },
+        Entry {
+            target: Target::Switchyard,
+            port: sy.port,
+            path: "/api/v1/chat/completions",
+            keys: keys.clone(),
+        },
+    ];
+    let mut procs = Vec::new();
+    if args.spend == targets::SpendStore::Redis && !args.no_variants {
+        let (proc, port) = sy
+            .extra_dataplane("dp-per-request", &["--spend-leases", "false"], pin)
+            .await?;
+        procs.push(proc);
+        entries.push(Entry {
+            target: Target::SwitchyardPerRequest,
+            port,
+            path: "/api/v1/chat/completions",
+            keys: keys.clone(),
+        });
+        let (proc, port) = sy
+            .extra_dataplane_without("dp-embedded", &["--spend-backend", "--redis-url"], &[], pin)
+            .await?;
+        procs.push(proc);
+        entries.push(Entry {
+            target: Target::SwitchyardEmbedded,
+            port,
+            path: "/api/v1/chat/completions",
+            keys: keys.clone(),
+        });
+    }
+    let litellm = match &args.litellm {
+        Some(binary) => match targets::litellm(binary, dir, mock.port, pin).await {
+            Ok(l) => {
+                entries.push(Entry {
+                    target: Target::LiteLlm,
+                    port: l.port,
+                    path: "/v1/chat/completions",
+                    keys: none(),
+                });
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("LiteLLM left out of this run: {e:#}");
+                None
+            }
+        },
+        None => None,
+    };
+    Ok(Lineup {
+        entries,
+        _procs: procs,
+        _litellm: litellm,
+    })
+}
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -203,15 +314,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some(streams) = args.sse_memory {
         return sse_memory_phase(&mock, &nginx, &sy, streams).await;
     }
-    let keys = if args.keys > 1 || args.spend_limit_usd.is_some() {
+    let limit = (args.spend_limit_usd > 0.0).then_some(args.spend_limit_usd);
+    let keys = if args.keys > 1 || limit.is_some() {
         let mut keys = Vec::new();
-        if args.spend_limit_usd.is_none() {
+        if limit.is_none() {
             keys.push(sy.inference_key.clone());
         }
         let wanted = args.keys - keys.len();
-        keys.extend(
-            create_keys(sy.cp_http, &sy.management_key, wanted, args.spend_limit_usd).await?,
-        );
+        keys.extend(create_keys(sy.cp_http, &sy.management_key, wanted, limit).await?);
         // Let the snapshot with every key reach the dataplane.
         tokio::time::sleep(Duration::from_secs(1)).await;
         keys
@@ -228,7 +338,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut doc = json!({});
     let runs = |s: Scenario| args.scenario == Scenario::All || args.scenario == s;
     if runs(Scenario::Compare) {
-        let (table, part) = compare(&args, &mock, &nginx, &sy, keys.clone()).await?;
+        let lineup = lineup(&args, &dir, &pin, (&mock, &nginx, &sy), keys.clone()).await?;
+        let (table, part) = compare(&args, &lineup).await?;
         tables.push(table);
         doc = part;
     }
@@ -275,7 +386,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         if args.stream { "stream" } else { "non-stream" },
         args.prompt_bytes,
         args.keys,
-        match args.spend_limit_usd {
+        match limit {
             Some(l) => format!(", each limited to {l} USD"),
             None => String::new(),
         },
@@ -322,140 +433,178 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The side-by-side comparison: maximum throughput (closed loop) and latency at half of nginx's
-/// maximum (open loop), direct vs nginx vs Switchyard. Returns the table and its JSON.
-async fn compare(
-    args: &Args,
-    mock: &targets::Mock,
-    nginx: &targets::Nginx,
-    sy: &targets::Switchyard,
-    keys: Arc<Vec<HeaderValue>>,
-) -> anyhow::Result<(String, Value)> {
+/// The side-by-side comparison: maximum throughput (closed loop) of every target, then latency
+/// open loop at 50% of nginx's maximum and at `--fixed-rate` (latency from each request's
+/// scheduled send, so no coordinated omission), for every target whose maximum exceeds the
+/// rate. Returns the table and its JSON.
+async fn compare(args: &Args, lineup: &Lineup) -> anyhow::Result<(String, Value)> {
     let body = load::chat_body("mock/fast", args.prompt_bytes, args.stream, None);
-    let plan_for = |target: Target, mode: Mode, connections: usize| -> anyhow::Result<Plan> {
-        let (port, path, keys) = match target {
-            Target::Direct => (mock.port, "/v1/chat/completions", Arc::new(Vec::new())),
-            Target::Nginx => (nginx.port, "/v1/chat/completions", Arc::new(Vec::new())),
-            Target::Switchyard => (sy.port, "/api/v1/chat/completions", keys.clone()),
-        };
+    let name = |t: Target| t.name(args.spend);
+    let plan_for = |e: &Entry, mode: Mode| -> anyhow::Result<Plan> {
         Ok(Plan {
-            addr: format!("127.0.0.1:{port}").parse()?,
-            path: path.into(),
-            keys,
+            addr: format!("127.0.0.1:{}", e.port).parse()?,
+            path: e.path.into(),
+            keys: e.keys.clone(),
             body: body.clone(),
             stream: args.stream,
             mode,
-            connections,
+            connections: args.connections,
             duration: Duration::from_secs_f64(args.duration),
             warmup: Duration::from_secs_f64(args.warmup),
         })
+    };
+    let measure = async |e: &Entry, mode: Mode| -> anyhow::Result<Round> {
+        let rec = load::run(plan_for(e, mode)?, Arc::new(AtomicU64::new(0)))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        Ok(round(&rec, args.duration))
     };
 
     // Phase 1: maximum throughput, closed loop.
     let mut max: BTreeMap<Target, Vec<Round>> = BTreeMap::new();
     for r in 0..args.rounds {
-        for target in TARGETS {
-            let plan = plan_for(target, Mode::Closed, args.connections)?;
-            let rec = load::run(plan, Arc::new(AtomicU64::new(0)))
-                .await
-                .map_err(anyhow::Error::msg)?;
-            let res = round(&rec, args.duration);
+        for e in &lineup.entries {
+            let res = measure(e, Mode::Closed).await?;
             eprintln!(
-                "throughput round {}/{} {:<18} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}",
+                "throughput round {}/{} {:<32} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  errors {}",
                 r + 1,
                 args.rounds,
-                target.name(),
+                name(e.target),
                 res.rps,
                 res.p50_ms,
                 res.p99_ms,
                 res.errors
             );
-            max.entry(target).or_default().push(res);
+            max.entry(e.target).or_default().push(res);
         }
     }
-    let rps = |t: Target| median(max[&t].iter().map(|r| r.rps).collect());
+    let rps = |t: Target| {
+        max.get(&t)
+            .map_or(f64::NAN, |rs| median(rs.iter().map(|r| r.rps).collect()))
+    };
     let nginx_max = rps(Target::Nginx);
 
-    // Phase 2: latency at half of nginx's maximum rate, open loop (no coordinated omission).
-    let rate = (nginx_max * 0.5).max(1.0);
-    let mut lat: BTreeMap<Target, Vec<Round>> = BTreeMap::new();
-    for r in 0..args.rounds {
-        for target in TARGETS {
-            let plan = plan_for(target, Mode::Open { rate }, args.connections)?;
-            let rec = load::run(plan, Arc::new(AtomicU64::new(0)))
-                .await
-                .map_err(anyhow::Error::msg)?;
-            let res = round(&rec, args.duration);
-            eprintln!(
-                "latency round {}/{} {:<18} at {:.0} req/s: p50 {:.3} ms  p99 {:.3} ms  errors {}",
-                r + 1,
-                args.rounds,
-                target.name(),
-                rate,
-                res.p50_ms,
-                res.p99_ms,
-                res.errors
-            );
-            lat.entry(target).or_default().push(res);
+    // Phases 2 and 3: latency at fixed rates, open loop.
+    let rates = [(nginx_max * 0.5).max(1.0), args.fixed_rate];
+    let mut lat: [BTreeMap<Target, Vec<Round>>; 2] = Default::default();
+    for (phase, &rate) in rates.iter().enumerate() {
+        for r in 0..args.rounds {
+            // A target that cannot reach the rate would only measure its queue.
+            for e in lineup.entries.iter().filter(|e| rps(e.target) > rate * 1.1) {
+                let res = measure(e, Mode::Open { rate }).await?;
+                eprintln!(
+                    "latency round {}/{} {:<32} at {:.0} req/s: p50 {:.3} ms  p99 {:.3} ms  errors {}",
+                    r + 1,
+                    args.rounds,
+                    name(e.target),
+                    rate,
+                    res.p50_ms,
+                    res.p99_ms,
+                    res.errors
+                );
+                lat[phase].entry(e.target).or_default().push(res);
+            }
         }
     }
-    let p99 = |t: Target| median(lat[&t].iter().map(|r| r.p99_ms).collect());
-    let p50 = |t: Target| median(lat[&t].iter().map(|r| r.p50_ms).collect());
+    let p = |phase: usize, t: Target, f: fn(&Round) -> f64| {
+        lat[phase]
+            .get(&t)
+            .map_or(f64::NAN, |rs| median(rs.iter().map(f).collect()))
+    };
+    let added = |phase: usize, t: Target| {
+        p(phase, t, |r| r.p99_ms) - p(phase, Target::Direct, |r| r.p99_ms)
+    };
     let errors = |t: Target| {
-        max[&t]
-            .iter()
-            .chain(lat[&t].iter())
+        max.get(&t)
+            .into_iter()
+            .chain(lat.iter().filter_map(|m| m.get(&t)))
+            .flatten()
             .map(|r| r.errors)
             .sum::<u64>()
     };
-    let added = |t: Target| p99(t) - p99(Target::Direct);
+    let cell = |v: f64, digits: usize| {
+        if v.is_nan() {
+            "—".to_owned()
+        } else {
+            format!("{v:.digits$}")
+        }
+    };
 
-    let mut table = String::new();
-    table.push_str(
-        "| target | max req/s | p50 ms | p99 ms | p99 added over direct, ms | errors |\n",
+    let mut table = format!(
+        "| target | max req/s | ÷ nginx | p50 ms @{r0:.0}/s | p99 ms @{r0:.0}/s | p99 added @{r0:.0}/s | \
+         p99 ms @{r1:.0}/s | p99 added @{r1:.0}/s | errors |\n",
+        r0 = rates[0],
+        r1 = rates[1],
     );
-    table.push_str("| --- | ---: | ---: | ---: | ---: | ---: |\n");
-    for t in TARGETS {
+    table.push_str("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+    for e in &lineup.entries {
+        let t = e.target;
+        let direct = t == Target::Direct;
         table.push_str(&format!(
-            "| {} | {:.0} | {:.3} | {:.3} | {} | {} |\n",
-            t.name(),
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+            name(t),
             rps(t),
-            p50(t),
-            p99(t),
-            if t == Target::Direct {
+            cell(rps(t) / nginx_max, 2),
+            cell(p(0, t, |r| r.p50_ms), 3),
+            cell(p(0, t, |r| r.p99_ms), 3),
+            if direct {
                 "—".to_owned()
             } else {
-                format!("{:.3}", added(t))
+                cell(added(0, t), 3)
+            },
+            cell(p(1, t, |r| r.p99_ms), 3),
+            if direct {
+                "—".to_owned()
+            } else {
+                cell(added(1, t), 3)
             },
             errors(t),
         ));
     }
+    let sy = Target::Switchyard;
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     let ratios = json!({
-        "switchyard_rps_over_nginx_rps": rps(Target::Switchyard) / nginx_max,
-        "switchyard_rps_over_direct_rps": rps(Target::Switchyard) / rps(Target::Direct),
-        "nginx_rps_over_direct_rps": nginx_max / rps(Target::Direct),
-        "switchyard_p99_added_over_nginx_p99_added": added(Target::Switchyard) / added(Target::Nginx),
+        "switchyard_rps_over_nginx_rps": ratio(rps(sy), nginx_max),
+        "switchyard_per_request_rps_over_nginx_rps": ratio(rps(Target::SwitchyardPerRequest), nginx_max),
+        "switchyard_embedded_rps_over_nginx_rps": ratio(rps(Target::SwitchyardEmbedded), nginx_max),
+        "switchyard_rps_over_litellm_rps": ratio(rps(sy), rps(Target::LiteLlm)),
+        "switchyard_rps_over_direct_rps": ratio(rps(sy), rps(Target::Direct)),
+        "nginx_rps_over_direct_rps": ratio(nginx_max, rps(Target::Direct)),
+        "switchyard_p99_added_over_nginx_p99_added": ratio(added(0, sy), added(0, Target::Nginx)),
+        "switchyard_p99_added_over_nginx_p99_added_fixed_rate": ratio(added(1, sy), added(1, Target::Nginx)),
     });
+    let r = |k: &str| ratios[k].as_f64().unwrap_or(f64::NAN);
     table.push_str(&format!(
-        "\nRatios: switchyard ÷ nginx req/s **{:.2}** (target ≥ 1.0); switchyard ÷ direct req/s {:.2}; \
-         p99 added at {:.0} req/s (50% of nginx max), switchyard ÷ nginx **{:.2}** (target ≤ 1.5).\n",
-        ratios["switchyard_rps_over_nginx_rps"].as_f64().unwrap_or(f64::NAN),
-        ratios["switchyard_rps_over_direct_rps"].as_f64().unwrap_or(f64::NAN),
-        rate,
-        ratios["switchyard_p99_added_over_nginx_p99_added"].as_f64().unwrap_or(f64::NAN),
+        "\nRatios: switchyard ÷ nginx req/s **{}** (target ≥ 1.0; per request {}, embedded {}); \
+         switchyard ÷ LiteLLM req/s **{}**; p99 added over direct, switchyard ÷ nginx: **{}** at \
+         {:.0} req/s (50% of nginx max), **{}** at {:.0} req/s (target ≤ 1.5).\n",
+        cell(r("switchyard_rps_over_nginx_rps"), 2),
+        cell(r("switchyard_per_request_rps_over_nginx_rps"), 2),
+        cell(r("switchyard_embedded_rps_over_nginx_rps"), 2),
+        cell(r("switchyard_rps_over_litellm_rps"), 1),
+        cell(r("switchyard_p99_added_over_nginx_p99_added"), 2),
+        rates[0],
+        cell(r("switchyard_p99_added_over_nginx_p99_added_fixed_rate"), 2),
+        rates[1],
     ));
     let rounds_json = |m: &BTreeMap<Target, Vec<Round>>| -> Value {
         m.iter()
-            .map(|(t, rs)| (t.name().to_owned(), json!(rs.iter().map(|r| json!({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors})).collect::<Vec<_>>())))
+            .map(|(t, rs)| (name(*t).to_owned(), json!(rs.iter().map(|r| json!({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors})).collect::<Vec<_>>())))
             .collect::<serde_json::Map<_, _>>()
             .into()
     };
     let doc = json!({
-        "open_loop_rate": rate,
-        "median": TARGETS.iter().map(|t| (t.name().to_owned(), json!({"max_rps": rps(*t), "p50_ms": p50(*t), "p99_ms": p99(*t)}))).collect::<serde_json::Map<_, _>>(),
+        "open_loop_rates": rates,
+        "median": lineup.entries.iter().map(|e| (name(e.target).to_owned(), json!({
+            "max_rps": rps(e.target),
+            "p50_ms": p(0, e.target, |r| r.p50_ms),
+            "p99_ms": p(0, e.target, |r| r.p99_ms),
+            "p99_ms_fixed_rate": p(1, e.target, |r| r.p99_ms),
+        }))).collect::<serde_json::Map<_, _>>(),
         "ratios": ratios,
         "throughput_rounds": rounds_json(&max),
-        "latency_rounds": rounds_json(&lat),
+        "latency_rounds": rounds_json(&lat[0]),
+        "latency_rounds_fixed_rate": rounds_json(&lat[1]),
     });
     Ok((table, doc))
 }

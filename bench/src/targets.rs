@@ -219,8 +219,28 @@ impl Switchyard {
         extra: &[&str],
         pin: &Pinning,
     ) -> anyhow::Result<(Proc, u16)> {
+        self.extra_dataplane_without(id, &[], extra, pin).await
+    }
+
+    /// `extra_dataplane` without the first dataplane's flags named in `drop` (each with its
+    /// value), e.g. to keep counters in process instead of Redis.
+    pub async fn extra_dataplane_without(
+        &self,
+        id: &str,
+        drop: &[&str],
+        extra: &[&str],
+        pin: &Pinning,
+    ) -> anyhow::Result<(Proc, u16)> {
         let port = free_port()?;
-        let mut args = self.dp_args.clone();
+        let mut args = Vec::with_capacity(self.dp_args.len());
+        let mut flags = self.dp_args.iter();
+        while let Some(flag) = flags.next() {
+            if drop.contains(&flag.as_str()) {
+                flags.next();
+            } else {
+                args.push(flag.clone());
+            }
+        }
         if let Some(i) = args.iter().position(|a| a == "--listen") {
             args[i + 1] = format!("127.0.0.1:{port}");
         }
@@ -376,4 +396,64 @@ async fn wait_tcp(port: u16, what: &str) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     anyhow::bail!("{what} did not come up on port {port}")
+}
+
+/// LiteLLM's proxy (`litellm` from its own virtualenv, `make bench` installs it pinned) in front
+/// of the same mock, one worker, pinned like the other proxies, no database (stateless).
+pub struct LiteLlm {
+    _proc: Proc,
+    pub port: u16,
+}
+
+pub async fn litellm(
+    binary: &Path,
+    dir: &Path,
+    mock_port: u16,
+    pin: &Pinning,
+) -> anyhow::Result<LiteLlm> {
+    let port = free_port()?;
+    let config = dir.join("litellm.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "model_list:\n  - model_name: mock/fast\n    litellm_params:\n      model: openai/mock/fast\n      \
+             api_base: http://127.0.0.1:{mock_port}/v1\n      api_key: sk-mock\n\
+             litellm_settings:\n  drop_params: true\n  telemetry: false\n"
+        ),
+    )?;
+    let proc = spawn(
+        binary,
+        &[
+            "--config".into(),
+            config.display().to_string(),
+            "--port".into(),
+            port.to_string(),
+            "--host".into(),
+            "127.0.0.1".into(),
+            "--num_workers".into(),
+            "1".into(),
+        ],
+        &[
+            ("LITELLM_LOG", "ERROR".into()),
+            ("LITELLM_TELEMETRY", "False".into()),
+            ("NO_DOCS", "True".into()),
+        ],
+        pin.proxy_cpus.as_deref(),
+        &dir.join("litellm.log"),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let url = format!("http://127.0.0.1:{port}/health/liveliness");
+    let client = reqwest::Client::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = client.get(&url).send().await
+            && r.status().is_success()
+        {
+            return Ok(LiteLlm { _proc: proc, port });
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    bail!(
+        "LiteLLM did not come up at {url} (see {})",
+        dir.join("litellm.log").display()
+    )
 }

@@ -241,6 +241,24 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_SPEND_TIMEOUT_MS", default_value_t = 100)]
     pub spend_timeout_ms: u64,
 
+    /// With Redis counters, reserve and settle from budget leases held in this process
+    /// (`true`), touching Redis only to move budget in batches; `false` reserves per request.
+    #[arg(
+        long,
+        env = "SWITCHYARD_SPEND_LEASES",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub spend_leases: bool,
+
+    /// How often leases flush charges to Redis and are resized, milliseconds.
+    #[arg(long, env = "SWITCHYARD_LEASE_TICK_MS", default_value_t = 50)]
+    pub lease_tick_ms: u64,
+
+    /// How long a lease is used without being renewed, seconds (Redis keeps it 5 s longer).
+    #[arg(long, env = "SWITCHYARD_LEASE_TTL_SECS", default_value_t = 10)]
+    pub lease_ttl_secs: u64,
+
     /// How long an unsettled reservation holds budget (a crashed dataplane's reservations
     /// free themselves after this), seconds. Longer than the slowest stream.
     #[arg(long, env = "SWITCHYARD_RESERVATION_HOLD_SECS", default_value_t = 900)]

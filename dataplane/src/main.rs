@@ -28,7 +28,9 @@ use switchyard_dataplane::now_ms;
 use switchyard_dataplane::snapshot::seal::Seal;
 use switchyard_dataplane::snapshot::watch::Watcher;
 use switchyard_dataplane::snapshot::{SnapshotStore, Upstream};
-use switchyard_dataplane::spend::{RedisSpend, Spend, SpendBackend, SpendMetrics, persist};
+use switchyard_dataplane::spend::{
+    LeaseConfig, Leases, RedisSpend, Spend, SpendBackend, SpendMetrics, persist,
+};
 use switchyard_dataplane::stages::forward::RetryBudget;
 use switchyard_dataplane::sticky::Sticky;
 use switchyard_dataplane::usage::{SenderConfig, UsageSender, UsageSink};
@@ -169,8 +171,10 @@ fn run(config: Config) -> anyhow::Result<()> {
     // sockets over: not one connection is refused in between.
     server.bootstrap();
 
-    let spend = build_spend(&config)?;
+    let spend = build_spend(&config, &dataplane_id)?;
     let spend_backend = spend.backend.clone();
+    let leases = spend.leases.clone();
+    let lease_usage = usage.clone();
     let gateway = Gateway {
         snapshots,
         usage,
@@ -223,6 +227,7 @@ fn run(config: Config) -> anyhow::Result<()> {
                 dataplane_id: dataplane_id.clone(),
             },
             spend_backend,
+            leases: leases.map(|l| (l, lease_usage)),
             spend_file: state_dir.join(SPEND_FILE),
             cut,
             dns,
@@ -255,6 +260,8 @@ struct ControlPlaneLink {
     parts: Mutex<Option<(Watcher, UsageSender)>>,
     health: HealthReporter,
     spend_backend: SpendBackend,
+    /// Budget leases and where their usage events go once their charges have landed.
+    leases: Option<(Arc<Leases>, UsageSink)>,
     /// Where the embedded spend backend keeps its counters across restarts.
     spend_file: std::path::PathBuf,
     /// Provider addresses, looked up again in the background.
@@ -288,6 +295,13 @@ impl BackgroundService for ControlPlaneLink {
                 self.drain,
                 shutdown.clone(),
             ));
+        }
+        if let Some((leases, usage)) = &self.leases {
+            tokio::spawn(
+                leases
+                    .clone()
+                    .run(usage.clone(), now_ms, self.drain, shutdown.clone()),
+            );
         }
         tokio::spawn(self.dns.clone().run(self.dns_refresh, shutdown.clone()));
         let r = &self.health;
@@ -335,7 +349,7 @@ impl ShutdownSignalWatch for GracefulOnSignal {
 
 /// The spend backend the configuration asks for. Redis connects on first use, so a dataplane
 /// starts (and serves from its persisted snapshot) even while Redis is down.
-fn build_spend(config: &Config) -> anyhow::Result<Spend> {
+fn build_spend(config: &Config, dataplane_id: &str) -> anyhow::Result<Spend> {
     let timeout = Duration::from_millis(config.spend_timeout_ms);
     let backend = match config.spend_backend {
         SpendBackendKind::Embedded => SpendBackend::Embedded(Arc::new(persist::load(
@@ -347,16 +361,34 @@ fn build_spend(config: &Config) -> anyhow::Result<Spend> {
                 .map_err(|e| anyhow::anyhow!("--redis-url: {e}"))?,
         )),
     };
+    let metrics = Arc::new(SpendMetrics::default());
+    let leases = match &backend {
+        SpendBackend::Redis(redis) if config.spend_leases => Some(Arc::new(Leases::new(
+            redis.clone(),
+            dataplane_id,
+            LeaseConfig {
+                ttl: Duration::from_secs(config.lease_ttl_secs.max(1)),
+                tick: Duration::from_millis(config.lease_tick_ms.max(1)),
+                hold: Duration::from_secs(config.reservation_hold_secs),
+                ..LeaseConfig::default()
+            },
+            metrics.clone(),
+            now_ms(),
+        ))),
+        _ => None,
+    };
     tracing::info!(
         backend = ?config.spend_backend,
+        leases = leases.is_some(),
         policy = ?config.spend_failure_policy,
         "spend counters"
     );
     Ok(Spend {
         quotas: Arc::default(),
+        leases,
         backend,
         policy: config.spend_failure_policy,
-        metrics: Arc::new(SpendMetrics::default()),
+        metrics,
         hold_ms: config.reservation_hold_secs.saturating_mul(1000),
     })
 }

@@ -464,6 +464,7 @@ async fn a_reserve_that_timed_out_while_failing_closed_holds_nothing_afterwards(
         metrics: Default::default(),
         hold_ms: 900_000,
         quotas: Default::default(),
+        leases: None,
     };
     let now = 1_000;
     // A first request loads the scripts into Redis, as any serving dataplane has.
@@ -486,6 +487,7 @@ async fn a_reserve_that_timed_out_while_failing_closed_holds_nothing_afterwards(
         counters: reserve_request("g1", now, 60, 100).counters,
         include_byok: vec![true, true],
         worst: m(60),
+        leased: Vec::new(),
     };
     signal(&redis, "STOP");
     let verdict = spend.admit(hold, now).await;
@@ -510,4 +512,434 @@ async fn a_reserve_that_timed_out_while_failing_closed_holds_nothing_afterwards(
             .unwrap(),
         Admission::Granted
     );
+}
+
+/// Budget leases over a real Redis: several dataplanes (each a `Spend` with its own leases and
+/// background task) on one counter.
+mod leases {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+    use switchyard_dataplane::spend::leases::{LeaseCall, LeaseOp, LeaseReply, Release};
+    use switchyard_dataplane::spend::{LeaseConfig, Leases, SpendMetrics};
+    use switchyard_dataplane::usage::UsageSink;
+    use switchyard_proto::usage::v1::UsageEvent;
+
+    use super::*;
+
+    /// The injected clock every plane and its lease task read.
+    static CLOCK: AtomicI64 = AtomicI64::new(1_000_000);
+
+    fn clock() -> i64 {
+        CLOCK.load(Ordering::SeqCst)
+    }
+
+    /// A request's worst case, picodollars.
+    const AMOUNT: u128 = 1_000_000;
+
+    /// How long Redis keeps an unrenewed lease in these tests.
+    const HOLD: Duration = Duration::from_secs(20);
+
+    struct Plane {
+        spend: Arc<Spend>,
+        usage: UsageSink,
+        /// Usage events as the control plane would receive them: the ledger.
+        ledger: Arc<Mutex<Vec<UsageEvent>>>,
+        stop: tokio::sync::watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn plane(redis: &Redis, name: &str) -> Plane {
+        let backend = Arc::new(
+            RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
+                .await
+                .unwrap(),
+        );
+        let metrics = Arc::new(SpendMetrics::default());
+        let config = LeaseConfig {
+            tick: Duration::from_millis(10),
+            hold: HOLD,
+            ..LeaseConfig::default()
+        };
+        let leases = Arc::new(Leases::new(
+            backend.clone(),
+            name,
+            config,
+            metrics.clone(),
+            clock(),
+        ));
+        let (usage, mut rx) = UsageSink::new(1 << 20, name);
+        let ledger = Arc::new(Mutex::new(Vec::new()));
+        let sink = ledger.clone();
+        tokio::spawn(async move {
+            while let Some(event) = rx.recv().await {
+                sink.lock().unwrap().push(event);
+            }
+        });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(leases.clone().run(
+            usage.clone(),
+            clock,
+            Duration::from_millis(600),
+            stopped,
+        ));
+        Plane {
+            spend: Arc::new(Spend {
+                backend: SpendBackend::Redis(backend),
+                policy: FailurePolicy::FailClosed,
+                metrics,
+                hold_ms: 60_000,
+                quotas: Default::default(),
+                leases: Some(leases),
+            }),
+            usage,
+            ledger,
+            stop,
+            task,
+        }
+    }
+
+    fn hold(generation: &str, limit: u128) -> Hold {
+        Hold {
+            generation_id: generation.into(),
+            settled_key: format!("{{org:o1}}:settled:{generation}"),
+            rebuilt_key: None,
+            counters: reserve_request(generation, clock(), AMOUNT, limit).counters,
+            include_byok: vec![true, true],
+            worst: m(AMOUNT),
+            leased: Vec::new(),
+        }
+    }
+
+    fn event(generation: &str, cost: u128) -> UsageEvent {
+        UsageEvent {
+            generation_id: generation.into(),
+            cost_usd: m(cost).to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn ledger_sum(planes: &[&Plane]) -> u128 {
+        planes
+            .iter()
+            .flat_map(|p| p.ledger.lock().unwrap().clone())
+            .map(|e| Money::parse_recorded(&e.cost_usd).unwrap().pico())
+            .sum()
+    }
+
+    /// Admits and settles with `workers` concurrent clients until each is refused once;
+    /// returns what was charged.
+    async fn drive(plane: &Plane, name: &str, workers: usize, limit: u128) -> (u128, u64) {
+        let charged = Arc::new(AtomicU64::new(0));
+        let granted = Arc::new(AtomicU64::new(0));
+        let tasks: Vec<_> = (0..workers)
+            .map(|w| {
+                let spend = plane.spend.clone();
+                let usage = plane.usage.clone();
+                let charged = charged.clone();
+                let granted = granted.clone();
+                let name = name.to_owned();
+                tokio::spawn(async move {
+                    for i in 0u128.. {
+                        let generation = format!("{name}-{w}-{i}");
+                        match spend.admit(hold(&generation, limit), clock()).await {
+                            Verdict::Admitted(h) => {
+                                tokio::task::yield_now().await;
+                                // Deterministic costs between 1 and the worst case.
+                                let cost = (i * 7_919 + w as u128 * 104_729) % AMOUNT + 1;
+                                charged.fetch_add(u64::try_from(cost).unwrap(), Ordering::SeqCst);
+                                granted.fetch_add(1, Ordering::SeqCst);
+                                spend.settle(
+                                    h,
+                                    m(cost),
+                                    false,
+                                    clock(),
+                                    Some(event(&generation, cost)),
+                                    &usage,
+                                );
+                            }
+                            Verdict::Refused { .. } => return,
+                            Verdict::Unavailable => panic!("Redis is up"),
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        (
+            u128::from(charged.load(Ordering::SeqCst)),
+            granted.load(Ordering::SeqCst),
+        )
+    }
+
+    async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+        for _ in 0..500 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("never: {what}");
+    }
+
+    /// Three dataplanes spend one key's limit to exhaustion, concurrently: most admissions never
+    /// touch Redis, nothing overshoots, and once settled the counter, the charges and the ledger
+    /// agree to the picodollar; idle leases go back, so nothing stays held. Prints the budget
+    /// left unspent when every client had been refused (the stranded budget).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn three_dataplanes_on_leases_never_overshoot_and_agree_with_the_ledger() {
+        let redis = Redis::start(free_port());
+        let limit = AMOUNT * 2_000;
+        let planes = [
+            plane(&redis, "dp-a").await,
+            plane(&redis, "dp-b").await,
+            plane(&redis, "dp-c").await,
+        ];
+        let (a, b, c) = tokio::join!(
+            drive(&planes[0], "a", 64, limit),
+            drive(&planes[1], "b", 64, limit),
+            drive(&planes[2], "c", 16, limit),
+        );
+        let charged = a.0 + b.0 + c.0;
+        let granted = a.1 + b.1 + c.1;
+        let refs: Vec<&Plane> = planes.iter().collect();
+        eventually("every usage event left", async || {
+            planes
+                .iter()
+                .map(|p| p.ledger.lock().unwrap().len() as u64)
+                .sum::<u64>()
+                == granted
+        })
+        .await;
+        let backend = &planes[0].spend.backend;
+        eventually("idle leases went back", async || {
+            read(backend, KEY, clock()).await.1 == 0 && read(backend, CREDITS, clock()).await.1 == 0
+        })
+        .await;
+        let (spent, _) = read(backend, KEY, clock()).await;
+        assert_eq!(spent, charged, "the counter holds every charge once");
+        assert_eq!(
+            ledger_sum(&refs),
+            charged,
+            "the ledger holds every charge once"
+        );
+        assert_eq!(read(backend, CREDITS, clock()).await.0, charged);
+        assert!(spent <= limit, "overshoot: {spent} > {limit}");
+        let (local, remote): (u64, u64) = planes.iter().fold((0, 0), |(l, r), p| {
+            (
+                l + p.spend.metrics.lease_local.load(Ordering::Relaxed),
+                r + p.spend.metrics.lease_remote.load(Ordering::Relaxed),
+            )
+        });
+        assert!(
+            local > remote,
+            "most admissions are local: {local} local, {remote} via Redis"
+        );
+        let stranded = limit - spent;
+        println!(
+            "granted {granted} ({local} from escrow, {remote} via Redis); spent {spent} of \
+             {limit}; unspent when all were refused: {stranded} pico = {:.2} worst cases",
+            stranded as f64 / AMOUNT as f64
+        );
+        // Every client stops at its first refusal, which comes once less than a worst case is
+        // free; escrow other dataplanes still held then is the stranded part.
+        assert!(stranded < AMOUNT * 16, "stranded {stranded}");
+        for p in planes {
+            let _ = p.stop.send(true);
+            p.task.await.unwrap();
+        }
+    }
+
+    /// A dataplane killed while holding a lease (its task gone, nothing flushed, its clients cut)
+    /// causes no overshoot: its lease counts as held for the hold period, the others then spend
+    /// the rest, and the ledger stays within the limit and never above the counter.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dataplane_killed_while_holding_a_lease_causes_no_overshoot() {
+        let redis = Redis::start(free_port());
+        let limit = AMOUNT * 400;
+        let doomed = plane(&redis, "dp-doomed").await;
+        let survivor = plane(&redis, "dp-survivor").await;
+        // The doomed one takes a lease and spends from it; some requests stay in flight.
+        let mut in_flight = Vec::new();
+        for i in 0..40 {
+            let generation = format!("doomed-{i}");
+            let Verdict::Admitted(h) = doomed.spend.admit(hold(&generation, limit), clock()).await
+            else {
+                panic!("admitted")
+            };
+            if i % 4 == 0 {
+                in_flight.push(h);
+            } else {
+                doomed.spend.settle(
+                    h,
+                    m(AMOUNT / 2),
+                    false,
+                    clock(),
+                    Some(event(&generation, AMOUNT / 2)),
+                    &doomed.usage,
+                );
+            }
+        }
+        // Killed: the task stops without a last flush, the requests in flight never settle.
+        doomed.task.abort();
+        drop(in_flight);
+        let (_, held) = read(&survivor.spend.backend, KEY, clock()).await;
+        assert!(held > 0, "the doomed lease still counts");
+        let before = drive(&survivor, "s", 8, limit).await;
+        // The survivor, alive, has flushed its charges (its events are out) when the hold
+        // period of the doomed lease is over: then it may spend what the doomed one held.
+        eventually("the survivor's first events left", async || {
+            survivor.ledger.lock().unwrap().len() as u64 == before.1
+        })
+        .await;
+        CLOCK.fetch_add(HOLD.as_millis() as i64 + 1_000, Ordering::SeqCst);
+        let after = drive(&survivor, "s2", 8, limit).await;
+        let granted = before.1 + after.1;
+        eventually("the survivor's events left", async || {
+            survivor.ledger.lock().unwrap().len() as u64 == granted
+        })
+        .await;
+        eventually("the survivor's leases went back", async || {
+            read(&survivor.spend.backend, KEY, clock()).await.1 == 0
+        })
+        .await;
+        let (spent, _) = read(&survivor.spend.backend, KEY, clock()).await;
+        let ledger = ledger_sum(&[&doomed, &survivor]);
+        assert!(ledger <= limit, "overshoot: ledger {ledger} > {limit}");
+        assert!(spent <= limit, "overshoot: counter {spent} > {limit}");
+        // What the doomed plane sent to the ledger had reached the counter (events leave after
+        // their charges); what it had not flushed never reached the ledger either.
+        assert!(spent >= ledger, "counter {spent} below ledger {ledger}");
+        assert!(after.1 > 0, "the lapsed lease was spent by the survivor");
+        let _ = survivor.stop.send(true);
+        survivor.task.await.unwrap();
+    }
+
+    /// A dataplane stalled past its lease's local life before flushing (a pause, a partition
+    /// from Redis) still has its reservations and charges counted: Redis keeps the lease for the
+    /// hold period, so another dataplane cannot spend that budget meanwhile.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn charges_not_yet_flushed_when_a_lease_lapses_here_still_count() {
+        let redis = Redis::start(free_port());
+        let limit = AMOUNT * 400;
+        let stalled = plane(&redis, "dp-stalled").await;
+        let other = plane(&redis, "dp-other").await;
+        let first = drive(&stalled, "a", 8, limit).await;
+        // At once, before its last charges are flushed: past ttl + grace, within the hold.
+        CLOCK.fetch_add(16_000, Ordering::SeqCst);
+        let second = drive(&other, "b", 8, limit).await;
+        eventually("every event left", async || {
+            stalled.ledger.lock().unwrap().len() as u64 == first.1
+                && other.ledger.lock().unwrap().len() as u64 == second.1
+        })
+        .await;
+        let ledger = ledger_sum(&[&stalled, &other]);
+        assert_eq!(ledger, first.0 + second.0);
+        assert!(ledger <= limit, "overshoot: ledger {ledger} > {limit}");
+        for p in [stalled, other] {
+            let _ = p.stop.send(true);
+            p.task.await.unwrap();
+        }
+        assert_eq!(
+            read(
+                &SpendBackend::Redis(Arc::new(
+                    RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
+                        .await
+                        .unwrap()
+                )),
+                KEY,
+                clock()
+            )
+            .await
+            .0,
+            ledger
+        );
+    }
+
+    /// A lowered limit is not spent from escrow granted under the higher one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lowered_limit_is_not_spent_from_an_older_lease() {
+        let redis = Redis::start(free_port());
+        let p = plane(&redis, "dp").await;
+        let Verdict::Admitted(h) = p.spend.admit(hold("g1", AMOUNT * 1_000), clock()).await else {
+            panic!("admitted")
+        };
+        p.spend.settle(
+            h,
+            m(AMOUNT),
+            false,
+            clock(),
+            Some(event("g1", AMOUNT)),
+            &p.usage,
+        );
+        // The lease holds more than one request's worth; the limit drops to what is spent.
+        let verdict = p.spend.admit(hold("g2", AMOUNT), clock()).await;
+        assert!(matches!(verdict, Verdict::Refused { .. }), "{verdict:?}");
+        let _ = p.stop.send(true);
+        p.task.await.unwrap();
+    }
+
+    /// A flush whose answer was lost is sent again under the same number and applied once.
+    #[tokio::test]
+    async fn a_retried_flush_is_applied_once() {
+        let redis = Redis::start(free_port());
+        let backend = RedisSpend::connect(&[redis.url()], Duration::from_millis(500))
+            .await
+            .unwrap();
+        let op = |charge, need, want| LeaseOp {
+            key: KEY.into(),
+            field: "dp:1".into(),
+            limit: m(1_000),
+            charge,
+            release: Release::Amount(0),
+            need,
+            want,
+            expire_at_ms: None,
+        };
+        let call = |op: LeaseOp, seq| LeaseCall {
+            ops: vec![op],
+            rebuilt_key: None,
+            now_ms: 1_000,
+            lease_ms: 15_000,
+            seq,
+            share: 4,
+        };
+        // Needs 100, wants 500: gets 100 plus a quarter of the remaining 900.
+        let granted = backend.lease(&call(op(0, 100, 500), 0)).await.unwrap();
+        assert_eq!(granted, LeaseReply::Granted(vec![(325, m(675))]));
+        for _ in 0..2 {
+            backend.lease(&call(op(40, 0, 0), 7)).await.unwrap();
+        }
+        assert_eq!(
+            backend.read(KEY, 1_000).await.unwrap(),
+            (m(40), m(285)),
+            "charged once: the lease shrank by the charge"
+        );
+        // More than is free: refused, nothing granted.
+        let refused = backend.lease(&call(op(0, 700, 700), 0)).await.unwrap();
+        assert_eq!(
+            refused,
+            LeaseReply::Refused {
+                index: 0,
+                spent: m(40),
+                held: m(285)
+            }
+        );
+        // Ending the lease returns all of it.
+        let end = LeaseOp {
+            release: Release::All,
+            ..op(0, 0, 0)
+        };
+        backend.lease(&call(end, 8)).await.unwrap();
+        assert_eq!(
+            backend.read(KEY, 1_000).await.unwrap(),
+            (m(40), Money::ZERO)
+        );
+        // A lease that lapses is released by the next call on the counter.
+        backend.lease(&call(op(0, 100, 100), 0)).await.unwrap();
+        assert_eq!(backend.read(KEY, 1_000).await.unwrap().1, m(100));
+        assert_eq!(backend.read(KEY, 16_000).await.unwrap().1, Money::ZERO);
+    }
 }

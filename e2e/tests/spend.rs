@@ -301,8 +301,9 @@ async fn metric(stack: &Stack, series: &str) -> u64 {
     support::metric(stack.dp_port, series).await
 }
 
-/// Redis killed under the gateway: fail_closed answers 503 in OpenRouter's shape, fail_open
-/// serves and counts it; both say so in their metrics and recover as soon as Redis is back.
+/// Redis killed under the gateway, reserving per request: fail_closed answers 503 in
+/// OpenRouter's shape, fail_open serves and counts it; both say so in their metrics and recover
+/// as soon as Redis is back.
 #[tokio::test]
 async fn a_redis_outage_follows_the_configured_policy() {
     for policy in ["fail-closed", "fail-open"] {
@@ -317,6 +318,8 @@ async fn a_redis_outage_follows_the_configured_policy() {
             policy,
             "--spend-timeout-ms",
             "200",
+            "--spend-leases",
+            "false",
         ])
         .await;
         assert_eq!(stack.chat(&stack.inference_key, body()).await.status(), 200);
@@ -368,6 +371,55 @@ async fn a_redis_outage_follows_the_configured_policy() {
         )
         .await;
     }
+}
+
+/// With budget leases, a Redis outage is served from the escrow this dataplane already holds
+/// (failing closed or not: every request is still counted), and once Redis is back the counter
+/// equals the ledger exactly. When the escrow is used up or lapses, the policy applies as above.
+#[tokio::test]
+async fn a_redis_outage_is_served_from_a_live_lease_and_counted_once_redis_is_back() {
+    let mut redis = Redis::start();
+    let url = redis.url();
+    let stack = Stack::start_with(&[
+        "--spend-backend",
+        "redis",
+        "--redis-url",
+        url.as_str(),
+        "--spend-timeout-ms",
+        "200",
+    ])
+    .await;
+    let (secret, hash) = stack.limited_key(1.0).await;
+    let cost = |v: &Value| pico(v["usage"]["cost"].as_f64().unwrap());
+    // Three requests in a row: the second and third come from the lease the first one grew.
+    let mut spent = 0;
+    for _ in 0..3 {
+        let r = stack.chat(&secret, body()).await;
+        assert_eq!(r.status(), 200);
+        spent += cost(&r.json().await.unwrap());
+    }
+    redis.kill();
+    let r = stack.chat(&secret, body()).await;
+    assert_eq!(r.status(), 200, "served from escrow while Redis is away");
+    spent += cost(&r.json().await.unwrap());
+    assert!(
+        metric(
+            &stack,
+            "switchyard_spend_lease_admissions_total{path=\"local\"}"
+        )
+        .await
+            >= 3,
+        "admitted without a Redis call"
+    );
+    redis.restart();
+    // The control plane rebuilds the lost counters from the ledger and the dataplane flushes
+    // what it charged meanwhile: the counter ends where the ledger is, not above, not below.
+    let key = stack.key_counter(&hash).await;
+    eventually("counter equals the ledger", Duration::from_secs(20), || {
+        let (held, counted) = (redis.hget(&key, "held"), redis.hget(&key, "spent"));
+        async move { (held.unwrap_or(0) == 0 && counted == Some(spent)).then_some(()) }
+    })
+    .await;
 }
 
 /// Guardrails and budgets through the gateway: a key's guardrail allowlist refuses other models

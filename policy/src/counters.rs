@@ -26,6 +26,11 @@ pub fn holds_key(counter_key: &str) -> String {
     format!("{counter_key}:r")
 }
 
+/// Where a counter's leases (budget in dataplanes' escrow) are kept: its key with `:l` appended.
+pub fn leases_key(counter_key: &str) -> String {
+    format!("{counter_key}:l")
+}
+
 /// Lua helpers every script over spend counters starts with: exact arithmetic on amounts kept as
 /// decimal strings of picodollars. Lua numbers are doubles, exact only to 2^53 picodollars (about
 /// 9,007 USD), and `HINCRBY` stops at `i64::MAX` (about 9.2 million USD), while a lifetime
@@ -133,6 +138,10 @@ mod tests {
         assert_eq!(
             holds_key("{org:o1}:sp:key:abc:l"),
             "{org:o1}:sp:key:abc:l:r"
+        );
+        assert_eq!(
+            leases_key("{org:o1}:sp:key:abc:l"),
+            "{org:o1}:sp:key:abc:l:l"
         );
         assert_eq!(settled_key("o1", "gen-1"), "{org:o1}:settled:gen-1");
     }

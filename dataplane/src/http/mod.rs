@@ -255,6 +255,28 @@ impl Gateway {
                 v.load(Relaxed)
             );
         }
+        let _ = writeln!(
+            out,
+            "# TYPE switchyard_spend_lease_admissions_total counter"
+        );
+        for (path, v) in [("local", &s.lease_local), ("redis", &s.lease_remote)] {
+            let _ = writeln!(
+                out,
+                "switchyard_spend_lease_admissions_total{{path=\"{path}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
+        let _ = writeln!(out, "# TYPE switchyard_spend_lease_flushes_total counter");
+        for (outcome, v) in [
+            ("sent", &s.lease_flushes),
+            ("failed", &s.lease_flush_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "switchyard_spend_lease_flushes_total{{outcome=\"{outcome}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
         let _ = writeln!(out, "# TYPE switchyard_spend_charges_capped_total counter");
         let _ = writeln!(
             out,

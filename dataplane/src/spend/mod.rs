@@ -5,7 +5,9 @@
 //!
 //! Two backends with the same semantics: Redis (standalone or Cluster; one Lua script per step,
 //! cached by SHA; every key of one organization shares the hash tag `{org:<id>}`, so a script's
-//! keys share a slot) and an in-process one for single-node use and `make dev`.
+//! keys share a slot) and an in-process one for single-node use and `make dev`. On Redis, budget
+//! leases ([`leases`]) take both steps off the request path: a request reserves from this
+//! process's escrow and settles into it, and Redis sees batched lease calls.
 //!
 //! Amounts are `Money` (exact picodollars, the unit prices are computed in), so counters add up
 //! to the usage ledger exactly; Redis keeps them as decimal strings and the scripts add them
@@ -15,6 +17,7 @@
 //! spans computed from that clock, never absolute times compared with its own.
 
 mod embedded;
+pub mod leases;
 mod quota;
 mod redis_store;
 
@@ -23,11 +26,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 pub use embedded::{Embedded, SavedCounter};
+pub use leases::{LeaseConfig, Leases};
 pub use quota::{EmbeddedQuotas, QuotaVerdict};
 pub use redis_store::RedisSpend;
 use switchyard_policy::Money;
 use switchyard_policy::routing::Quota;
 use switchyard_policy::routing::quota::quota_ttl_ms;
+use switchyard_proto::usage::v1::UsageEvent;
+
+use crate::usage::UsageSink;
+use leases::{LeaseVerdict, Leased};
 
 /// One counter a request is checked against and charged to.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -136,6 +144,13 @@ pub struct SpendMetrics {
     pub settle_failed: AtomicU64,
     /// Generations whose provider counted beyond the reservation (charged the reservation).
     pub charges_capped: AtomicU64,
+    /// Admissions served from this process's leases, without a Redis call.
+    pub lease_local: AtomicU64,
+    /// Admissions that asked Redis to grow a lease (no escrow left, or none yet).
+    pub lease_remote: AtomicU64,
+    /// Background lease calls (charges, releases, renewals, refills), and those that failed.
+    pub lease_flushes: AtomicU64,
+    pub lease_flush_failed: AtomicU64,
 }
 
 impl SpendMetrics {
@@ -185,6 +200,8 @@ pub struct Spend {
     pub hold_ms: u64,
     /// Provider quotas when the backend is embedded (Redis keeps its own).
     pub quotas: Arc<EmbeddedQuotas>,
+    /// Budget leases over the Redis backend; `None` reserves per request.
+    pub leases: Option<Arc<Leases>>,
 }
 
 /// A granted (or, failing open, waved-through) request's claim on its counters.
@@ -199,6 +216,8 @@ pub struct Hold {
     pub include_byok: Vec<bool>,
     /// The request's worst case: no settle charges more.
     pub worst: Money,
+    /// Per counter, the reservation taken from a lease (empty when reserved per request).
+    pub leased: Vec<Option<Leased>>,
 }
 
 /// What admission decided.
@@ -279,10 +298,31 @@ impl Spend {
         }
     }
 
-    /// One round trip: reserve `hold.counters`' amounts, all or nothing.
-    pub async fn admit(&self, hold: Hold, now_ms: i64) -> Verdict {
+    /// Reserves `hold.counters`' amounts, all or nothing: from this process's leases (no I/O)
+    /// or in one round trip.
+    pub async fn admit(&self, mut hold: Hold, now_ms: i64) -> Verdict {
         if hold.counters.is_empty() {
             return Verdict::Admitted(hold);
+        }
+        if let Some(leases) = &self.leases {
+            match leases
+                .admit(&hold.counters, hold.rebuilt_key.as_ref(), now_ms)
+                .await
+            {
+                Ok(LeaseVerdict::Granted(leased)) => {
+                    SpendMetrics::bump(&self.metrics.granted);
+                    hold.leased = leased;
+                    return Verdict::Admitted(hold);
+                }
+                Ok(LeaseVerdict::Refused { index, spent, held }) => {
+                    SpendMetrics::bump(&self.metrics.refused);
+                    return Verdict::Refused { index, spent, held };
+                }
+                // Reserved per request below.
+                Ok(LeaseVerdict::TooLarge) => {}
+                // A lease call that may have run ended its leases whole: nothing to release.
+                Err(e) => return self.unavailable(hold, e, false, now_ms),
+            }
         }
         let request = ReserveRequest {
             generation_id: hold.generation_id.clone(),
@@ -300,33 +340,78 @@ impl Spend {
                 SpendMetrics::bump(&self.metrics.refused);
                 Verdict::Refused { index, spent, held }
             }
-            Err(e) => match self.policy {
-                FailurePolicy::FailClosed => {
-                    SpendMetrics::bump(&self.metrics.unavailable_refused);
-                    tracing::warn!(error = %e, "spend store unavailable; refusing (fail_closed)");
-                    if e.may_have_run() {
-                        // The script may have run (or still run, queued behind a pause): release
-                        // what it may hold, on the same connection so after it, or the refused
-                        // request would hold budget for the whole hold period.
-                        self.settle(hold, Money::ZERO, false, now_ms);
-                    }
-                    Verdict::Unavailable
-                }
-                FailurePolicy::FailOpen => {
-                    SpendMetrics::bump(&self.metrics.unavailable_served);
-                    tracing::warn!(error = %e, "spend store unavailable; serving uncounted (fail_open)");
-                    Verdict::Admitted(hold)
-                }
-            },
+            Err(e) => {
+                let release = e.may_have_run();
+                self.unavailable(hold, e, release, now_ms)
+            }
         }
     }
 
-    /// Releases the hold and charges `cost` (nothing on counters that exclude BYOK spend when
-    /// this was BYOK). Settles are idempotent by generation. The embedded backend settles at once
-    /// (one short critical section), so a client's next request already sees the charge; Redis
-    /// settles off the request path, retrying briefly, and what still fails is corrected by
-    /// reconciliation from the usage ledger.
-    pub fn settle(&self, hold: Hold, cost: Money, is_byok: bool, now_ms: i64) {
+    /// The failure policy's answer when the store could not be asked.
+    fn unavailable(&self, hold: Hold, e: SpendError, release: bool, now_ms: i64) -> Verdict {
+        match self.policy {
+            FailurePolicy::FailClosed => {
+                SpendMetrics::bump(&self.metrics.unavailable_refused);
+                tracing::warn!(error = %e, "spend store unavailable; refusing (fail_closed)");
+                if release {
+                    // The script may have run (or still run, queued behind a pause): release
+                    // what it may hold, on the same connection so after it, or the refused
+                    // request would hold budget for the whole hold period.
+                    self.settle_reservation(hold, Money::ZERO, false, now_ms);
+                }
+                Verdict::Unavailable
+            }
+            FailurePolicy::FailOpen => {
+                SpendMetrics::bump(&self.metrics.unavailable_served);
+                tracing::warn!(error = %e, "spend store unavailable; serving uncounted (fail_open)");
+                Verdict::Admitted(hold)
+            }
+        }
+    }
+
+    /// Ends an exchange's hold, charging `cost`, and sends its usage event: at once, or, for a
+    /// hold on leases, once the charge is in Redis (so the ledger never holds a charge the
+    /// counters lack).
+    pub fn settle(
+        &self,
+        mut hold: Hold,
+        cost: Money,
+        is_byok: bool,
+        now_ms: i64,
+        event: Option<UsageEvent>,
+        usage: &UsageSink,
+    ) {
+        if let (Some(leases), false) = (&self.leases, hold.leased.is_empty()) {
+            SpendMetrics::bump(&self.metrics.settled);
+            let charged = std::mem::take(&mut hold.leased)
+                .into_iter()
+                .zip(&hold.include_byok)
+                .filter_map(|(leased, counts_byok)| {
+                    let charge = if is_byok && !counts_byok {
+                        0
+                    } else {
+                        u64::try_from(cost.pico()).unwrap_or(u64::MAX)
+                    };
+                    leased.map(|l| (l, charge))
+                })
+                .collect();
+            if let Some(event) = leases.settle(charged, event) {
+                usage.emit(event);
+            }
+            return;
+        }
+        if let Some(event) = event {
+            usage.emit(event);
+        }
+        self.settle_reservation(hold, cost, is_byok, now_ms);
+    }
+
+    /// Releases a per-request reservation and charges `cost` (nothing on counters that exclude
+    /// BYOK spend when this was BYOK). Settles are idempotent by generation. The embedded backend
+    /// settles at once (one short critical section), so a client's next request already sees the
+    /// charge; Redis settles off the request path, retrying briefly, and what still fails is
+    /// corrected by reconciliation from the usage ledger.
+    fn settle_reservation(&self, hold: Hold, cost: Money, is_byok: bool, now_ms: i64) {
         if hold.counters.is_empty() {
             return;
         }

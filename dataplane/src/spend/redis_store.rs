@@ -10,12 +10,14 @@ use redis::{Script, Value};
 use tokio::sync::OnceCell;
 
 use switchyard_policy::Money;
-use switchyard_policy::counters::{EXACT_LUA, holds_key};
+use switchyard_policy::counters::{EXACT_LUA, holds_key, leases_key};
 
+use super::leases::{LeaseCall, LeaseReply, Release};
 use super::{Admission, ReserveRequest, SETTLED_MARKER_MS, SettleRequest, SpendError};
 
 static RESERVE: LazyLock<Script> = LazyLock::new(|| script(include_str!("reserve.lua")));
 static SETTLE: LazyLock<Script> = LazyLock::new(|| script(include_str!("settle.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| script(include_str!("lease.lua")));
 /// Corrects a quota counter's tokens, never creating one that has expired.
 static ADJUST_QUOTA: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -189,8 +191,65 @@ impl RedisSpend {
         Ok(settled == 1)
     }
 
-    /// Settled spend and live reservations (holds past their expiry, which the next reserve
-    /// would release, are not counted), as the embedded backend reports them.
+    /// One `lease.lua` call: charges, releases and grants on one organization's counters.
+    pub async fn lease(&self, call: &LeaseCall) -> Result<LeaseReply, SpendError> {
+        let mut invocation = LEASE.prepare_invoke();
+        for op in &call.ops {
+            invocation
+                .key(&op.key)
+                .key(holds_key(&op.key))
+                .key(leases_key(&op.key));
+        }
+        if let Some(mark) = &call.rebuilt_key {
+            invocation.key(mark);
+        }
+        invocation
+            .arg(call.ops.len())
+            .arg(call.now_ms)
+            .arg(call.lease_ms)
+            .arg(call.seq)
+            .arg(call.share.max(1));
+        for op in &call.ops {
+            invocation
+                .arg(&op.field)
+                .arg(op.limit.pico().to_string())
+                .arg(op.charge)
+                .arg(match op.release {
+                    Release::Amount(a) => a.to_string(),
+                    Release::All => "all".to_owned(),
+                })
+                .arg(op.need)
+                .arg(op.want.max(op.need))
+                .arg(ttl_ms(op.expire_at_ms, call.now_ms));
+        }
+        let reply: Vec<Value> = self.run(invocation).await?;
+        match reply.as_slice() {
+            [Value::Int(-1)] => Err(SpendError::NotRebuilt),
+            [Value::Int(0), Value::Int(index), spent, held] => Ok(LeaseReply::Refused {
+                index: usize::try_from(*index - 1)
+                    .map_err(|_| SpendError::Protocol(format!("counter index {index}")))?,
+                spent: amount(spent)?,
+                held: amount(held)?,
+            }),
+            [Value::Int(1), rest @ ..] if rest.len() == 2 * call.ops.len() => rest
+                .chunks(2)
+                .map(|pair| match pair {
+                    [Value::Int(grant), free] => Ok((
+                        u64::try_from(*grant)
+                            .map_err(|_| SpendError::Protocol(format!("grant {grant}")))?,
+                        amount(free)?,
+                    )),
+                    other => Err(SpendError::Protocol(format!("lease returned {other:?}"))),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(LeaseReply::Granted),
+            other => Err(SpendError::Protocol(format!("lease returned {other:?}"))),
+        }
+    }
+
+    /// Settled spend and live reservations, leases included (holds and leases past their
+    /// expiry, which the next reserve or lease call would release, are not counted), as the
+    /// embedded backend reports them.
     pub async fn read(&self, key: &str, now_ms: i64) -> Result<(Money, Money), SpendError> {
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(key).arg("spent").arg("held");
@@ -198,9 +257,20 @@ impl RedisSpend {
         let mut expired = redis::cmd("ZRANGEBYSCORE");
         expired.arg(holds_key(key)).arg("-inf").arg(now_ms);
         let expired: Vec<String> = self.query(&expired).await?;
+        let mut leases = redis::cmd("HVALS");
+        leases.arg(leases_key(key));
+        let leases: Vec<String> = self.query(&leases).await?;
+        // Leases read "amount:expiry:seq".
+        let lapsed = leases.iter().filter_map(|v| {
+            let mut parts = v.split(':');
+            let amount = parts.next()?.parse::<u128>().ok()?;
+            let until = parts.next()?.parse::<i64>().ok()?;
+            (until <= now_ms).then_some(amount)
+        });
         let expired = expired
             .iter()
             .filter_map(|m| m.rsplit_once(':').and_then(|(_, a)| a.parse::<u128>().ok()))
+            .chain(lapsed)
             .fold(Money::ZERO, |sum, a| {
                 sum.saturating_add(Money::from_pico(a))
             });

@@ -169,6 +169,7 @@ pub fn hold(
         counters,
         include_byok,
         worst,
+        leased: Vec::new(),
     }
 }
 

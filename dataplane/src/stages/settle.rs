@@ -75,17 +75,26 @@ pub fn finish(sinks: &Sinks<'_>, mut ctx: Context<'_>, now_ms: i64) {
             "provider reported more usage than the request allowed; charge capped"
         );
     }
-    if ctx.served.is_some() {
-        sinks
-            .usage
-            .emit(event(&ctx, cost, sinks.usage.dataplane_id()));
-    }
-    if let Some(hold) = ctx.hold.take() {
+    let event = ctx
+        .served
+        .is_some()
+        .then(|| event(&ctx, cost, sinks.usage.dataplane_id()));
+    match ctx.hold.take() {
         // The charge is the usage event's cost, so the counters add up to the ledger; nothing is
         // charged when no provider served.
-        sinks
-            .spend
-            .settle(hold, cost.unwrap_or(Money::ZERO), ctx.is_byok(), now_ms);
+        Some(hold) => sinks.spend.settle(
+            hold,
+            cost.unwrap_or(Money::ZERO),
+            ctx.is_byok(),
+            now_ms,
+            event,
+            sinks.usage,
+        ),
+        None => {
+            if let Some(event) = event {
+                sinks.usage.emit(event);
+            }
+        }
     }
 }
 
