@@ -5,6 +5,7 @@
 
 mod fallback;
 mod machine;
+mod propagation;
 mod sse_memory;
 mod targets;
 mod translation;
@@ -75,7 +76,8 @@ struct Args {
     #[arg(long, default_value_t = 1_000_000.0)]
     spend_limit_usd: f64,
     /// Which scenarios to run: the side-by-side comparison, the fallback scenario (one
-    /// provider of two down), the translation scenario (one model per provider format), or all.
+    /// provider of two down), the translation scenario (one model per provider format), the
+    /// propagation scenario (a key change until three dataplanes serve it), or all.
     #[arg(long, value_enum, default_value = "all")]
     scenario: Scenario,
     /// Open-loop rate of the fallback scenario's latency rounds, requests per second.
@@ -91,6 +93,12 @@ struct Args {
     /// Only the configured Switchyard (no per-request and embedded dataplanes beside it).
     #[arg(long)]
     no_variants: bool,
+    /// Key counts of the propagation scenario (comma-separated, ascending).
+    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    propagation_keys: Vec<usize>,
+    /// Changes timed at each key count.
+    #[arg(long, default_value_t = 20)]
+    propagation_changes: usize,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -99,6 +107,7 @@ enum Scenario {
     Compare,
     Fallback,
     Translation,
+    Propagation,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -378,6 +387,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             "### Fallback: `mock/fast` on Mock A, then Mock B; Switchyard only\n\n{table}"
         ));
         doc["fallback"] = part;
+    }
+    if runs(Scenario::Propagation) {
+        let (table, part) = propagation::run(propagation::Setup {
+            sy: &sy,
+            pin: &pin,
+            keys: args.propagation_keys.clone(),
+            changes: args.propagation_changes,
+        })
+        .await?;
+        tables.push(format!(
+            "### Propagation: a key disabled through the API until all 3 dataplanes refuse it\n\n{table}"
+        ));
+        doc["propagation"] = part;
     }
     let table = tables.join("\n");
     let scenario = format!(

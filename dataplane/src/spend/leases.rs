@@ -322,10 +322,6 @@ impl Leases {
         }
     }
 
-    pub fn redis(&self) -> &Arc<RedisSpend> {
-        &self.redis
-    }
-
     fn ttl_ms(&self) -> i64 {
         i64::try_from(self.config.ttl.as_millis()).unwrap_or(i64::MAX)
     }
@@ -424,6 +420,35 @@ impl Leases {
         fresh
     }
 
+    /// The slot a request grows, already counting `need` in flight: the tick ends a lease only
+    /// with nothing in flight (and sets `retired` before it looks), so it cannot end this one
+    /// while the grant is on its way; a slot found retired is given up for a fresh one.
+    fn claim(
+        &self,
+        c: &Counter,
+        need: u64,
+        rebuilt_key: Option<&String>,
+        now_ms: i64,
+    ) -> Arc<Slot> {
+        loop {
+            let slot = self.slot_for(c, rebuilt_key, now_ms);
+            slot.inflight.fetch_add(need, Ordering::SeqCst);
+            if !slot.retired.load(Ordering::SeqCst) {
+                return slot;
+            }
+            slot.inflight.fetch_sub(need, Ordering::SeqCst);
+        }
+    }
+
+    /// Gives back what `claim` counted in flight, for a grow that was not granted.
+    fn unclaim(slots: &[Option<Arc<Slot>>], amounts: &[u64]) {
+        for (slot, &need) in slots.iter().zip(amounts) {
+            if let Some(slot) = slot {
+                slot.inflight.fetch_sub(need, Ordering::SeqCst);
+            }
+        }
+    }
+
     async fn grow(
         &self,
         counters: &[Counter],
@@ -438,7 +463,7 @@ impl Leases {
                 slots.push(None);
                 continue;
             }
-            let slot = self.slot_for(c, rebuilt_key, now_ms);
+            let slot = self.claim(c, need, rebuilt_key, now_ms);
             // Beyond the need, only what measured demand asks for: a burst of first requests
             // reserves exactly, as without leases, instead of parking escrow nobody uses yet.
             let extra = if slot.scarce.load(Ordering::Acquire) {
@@ -481,7 +506,6 @@ impl Leases {
                         continue;
                     };
                     let (grant, free) = grants.next().unwrap_or((0, Money::ZERO));
-                    slot.inflight.fetch_add(need, Ordering::SeqCst);
                     slot.admitted.fetch_add(need, Ordering::Relaxed);
                     slot.available
                         .fetch_add(grant.saturating_sub(need), Ordering::AcqRel);
@@ -494,6 +518,7 @@ impl Leases {
                 Ok(LeaseVerdict::Granted(out))
             }
             Ok(LeaseReply::Refused { index, spent, held }) => {
+                Self::unclaim(&slots, amounts);
                 // Escrow a concurrent grow of this process brought in may cover it after all.
                 if let Some(taken) = self.take(counters, amounts, now_ms) {
                     return Ok(LeaseVerdict::Granted(taken));
@@ -517,6 +542,7 @@ impl Leases {
                 })
             }
             Err(e) => {
+                Self::unclaim(&slots, amounts);
                 if e.may_have_run() {
                     // The grant may stand in Redis without being known here: end those leases
                     // whole (the slots' own escrow goes with them).
