@@ -9,7 +9,10 @@
 //! charge. Charges are flushed to Redis in batches (one script call per organization per tick),
 //! and a generation's usage event leaves only after its charge is in Redis, so the ledger never
 //! holds a charge that the counters lack (reconciliation, which only raises counters to the
-//! ledger, then cannot count one twice).
+//! ledger, then cannot count one twice). An event waits at most `EVENT_WAIT`: if Redis stays
+//! away longer, it goes anyway (usage is never held back for long), and a reconciliation pass
+//! before the charge lands may leave that counter above the ledger by it: never below, so never
+//! an overshoot.
 //!
 //! Sizes follow demand: every tick a slot is refilled to about four ticks of what it admitted,
 //! and a grant takes at most `1/share` of the counter's free budget beyond what a request needs.
@@ -632,8 +635,10 @@ impl Leases {
             }
             self.tick(&mut book, &usage, clock()).await;
             if stopping {
-                // Settles racing the last tick, then whatever could not be flushed.
-                while let Ok(message) = rx.try_recv() {
+                // From here on a settle's event is handed back to go at once; those already
+                // queued are taken in, their charges flushed, and every event sent.
+                rx.close();
+                while let Some(message) = rx.recv().await {
                     book.take(message);
                 }
                 self.tick(&mut book, &usage, clock()).await;
