@@ -16,6 +16,10 @@ use switchyard_controlplane::testing::Database;
 use switchyard_proto::usage::v1::usage_service_server::UsageService;
 use switchyard_proto::usage::v1::{ProviderAttempt, UsageBatch, UsageEvent};
 
+/// The control plane's allocator, so the bench measures what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const BATCH: usize = 512;
 
 fn batch(start: usize) -> UsageBatch {
