@@ -255,12 +255,15 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_LEASE_TICK_MS", default_value_t = 50)]
     pub lease_tick_ms: u64,
 
-    /// How long a lease is used without being renewed, seconds (Redis keeps it 5 s longer).
+    /// How long a lease is used here without being renewed, seconds. Redis keeps an unrenewed
+    /// lease for the reservation hold period, so what was reserved or charged from it stays
+    /// counted while its dataplane is away.
     #[arg(long, env = "SWITCHYARD_LEASE_TTL_SECS", default_value_t = 10)]
     pub lease_ttl_secs: u64,
 
-    /// How long an unsettled reservation holds budget (a crashed dataplane's reservations
-    /// free themselves after this), seconds. Longer than the slowest stream.
+    /// How long an unsettled reservation, or an unrenewed budget lease, holds budget (a crashed
+    /// dataplane's reservations and leases free themselves after this), seconds. Longer than
+    /// the slowest stream.
     #[arg(long, env = "SWITCHYARD_RESERVATION_HOLD_SECS", default_value_t = 900)]
     pub reservation_hold_secs: u64,
 }
