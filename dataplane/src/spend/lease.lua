@@ -29,12 +29,7 @@ for i = 1, n do
   local base = 5 + 7 * (i - 1)
   local owner = ARGV[base + 1]
   -- Release reservations and leases whose dataplane went away without settling them.
-  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-  for _, member in ipairs(stale) do
-    local amount = string.match(member, ':(%d+)$')
-    if amount then exact_decr(counter, 'held', amount) end
-  end
-  if #stale > 0 then redis.call('ZREMRANGEBYSCORE', holds, '-inf', now) end
+  release_stale_holds(counter, holds, now)
   local all = redis.call('HGETALL', leases)
   local amount, applied = 0, 0
   for j = 1, #all, 2 do

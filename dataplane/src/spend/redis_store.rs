@@ -27,10 +27,23 @@ static ADJUST_QUOTA: LazyLock<Script> = LazyLock::new(|| {
     )
 });
 
-/// A spend script: the exact-arithmetic helpers, then its body.
+/// A spend script: the exact-arithmetic helpers, the one shared step below, then its body.
 fn script(body: &str) -> Script {
-    Script::new(&format!("{EXACT_LUA}\n{body}"))
+    Script::new(&format!("{EXACT_LUA}\n{HOLDS_LUA}\n{body}"))
 }
+
+/// Releases a counter's reservations whose time ran out (their dataplane never settled them):
+/// each is a member `<generation>:<amount>` of the counter's holds set, scored by its expiry.
+const HOLDS_LUA: &str = r"
+local function release_stale_holds(counter, holds, now)
+  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
+  for _, member in ipairs(stale) do
+    local amount = string.match(member, ':(%d+)$')
+    if amount then exact_decr(counter, 'held', amount) end
+  end
+  if #stale > 0 then redis.call('ZREMRANGEBYSCORE', holds, '-inf', now) end
+end
+";
 
 /// How long a counter should live from `now_ms` on (at least a millisecond); `0` for never.
 fn ttl_ms(expire_at_ms: Option<i64>, now_ms: i64) -> i64 {

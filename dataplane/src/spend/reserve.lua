@@ -16,13 +16,7 @@ if #KEYS % 2 == 1 and redis.call('EXISTS', KEYS[#KEYS]) == 0 then
 end
 for i = 1, n do
   local counter, holds = KEYS[2 * i - 1], KEYS[2 * i]
-  -- Release reservations whose dataplane never settled them.
-  local stale = redis.call('ZRANGEBYSCORE', holds, '-inf', now)
-  for _, member in ipairs(stale) do
-    local amount = string.match(member, ':(%d+)$')
-    if amount then exact_decr(counter, 'held', amount) end
-  end
-  if #stale > 0 then redis.call('ZREMRANGEBYSCORE', holds, '-inf', now) end
+  release_stale_holds(counter, holds, now)
   local spent = redis.call('HGET', counter, 'spent') or '0'
   local held = redis.call('HGET', counter, 'held') or '0'
   local base = 3 + 3 * (i - 1)
