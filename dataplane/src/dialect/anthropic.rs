@@ -18,6 +18,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::{bad, object};
 use crate::reject::Reject;
 use crate::stages::meter::EventSplitter;
 
@@ -38,9 +39,7 @@ const GATEWAY_MEMBERS: [&str; 9] = [
 
 /// A Messages request as the OpenAI chat request every stage reads; a 400 saying what is wrong.
 pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
-    let bad = |m: String| Reject::new(crate::reject::Kind::BadRequest, m);
-    let body: Object =
-        serde_json::from_slice(body).map_err(|e| bad(format!("Invalid JSON body: {e}")))?;
+    let body = object(body)?;
     let mut out = Object::new();
     if let Some(model) = body.get("model") {
         out.insert("model".into(), model.clone());
@@ -52,16 +51,16 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
         Some(Value::Array(blocks)) => {
             let parts = blocks
                 .iter()
-                .map(|b| text_part(b).ok_or_else(|| bad("system: only text blocks".into())))
+                .map(|b| text_part(b).ok_or_else(|| bad("system: only text blocks")))
                 .collect::<Result<Vec<_>, _>>()?;
             messages.push(json!({"role": "system", "content": parts}));
         }
-        Some(_) => return Err(bad("system must be a string or text blocks".into())),
+        Some(_) => return Err(bad("system must be a string or text blocks")),
     }
     let turns = body
         .get("messages")
         .and_then(Value::as_array)
-        .ok_or_else(|| bad("messages: an array is required".into()))?;
+        .ok_or_else(|| bad("messages: an array is required"))?;
     for (i, turn) in turns.iter().enumerate() {
         translate_turn(turn, &mut messages).map_err(|m| bad(format!("messages.{i}: {m}")))?;
     }
@@ -70,7 +69,7 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
         Some(m) => {
             out.insert("max_tokens".into(), json!(m));
         }
-        None => return Err(bad("max_tokens: a positive integer is required".into())),
+        None => return Err(bad("max_tokens: a positive integer is required")),
     }
     for name in ["temperature", "top_p", "top_k", "stream"] {
         if let Some(v) = body.get(name) {
@@ -121,7 +120,7 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
             .map(|t| {
                 let name = t["name"]
                     .as_str()
-                    .ok_or_else(|| bad("tools: a tool needs a name".into()))?;
+                    .ok_or_else(|| bad("tools: a tool needs a name"))?;
                 let mut function = json!({"name": name, "parameters": t["input_schema"]});
                 if let Some(d) = t["description"].as_str() {
                     function["description"] = json!(d);
@@ -138,9 +137,7 @@ pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
             Some("none") => json!("none"),
             Some("tool") => json!({"type": "function", "function": {"name": choice["name"]}}),
             _ => {
-                return Err(bad(
-                    "tool_choice: type must be auto, any, tool or none".into()
-                ));
+                return Err(bad("tool_choice: type must be auto, any, tool or none"));
             }
         };
         out.insert("tool_choice".into(), openai);
@@ -469,24 +466,14 @@ impl StreamEncoder {
         let choice = &chunk["choices"][0];
         let delta = &choice["delta"];
         if let Some(reasoning) = delta["reasoning"].as_str().filter(|r| !r.is_empty()) {
-            self.open_block(
-                out,
-                Open::Thinking,
-                json!({"type": "thinking", "thinking": "", "signature": ""}),
-            );
-            self.delta(
+            self.thinking(
                 out,
                 json!({"type": "thinking_delta", "thinking": reasoning}),
             );
         }
         for d in delta["reasoning_details"].as_array().into_iter().flatten() {
             if let Some(signature) = d["signature"].as_str() {
-                self.open_block(
-                    out,
-                    Open::Thinking,
-                    json!({"type": "thinking", "thinking": "", "signature": ""}),
-                );
-                self.delta(
+                self.thinking(
                     out,
                     json!({"type": "signature_delta", "signature": signature}),
                 );
@@ -519,6 +506,16 @@ impl StreamEncoder {
         if let Some(finish) = choice["finish_reason"].as_str() {
             self.stop = Some(stop_reason(finish));
         }
+    }
+
+    /// A delta of the thinking block, which opens first if another block is open.
+    fn thinking(&mut self, out: &mut Vec<u8>, delta: Value) {
+        self.open_block(
+            out,
+            Open::Thinking,
+            json!({"type": "thinking", "thinking": "", "signature": ""}),
+        );
+        self.delta(out, delta);
     }
 
     fn open_block(&mut self, out: &mut Vec<u8>, kind: Open, block: Value) {

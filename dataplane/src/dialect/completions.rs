@@ -6,7 +6,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::reject::{Kind, Reject};
+use super::{bad, object};
+use crate::reject::Reject;
 use crate::stages::meter::EventSplitter;
 
 /// Members a completions request carries to the chat request as they are.
@@ -33,14 +34,9 @@ const PASSED: [&str; 20] = [
     "seed",
 ];
 
-fn bad(message: impl Into<String>) -> Reject {
-    Reject::new(Kind::BadRequest, message.into())
-}
-
 /// A completions request as the chat request every stage reads; a 400 saying what is wrong.
 pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
-    let body: Map<String, Value> =
-        serde_json::from_slice(body).map_err(|e| bad(format!("Invalid JSON body: {e}")))?;
+    let body = object(body)?;
     let prompt = match body.get("prompt") {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Array(list)) if list.len() == 1 && list[0].is_string() => {

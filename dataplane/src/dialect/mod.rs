@@ -12,8 +12,21 @@ pub mod responses;
 
 use bytes::Bytes;
 
-use crate::reject::Reject;
+use serde_json::{Map, Value};
+
+use crate::reject::{Kind, Reject};
 use crate::stages::request::{ChatRequest, Operation};
+
+/// A 400 in the contract's shape, for a request a dialect cannot translate.
+fn bad(message: impl Into<String>) -> Reject {
+    Reject::new(Kind::BadRequest, message.into())
+}
+
+/// A client's body as a JSON object, or a 400 saying why it is not one: every dialect's first
+/// step.
+fn object(body: &[u8]) -> Result<Map<String, Value>, Reject> {
+    serde_json::from_slice(body).map_err(|e| bad(format!("Invalid JSON body: {e}")))
+}
 
 /// The API a client called.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

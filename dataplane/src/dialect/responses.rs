@@ -19,7 +19,8 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::reject::{Kind, Reject};
+use super::{bad, object};
+use crate::reject::Reject;
 use crate::stages::meter::EventSplitter;
 use crate::stages::request::ChatRequest;
 
@@ -47,14 +48,9 @@ const PASSED: [&str; 18] = [
     "prompt_cache_key",
 ];
 
-fn bad(message: impl Into<String>) -> Reject {
-    Reject::new(Kind::BadRequest, message.into())
-}
-
 /// A Responses request as the chat request every stage reads; a 400 saying what is wrong.
 pub fn request(body: &[u8]) -> Result<Vec<u8>, Reject> {
-    let body: Object =
-        serde_json::from_slice(body).map_err(|e| bad(format!("Invalid JSON body: {e}")))?;
+    let body = object(body)?;
     if body
         .get("previous_response_id")
         .is_some_and(|v| !v.is_null())
