@@ -37,9 +37,10 @@ impl ConfigService for ConfigApi {
             known_version = request.known_version,
             "dataplane connected"
         );
-        // WatchStream yields the current snapshot at once, then every newer one.
-        let stream = WatchStream::new(self.publisher.subscribe())
-            .map(|published| Ok(config::Snapshot::clone(&published.message)));
+        // WatchStream yields the current snapshot at once, then every newer one, whole: this
+        // stream's dataplanes know no deltas.
+        let stream =
+            WatchStream::new(self.publisher.subscribe()).map(|published| Ok(published.as_whole()));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -52,17 +53,27 @@ impl ConfigService for ConfigApi {
         tracing::info!(
             dataplane = %request.dataplane_id,
             known_version = request.known_version,
+            known_epoch = %request.known_epoch,
             "dataplane subscribed"
         );
         // Each watch yields its current value at once, then every newer one; a health view
-        // never waits behind a snapshot build, nor a snapshot behind health.
-        let snapshots = WatchStream::new(self.publisher.subscribe()).map(|published| {
-            Ok(config::ConfigUpdate {
-                update: Some(Update::Snapshot(Box::new(config::Snapshot::clone(
-                    &published.message,
-                )))),
-            })
-        });
+        // never waits behind a snapshot build, nor a snapshot behind health. Snapshots go whole
+        // at first (unless the dataplane serves a version the deltas kept start from), then as
+        // the key deltas since the version last sent, or whole where deltas cannot bridge.
+        let mut sent = (!request.known_epoch.is_empty())
+            .then(|| (request.known_epoch.clone(), request.known_version));
+        let snapshots = futures::StreamExt::flat_map(
+            WatchStream::new(self.publisher.subscribe()),
+            move |published| {
+                let updates = published.updates_since(sent.as_ref().map(|(e, v)| (e.as_str(), *v)));
+                sent = Some((published.epoch.clone(), published.version));
+                futures::stream::iter(updates.into_iter().map(|update| {
+                    Ok(config::ConfigUpdate {
+                        update: Some(update),
+                    })
+                }))
+            },
+        );
         let health = WatchStream::new(self.publisher.health.subscribe()).map(|view| {
             Ok(config::ConfigUpdate {
                 update: Some(Update::Health(config::HealthView::clone(&view))),

@@ -13,9 +13,18 @@
 //! Every snapshot is decoded with the dataplanes' own decoder (`switchyard_policy`) before it is
 //! published: records it would set aside are logged and counted here first, and the decoded
 //! snapshot answers reconciliation and budget reports with the rules dataplanes enforce.
+//!
+//! **Key deltas.** A version whose every change since the published one touched only keys (the
+//! store records what each version changed, `config_changes`) is published as a `KeyDelta` of
+//! those keys, read by hash: its cost does not grow with the number of keys. Anything else, a
+//! gap in the records, or another epoch builds the whole snapshot. A published version carries
+//! the last whole snapshot and the recent deltas after it; a subscriber gets the whole snapshot
+//! once (at connect, or when it fell behind the deltas kept) and then only deltas. The whole
+//! snapshot is brought forward in the background every `COMPACT_AFTER` deltas by applying them
+//! to it, so a new subscriber never replays many.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
@@ -30,11 +39,21 @@ use crate::health::FleetHealth;
 use crate::keys::KeyKind;
 use crate::manage::byok::ByokSettings;
 use crate::manage::workspaces::WorkspaceSettings;
-use crate::store::{ByokRow, ConfigVersion, GuardrailRow, Store, StoreError};
+use crate::store::{ByokRow, ConfigVersion, GuardrailRow, KeyRow, Store, StoreError};
 use crate::vault::Vault;
 
 /// How often the follower compares the stored version with the published one.
 const FOLLOW_EVERY: Duration = Duration::from_millis(250);
+/// Deltas after the whole snapshot that start bringing it forward (in the background).
+const COMPACT_AFTER: usize = 256;
+/// Deltas kept at most: a subscriber further behind gets the whole snapshot. Never reached while
+/// compaction keeps up; if it falls this far behind, the next change builds a whole snapshot.
+const MAX_DELTAS: usize = 1024;
+/// A change of more keys than this is published as a whole snapshot.
+const MAX_DELTA_KEYS: usize = 10_000;
+/// Change records older than this many versions are pruned (a replica further behind rebuilds
+/// whole).
+const KEEP_CHANGES: u64 = 4096;
 
 /// What a dataplane last said about a version.
 #[derive(Clone, Debug)]
@@ -50,8 +69,94 @@ pub struct AckRecord {
 
 /// A published version: what dataplanes receive, and its decoded form.
 pub struct Published {
-    pub message: Arc<pb::Snapshot>,
+    pub version: u64,
+    pub epoch: String,
     pub decoded: Arc<Snapshot>,
+    /// The last whole snapshot, at this version or an earlier one.
+    pub whole: Arc<pb::Snapshot>,
+    /// Recent key deltas in order, the last ending at `version`: they hold at least every
+    /// version after `whole`'s.
+    pub deltas: Arc<VecDeque<Arc<pb::KeyDelta>>>,
+}
+
+impl Published {
+    fn whole(message: pb::Snapshot, decoded: Snapshot) -> Published {
+        Published {
+            version: message.version,
+            epoch: message.epoch.clone(),
+            decoded: Arc::new(decoded),
+            whole: Arc::new(message),
+            deltas: Arc::default(),
+        }
+    }
+
+    /// What a subscriber needs to reach this version, given the version it was last sent:
+    /// nothing, the deltas since, or the whole snapshot and the deltas after it.
+    pub fn updates_since(&self, sent: Option<(&str, u64)>) -> Vec<pb::config_update::Update> {
+        use pb::config_update::Update;
+        if let Some((epoch, version)) = sent
+            && epoch == self.epoch
+        {
+            if version >= self.version {
+                return Vec::new();
+            }
+            if let Some(i) = self.deltas.iter().position(|d| d.from_version == version) {
+                return self
+                    .deltas
+                    .range(i..)
+                    .map(|d| Update::KeyDelta(pb::KeyDelta::clone(d)))
+                    .collect();
+            }
+        }
+        let mut updates = vec![Update::Snapshot(Box::new(pb::Snapshot::clone(&self.whole)))];
+        updates.extend(
+            self.deltas
+                .iter()
+                .filter(|d| d.version > self.whole.version)
+                .map(|d| Update::KeyDelta(pb::KeyDelta::clone(d))),
+        );
+        updates
+    }
+
+    /// This version as one whole snapshot (the deltas applied to the last whole one): for
+    /// subscribers that know no deltas. Costs a copy of every key.
+    pub fn as_whole(&self) -> pb::Snapshot {
+        let mut message = pb::Snapshot::clone(&self.whole);
+        let after: Vec<&pb::KeyDelta> = self
+            .deltas
+            .iter()
+            .filter(|d| d.version > message.version)
+            .map(|d| &**d)
+            .collect();
+        apply_deltas(&mut message, &after);
+        message
+    }
+}
+
+/// Applies key deltas, in order, to a whole snapshot message.
+fn apply_deltas(message: &mut pb::Snapshot, deltas: &[&pb::KeyDelta]) {
+    let Some(last) = deltas.last() else {
+        return;
+    };
+    // The last state of every key touched: one pass over the keys, whatever the deltas' count.
+    let mut latest: HashMap<&str, Option<&pb::Key>> = HashMap::new();
+    for d in deltas {
+        for hash in &d.removed {
+            latest.insert(hash, None);
+        }
+        for k in &d.upserted {
+            latest.insert(&k.hash, Some(k));
+        }
+    }
+    let resources = message.resources.get_or_insert_default();
+    resources
+        .keys
+        .retain(|k| !latest.contains_key(k.hash.as_str()));
+    resources
+        .keys
+        .extend(latest.values().flatten().map(|k| pb::Key::clone(k)));
+    message.version = last.version;
+    message.created_at_ms = last.created_at_ms;
 }
 
 /// Counts for `/metrics`.
@@ -61,6 +166,9 @@ pub struct PublisherMetrics {
     pub build_failures: AtomicU64,
     pub acks_accepted: AtomicU64,
     pub acks_rejected: AtomicU64,
+    /// Versions published as a key delta (`builds` counts whole snapshots).
+    pub deltas: AtomicU64,
+    pub compactions: AtomicU64,
 }
 
 pub struct Publisher {
@@ -75,6 +183,9 @@ pub struct Publisher {
     pub metrics: PublisherMetrics,
     /// The fleet's provider health, streamed beside the snapshots.
     pub health: Arc<FleetHealth>,
+    /// The newest whole snapshot brought forward by compaction, for the next version to carry.
+    compacted: StdMutex<Option<Arc<pb::Snapshot>>>,
+    compacting: Arc<AtomicBool>,
 }
 
 impl Publisher {
@@ -100,6 +211,8 @@ impl Publisher {
             acks: StdMutex::new(HashMap::new()),
             metrics: PublisherMetrics::default(),
             health: Arc::new(FleetHealth::default()),
+            compacted: StdMutex::new(None),
+            compacting: Arc::new(AtomicBool::new(false)),
         }))
     }
 
@@ -143,21 +256,50 @@ impl Publisher {
 
     fn is_behind(&self, stored: &ConfigVersion) -> bool {
         let current = self.tx.borrow();
-        current.message.version < stored.version || current.message.epoch != stored.epoch
+        current.version < stored.version || current.epoch != stored.epoch
     }
 
-    async fn rebuild_if_behind(&self, version: u64) -> Result<u64, StoreError> {
+    async fn rebuild_if_behind(self: &Arc<Self>, version: u64) -> Result<u64, StoreError> {
         let _building = self.building.lock().await;
         if self.current_version() >= version {
             return Ok(self.current_version());
         }
-        match build(&self.store, &self.vault, self.spend_counters_marked).await {
+        let current = self.tx.borrow().clone();
+        let built = match self.delta(&current).await {
+            Ok(Some(published)) => {
+                self.metrics.deltas.fetch_add(1, Ordering::Relaxed);
+                Ok(published)
+            }
+            Ok(None) => build(&self.store, &self.vault, self.spend_counters_marked)
+                .await
+                .inspect(|_| {
+                    self.metrics.builds.fetch_add(1, Ordering::Relaxed);
+                }),
+            Err(e) => Err(e),
+        };
+        match built {
             Ok(published) => {
-                self.metrics.builds.fetch_add(1, Ordering::Relaxed);
-                let built = published.message.version;
+                let version = published.version;
+                let whole_version = published.whole.version;
+                let since_whole = published
+                    .deltas
+                    .iter()
+                    .filter(|d| d.version > whole_version)
+                    .count();
                 self.tx.send_replace(Arc::new(published));
-                tracing::debug!(version = built, "snapshot published");
-                Ok(built)
+                tracing::debug!(version, "snapshot published");
+                if since_whole >= COMPACT_AFTER {
+                    self.compact();
+                }
+                if version.is_multiple_of(256)
+                    && let Err(e) = self
+                        .store
+                        .prune_changes(version.saturating_sub(KEEP_CHANGES))
+                        .await
+                {
+                    tracing::warn!(error = %e, "cannot prune configuration change records");
+                }
+                Ok(version)
             }
             Err(e) => {
                 self.metrics.build_failures.fetch_add(1, Ordering::Relaxed);
@@ -166,12 +308,100 @@ impl Publisher {
         }
     }
 
+    /// The stored version as a key delta over `current`, when every change since touched only
+    /// keys; `None` when the whole snapshot must be built.
+    async fn delta(&self, current: &Published) -> Result<Option<Published>, StoreError> {
+        let stored = self.store.config_version().await?;
+        if stored.epoch != current.epoch || stored.version <= current.version {
+            return Ok(None);
+        }
+        let Some(hashes) = self
+            .store
+            .keys_changed_between(current.version, stored.version)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if hashes.len() > MAX_DELTA_KEYS {
+            return Ok(None);
+        }
+        let mut upserted = Vec::with_capacity(hashes.len());
+        let mut removed = Vec::new();
+        for hash in &hashes {
+            match self.store.key(hash).await? {
+                Some(row) => upserted.push(key_message(row)),
+                None => removed.push(hash.clone()),
+            }
+        }
+        let delta = pb::KeyDelta {
+            epoch: stored.epoch,
+            from_version: current.version,
+            version: stored.version,
+            created_at_ms: crate::now_ms(),
+            upserted,
+            removed,
+        };
+        let decoded = match current.decoded.apply_key_delta(delta.clone()) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                tracing::warn!(error = %e, "key delta not applicable; building the whole snapshot");
+                return Ok(None);
+            }
+        };
+        log_set_aside(&decoded, stored.version, |id| hashes.contains(id));
+        let mut whole = current.whole.clone();
+        if let Ok(mut compacted) = self.compacted.lock()
+            && let Some(c) = compacted.take()
+            && c.epoch == whole.epoch
+            && c.version > whole.version
+        {
+            whole = c;
+        }
+        let mut deltas = VecDeque::clone(&current.deltas);
+        deltas.push_back(Arc::new(delta));
+        // Older deltas are dropped first, never one after the whole snapshot.
+        while deltas.len() > MAX_DELTAS {
+            match deltas.front() {
+                Some(d) if d.version <= whole.version => {
+                    deltas.pop_front();
+                }
+                // Compaction has not kept up: the whole snapshot, built afresh, replaces all.
+                _ => return Ok(None),
+            }
+        }
+        Ok(Some(Published {
+            version: stored.version,
+            epoch: current.epoch.clone(),
+            decoded: Arc::new(decoded),
+            whole,
+            deltas: Arc::new(deltas),
+        }))
+    }
+
+    /// Brings the whole snapshot forward over the deltas after it, on a blocking thread (it
+    /// copies every key); the next version published carries it.
+    fn compact(self: &Arc<Self>) {
+        if self.compacting.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let current = self.tx.borrow().clone();
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let message = current.as_whole();
+            if let Ok(mut compacted) = this.compacted.lock() {
+                *compacted = Some(Arc::new(message));
+            }
+            this.metrics.compactions.fetch_add(1, Ordering::Relaxed);
+            this.compacting.store(false, Ordering::Release);
+        });
+    }
+
     pub fn subscribe(&self) -> watch::Receiver<Arc<Published>> {
         self.tx.subscribe()
     }
 
     pub fn current_version(&self) -> u64 {
-        self.tx.borrow().message.version
+        self.tx.borrow().version
     }
 
     /// The snapshot last published, decoded as dataplanes decode it.
@@ -213,15 +443,17 @@ async fn build(
         .await
         .map_err(|e| StoreError::Corrupt(format!("snapshot decoding failed: {e}")))?
         .map_err(|e| StoreError::Corrupt(format!("built snapshot: {e}")))?;
-    for record in decoded.quarantine.records() {
-        // The API refuses what would fail here; a record that still does (an older row, a
-        // bug) is set aside by every dataplane, and what depends on it is refused.
+    log_set_aside(&decoded, version, |_| true);
+    Ok(Published::whole(message, decoded))
+}
+
+/// The API refuses what would fail here; a record that still does (an older row, a bug) is set
+/// aside by every dataplane, and what depends on it is refused. `of` picks the records to log
+/// by id (a delta logs only its own keys').
+fn log_set_aside(decoded: &Snapshot, version: u64, of: impl Fn(&str) -> bool) {
+    for record in decoded.quarantine.records().iter().filter(|r| of(&r.id)) {
         tracing::error!(version, %record, "snapshot record will be set aside by dataplanes");
     }
-    Ok(Published {
-        message: Arc::new(message),
-        decoded: Arc::new(decoded),
-    })
 }
 
 /// A quarantined record as a dataplane reported it.
@@ -291,23 +523,7 @@ async fn snapshot(
         .all_keys()
         .await?
         .into_iter()
-        .map(|k| pb::Key {
-            hash: k.hash,
-            kind: match k.kind {
-                KeyKind::Inference => pb::KeyKind::Inference,
-                KeyKind::Management => pb::KeyKind::Management,
-            } as i32,
-            owner_user_id: k.creator_user_id,
-            organization_id: k.organization_id,
-            workspace_id: k.workspace_id,
-            disabled: k.disabled,
-            expires_at_ms: k.expires_at.unwrap_or(0),
-            limit_usd: k.limit_usd.unwrap_or_default(),
-            limit_reset: k.limit_reset.unwrap_or(Window::Lifetime).to_limit_reset() as i32,
-            include_byok_in_limit: k.include_byok_in_limit,
-            label: k.label,
-            limit_lineage: k.limit_lineage.unwrap_or_default(),
-        })
+        .map(key_message)
         .collect();
     let catalogue = store.catalogue().await?;
     let providers: HashMap<&str, _> = catalogue
@@ -459,6 +675,27 @@ async fn snapshot(
             presets,
         }),
     })
+}
+
+/// A key as the snapshot (or a key delta) carries it.
+fn key_message(k: KeyRow) -> pb::Key {
+    pb::Key {
+        hash: k.hash,
+        kind: match k.kind {
+            KeyKind::Inference => pb::KeyKind::Inference,
+            KeyKind::Management => pb::KeyKind::Management,
+        } as i32,
+        owner_user_id: k.creator_user_id,
+        organization_id: k.organization_id,
+        workspace_id: k.workspace_id,
+        disabled: k.disabled,
+        expires_at_ms: k.expires_at.unwrap_or(0),
+        limit_usd: k.limit_usd.unwrap_or_default(),
+        limit_reset: k.limit_reset.unwrap_or(Window::Lifetime).to_limit_reset() as i32,
+        include_byok_in_limit: k.include_byok_in_limit,
+        label: k.label,
+        limit_lineage: k.limit_lineage.unwrap_or_default(),
+    }
 }
 
 /// An enabled credential, opened. One that cannot be opened (its master key is gone) or whose

@@ -95,9 +95,8 @@ fn snapshot(f: &Fixture) -> pb::Resources {
     f.publisher
         .subscribe()
         .borrow()
-        .message
+        .as_whole()
         .resources
-        .clone()
         .unwrap_or_default()
 }
 

@@ -163,7 +163,7 @@ async fn check(c: Config) {
     }
 
     // What a dataplane enforces: the published message, decoded by the dataplanes' decoder.
-    let message = f.publisher.subscribe().borrow().message.as_ref().clone();
+    let message = f.publisher.subscribe().borrow().as_whole();
     let enforced = Snapshot::decode(message, &no_resolver).unwrap();
     assert!(
         enforced.quarantine.is_empty(),

@@ -158,9 +158,11 @@ async fn one_bad_record_never_stops_configuration_reaching_the_fleet() {
     );
 
     // The same key's row as an older control plane might have left it: a limit no parser
-    // accepts. The control plane publishes it as it is; every dataplane sets it aside.
+    // accepts, and a version bumped with no record of what changed (so the whole snapshot is
+    // published). The control plane publishes the row as it is; every dataplane sets it aside.
     let changed = stack.store_sql(&format!(
-        "UPDATE api_keys SET limit_usd = '1e6' WHERE hash = '{bad_hash}'; SELECT changes();"
+        "UPDATE api_keys SET limit_usd = '1e6' WHERE hash = '{bad_hash}'; SELECT changes(); \
+         UPDATE config_state SET version = version + 1;"
     ));
     assert_eq!(changed.trim(), "1", "the row was changed");
 

@@ -31,6 +31,7 @@ async fn the_dataplane_port_requires_the_dataplane_token() {
         let mut request = tonic::Request::new(pb::WatchRequest {
             dataplane_id: "intruder".into(),
             known_version: 0,
+            known_epoch: String::new(),
         });
         if let Some(p) = &presented {
             request
@@ -60,6 +61,7 @@ async fn the_dataplane_port_requires_the_dataplane_token() {
     let mut request = tonic::Request::new(pb::WatchRequest {
         dataplane_id: "e2e".into(),
         known_version: 0,
+        known_epoch: String::new(),
     });
     request.metadata_mut().insert(
         "authorization",
@@ -172,6 +174,7 @@ async fn the_link_runs_over_mutual_tls() {
             let mut request = tonic::Request::new(pb::WatchRequest {
                 dataplane_id: "intruder".into(),
                 known_version: 0,
+                known_epoch: String::new(),
             });
             request.metadata_mut().insert(
                 "authorization",

@@ -57,6 +57,81 @@ async fn serves_on_when_the_control_plane_dies_and_restarts_cold_from_disk() {
     assert_eq!(stack.generation(&id2).await["data"]["model"], "mock/smart");
 }
 
+/// Key changes reach the dataplane as deltas of those keys (the control plane builds no whole
+/// snapshot for them), journalled sealed beside the persisted snapshot: a dataplane restarted
+/// cold while the control plane is away serves a key created and refuses a key disabled since
+/// its last whole snapshot.
+#[tokio::test]
+async fn key_deltas_are_served_and_survive_a_cold_restart() {
+    let mut stack = Stack::start().await;
+    let cp_metric = |series: &'static str| {
+        let url = format!("http://127.0.0.1:{}/metrics", stack.cp_http);
+        async move {
+            let text = client()
+                .get(url)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines()
+                .find_map(|l| l.strip_prefix(series))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        }
+    };
+    let builds = cp_metric("switchyard_snapshot_builds_total{outcome=\"ok\"}").await;
+    let deltas = cp_metric("switchyard_snapshot_deltas_total").await;
+    let (created, _) = stack.limited_key(5.0).await;
+    let (disabled, hash) = stack.limited_key(5.0).await;
+    let r = client()
+        .patch(format!("{}/keys/{hash}", stack.api()))
+        .bearer_auth(&stack.management_key)
+        .json(&serde_json::json!({"disabled": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    eventually("disabled key refused", Duration::from_secs(10), || async {
+        (stack.chat(&disabled, chat_body("mock/fast")).await.status() == 401).then_some(())
+    })
+    .await;
+    assert_eq!(
+        cp_metric("switchyard_snapshot_builds_total{outcome=\"ok\"}").await,
+        builds,
+        "no whole snapshot was built for key changes"
+    );
+    assert_eq!(
+        cp_metric("switchyard_snapshot_deltas_total").await,
+        deltas + 3
+    );
+
+    let journal = std::fs::read(
+        stack
+            .dir
+            .0
+            .join(format!("dataplane-{}", stack.dp_port))
+            .join("snapshot.pb.deltas"),
+    )
+    .unwrap();
+    assert_eq!(&journal[4..9], b"SYSN1", "each journalled delta is sealed");
+    assert!(!journal.windows(hash.len()).any(|w| w == hash.as_bytes()));
+
+    stack.kill_control_plane();
+    stack.stop_dataplane();
+    stack.start_dataplane().await;
+    stack.wait_ready().await;
+    let r = stack.chat(&created, chat_body("mock/fast")).await;
+    assert_eq!(
+        r.status(),
+        200,
+        "a key created by a delta is served after a cold start"
+    );
+    let r = stack.chat(&disabled, chat_body("mock/fast")).await;
+    assert_eq!(r.status(), 401, "a key disabled by a delta stays refused");
+}
+
 #[tokio::test]
 async fn a_stream_in_flight_at_sigterm_finishes_and_is_metered() {
     // A grace period far longer than the 20-token stream, so that the drain, not the machine's

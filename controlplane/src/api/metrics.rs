@@ -43,6 +43,26 @@ pub async fn get(State(state): State<ApiState>) -> impl IntoResponse {
             v.load(Relaxed)
         );
     }
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_snapshot_deltas_total Versions published as a key delta (builds count whole snapshots)."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_snapshot_deltas_total counter");
+    let _ = writeln!(
+        out,
+        "switchyard_snapshot_deltas_total {}",
+        m.deltas.load(Relaxed)
+    );
+    let _ = writeln!(
+        out,
+        "# HELP switchyard_snapshot_compactions_total Whole snapshots brought forward over the key deltas after them."
+    );
+    let _ = writeln!(out, "# TYPE switchyard_snapshot_compactions_total counter");
+    let _ = writeln!(
+        out,
+        "switchyard_snapshot_compactions_total {}",
+        m.compactions.load(Relaxed)
+    );
     let _ = writeln!(out, "# TYPE switchyard_snapshot_acks_total counter");
     for (outcome, v) in [
         ("accepted", &m.acks_accepted),

@@ -135,7 +135,7 @@ impl Manage {
             Some(&audit_view(&key)),
         )
         .await?;
-        this.commit(Publish::Snapshot).await?;
+        this.commit(Publish::Keys(vec![key.hash.clone()])).await?;
         Ok((key, generated.secret))
     }
 
@@ -280,7 +280,7 @@ impl Manage {
             Some(&audit_view(&after)),
         )
         .await?;
-        this.commit(Publish::Snapshot).await?;
+        this.commit(Publish::Keys(vec![after.hash.clone()])).await?;
         Ok(after)
     }
 
@@ -292,6 +292,11 @@ impl Manage {
         {
             return Err(ManageError::Invalid("A key cannot delete itself".into()));
         }
+        // Its guardrail assignment goes with it, and assignments are in the whole snapshot.
+        let publish = match this.store.key_guardrail(hash).await? {
+            Some(_) => Publish::Snapshot,
+            None => Publish::Keys(vec![before.hash.clone()]),
+        };
         if !this.store.delete_key(hash).await? {
             return Err(ManageError::NotFound(format!("Key {hash} not found")));
         }
@@ -304,7 +309,7 @@ impl Manage {
             None,
         )
         .await?;
-        this.commit(Publish::Snapshot).await?;
+        this.commit(publish).await?;
         Ok(())
     }
 
@@ -356,8 +361,11 @@ impl Manage {
             ..old.clone()
         };
         this.store.insert_key(&new).await?;
-        // The successor takes over the key's guardrail, as it takes its other settings.
+        // The successor takes over the key's guardrail, as it takes its other settings (an
+        // assignment is in the whole snapshot, not in a key delta).
+        let mut publish = Publish::Keys(vec![old.hash.clone(), new.hash.clone()]);
         if let Some(guardrail_id) = this.store.key_guardrail(&old.hash).await? {
+            publish = Publish::Snapshot;
             this.store
                 .assign_keys(
                     &guardrail_id,
@@ -386,7 +394,7 @@ impl Manage {
             Some(&json!({ "old": audit_view(&old_after), "new": audit_view(&new) })),
         )
         .await?;
-        this.commit(Publish::Snapshot).await?;
+        this.commit(publish).await?;
         Ok((new, generated.secret))
     }
 

@@ -34,7 +34,7 @@ use std::sync::Arc;
 use switchyard_policy::{MAX_USD, Money};
 
 use crate::publisher::Publisher;
-use crate::store::{Store, StoreError};
+use crate::store::{Changed, Store, StoreError};
 use crate::vault::Vault;
 
 /// A member's role in an organization.
@@ -215,11 +215,14 @@ pub struct Manage {
 }
 
 /// Whether dataplanes must see a change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Publish {
     /// The change is in the snapshot: bump the configuration version and wait until a published
     /// snapshot includes it.
     Snapshot,
+    /// Like `Snapshot`, for a change to these keys alone (created, changed or deleted):
+    /// dataplanes receive only them, as a key delta.
+    Keys(Vec<String>),
     /// The change is the control plane's alone.
     No,
 }
@@ -249,12 +252,21 @@ impl Manage {
     /// see the change, and then returns once a published snapshot includes it. Inside another
     /// operation's transaction, only bumps: the outer commit publishes.
     pub async fn commit(self, publish: Publish) -> ManageResult<()> {
-        if publish == Publish::Snapshot && self.store.bumped_version().is_none() {
-            self.store.bump_config_version().await?;
+        let change = match publish {
+            Publish::No => Changed::Nothing,
+            Publish::Snapshot => Changed::Anything,
+            Publish::Keys(hashes) => Changed::Keys(hashes.into_iter().collect()),
+        };
+        if change != Changed::Nothing {
+            self.store.note_change(change);
+            if self.store.bumped_version().is_none() {
+                self.store.bump_config_version().await?;
+            }
         }
         if self.nested {
             return Ok(());
         }
+        self.store.record_changes().await?;
         self.store.commit().await?;
         if let Some(version) = self.store.bumped_version() {
             self.publisher.publish_through(version).await?;

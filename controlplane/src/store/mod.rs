@@ -20,11 +20,12 @@ mod presets;
 mod tenancy;
 mod workspaces;
 
+use std::collections::BTreeSet;
 use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -68,6 +69,32 @@ pub struct Store {
     tx: Option<SharedTransaction>,
     /// On a transaction's handles: the configuration version it bumped to (0: none yet).
     bumped: Arc<AtomicU64>,
+    /// On a transaction's handles: what it changed that dataplanes must see.
+    changed: Arc<StdMutex<Changed>>,
+}
+
+/// What a transaction changed that dataplanes must see: nothing yet, only some keys (sent as a
+/// key delta), or anything else (the whole snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Changed {
+    #[default]
+    Nothing,
+    Keys(BTreeSet<String>),
+    Anything,
+}
+
+impl Changed {
+    /// Both changes: keys and keys are keys, anything else is anything.
+    pub fn add(&mut self, other: Changed) {
+        *self = match (std::mem::take(self), other) {
+            (Changed::Nothing, c) | (c, Changed::Nothing) => c,
+            (Changed::Keys(mut a), Changed::Keys(b)) => {
+                a.extend(b);
+                Changed::Keys(a)
+            }
+            _ => Changed::Anything,
+        };
+    }
 }
 
 /// A connection to run one query on: a pooled one, or the bound transaction's.
@@ -155,6 +182,7 @@ impl Store {
             sqlite: is_sqlite,
             tx: None,
             bumped: Arc::default(),
+            changed: Arc::default(),
         })
     }
 
@@ -175,6 +203,7 @@ impl Store {
             sqlite: self.sqlite,
             tx: Some(Arc::new(Mutex::new(Some(tx)))),
             bumped: Arc::default(),
+            changed: Arc::default(),
         })
     }
 
@@ -219,6 +248,75 @@ impl Store {
             .map_err(|_| StoreError::Corrupt(format!("config version {version}")))?;
         self.bumped.store(version, Ordering::SeqCst);
         Ok(version)
+    }
+
+    /// Notes what this transaction changes for dataplanes; `record_changes` writes it down.
+    pub fn note_change(&self, change: Changed) {
+        if let Ok(mut changed) = self.changed.lock() {
+            changed.add(change);
+        }
+    }
+
+    /// Records what the bumped version changed (see `note_change`), in this transaction.
+    /// Without a note, or with one that cannot be read, it records "anything": the whole
+    /// snapshot is always a correct publication.
+    pub async fn record_changes(&self) -> Result<(), StoreError> {
+        let Some(version) = self.bumped_version() else {
+            return Ok(());
+        };
+        let changed = self.changed.lock().map(|c| c.clone()).unwrap_or_default();
+        let key_hashes = match changed {
+            Changed::Keys(hashes) if !hashes.is_empty() => {
+                Some(hashes.into_iter().collect::<Vec<_>>().join(" "))
+            }
+            _ => None,
+        };
+        sqlx::query("INSERT INTO config_changes (version, key_hashes) VALUES ($1, $2)")
+            .bind(i64::try_from(version).unwrap_or(i64::MAX))
+            .bind(key_hashes)
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(())
+    }
+
+    /// What each version in `after+1 ..= through` changed, when every one of them changed only
+    /// keys: the union of their hashes. `None` when any changed anything else or left no record.
+    pub async fn keys_changed_between(
+        &self,
+        after: u64,
+        through: u64,
+    ) -> Result<Option<BTreeSet<String>>, StoreError> {
+        let (Ok(after), Ok(through)) = (i64::try_from(after), i64::try_from(through)) else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT version, key_hashes FROM config_changes \
+             WHERE version > $1 AND version <= $2 ORDER BY version",
+        )
+        .bind(after)
+        .bind(through)
+        .fetch_all(&mut *self.conn().await?)
+        .await?;
+        if i64::try_from(rows.len()).ok() != Some(through - after) {
+            return Ok(None);
+        }
+        let mut hashes = BTreeSet::new();
+        for row in rows {
+            let Some(list): Option<String> = row.try_get("key_hashes")? else {
+                return Ok(None);
+            };
+            hashes.extend(list.split(' ').filter(|h| !h.is_empty()).map(str::to_owned));
+        }
+        Ok(Some(hashes))
+    }
+
+    /// Forgets the change records of versions up to `version`.
+    pub async fn prune_changes(&self, version: u64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM config_changes WHERE version <= $1")
+            .bind(i64::try_from(version).unwrap_or(0))
+            .execute(&mut *self.conn().await?)
+            .await?;
+        Ok(())
     }
 
     /// The configuration version this transaction bumped to, if it did.

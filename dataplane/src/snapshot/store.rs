@@ -1,11 +1,16 @@
 //! The one `ArcSwap` that holds the live snapshot, plus its copy on disk.
 //!
 //! Updates follow prepare-then-publish: decoding may refuse a snapshot (a stale version, no
-//! resources) and leave the live one untouched; records that fail validation are set aside
-//! inside an otherwise good snapshot; publishing is a single infallible pointer swap.
+//! resources) or a key delta (one that does not follow the served version) and leave the live
+//! one untouched; records that fail validation are set aside inside an otherwise good snapshot;
+//! publishing is a single infallible pointer swap.
+//!
+//! On disk: the last whole snapshot, and a journal of the key deltas applied since (each sealed
+//! on its own, appended), replayed at restore. A whole snapshot starts a new journal.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use arc_swap::ArcSwapOption;
 use prost::Message;
@@ -20,6 +25,8 @@ use crate::dns::Dns;
 pub enum StoreError {
     #[error("invalid snapshot: {0}")]
     Invalid(#[from] SnapshotError),
+    #[error("a key delta arrived before any snapshot")]
+    NoSnapshot,
     #[error("snapshot version {offered} is not newer than the served version {served}")]
     Stale { offered: u64, served: u64 },
     #[error("persisted snapshot is not decodable: {0}")]
@@ -42,6 +49,8 @@ pub struct SnapshotStore {
     dns: Arc<Dns>,
     /// Seals the on-disk copy, which holds provider credentials.
     seal: Seal,
+    /// Key deltas in the journal beside the persisted snapshot.
+    journalled: AtomicUsize,
 }
 
 impl SnapshotStore {
@@ -51,6 +60,7 @@ impl SnapshotStore {
             persist_path,
             dns,
             seal,
+            journalled: AtomicUsize::new(0),
         }
     }
 
@@ -61,6 +71,14 @@ impl SnapshotStore {
 
     pub fn version(&self) -> Option<u64> {
         self.current.load().as_ref().map(|s| s.version)
+    }
+
+    /// The served version and its epoch.
+    pub fn served(&self) -> Option<(String, u64)> {
+        self.current
+            .load()
+            .as_ref()
+            .map(|s| (s.epoch.clone(), s.version))
     }
 
     /// Whether `message` is the version already served (of the same store).
@@ -92,6 +110,13 @@ impl SnapshotStore {
         })?)
     }
 
+    /// The served snapshot with a key delta applied, without touching it. Refused unless the
+    /// delta follows the served version (then the whole snapshot must be fetched again).
+    pub fn prepare_delta(&self, delta: pb::KeyDelta) -> Result<Snapshot, StoreError> {
+        let served = self.current.load_full().ok_or(StoreError::NoSnapshot)?;
+        Ok(served.apply_key_delta(delta)?)
+    }
+
     /// Makes a prepared snapshot live. Infallible by design.
     pub fn publish(&self, snapshot: Snapshot) {
         self.current.store(Some(Arc::new(snapshot)));
@@ -114,7 +139,47 @@ impl SnapshotStore {
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         let sealed = self.seal.seal(encoded)?;
         write_private(&tmp, &sealed).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
+        std::fs::rename(&tmp, path).map_err(io)?;
+        // The deltas journalled were over the previous whole snapshot.
+        self.journalled.store(0, Ordering::Relaxed);
+        match std::fs::remove_file(journal_path(path)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Appends an applied key delta (encoded) to the journal beside the persisted snapshot, and
+    /// returns how many deltas the journal holds.
+    pub fn journal(&self, encoded: &[u8]) -> Result<usize, StoreError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let Some(path) = &self.persist_path else {
+            return Ok(0);
+        };
+        let path = journal_path(path);
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        let sealed = self.seal.seal(encoded)?;
+        let len = u32::try_from(sealed.len()).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "key delta too large to journal",
+            ))
+        })?;
+        let mut record = Vec::with_capacity(4 + sealed.len());
+        record.extend_from_slice(&len.to_le_bytes());
+        record.extend_from_slice(&sealed);
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        file.write_all(&record).map_err(io)?;
+        file.sync_data().map_err(io)?;
+        Ok(self.journalled.fetch_add(1, Ordering::Relaxed) + 1)
     }
 
     /// Loads the persisted snapshot, if any, so a restarted dataplane serves before the
@@ -135,7 +200,26 @@ impl SnapshotStore {
         };
         let message = pb::Snapshot::decode(self.seal.open(bytes)?.as_slice())?;
         // The same rule as for a live update: bad records are set aside, the rest is served.
-        let snapshot = self.prepare(message)?;
+        let mut snapshot = self.prepare(message)?;
+        // Then the deltas applied since, up to the first that cannot be read (a write cut
+        // short) or applied.
+        let journal = std::fs::read(journal_path(path)).unwrap_or_default();
+        for entry in journal_entries(&journal) {
+            let delta = match self.seal.open(entry.to_vec()) {
+                Ok(plain) => pb::KeyDelta::decode(plain.as_slice()).map_err(StoreError::from),
+                Err(e) => Err(e.into()),
+            };
+            match delta.and_then(|d| Ok(snapshot.apply_key_delta(d)?)) {
+                Ok(next) => {
+                    snapshot = next;
+                    self.journalled.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "persisted key delta not applied; stopping there");
+                    break;
+                }
+            }
+        }
         for record in snapshot.quarantine.records() {
             tracing::error!(%record, "persisted snapshot record set aside; what depends on it is refused");
         }
@@ -143,6 +227,27 @@ impl SnapshotStore {
         self.publish(snapshot);
         Ok(Some(version))
     }
+}
+
+fn journal_path(snapshot: &Path) -> PathBuf {
+    let mut name = snapshot.as_os_str().to_owned();
+    name.push(".deltas");
+    PathBuf::from(name)
+}
+
+/// The journal's whole records (a length, then that many bytes); a torn last one is left out.
+fn journal_entries(bytes: &[u8]) -> Vec<&[u8]> {
+    let mut entries = Vec::new();
+    let mut rest = bytes;
+    while let Some((head, tail)) = rest.split_first_chunk::<4>() {
+        let len = u32::from_le_bytes(*head) as usize;
+        let Some(entry) = tail.get(..len) else {
+            break;
+        };
+        entries.push(entry);
+        rest = &tail[len..];
+    }
+    entries
 }
 
 pub(super) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -156,4 +261,27 @@ pub(super) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_yields_whole_records_and_leaves_a_torn_last_one_out() {
+        let mut bytes = Vec::new();
+        for record in [&b"first"[..], b"second"] {
+            bytes.extend_from_slice(&(record.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(record);
+        }
+        assert_eq!(journal_entries(&bytes), [&b"first"[..], b"second"]);
+        // A write cut short: a length with fewer bytes after it, or half a length.
+        let mut torn = bytes.clone();
+        torn.extend_from_slice(&9u32.to_le_bytes());
+        torn.extend_from_slice(b"cut");
+        assert_eq!(journal_entries(&torn), [&b"first"[..], b"second"]);
+        torn.truncate(bytes.len() + 2);
+        assert_eq!(journal_entries(&torn), [&b"first"[..], b"second"]);
+        assert!(journal_entries(&[]).is_empty());
+    }
 }

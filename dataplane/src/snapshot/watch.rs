@@ -1,6 +1,7 @@
 //! Follows the control plane's config stream on a background task, with backoff: acknowledges
-//! or rejects every snapshot version it is offered, and swaps in every fleet health view. A
-//! control plane too old to stream health (no `Subscribe`) is followed with `Watch`.
+//! or rejects every snapshot version it is offered (whole, or as a key delta over the served
+//! one), and swaps in every fleet health view. A control plane too old to stream health (no
+//! `Subscribe`) is followed with `Watch`.
 
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Largest snapshot accepted (about 1M keys take 100 MiB encoded).
 const MAX_SNAPSHOT_BYTES: usize = 1024 * 1024 * 1024;
+/// Key deltas journalled beside the persisted snapshot before this dataplane asks for the whole
+/// snapshot again (by reconnecting without its version), which starts a new journal.
+const MAX_JOURNAL: usize = 4096;
 
 pub struct Watcher {
     pub store: Arc<SnapshotStore>,
@@ -37,10 +41,11 @@ impl Watcher {
     /// means the last good snapshot keeps serving.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut backoff = MIN_BACKOFF;
+        let mut want_whole = false;
         loop {
             let mut received = false;
             let outcome = tokio::select! {
-                outcome = self.follow(&mut received) => outcome,
+                outcome = self.follow(&mut received, &mut want_whole) => outcome,
                 _ = shutdown.changed() => return,
             };
             if received {
@@ -61,7 +66,13 @@ impl Watcher {
         }
     }
 
-    async fn follow(&self, received: &mut bool) -> Result<(), tonic::Status> {
+    /// Follows one stream until it ends. A key delta that cannot be applied, or a journal that
+    /// is full, ends it with `want_whole` set: the next stream starts from the whole snapshot.
+    async fn follow(
+        &self,
+        received: &mut bool,
+        want_whole: &mut bool,
+    ) -> Result<(), tonic::Status> {
         let channel = self
             .auth
             .endpoint(&self.control_plane)
@@ -72,9 +83,15 @@ impl Watcher {
         // Snapshots of millions of keys are far beyond tonic's default 4 MiB message limit.
         let mut client = ConfigServiceClient::with_interceptor(channel.clone(), self.auth.clone())
             .max_decoding_message_size(MAX_SNAPSHOT_BYTES);
+        let (known_epoch, known_version) = match self.store.served() {
+            Some(served) if !*want_whole => served,
+            _ => (String::new(), 0),
+        };
+        *want_whole = false;
         let request = pb::WatchRequest {
             dataplane_id: self.dataplane_id.clone(),
-            known_version: self.store.version().unwrap_or(0),
+            known_version,
+            known_epoch,
         };
         match client.subscribe(request.clone()).await {
             Ok(stream) => {
@@ -83,6 +100,13 @@ impl Watcher {
                     *received = true;
                     match update.update {
                         Some(Update::Snapshot(message)) => self.apply(&channel, *message).await,
+                        Some(Update::KeyDelta(delta)) => {
+                            let follow_on = self.apply_delta(&channel, delta).await;
+                            if !follow_on {
+                                *want_whole = true;
+                                return Ok(());
+                            }
+                        }
                         Some(Update::Health(view)) => self.health.apply_fleet(&view),
                         None => {}
                     }
@@ -152,6 +176,87 @@ impl Watcher {
             reason: verdict.err().unwrap_or_default(),
             quarantined,
         };
+        self.ack(channel, ack).await;
+    }
+
+    /// Applies a key delta over the served snapshot, journals it and acknowledges it. `false`
+    /// when this stream should be left for one that starts whole: the delta does not follow
+    /// the served version, or the journal is full.
+    async fn apply_delta(&self, channel: &Channel, delta: pb::KeyDelta) -> bool {
+        let version = delta.version;
+        if let Some((epoch, served)) = self.store.served()
+            && epoch == delta.epoch
+            && served >= version
+        {
+            return true;
+        }
+        let store = self.store.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            let encoded = delta.encode_to_vec();
+            let keys: Vec<String> = delta.upserted.iter().map(|k| k.hash.clone()).collect();
+            let snapshot = store.prepare_delta(delta)?;
+            Ok::<_, StoreError>((snapshot, encoded, keys))
+        })
+        .await;
+        let (snapshot, encoded, keys) = match prepared {
+            Ok(Ok(prepared)) => prepared,
+            Ok(Err(e)) => {
+                // Not acknowledged as rejected: the whole snapshot follows at once.
+                tracing::warn!(version, error = %e, "key delta not applied; asking for the whole snapshot");
+                return false;
+            }
+            Err(e) => {
+                tracing::error!(version, error = %e, "key delta preparation failed");
+                return false;
+            }
+        };
+        // The ack lists every record the served version sets aside, as for a whole snapshot;
+        // the log names only this delta's.
+        let quarantined: Vec<pb::QuarantinedRecord> = snapshot
+            .quarantine
+            .records()
+            .iter()
+            .map(|record| {
+                if keys.contains(&record.id) {
+                    tracing::error!(version, %record, "snapshot record set aside; what depends on it is refused");
+                }
+                pb::QuarantinedRecord {
+                    kind: record.kind.label().to_owned(),
+                    id: record.id.clone(),
+                    reason: record.reason.clone(),
+                }
+            })
+            .collect();
+        self.store.publish(snapshot);
+        tracing::debug!(version, keys = keys.len(), "key delta published");
+        let store = self.store.clone();
+        let journalled = match tokio::task::spawn_blocking(move || store.journal(&encoded)).await {
+            Ok(Ok(entries)) => entries,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not journal key delta");
+                0
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not journal key delta");
+                0
+            }
+        };
+        self.ack(
+            channel,
+            pb::AckRequest {
+                dataplane_id: self.dataplane_id.clone(),
+                version,
+                accepted: true,
+                reason: String::new(),
+                quarantined,
+            },
+        )
+        .await;
+        journalled < MAX_JOURNAL
+    }
+
+    async fn ack(&self, channel: &Channel, ack: pb::AckRequest) {
+        let version = ack.version;
         if let Err(e) = ConfigServiceClient::with_interceptor(channel.clone(), self.auth.clone())
             .ack(ack)
             .await

@@ -14,7 +14,7 @@ pub enum KeyKind {
 
 /// Kept small because a snapshot may hold millions: ids shared by many keys (owner,
 /// organization, workspace) are interned `Arc<str>`s, and the hash is stored once, as bytes.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ApiKey {
     pub hash: [u8; 32],
     pub kind: KeyKind,
@@ -54,6 +54,134 @@ pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
     well_formed.then_some(hash)
 }
 
+/// Every key of a snapshot: a sorted base, plus the keys changed since it was built.
+///
+/// A whole snapshot builds the base alone. A [`KeyDelta`](switchyard_proto::config::v1::KeyDelta)
+/// of a few keys makes a new index that shares the base and carries a copy of the small overlay
+/// with those keys changed, so applying one costs the same at a thousand keys and at a million.
+/// When the overlay outgrows a fraction of the base it is merged into a new base (one pass over
+/// the keys, already sorted), which keeps lookups at one probe of a small map and one of the base.
+#[derive(Clone, Debug)]
+pub struct KeyIndex {
+    base: Arc<SortedKeys>,
+    /// Keys changed since `base`: `Some` created or replaced, `None` removed.
+    overlay: HashMap<[u8; 32], Option<Arc<ApiKey>>, DigestHasher>,
+    len: usize,
+}
+
+/// The overlay is merged into the base beyond this many keys, or 1/256 of the base if more:
+/// cloning the overlay per delta stays in the tens of microseconds, merging stays rare.
+const MIN_OVERLAY: usize = 1024;
+
+impl KeyIndex {
+    /// Sorts the keys. Hashes must be distinct (the decoder removes duplicates first).
+    pub(crate) fn new(keys: Vec<ApiKey>) -> KeyIndex {
+        let base = SortedKeys::new(keys);
+        KeyIndex {
+            len: base.keys.len(),
+            base: Arc::new(base),
+            overlay: HashMap::default(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every key once, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &ApiKey> {
+        let overlay = &self.overlay;
+        self.base
+            .keys
+            .iter()
+            .filter(move |k| overlay.is_empty() || !overlay.contains_key(&k.hash))
+            .chain(overlay.values().flatten().map(|k| &**k))
+    }
+
+    pub fn get(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
+        if !self.overlay.is_empty()
+            && let Some(changed) = self.overlay.get(hash)
+        {
+            return changed.as_deref();
+        }
+        self.base.get(hash)
+    }
+
+    /// Looks a key up by its hex hash.
+    pub fn get_hex(&self, hash: &str) -> Option<&ApiKey> {
+        parse_hash(hash).and_then(|h| self.get(&h))
+    }
+
+    /// This index with `upserted` keys put in (replacing any of the same hash) and `removed`
+    /// hashes taken out. Shares the base unless the overlay has grown enough to merge.
+    pub(crate) fn with_changes(&self, upserted: Vec<ApiKey>, removed: &[[u8; 32]]) -> KeyIndex {
+        let mut next = self.clone();
+        for hash in removed {
+            if next.get(hash).is_some() {
+                next.len -= 1;
+            }
+            next.overlay.insert(*hash, None);
+        }
+        for key in upserted {
+            if next.get(&key.hash).is_none() {
+                next.len += 1;
+            }
+            next.overlay.insert(key.hash, Some(Arc::new(key)));
+        }
+        if next.overlay.len() > MIN_OVERLAY.max(next.base.keys.len() / 256) {
+            next = next.merged();
+        }
+        next
+    }
+
+    #[cfg(test)]
+    pub(crate) fn overlay_len(&self) -> usize {
+        self.overlay.len()
+    }
+
+    /// The same keys with the overlay merged into a new base.
+    fn merged(&self) -> KeyIndex {
+        let mut keys: Vec<ApiKey> = self.iter().cloned().collect();
+        keys.sort_unstable_by_key(|k| k.hash);
+        KeyIndex::new(keys)
+    }
+}
+
+/// Hashes a key's SHA-256 by its first eight bytes: digests are uniform already.
+#[derive(Clone, Copy, Debug, Default)]
+struct DigestHasher;
+
+impl std::hash::BuildHasher for DigestHasher {
+    type Hasher = LeadHasher;
+    fn build_hasher(&self) -> LeadHasher {
+        LeadHasher(0)
+    }
+}
+
+struct LeadHasher(u64);
+
+impl std::hash::Hasher for LeadHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // `[u8; 32]` hashes as its length, then its bytes: keep the first eight of the bytes.
+        if bytes.len() >= 8 {
+            let mut head = [0u8; 8];
+            head.copy_from_slice(&bytes[..8]);
+            self.0 ^= u64::from_le_bytes(head);
+        } else {
+            for &b in bytes {
+                self.0 = self.0.rotate_left(8) ^ u64::from(b);
+            }
+        }
+    }
+}
+
 /// Keys sorted by their SHA-256, with a radix directory over the digests' leading bits.
 ///
 /// Digests are uniform, so a directory of about n/4 buckets (indexed by the top bits) points
@@ -62,7 +190,7 @@ pub fn parse_hash(text: &str) -> Option<[u8; 32]> {
 /// three memory touches whatever the size, no hashing, and about 9 bytes per key of index
 /// beside the keys themselves (a hash map would waste its empty buckets).
 #[derive(Debug)]
-pub struct KeyIndex {
+struct SortedKeys {
     keys: Vec<ApiKey>,
     /// `leads[i]` is the first 8 bytes (big-endian) of `keys[i].hash`.
     leads: Vec<u64>,
@@ -77,9 +205,8 @@ fn lead(hash: &[u8; 32]) -> u64 {
     u64::from_be_bytes(head)
 }
 
-impl KeyIndex {
-    /// Sorts the keys. Hashes must be distinct (the decoder removes duplicates first).
-    pub(crate) fn new(mut keys: Vec<ApiKey>) -> KeyIndex {
+impl SortedKeys {
+    fn new(mut keys: Vec<ApiKey>) -> SortedKeys {
         keys.sort_unstable_by_key(|k| k.hash);
         keys.dedup_by_key(|k| k.hash);
         keys.shrink_to_fit();
@@ -96,7 +223,7 @@ impl KeyIndex {
             directory.push(i as u32);
         }
         directory.push(leads.len() as u32);
-        KeyIndex {
+        SortedKeys {
             keys,
             leads,
             directory,
@@ -104,19 +231,7 @@ impl KeyIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = &ApiKey> {
-        self.keys.iter()
-    }
-
-    pub fn get(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
+    fn get(&self, hash: &[u8; 32]) -> Option<&ApiKey> {
         let lead = lead(hash);
         let bucket = (lead >> (64 - self.bits)) as usize;
         let start = *self.directory.get(bucket)? as usize;
@@ -132,11 +247,6 @@ impl KeyIndex {
                     .take_while(|k| self::lead(&k.hash) == lead)
                     .find(|k| k.hash == *hash)
             })
-    }
-
-    /// Looks a key up by its hex hash.
-    pub fn get_hex(&self, hash: &str) -> Option<&ApiKey> {
-        parse_hash(hash).and_then(|h| self.get(&h))
     }
 }
 

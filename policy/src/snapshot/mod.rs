@@ -89,6 +89,16 @@ pub struct Workspace {
 pub enum SnapshotError {
     #[error("snapshot has no resources")]
     MissingResources,
+    #[error(
+        "key delta {from_version}→{version} of epoch {epoch} does not follow the served version {served} of epoch {served_epoch}"
+    )]
+    Gap {
+        epoch: String,
+        from_version: u64,
+        version: u64,
+        served_epoch: String,
+        served: u64,
+    },
 }
 
 impl Snapshot {
@@ -132,6 +142,51 @@ impl Snapshot {
             presets: Arc::new(presets),
             quarantine: Arc::new(q),
             models_document,
+        })
+    }
+}
+
+impl Snapshot {
+    /// This snapshot with a key delta applied: the changed keys decoded and validated exactly
+    /// as in a whole snapshot (against this snapshot's workspaces), everything else shared.
+    /// Refused unless the delta follows this very version of this epoch.
+    pub fn apply_key_delta(&self, delta: pb::KeyDelta) -> Result<Snapshot, SnapshotError> {
+        if delta.epoch != self.epoch || delta.from_version != self.version {
+            return Err(SnapshotError::Gap {
+                epoch: delta.epoch,
+                from_version: delta.from_version,
+                version: delta.version,
+                served_epoch: self.epoch.clone(),
+                served: self.version,
+            });
+        }
+        let mut q = Quarantine::clone(&self.quarantine);
+        let mut removed = Vec::with_capacity(delta.removed.len() + delta.upserted.len());
+        for text in delta
+            .removed
+            .iter()
+            .chain(delta.upserted.iter().map(|k| &k.hash))
+        {
+            if let Some(hash) = parse_hash(text) {
+                q.forget_key(hash, text);
+                removed.push(hash);
+            }
+        }
+        let mut interner = Interner::default();
+        let upserted = decode_keys(delta.upserted, &self.workspaces, &mut interner, &mut q);
+        Ok(Snapshot {
+            version: delta.version,
+            epoch: delta.epoch,
+            keys: Arc::new(self.keys.with_changes(upserted, &removed)),
+            quarantine: Arc::new(q),
+            organizations: self.organizations.clone(),
+            workspaces: self.workspaces.clone(),
+            models: self.models.clone(),
+            policies: self.policies.clone(),
+            byok: self.byok.clone(),
+            presets: self.presets.clone(),
+            models_document: self.models_document.clone(),
+            spend_counters_marked: self.spend_counters_marked,
         })
     }
 }
@@ -241,87 +296,24 @@ fn key_index(
     interner: &mut Interner,
     q: &mut Quarantine,
 ) -> KeyIndex {
-    let mut keys = Vec::with_capacity(list.len());
-    for k in list {
-        let Some(hash) = parse_hash(&k.hash) else {
-            q.record(
-                RecordKind::Key,
-                &k.hash,
-                "hash is not 64 lowercase hex digits",
-            );
-            continue;
-        };
-        let mut failure = None;
-        let kind = match pb::KeyKind::try_from(k.kind) {
-            Ok(pb::KeyKind::Inference) => KeyKind::Inference,
-            Ok(pb::KeyKind::Management) => KeyKind::Management,
-            _ => {
-                failure = Some(format!("unknown kind {}", k.kind));
-                // Refused anyway; inference is the kind that can spend.
-                KeyKind::Inference
-            }
-        };
-        let limit_window = match pb::LimitReset::try_from(k.limit_reset) {
-            Ok(pb::LimitReset::Daily) => Window::Daily,
-            Ok(pb::LimitReset::Weekly) => Window::Weekly,
-            Ok(pb::LimitReset::Monthly) => Window::Monthly,
-            Ok(pb::LimitReset::Never | pb::LimitReset::Unspecified) => Window::Lifetime,
-            Err(_) => {
-                failure.get_or_insert(format!("unknown limit reset {}", k.limit_reset));
-                Window::Lifetime
-            }
-        };
-        // A malformed lineage would count the key's limits afresh: refused, like a bad limit.
-        let lineage = match k.limit_lineage.as_str() {
-            "" => None,
-            text => {
-                let parsed = parse_hash(text);
-                if parsed.is_none() {
-                    failure.get_or_insert("limit lineage is not a key hash".to_owned());
-                }
-                parsed.filter(|l| *l != hash)
-            }
-        };
-        let limit = match Money::parse_optional(&k.limit_usd) {
-            Ok(limit) => limit,
-            Err(e) => {
-                failure.get_or_insert(format!("limit: {e}"));
-                // Refused anyway; a zero limit would also refuse any spend.
-                Some(Money::ZERO)
-            }
-        };
-        match workspaces.get(&k.workspace_id) {
-            None => {
-                failure.get_or_insert(format!("unknown workspace {}", k.workspace_id));
-            }
-            Some(w) if w.organization_id != k.organization_id => {
-                failure.get_or_insert(format!(
-                    "workspace {} is not in organization {}",
-                    k.workspace_id, k.organization_id
-                ));
-            }
-            Some(_) => {}
-        }
-        if let Some(reason) = failure {
-            q.record(RecordKind::Key, &k.hash, reason);
-            q.block_key(hash, RecordKind::Key, &k.hash);
-        }
-        keys.push(ApiKey {
-            hash,
-            kind,
-            owner_user_id: interner.intern(k.owner_user_id),
-            organization_id: interner.intern(k.organization_id),
-            workspace_id: interner.intern(k.workspace_id),
-            disabled: k.disabled,
-            expires_at_ms: (k.expires_at_ms > 0).then_some(k.expires_at_ms),
-            limit,
-            limit_window,
-            include_byok_in_limit: k.include_byok_in_limit,
-            lineage: lineage.map(Box::new),
-        });
-    }
-    // Two records claiming one hash: neither can be trusted to be the key meant. Sorted here
-    // (the index sorts again, cheaply) so that a million keys need no map to find them.
+    let keys = decode_keys(list, workspaces, interner, q);
+    KeyIndex::new(keys)
+}
+
+/// Decodes keys (see [`key_index`]), sorted by hash. Two records claiming one hash: neither can
+/// be trusted to be the key meant, so both are blocked.
+fn decode_keys(
+    list: Vec<pb::Key>,
+    workspaces: &HashMap<String, Workspace>,
+    interner: &mut Interner,
+    q: &mut Quarantine,
+) -> Vec<ApiKey> {
+    let mut keys: Vec<ApiKey> = list
+        .into_iter()
+        .filter_map(|k| decode_key(k, workspaces, interner, q))
+        .collect();
+    // Sorted here (the index sorts again, cheaply) so that a million keys need no map to find
+    // duplicates.
     keys.sort_unstable_by_key(|k| k.hash);
     for pair in keys.windows(2) {
         if pair[0].hash == pair[1].hash {
@@ -330,7 +322,91 @@ fn key_index(
             q.block_key(pair[0].hash, RecordKind::Key, &hex);
         }
     }
-    KeyIndex::new(keys)
+    keys
+}
+
+fn decode_key(
+    k: pb::Key,
+    workspaces: &HashMap<String, Workspace>,
+    interner: &mut Interner,
+    q: &mut Quarantine,
+) -> Option<ApiKey> {
+    let Some(hash) = parse_hash(&k.hash) else {
+        q.record(
+            RecordKind::Key,
+            &k.hash,
+            "hash is not 64 lowercase hex digits",
+        );
+        return None;
+    };
+    let mut failure = None;
+    let kind = match pb::KeyKind::try_from(k.kind) {
+        Ok(pb::KeyKind::Inference) => KeyKind::Inference,
+        Ok(pb::KeyKind::Management) => KeyKind::Management,
+        _ => {
+            failure = Some(format!("unknown kind {}", k.kind));
+            // Refused anyway; inference is the kind that can spend.
+            KeyKind::Inference
+        }
+    };
+    let limit_window = match pb::LimitReset::try_from(k.limit_reset) {
+        Ok(pb::LimitReset::Daily) => Window::Daily,
+        Ok(pb::LimitReset::Weekly) => Window::Weekly,
+        Ok(pb::LimitReset::Monthly) => Window::Monthly,
+        Ok(pb::LimitReset::Never | pb::LimitReset::Unspecified) => Window::Lifetime,
+        Err(_) => {
+            failure.get_or_insert(format!("unknown limit reset {}", k.limit_reset));
+            Window::Lifetime
+        }
+    };
+    // A malformed lineage would count the key's limits afresh: refused, like a bad limit.
+    let lineage = match k.limit_lineage.as_str() {
+        "" => None,
+        text => {
+            let parsed = parse_hash(text);
+            if parsed.is_none() {
+                failure.get_or_insert("limit lineage is not a key hash".to_owned());
+            }
+            parsed.filter(|l| *l != hash)
+        }
+    };
+    let limit = match Money::parse_optional(&k.limit_usd) {
+        Ok(limit) => limit,
+        Err(e) => {
+            failure.get_or_insert(format!("limit: {e}"));
+            // Refused anyway; a zero limit would also refuse any spend.
+            Some(Money::ZERO)
+        }
+    };
+    match workspaces.get(&k.workspace_id) {
+        None => {
+            failure.get_or_insert(format!("unknown workspace {}", k.workspace_id));
+        }
+        Some(w) if w.organization_id != k.organization_id => {
+            failure.get_or_insert(format!(
+                "workspace {} is not in organization {}",
+                k.workspace_id, k.organization_id
+            ));
+        }
+        Some(_) => {}
+    }
+    if let Some(reason) = failure {
+        q.record(RecordKind::Key, &k.hash, reason);
+        q.block_key(hash, RecordKind::Key, &k.hash);
+    }
+    Some(ApiKey {
+        hash,
+        kind,
+        owner_user_id: interner.intern(k.owner_user_id),
+        organization_id: interner.intern(k.organization_id),
+        workspace_id: interner.intern(k.workspace_id),
+        disabled: k.disabled,
+        expires_at_ms: (k.expires_at_ms > 0).then_some(k.expires_at_ms),
+        limit,
+        limit_window,
+        include_byok_in_limit: k.include_byok_in_limit,
+        lineage: lineage.map(Box::new),
+    })
 }
 
 /// Models. An endpoint that fails is left out of its model's routes; a model with no valid

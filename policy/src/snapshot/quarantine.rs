@@ -94,7 +94,7 @@ pub struct Blocked {
     pub id: Arc<str>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Quarantine {
     records: Vec<Quarantined>,
     keys: HashMap<[u8; 32], Blocked>,
@@ -155,6 +155,27 @@ impl Quarantine {
         self.keys
             .entry(hash)
             .or_insert_with(|| Self::cause(kind, id));
+    }
+
+    /// Forgets what the key's own record caused (before a changed record of it is decoded):
+    /// its records and its block, unless its guardrail assignment also blocks it.
+    pub(crate) fn forget_key(&mut self, hash: [u8; 32], id: &str) {
+        self.records
+            .retain(|r| !(r.kind == RecordKind::Key && r.id == id));
+        if self
+            .keys
+            .get(&hash)
+            .is_some_and(|b| b.kind == RecordKind::Key)
+        {
+            self.keys.remove(&hash);
+            if self
+                .records
+                .iter()
+                .any(|r| r.kind == RecordKind::KeyGuardrails && r.id == id)
+            {
+                self.block_key(hash, RecordKind::KeyGuardrails, id);
+            }
+        }
     }
 
     pub(crate) fn block_member(

@@ -446,3 +446,174 @@ fn snapshots_without_resources_are_refused_whole() {
         Err(SnapshotError::MissingResources)
     ));
 }
+
+mod key_deltas {
+    use super::*;
+
+    fn key(n: u64, workspace: &str, disabled: bool) -> pb::Key {
+        pb::Key {
+            hash: key_hash(1000 + n as usize),
+            kind: pb::KeyKind::Inference as i32,
+            owner_user_id: USER.into(),
+            organization_id: ORG.into(),
+            workspace_id: workspace.into(),
+            disabled,
+            limit_usd: if n.is_multiple_of(3) {
+                "5".into()
+            } else {
+                String::new()
+            },
+            ..Default::default()
+        }
+    }
+
+    /// What a snapshot serves, in a form two snapshots can be compared by: every key with why
+    /// it is refused, and the quarantine records, sorted.
+    fn served(s: &Snapshot) -> (Vec<String>, Vec<String>) {
+        let mut keys: Vec<String> = s
+            .keys
+            .iter()
+            .map(|k| format!("{k:?} blocked={:?}", s.quarantine.blocking(k)))
+            .collect();
+        keys.sort();
+        let mut records = records(s);
+        records.sort();
+        (keys, records)
+    }
+
+    /// A whole snapshot of `keys` at `version`.
+    fn whole(keys: &std::collections::BTreeMap<String, pb::Key>, version: u64) -> Snapshot {
+        SnapshotBuilder::new()
+            .epoch("e1")
+            .version(version)
+            .edit(|r| r.keys = keys.values().cloned().collect())
+            .build()
+    }
+
+    #[test]
+    fn deltas_serve_exactly_what_the_whole_snapshot_of_the_same_keys_serves() {
+        let mut keys = std::collections::BTreeMap::new();
+        for n in 0..300 {
+            let k = key(n, WORKSPACE, false);
+            keys.insert(k.hash.clone(), k);
+        }
+        let mut live = whole(&keys, 1);
+        // A fixed pseudo-random walk: creations, changes, removals and invalid records, enough
+        // of them to merge the overlay into the base more than once.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |bound: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % bound
+        };
+        let mut merged = 0;
+        for version in 2..700u64 {
+            let mut delta = pb::KeyDelta {
+                epoch: "e1".into(),
+                from_version: version - 1,
+                version,
+                ..Default::default()
+            };
+            for _ in 0..1 + next(8) {
+                let n = next(2000);
+                match next(5) {
+                    0 => {
+                        let hash = key_hash(1000 + n as usize);
+                        keys.remove(&hash);
+                        delta.removed.push(hash);
+                    }
+                    // An unknown workspace: kept and blocked, as in a whole snapshot.
+                    1 => delta.upserted.push(key(n, "ws-missing", false)),
+                    2 => delta.upserted.push(key(n, WORKSPACE, true)),
+                    _ => delta.upserted.push(key(n, WORKSPACE, false)),
+                }
+            }
+            // The last record of a hash wins, as in the store; a delta carries each once.
+            let mut seen = std::collections::HashSet::new();
+            delta.upserted.reverse();
+            delta.upserted.retain(|k| seen.insert(k.hash.clone()));
+            delta.removed.retain(|h| !seen.contains(h));
+            for k in &delta.upserted {
+                keys.insert(k.hash.clone(), k.clone());
+            }
+            let before = live.keys.len();
+            let overlay = live.keys.overlay_len();
+            live = live.apply_key_delta(delta).unwrap();
+            if live.keys.overlay_len() < overlay {
+                merged += 1;
+            }
+            if live.keys.len() != before || version % 50 == 0 {
+                let expected = whole(&keys, version);
+                assert_eq!(live.keys.len(), expected.keys.len(), "version {version}");
+                assert_eq!(served(&live), served(&expected), "version {version}");
+                for h in keys.keys() {
+                    assert!(live.keys.get_hex(h).is_some(), "{h} at {version}");
+                }
+            }
+        }
+        assert_eq!(live.version, 699);
+        assert!(
+            merged > 0,
+            "the overlay was merged into the base at least once"
+        );
+    }
+
+    #[test]
+    fn a_delta_that_does_not_follow_the_served_version_is_refused() {
+        let s = SnapshotBuilder::new()
+            .epoch("e1")
+            .version(5)
+            .with_inference_key()
+            .build();
+        let delta = |epoch: &str, from_version| pb::KeyDelta {
+            epoch: epoch.into(),
+            from_version,
+            version: from_version + 1,
+            removed: vec![key_hash(0)],
+            ..Default::default()
+        };
+        for (epoch, from) in [("e1", 4), ("e1", 6), ("e2", 5)] {
+            assert!(matches!(
+                s.apply_key_delta(delta(epoch, from)),
+                Err(SnapshotError::Gap { .. })
+            ));
+        }
+        let next = s.apply_key_delta(delta("e1", 5)).unwrap();
+        assert_eq!(next.version, 6);
+        assert!(next.keys.get(&hash(0)).is_none());
+        assert!(
+            s.keys.get(&hash(0)).is_some(),
+            "the served snapshot is untouched"
+        );
+    }
+
+    #[test]
+    fn a_fixed_key_is_no_longer_blocked_and_a_broken_one_is() {
+        let s = SnapshotBuilder::new()
+            .epoch("e1")
+            .version(1)
+            .with_inference_key_where(|k| k.workspace_id = "ws-missing".into())
+            .build();
+        assert_eq!(blocked(&s, 0), Some(format!("key {}", key_hash(0))));
+        let mut fixed = s.keys.get(&hash(0)).map(|_| pb::Key {
+            hash: key_hash(0),
+            kind: pb::KeyKind::Inference as i32,
+            owner_user_id: USER.into(),
+            organization_id: ORG.into(),
+            workspace_id: WORKSPACE.into(),
+            ..Default::default()
+        });
+        let s = s
+            .apply_key_delta(pb::KeyDelta {
+                epoch: "e1".into(),
+                from_version: 1,
+                version: 2,
+                upserted: fixed.take().into_iter().collect(),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(blocked(&s, 0), None);
+        assert!(s.quarantine.is_empty());
+    }
+}
