@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v nginx >/dev/null 2>&1 || { echo "bench needs nginx: apt-get install -y nginx-light" >&2; exit 1; }
+command -v sqlite3 >/dev/null 2>&1 || { echo "bench needs sqlite3 (the propagation scenario fills the store): apt-get install -y sqlite3" >&2; exit 1; }
 venv=bench/.litellm
 if [ ! -f "$venv/.installed" ] || [ bench/litellm-requirements.txt -nt "$venv/.installed" ]; then
   if python3 -m venv "$venv" &&

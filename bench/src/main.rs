@@ -94,7 +94,7 @@ struct Args {
     #[arg(long)]
     no_variants: bool,
     /// Key counts of the propagation scenario (comma-separated, ascending).
-    #[arg(long, value_delimiter = ',', default_value = "1000")]
+    #[arg(long, value_delimiter = ',', default_value = "1000,1000000")]
     propagation_keys: Vec<usize>,
     /// Changes timed at each key count.
     #[arg(long, default_value_t = 20)]

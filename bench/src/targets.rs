@@ -211,6 +211,24 @@ impl Switchyard {
         self.dp.0.id()
     }
 
+    /// Runs `sql` on the control plane's SQLite store with the `sqlite3` shell, beside the
+    /// running control plane (WAL; waits up to 60 s for its lock); returns what it printed.
+    pub fn store_sql(&self, sql: &str) -> anyhow::Result<String> {
+        let db = self.dir.join("switchyard/controlplane/switchyard.db");
+        let out = std::process::Command::new("sqlite3")
+            .args(["-cmd", ".timeout 60000"])
+            .arg(&db)
+            .arg(sql)
+            .output()
+            .map_err(|e| anyhow::anyhow!("sqlite3 (apt-get install sqlite3): {e}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "sqlite3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Another dataplane of this deployment (same control plane and spend store) on its own
     /// port, with `extra` flags, pinned like the first.
     pub async fn extra_dataplane(

@@ -138,11 +138,31 @@ impl Store {
         rows.iter().map(key).collect()
     }
 
+    /// Every key, by hash. Read in pages, each on a connection of its own: SQLite's pool has one
+    /// connection, and a million keys in one query would hold it past other requests' acquire
+    /// timeout. (Pages are separate reads, as the snapshot's tables already are: a key written
+    /// meanwhile is published again in the next version.)
     pub async fn all_keys(&self) -> Result<Vec<KeyRow>, StoreError> {
-        let rows = sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY hash"))
+        const PAGE: i64 = 10_000;
+        let mut keys = Vec::new();
+        let mut after = String::new();
+        loop {
+            let rows = sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM api_keys WHERE hash > $1 ORDER BY hash LIMIT $2"
+            ))
+            .bind(&after)
+            .bind(PAGE)
             .fetch_all(&mut *self.conn().await?)
             .await?;
-        rows.iter().map(key).collect()
+            let full = i64::try_from(rows.len()).ok() == Some(PAGE);
+            for row in &rows {
+                keys.push(key(row)?);
+            }
+            match keys.last() {
+                Some(last) if full => after.clone_from(&last.hash),
+                _ => return Ok(keys),
+            }
+        }
     }
 
     /// Applies a patch; returns the updated key, or `None` if it does not exist.
