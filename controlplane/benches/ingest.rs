@@ -2,9 +2,11 @@
 //!
 //! Batches of usage events as dataplanes send them (512 each, realistic fields, one provider
 //! attempt each) through the gRPC service's handler (`UsageApi::report`: validation, conversion,
-//! the batched insert), on a single-threaded runtime, into a throwaway SQLite database and a
-//! throwaway PostgreSQL database (the local server, or `SWITCHYARD_TEST_POSTGRES`). Prints events
-//! per second for each; the goal is at least 50,000.
+//! the group-committed insert), on a single-threaded runtime, into a throwaway SQLite database
+//! and a throwaway PostgreSQL database (the local server, or `SWITCHYARD_TEST_POSTGRES`): from
+//! one dataplane (each batch sent when the last is acknowledged) and from a fleet of
+//! `INGEST_SENDERS` (8) sending at once. Prints events per second for each; the goal is at
+//! least 50,000.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -60,26 +62,40 @@ fn batch(start: usize) -> UsageBatch {
     }
 }
 
-async fn run(name: &str, db: &Database, events: usize) {
-    let api = UsageApi {
-        store: Store::open(&db.url).await.unwrap(),
-    };
+async fn run(name: &str, db: &Database, events: usize, senders: usize) {
+    let api = std::rc::Rc::new(UsageApi::new(Store::open(&db.url).await.unwrap()));
     // Built beforehand: the dataplanes' encoding is not the control plane's cost.
-    let batches: Vec<UsageBatch> = (0..events / BATCH).map(|b| batch(b * BATCH)).collect();
+    let mut batches: Vec<Vec<UsageBatch>> = (0..senders).map(|_| Vec::new()).collect();
+    for b in 0..events / BATCH {
+        batches[b % senders].push(batch(b * BATCH));
+    }
     let started = Instant::now();
+    let tasks: Vec<_> = batches
+        .into_iter()
+        .map(|mine| {
+            let api = api.clone();
+            tokio::task::spawn_local(async move {
+                let mut recorded = 0u64;
+                for b in mine {
+                    let ack = api
+                        .report(tonic::Request::new(b))
+                        .await
+                        .unwrap()
+                        .into_inner();
+                    recorded += u64::from(ack.recorded);
+                }
+                recorded
+            })
+        })
+        .collect();
     let mut recorded = 0u64;
-    for b in batches {
-        let ack = api
-            .report(tonic::Request::new(b))
-            .await
-            .unwrap()
-            .into_inner();
-        recorded += u64::from(ack.recorded);
+    for t in tasks {
+        recorded += t.await.unwrap();
     }
     let seconds = started.elapsed().as_secs_f64();
     assert_eq!(recorded as usize, events / BATCH * BATCH);
     println!(
-        "{name:<10} {recorded} events in {seconds:.2} s: {:>7.0} events/s (batches of {BATCH}, one core)",
+        "{name:<10} {senders:>2} sender(s) {recorded} events in {seconds:.2} s: {:>7.0} events/s (batches of {BATCH}, one core)",
         recorded as f64 / seconds
     );
 }
@@ -93,12 +109,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
-        let sqlite = Database::sqlite();
-        run("sqlite", &sqlite, events).await;
-        sqlite.drop().await;
-        let postgres = Database::postgres().await;
-        run("postgres", &postgres, events).await;
-        postgres.drop().await;
+    let senders: usize = std::env::var("INGEST_SENDERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        for senders in [1, senders] {
+            let sqlite = Database::sqlite();
+            run("sqlite", &sqlite, events, senders).await;
+            sqlite.drop().await;
+            let postgres = Database::postgres().await;
+            run("postgres", &postgres, events, senders).await;
+            postgres.drop().await;
+        }
     });
 }

@@ -12,6 +12,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::WatchStream;
 use tonic::{Request, Response, Status};
 
+use crate::ingest::Ingest;
 use crate::publisher::{AckRecord, Publisher, quarantined};
 use crate::store::{Generation, Store};
 
@@ -125,7 +126,16 @@ impl ConfigService for ConfigApi {
 }
 
 pub struct UsageApi {
-    pub store: Store,
+    ingest: Ingest,
+}
+
+impl UsageApi {
+    /// Starts the ingest writer (group commit) on the current runtime.
+    pub fn new(store: Store) -> UsageApi {
+        UsageApi {
+            ingest: Ingest::start(store),
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -152,14 +162,10 @@ impl UsageService for UsageApi {
             }
         }
         let total = generations.len() as u32;
-        let recorded = self
-            .store
-            .insert_generations(&generations)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "usage batch not recorded");
-                Status::unavailable("usage store unavailable")
-            })? as u32;
+        let recorded = self.ingest.record(generations).await.map_err(|e| {
+            tracing::error!(error = %e, "usage batch not recorded");
+            Status::unavailable("usage store unavailable")
+        })? as u32;
         Ok(Response::new(usage::UsageAck {
             recorded,
             duplicates: total - recorded,

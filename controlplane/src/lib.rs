@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod config;
 pub mod grpc;
 pub mod health;
+pub mod ingest;
 pub mod keys;
 pub mod manage;
 pub mod publisher;

@@ -170,9 +170,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             dataplane_token.clone(),
         ))
         .add_service(UsageServiceServer::with_interceptor(
-            UsageApi {
-                store: store.clone(),
-            },
+            UsageApi::new(store.clone()),
             dataplane_token,
         ))
         .serve_with_shutdown(config.grpc_listen, shutdown_signal());

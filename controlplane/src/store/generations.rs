@@ -50,77 +50,111 @@ const COLUMNS: &str = "id, key_hash, organization_id, workspace_id, model, provi
     is_byok, app_title, dataplane_id, provider_responses, preset_id, preset_version, session_id, \
     external_user, cache_write_tokens";
 const COLUMN_COUNT: usize = 29;
+/// 29 columns: within SQLite's and PostgreSQL's bind limits.
+const ROWS_PER_INSERT: usize = 200;
+
+/// The insert statement for `rows` rows; a full chunk's is built once per dialect.
+fn insert_sql(sqlite: bool, rows: usize) -> std::borrow::Cow<'static, str> {
+    use std::sync::OnceLock;
+    static FULL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    if rows == ROWS_PER_INSERT {
+        let full = FULL[usize::from(sqlite)].get_or_init(|| build_insert_sql(sqlite, rows));
+        return std::borrow::Cow::Borrowed(full.as_str());
+    }
+    std::borrow::Cow::Owned(build_insert_sql(sqlite, rows))
+}
+
+fn build_insert_sql(sqlite: bool, rows: usize) -> String {
+    let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for col in 0..COLUMN_COUNT {
+            if col > 0 {
+                sql.push(',');
+            }
+            // SQLite gets anonymous parameters, bound in order: with `$N` names, sqlx asks
+            // SQLite each parameter's name, a scan of the name list, so binding a 5,600-parameter
+            // statement was quadratic (80% of the control plane's CPU at 3,000 generations a
+            // second, measured with perf).
+            if sqlite {
+                sql.push('?');
+            } else {
+                let _ = write!(sql, "${}", row * COLUMN_COUNT + col + 1);
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    sql
+}
 
 impl Store {
     /// Records generations; a generation id seen before is ignored (idempotent ingest).
-    /// Returns how many were new. Rows go in multi-row statements (one per `ROWS_PER_INSERT`)
-    /// inside one transaction: ingest runs at the request rate of every dataplane.
+    /// Returns how many were new.
     pub async fn insert_generations(&self, generations: &[Generation]) -> Result<u64, StoreError> {
-        const ROWS_PER_INSERT: usize = 200; // 29 columns: within SQLite's and PostgreSQL's bind limits
+        Ok(self
+            .insert_generation_groups(&[generations])
+            .await?
+            .into_iter()
+            .sum())
+    }
+
+    /// Records several groups of generations in one transaction (group commit: one commit, and
+    /// each index page touched once, for every group); returns how many of each group were new.
+    /// Rows go in multi-row statements of `ROWS_PER_INSERT`, never spanning two groups.
+    pub async fn insert_generation_groups(
+        &self,
+        groups: &[&[Generation]],
+    ) -> Result<Vec<u64>, StoreError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
-        let mut inserted = 0;
-        for chunk in generations.chunks(ROWS_PER_INSERT) {
-            let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
-            for row in 0..chunk.len() {
-                if row > 0 {
-                    sql.push(',');
+        let mut counts = Vec::with_capacity(groups.len());
+        for group in groups {
+            let mut inserted = 0;
+            for chunk in group.chunks(ROWS_PER_INSERT) {
+                let sql = insert_sql(self.sqlite, chunk.len());
+                let mut query = sqlx::query(&sql);
+                for g in chunk {
+                    query = query
+                        .bind(&g.id)
+                        .bind(&g.key_hash)
+                        .bind(&g.organization_id)
+                        .bind(&g.workspace_id)
+                        .bind(&g.model)
+                        .bind(&g.provider_id)
+                        .bind(&g.upstream_model)
+                        .bind(&g.upstream_id)
+                        .bind(g.created_at)
+                        .bind(g.prompt_tokens)
+                        .bind(g.completion_tokens)
+                        .bind(g.cached_tokens)
+                        .bind(g.reasoning_tokens)
+                        .bind(g.cost_usd.clone())
+                        .bind(flag(g.streamed))
+                        .bind(g.finish_reason.clone())
+                        .bind(g.latency_ms)
+                        .bind(g.ttfb_ms)
+                        .bind(g.status)
+                        .bind(flag(g.cancelled))
+                        .bind(flag(g.is_byok))
+                        .bind(&g.app_title)
+                        .bind(&g.dataplane_id)
+                        .bind(g.provider_responses.clone())
+                        .bind(g.preset_id.clone())
+                        .bind(g.preset_version)
+                        .bind(g.session_id.clone())
+                        .bind(g.external_user.clone())
+                        .bind(g.cache_write_tokens);
                 }
-                sql.push('(');
-                for col in 0..COLUMN_COUNT {
-                    if col > 0 {
-                        sql.push(',');
-                    }
-                    // SQLite gets anonymous parameters, bound in order: with `$N` names, sqlx
-                    // asks SQLite each parameter's name, a scan of the name list, so binding a
-                    // 5,600-parameter statement was quadratic (80% of the control plane's CPU
-                    // at 3,000 generations a second, measured with perf).
-                    if self.sqlite {
-                        sql.push('?');
-                    } else {
-                        let _ = write!(sql, "${}", row * COLUMN_COUNT + col + 1);
-                    }
-                }
-                sql.push(')');
+                inserted += query.execute(&mut *tx).await?.rows_affected();
             }
-            sql.push_str(" ON CONFLICT (id) DO NOTHING");
-            let mut query = sqlx::query(&sql);
-            for g in chunk {
-                query = query
-                    .bind(&g.id)
-                    .bind(&g.key_hash)
-                    .bind(&g.organization_id)
-                    .bind(&g.workspace_id)
-                    .bind(&g.model)
-                    .bind(&g.provider_id)
-                    .bind(&g.upstream_model)
-                    .bind(&g.upstream_id)
-                    .bind(g.created_at)
-                    .bind(g.prompt_tokens)
-                    .bind(g.completion_tokens)
-                    .bind(g.cached_tokens)
-                    .bind(g.reasoning_tokens)
-                    .bind(g.cost_usd.clone())
-                    .bind(flag(g.streamed))
-                    .bind(g.finish_reason.clone())
-                    .bind(g.latency_ms)
-                    .bind(g.ttfb_ms)
-                    .bind(g.status)
-                    .bind(flag(g.cancelled))
-                    .bind(flag(g.is_byok))
-                    .bind(&g.app_title)
-                    .bind(&g.dataplane_id)
-                    .bind(g.provider_responses.clone())
-                    .bind(g.preset_id.clone())
-                    .bind(g.preset_version)
-                    .bind(g.session_id.clone())
-                    .bind(g.external_user.clone())
-                    .bind(g.cache_write_tokens);
-            }
-            inserted += query.execute(&mut *tx).await?.rows_affected();
+            counts.push(inserted);
         }
         tx.commit().await?;
-        Ok(inserted)
+        Ok(counts)
     }
 
     pub async fn generation(&self, id: &str) -> Result<Option<Generation>, StoreError> {
