@@ -1,7 +1,7 @@
 //! The gRPC side of the control plane: snapshot streams to dataplanes and usage ingest.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
 
 use futures::Stream;
 use switchyard_proto::config::v1 as config;
@@ -39,9 +39,10 @@ impl ConfigService for ConfigApi {
             "dataplane connected"
         );
         // WatchStream yields the current snapshot at once, then every newer one, whole: this
-        // stream's dataplanes know no deltas.
-        let stream =
-            WatchStream::new(self.publisher.subscribe()).map(|published| Ok(published.as_whole()));
+        // stream's dataplanes know no deltas. Made off the executor (it may copy every key).
+        let stream = WatchStream::new(self.publisher.subscribe())
+            .then(|published| tokio::task::spawn_blocking(move || published.as_whole()))
+            .filter_map(|whole| whole.ok().map(Ok));
         Ok(Response::new(Box::pin(stream)))
     }
 
@@ -61,19 +62,40 @@ impl ConfigService for ConfigApi {
         // never waits behind a snapshot build, nor a snapshot behind health. Snapshots go whole
         // at first (unless the dataplane serves a version the deltas kept start from), then as
         // the key deltas since the version last sent, or whole where deltas cannot bridge.
-        let mut sent = (!request.known_epoch.is_empty())
-            .then(|| (request.known_epoch.clone(), request.known_version));
-        let snapshots = futures::StreamExt::flat_map(
-            WatchStream::new(self.publisher.subscribe()),
-            move |published| {
-                let updates = published.updates_since(sent.as_ref().map(|(e, v)| (e.as_str(), *v)));
-                sent = Some((published.epoch.clone(), published.version));
-                futures::stream::iter(updates.into_iter().map(|update| {
-                    Ok(config::ConfigUpdate {
-                        update: Some(update),
+        let sent = Arc::new(StdMutex::new(
+            (!request.known_epoch.is_empty())
+                .then(|| (request.known_epoch.clone(), request.known_version)),
+        ));
+        let snapshots = futures::StreamExt::flatten(
+            WatchStream::new(self.publisher.subscribe()).then(move |published| {
+                let sent = sent.clone();
+                async move {
+                    let since = sent.lock().ok().and_then(|s| s.clone());
+                    let updates = tokio::task::spawn_blocking(move || {
+                        let updates =
+                            published.updates_since(since.as_ref().map(|(e, v)| (e.as_str(), *v)));
+                        // Nothing sent: the dataplane is there or ahead, and stays the base.
+                        let now = if updates.is_empty() {
+                            since
+                        } else {
+                            Some((published.epoch.clone(), published.version))
+                        };
+                        (updates, now)
                     })
-                }))
-            },
+                    .await;
+                    // A failed task sends nothing and forgets the base: the next version goes
+                    // whole.
+                    let (updates, now) = updates.unwrap_or_default();
+                    if let Ok(mut sent) = sent.lock() {
+                        *sent = now;
+                    }
+                    tokio_stream::iter(updates.into_iter().map(|update| {
+                        Ok(config::ConfigUpdate {
+                            update: Some(update),
+                        })
+                    }))
+                }
+            }),
         );
         let health = WatchStream::new(self.publisher.health.subscribe()).map(|view| {
             Ok(config::ConfigUpdate {

@@ -25,7 +25,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex as StdMutex};
+use std::sync::{Arc, Mutex as StdMutex, OnceLock};
 use std::time::Duration;
 
 use switchyard_policy::Snapshot;
@@ -77,6 +77,8 @@ pub struct Published {
     /// Recent key deltas in order, the last ending at `version`: they hold at least every
     /// version after `whole`'s.
     pub deltas: Arc<VecDeque<Arc<pb::KeyDelta>>>,
+    /// `whole` brought forward to `version`, made the first time it is needed.
+    whole_now: OnceLock<Arc<pb::Snapshot>>,
 }
 
 impl Published {
@@ -87,11 +89,13 @@ impl Published {
             decoded: Arc::new(decoded),
             whole: Arc::new(message),
             deltas: Arc::default(),
+            whole_now: OnceLock::new(),
         }
     }
 
     /// What a subscriber needs to reach this version, given the version it was last sent:
-    /// nothing, the deltas since, or the whole snapshot and the deltas after it.
+    /// nothing (it is there, or ahead), the deltas since, or this version whole. May copy every
+    /// key (see `whole_now`): call it off the async executor.
     pub fn updates_since(&self, sent: Option<(&str, u64)>) -> Vec<pb::config_update::Update> {
         use pb::config_update::Update;
         if let Some((epoch, version)) = sent
@@ -108,28 +112,41 @@ impl Published {
                     .collect();
             }
         }
-        let mut updates = vec![Update::Snapshot(Box::new(pb::Snapshot::clone(&self.whole)))];
-        updates.extend(
-            self.deltas
-                .iter()
-                .filter(|d| d.version > self.whole.version)
-                .map(|d| Update::KeyDelta(pb::KeyDelta::clone(d))),
-        );
-        updates
+        // This very version: a dataplane ahead of the last whole snapshot (reconnecting, or
+        // coming from another replica) would refuse an older one.
+        vec![Update::Snapshot(Box::new(pb::Snapshot::clone(
+            &self.whole_now(),
+        )))]
     }
 
-    /// This version as one whole snapshot (the deltas applied to the last whole one): for
-    /// subscribers that know no deltas. Costs a copy of every key.
-    pub fn as_whole(&self) -> pb::Snapshot {
-        let mut message = pb::Snapshot::clone(&self.whole);
-        let after: Vec<&pb::KeyDelta> = self
+    /// This version as one whole snapshot: the last whole one with the deltas after it applied,
+    /// made once per version (a copy of every key) and shared by every subscriber that needs it.
+    pub fn whole_now(&self) -> Arc<pb::Snapshot> {
+        if self
             .deltas
-            .iter()
-            .filter(|d| d.version > message.version)
-            .map(|d| &**d)
-            .collect();
-        apply_deltas(&mut message, &after);
-        message
+            .back()
+            .is_none_or(|d| d.version <= self.whole.version)
+        {
+            return self.whole.clone();
+        }
+        self.whole_now
+            .get_or_init(|| {
+                let mut message = pb::Snapshot::clone(&self.whole);
+                let after: Vec<&pb::KeyDelta> = self
+                    .deltas
+                    .iter()
+                    .filter(|d| d.version > message.version)
+                    .map(|d| &**d)
+                    .collect();
+                apply_deltas(&mut message, &after);
+                Arc::new(message)
+            })
+            .clone()
+    }
+
+    /// `whole_now`, owned: for subscribers that know no deltas, and tests.
+    pub fn as_whole(&self) -> pb::Snapshot {
+        pb::Snapshot::clone(&self.whole_now())
     }
 }
 
@@ -291,7 +308,7 @@ impl Publisher {
                 if since_whole >= COMPACT_AFTER {
                     self.compact();
                 }
-                if version.is_multiple_of(256)
+                if version / 256 > current.version / 256
                     && let Err(e) = self
                         .store
                         .prune_changes(version.saturating_sub(KEEP_CHANGES))
@@ -375,6 +392,7 @@ impl Publisher {
             decoded: Arc::new(decoded),
             whole,
             deltas: Arc::new(deltas),
+            whole_now: OnceLock::new(),
         }))
     }
 
@@ -384,15 +402,23 @@ impl Publisher {
         if self.compacting.swap(true, Ordering::AcqRel) {
             return;
         }
+        /// Lets the next compaction start however this one ends.
+        struct Done(Arc<AtomicBool>);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Release);
+            }
+        }
+        let done = Done(self.compacting.clone());
         let current = self.tx.borrow().clone();
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
-            let message = current.as_whole();
+            let _done = done;
+            let message = current.whole_now();
             if let Ok(mut compacted) = this.compacted.lock() {
-                *compacted = Some(Arc::new(message));
+                *compacted = Some(message);
             }
             this.metrics.compactions.fetch_add(1, Ordering::Relaxed);
-            this.compacting.store(false, Ordering::Release);
         });
     }
 

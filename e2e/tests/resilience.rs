@@ -107,15 +107,34 @@ async fn key_deltas_are_served_and_survive_a_cold_restart() {
         deltas + 3
     );
 
-    let journal = std::fs::read(
-        stack
-            .dir
-            .0
-            .join(format!("dataplane-{}", stack.dp_port))
-            .join("snapshot.pb.deltas"),
-    )
-    .unwrap();
-    assert_eq!(&journal[4..9], b"SYSN1", "each journalled delta is sealed");
+    // Written in the background, in order: the three deltas, each a length and a sealed record.
+    let path = stack
+        .dir
+        .0
+        .join(format!("dataplane-{}", stack.dp_port))
+        .join("snapshot.pb.deltas");
+    let journal = eventually("three deltas journalled", Duration::from_secs(10), || {
+        let journal = std::fs::read(&path).unwrap_or_default();
+        async move {
+            let mut records = Vec::new();
+            let mut rest = journal.as_slice();
+            while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+                let len = u32::from_le_bytes(*len) as usize;
+                let record = tail.get(..len)?;
+                records.push(record.to_vec());
+                rest = &tail[len..];
+            }
+            (records.len() == 3).then_some((journal.clone(), records))
+        }
+    })
+    .await;
+    let (journal, records) = journal;
+    for record in &records {
+        assert!(
+            record.starts_with(b"SYSN1"),
+            "each journalled delta is sealed"
+        );
+    }
     assert!(!journal.windows(hash.len()).any(|w| w == hash.as_bytes()));
 
     stack.kill_control_plane();

@@ -293,13 +293,11 @@ impl Manage {
             return Err(ManageError::Invalid("A key cannot delete itself".into()));
         }
         // Its guardrail assignment goes with it, and assignments are in the whole snapshot.
-        let publish = match this.store.key_guardrail(hash).await? {
+        let publish = match this.store.delete_key_counting_assignments(hash).await? {
+            None => return Err(ManageError::NotFound(format!("Key {hash} not found"))),
+            Some(0) => Publish::Keys(vec![before.hash.clone()]),
             Some(_) => Publish::Snapshot,
-            None => Publish::Keys(vec![before.hash.clone()]),
         };
-        if !this.store.delete_key(hash).await? {
-            return Err(ManageError::NotFound(format!("Key {hash} not found")));
-        }
         this.audit(
             actor,
             Some(&before.organization_id),

@@ -234,17 +234,27 @@ impl Store {
 
     /// Deletes a key and its guardrail assignment in one transaction.
     pub async fn delete_key(&self, hash: &str) -> Result<bool, StoreError> {
+        Ok(self.delete_key_counting_assignments(hash).await?.is_some())
+    }
+
+    /// Deletes a key with its guardrail assignment; `None` when there was no such key, else how
+    /// many assignments went with it.
+    pub async fn delete_key_counting_assignments(
+        &self,
+        hash: &str,
+    ) -> Result<Option<u64>, StoreError> {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
-        sqlx::query("DELETE FROM guardrail_key_assignments WHERE key_hash = $1")
+        let assignments = sqlx::query("DELETE FROM guardrail_key_assignments WHERE key_hash = $1")
             .bind(hash)
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
         let done = sqlx::query("DELETE FROM api_keys WHERE hash = $1")
             .bind(hash)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok((done.rows_affected() > 0).then_some(assignments))
     }
 }

@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use arc_swap::ArcSwapOption;
 use prost::Message;
@@ -51,6 +51,8 @@ pub struct SnapshotStore {
     seal: Seal,
     /// Key deltas in the journal beside the persisted snapshot.
     journalled: AtomicUsize,
+    /// An append to the journal failed: the deltas after it are not on disk.
+    journal_broken: AtomicBool,
 }
 
 impl SnapshotStore {
@@ -61,6 +63,7 @@ impl SnapshotStore {
             dns,
             seal,
             journalled: AtomicUsize::new(0),
+            journal_broken: AtomicBool::new(false),
         }
     }
 
@@ -142,15 +145,41 @@ impl SnapshotStore {
         std::fs::rename(&tmp, path).map_err(io)?;
         // The deltas journalled were over the previous whole snapshot.
         self.journalled.store(0, Ordering::Relaxed);
+        self.journal_broken.store(false, Ordering::Relaxed);
         match std::fs::remove_file(journal_path(path)) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io(e)),
             _ => Ok(()),
         }
     }
 
+    /// Whether the served snapshot is more than the persisted whole one: deltas were journalled
+    /// since, or an append failed. Persisting the served version whole makes it clean.
+    pub fn journal_dirty(&self) -> bool {
+        self.journalled.load(Ordering::Relaxed) > 0 || self.journal_broken.load(Ordering::Relaxed)
+    }
+
+    /// Key deltas in the journal.
+    pub fn journal_len(&self) -> usize {
+        self.journalled.load(Ordering::Relaxed)
+    }
+
+    /// Whether an append to the journal failed since the last whole snapshot was persisted.
+    pub fn journal_broken(&self) -> bool {
+        self.journal_broken.load(Ordering::Relaxed)
+    }
+
     /// Appends an applied key delta (encoded) to the journal beside the persisted snapshot, and
-    /// returns how many deltas the journal holds.
+    /// returns how many deltas the journal holds. After a failure the journal is broken (what
+    /// follows could not be replayed) until the next whole snapshot is persisted.
     pub fn journal(&self, encoded: &[u8]) -> Result<usize, StoreError> {
+        let appended = self.append(encoded);
+        if appended.is_err() {
+            self.journal_broken.store(true, Ordering::Relaxed);
+        }
+        appended
+    }
+
+    fn append(&self, encoded: &[u8]) -> Result<usize, StoreError> {
         use std::io::Write;
         use std::os::unix::fs::OpenOptionsExt;
         let Some(path) = &self.persist_path else {
@@ -202,8 +231,10 @@ impl SnapshotStore {
         // The same rule as for a live update: bad records are set aside, the rest is served.
         let mut snapshot = self.prepare(message)?;
         // Then the deltas applied since, up to the first that cannot be read (a write cut
-        // short) or applied.
+        // short) or applied; the journal is cut there, so deltas appended from now on follow
+        // what is served.
         let journal = std::fs::read(journal_path(path)).unwrap_or_default();
+        let mut replayed = 0;
         for entry in journal_entries(&journal) {
             let delta = match self.seal.open(entry.to_vec()) {
                 Ok(plain) => pb::KeyDelta::decode(plain.as_slice()).map_err(StoreError::from),
@@ -213,11 +244,22 @@ impl SnapshotStore {
                 Ok(next) => {
                     snapshot = next;
                     self.journalled.fetch_add(1, Ordering::Relaxed);
+                    replayed += 4 + entry.len();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "persisted key delta not applied; stopping there");
                     break;
                 }
+            }
+        }
+        if replayed < journal.len() {
+            let cut = std::fs::OpenOptions::new()
+                .write(true)
+                .open(journal_path(path))
+                .and_then(|f| f.set_len(replayed as u64));
+            if let Err(e) = cut {
+                tracing::warn!(error = %e, "cannot cut the key delta journal; it is rewritten at the next whole snapshot");
+                self.journal_broken.store(true, Ordering::Relaxed);
             }
         }
         for record in snapshot.quarantine.records() {
@@ -266,6 +308,75 @@ pub(super) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use switchyard_policy::testing::{SnapshotBuilder, key_hash};
+
+    fn store(dir: &Path) -> SnapshotStore {
+        SnapshotStore::new(
+            Some(dir.join("snapshot.pb")),
+            Arc::new(Dns::new(Arc::new(|_: &str, _: u16| Vec::new()))),
+            Seal::new([7; 32]),
+        )
+    }
+
+    fn delta(from_version: u64, removed: usize) -> pb::KeyDelta {
+        pb::KeyDelta {
+            epoch: "e1".into(),
+            from_version,
+            version: from_version + 1,
+            removed: vec![key_hash(removed)],
+            ..Default::default()
+        }
+    }
+
+    /// Applies and journals a delta, as the watcher does.
+    fn apply(store: &SnapshotStore, d: pb::KeyDelta) {
+        let encoded = d.encode_to_vec();
+        let next = store.prepare_delta(d).unwrap();
+        store.publish(next);
+        store.journal(&encoded).unwrap();
+    }
+
+    #[test]
+    fn restore_replays_the_journal_and_cuts_what_cannot_be_replayed() {
+        let dir = std::env::temp_dir().join(format!("sy-journal-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let message = SnapshotBuilder::new()
+            .epoch("e1")
+            .version(1)
+            .with_inference_key()
+            .with_inference_key()
+            .with_inference_key()
+            .message();
+        let first = store(&dir);
+        first.publish(first.prepare(message.clone()).unwrap());
+        first.persist(&message.encode_to_vec()).unwrap();
+        apply(&first, delta(1, 0));
+        assert!(first.journal_dirty());
+
+        // A record cut short follows (a crash mid-append); a restart replays what precedes it,
+        // cuts the rest, and what it journals from then on is replayed at the next restart.
+        let path = journal_path(&dir.join("snapshot.pb"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.extend_from_slice(&1000u32.to_le_bytes());
+        bytes.extend_from_slice(b"torn");
+        std::fs::write(&path, &bytes).unwrap();
+        let second = store(&dir);
+        assert_eq!(second.restore().unwrap(), Some(2));
+        apply(&second, delta(2, 1));
+        let third = store(&dir);
+        assert_eq!(third.restore().unwrap(), Some(3));
+        let served = third.load().unwrap();
+        assert!(served.keys.get_hex(&key_hash(0)).is_none());
+        assert!(served.keys.get_hex(&key_hash(1)).is_none());
+        assert!(served.keys.get_hex(&key_hash(2)).is_some());
+
+        // A whole snapshot persisted starts the journal afresh.
+        third.persist(&message.encode_to_vec()).unwrap();
+        assert!(!third.journal_dirty());
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn the_journal_yields_whole_records_and_leaves_a_torn_last_one_out() {

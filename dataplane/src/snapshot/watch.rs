@@ -3,6 +3,7 @@
 //! one), and swaps in every fleet health view. A control plane too old to stream health (no
 //! `Subscribe`) is followed with `Watch`.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use prost::Message;
@@ -14,7 +15,7 @@ use switchyard_proto::config::v1::config_service_client::ConfigServiceClient;
 use crate::health::Health;
 use crate::link::ControlPlaneAuth;
 use switchyard_proto::config::v1::config_update::Update;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tonic::transport::Channel;
 
 use super::store::{SnapshotStore, StoreError};
@@ -40,12 +41,14 @@ impl Watcher {
     /// Runs until `shutdown` flips to true. Never returns an error: a lost control plane only
     /// means the last good snapshot keeps serving.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let (disk, writes) = mpsc::unbounded_channel();
+        tokio::spawn(write_to_disk(self.store.clone(), writes));
         let mut backoff = MIN_BACKOFF;
         let mut want_whole = false;
         loop {
             let mut received = false;
             let outcome = tokio::select! {
-                outcome = self.follow(&mut received, &mut want_whole) => outcome,
+                outcome = self.follow(&disk, &mut received, &mut want_whole) => outcome,
                 _ = shutdown.changed() => return,
             };
             if received {
@@ -70,6 +73,7 @@ impl Watcher {
     /// is full, ends it with `want_whole` set: the next stream starts from the whole snapshot.
     async fn follow(
         &self,
+        disk: &Disk,
         received: &mut bool,
         want_whole: &mut bool,
     ) -> Result<(), tonic::Status> {
@@ -99,9 +103,11 @@ impl Watcher {
                 while let Some(update) = stream.message().await? {
                     *received = true;
                     match update.update {
-                        Some(Update::Snapshot(message)) => self.apply(&channel, *message).await,
+                        Some(Update::Snapshot(message)) => {
+                            self.apply(&channel, disk, *message).await;
+                        }
                         Some(Update::KeyDelta(delta)) => {
-                            let follow_on = self.apply_delta(&channel, delta).await;
+                            let follow_on = self.apply_delta(&channel, disk, delta).await;
                             if !follow_on {
                                 *want_whole = true;
                                 return Ok(());
@@ -118,7 +124,7 @@ impl Watcher {
                 let mut stream = client.watch(request).await?.into_inner();
                 while let Some(message) = stream.message().await? {
                     *received = true;
-                    self.apply(&channel, message).await;
+                    self.apply(&channel, disk, message).await;
                 }
                 Ok(())
             }
@@ -126,9 +132,17 @@ impl Watcher {
         }
     }
 
-    async fn apply(&self, channel: &Channel, message: pb::Snapshot) {
+    async fn apply(&self, channel: &Channel, disk: &Disk, message: pb::Snapshot) {
         let version = message.version;
         if self.store.serves(&message) {
+            // The version served, whole (asked for after a full or broken journal): kept on
+            // disk in place of the last whole one and its journal.
+            if self.store.journal_dirty()
+                && let Ok(encoded) =
+                    tokio::task::spawn_blocking(move || message.encode_to_vec()).await
+            {
+                let _ = disk.send(DiskWrite::Whole(encoded));
+            }
             return;
         }
         let store = self.store.clone();
@@ -156,11 +170,7 @@ impl Watcher {
                     quarantined = quarantined.len(),
                     "snapshot published"
                 );
-                let store = self.store.clone();
-                let persisted = tokio::task::spawn_blocking(move || store.persist(&encoded)).await;
-                if let Ok(Err(e)) = persisted {
-                    tracing::warn!(error = %e, "could not persist snapshot");
-                }
+                let _ = disk.send(DiskWrite::Whole(encoded));
                 Ok(())
             }
             Ok(Err(e)) => Err(e.to_string()),
@@ -182,7 +192,7 @@ impl Watcher {
     /// Applies a key delta over the served snapshot, journals it and acknowledges it. `false`
     /// when this stream should be left for one that starts whole: the delta does not follow
     /// the served version, or the journal is full.
-    async fn apply_delta(&self, channel: &Channel, delta: pb::KeyDelta) -> bool {
+    async fn apply_delta(&self, channel: &Channel, disk: &Disk, delta: pb::KeyDelta) -> bool {
         let version = delta.version;
         if let Some((epoch, served)) = self.store.served()
             && epoch == delta.epoch
@@ -193,7 +203,7 @@ impl Watcher {
         let store = self.store.clone();
         let prepared = tokio::task::spawn_blocking(move || {
             let encoded = delta.encode_to_vec();
-            let keys: Vec<String> = delta.upserted.iter().map(|k| k.hash.clone()).collect();
+            let keys: HashSet<String> = delta.upserted.iter().map(|k| k.hash.clone()).collect();
             let snapshot = store.prepare_delta(delta)?;
             Ok::<_, StoreError>((snapshot, encoded, keys))
         })
@@ -229,18 +239,7 @@ impl Watcher {
             .collect();
         self.store.publish(snapshot);
         tracing::debug!(version, keys = keys.len(), "key delta published");
-        let store = self.store.clone();
-        let journalled = match tokio::task::spawn_blocking(move || store.journal(&encoded)).await {
-            Ok(Ok(entries)) => entries,
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "could not journal key delta");
-                0
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not journal key delta");
-                0
-            }
-        };
+        let _ = disk.send(DiskWrite::Delta(encoded));
         self.ack(
             channel,
             pb::AckRequest {
@@ -252,7 +251,9 @@ impl Watcher {
             },
         )
         .await;
-        journalled < MAX_JOURNAL
+        // A journal that is full, or broken (a delta not on disk would be missing at a cold
+        // start): the whole snapshot is asked for, to be persisted in its place.
+        self.store.journal_len() < MAX_JOURNAL && !self.store.journal_broken()
     }
 
     async fn ack(&self, channel: &Channel, ack: pb::AckRequest) {
@@ -262,6 +263,51 @@ impl Watcher {
             .await
         {
             tracing::warn!(version, error = %e, "could not acknowledge snapshot");
+        }
+    }
+}
+
+/// What goes to disk, in the order applied: a whole snapshot (encoded), or a key delta to
+/// append to the journal.
+enum DiskWrite {
+    Whole(Vec<u8>),
+    Delta(Vec<u8>),
+}
+
+type Disk = mpsc::UnboundedSender<DiskWrite>;
+
+/// Writes snapshots and journal entries in order, off the stream: a million-key snapshot takes
+/// a second to seal and sync, and the deltas after it are served meanwhile. Writes queued before
+/// a newer whole snapshot are skipped.
+async fn write_to_disk(store: Arc<SnapshotStore>, mut writes: mpsc::UnboundedReceiver<DiskWrite>) {
+    while let Some(first) = writes.recv().await {
+        let mut batch = vec![first];
+        while let Ok(next) = writes.try_recv() {
+            batch.push(next);
+        }
+        if let Some(last_whole) = batch.iter().rposition(|w| matches!(w, DiskWrite::Whole(_))) {
+            batch.drain(..last_whole);
+        }
+        let store = store.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            for write in batch {
+                match write {
+                    DiskWrite::Whole(encoded) => {
+                        if let Err(e) = store.persist(&encoded) {
+                            tracing::warn!(error = %e, "could not persist snapshot");
+                        }
+                    }
+                    DiskWrite::Delta(encoded) => {
+                        if let Err(e) = store.journal(&encoded) {
+                            tracing::warn!(error = %e, "could not journal key delta");
+                        }
+                    }
+                }
+            }
+        })
+        .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "snapshot writer failed");
         }
     }
 }

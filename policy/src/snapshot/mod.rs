@@ -161,17 +161,14 @@ impl Snapshot {
             });
         }
         let mut q = Quarantine::clone(&self.quarantine);
-        let mut removed = Vec::with_capacity(delta.removed.len() + delta.upserted.len());
-        for text in delta
+        let changed: Vec<([u8; 32], &str)> = delta
             .removed
             .iter()
             .chain(delta.upserted.iter().map(|k| &k.hash))
-        {
-            if let Some(hash) = parse_hash(text) {
-                q.forget_key(hash, text);
-                removed.push(hash);
-            }
-        }
+            .filter_map(|text| parse_hash(text).map(|hash| (hash, text.as_str())))
+            .collect();
+        q.forget_keys(&changed);
+        let removed: Vec<[u8; 32]> = changed.iter().map(|(hash, _)| *hash).collect();
         let mut interner = Interner::default();
         let upserted = decode_keys(delta.upserted, &self.workspaces, &mut interner, &mut q);
         Ok(Snapshot {

@@ -157,23 +157,30 @@ impl Quarantine {
             .or_insert_with(|| Self::cause(kind, id));
     }
 
-    /// Forgets what the key's own record caused (before a changed record of it is decoded):
-    /// its records and its block, unless its guardrail assignment also blocks it.
-    pub(crate) fn forget_key(&mut self, hash: [u8; 32], id: &str) {
+    /// Forgets what the keys' own records caused (before changed records of them are decoded):
+    /// their records and their blocks, unless a key's guardrail assignment also blocks it.
+    /// `keys` pairs each hash with its id (the hex hash).
+    pub(crate) fn forget_keys(&mut self, keys: &[([u8; 32], &str)]) {
+        if self.records.is_empty() {
+            return;
+        }
+        let ids: std::collections::HashSet<&str> = keys.iter().map(|(_, id)| *id).collect();
         self.records
-            .retain(|r| !(r.kind == RecordKind::Key && r.id == id));
-        if self
-            .keys
-            .get(&hash)
-            .is_some_and(|b| b.kind == RecordKind::Key)
-        {
-            self.keys.remove(&hash);
+            .retain(|r| !(r.kind == RecordKind::Key && ids.contains(r.id.as_str())));
+        for (hash, id) in keys {
             if self
-                .records
-                .iter()
-                .any(|r| r.kind == RecordKind::KeyGuardrails && r.id == id)
+                .keys
+                .get(hash)
+                .is_some_and(|b| b.kind == RecordKind::Key)
             {
-                self.block_key(hash, RecordKind::KeyGuardrails, id);
+                self.keys.remove(hash);
+                if self
+                    .records
+                    .iter()
+                    .any(|r| r.kind == RecordKind::KeyGuardrails && r.id == *id)
+                {
+                    self.block_key(*hash, RecordKind::KeyGuardrails, id);
+                }
             }
         }
     }
