@@ -15,7 +15,7 @@ use switchyard_proto::config::v1::config_service_client::ConfigServiceClient;
 use crate::health::Health;
 use crate::link::ControlPlaneAuth;
 use switchyard_proto::config::v1::config_update::Update;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
 use super::store::{SnapshotStore, StoreError};
@@ -136,12 +136,16 @@ impl Watcher {
         let version = message.version;
         if self.store.serves(&message) {
             // The version served, whole (asked for after a full or broken journal): kept on
-            // disk in place of the last whole one and its journal.
+            // disk in place of the last whole one and its journal. Waited for, so that the next
+            // delta finds the journal fresh rather than asking again.
             if self.store.journal_dirty()
                 && let Ok(encoded) =
                     tokio::task::spawn_blocking(move || message.encode_to_vec()).await
             {
-                let _ = disk.send(DiskWrite::Whole(encoded));
+                let (written, done) = oneshot::channel();
+                if disk.send(DiskWrite::Whole(encoded, Some(written))).is_ok() {
+                    let _ = done.await;
+                }
             }
             return;
         }
@@ -170,7 +174,7 @@ impl Watcher {
                     quarantined = quarantined.len(),
                     "snapshot published"
                 );
-                let _ = disk.send(DiskWrite::Whole(encoded));
+                let _ = disk.send(DiskWrite::Whole(encoded, None));
                 Ok(())
             }
             Ok(Err(e)) => Err(e.to_string()),
@@ -267,10 +271,10 @@ impl Watcher {
     }
 }
 
-/// What goes to disk, in the order applied: a whole snapshot (encoded), or a key delta to
-/// append to the journal.
+/// What goes to disk, in the order applied: a whole snapshot (encoded; told when written), or a
+/// key delta to append to the journal.
 enum DiskWrite {
-    Whole(Vec<u8>),
+    Whole(Vec<u8>, Option<oneshot::Sender<()>>),
     Delta(Vec<u8>),
 }
 
@@ -285,16 +289,22 @@ async fn write_to_disk(store: Arc<SnapshotStore>, mut writes: mpsc::UnboundedRec
         while let Ok(next) = writes.try_recv() {
             batch.push(next);
         }
-        if let Some(last_whole) = batch.iter().rposition(|w| matches!(w, DiskWrite::Whole(_))) {
+        if let Some(last_whole) = batch
+            .iter()
+            .rposition(|w| matches!(w, DiskWrite::Whole(..)))
+        {
             batch.drain(..last_whole);
         }
         let store = store.clone();
         let written = tokio::task::spawn_blocking(move || {
             for write in batch {
                 match write {
-                    DiskWrite::Whole(encoded) => {
+                    DiskWrite::Whole(encoded, written) => {
                         if let Err(e) = store.persist(&encoded) {
                             tracing::warn!(error = %e, "could not persist snapshot");
+                        }
+                        if let Some(written) = written {
+                            let _ = written.send(());
                         }
                     }
                     DiskWrite::Delta(encoded) => {
