@@ -151,6 +151,59 @@ async fn key_deltas_are_served_and_survive_a_cold_restart() {
     assert_eq!(r.status(), 401, "a key disabled by a delta stays refused");
 }
 
+/// The sealed key deltas in a dataplane's journal.
+fn journalled(stack: &Stack) -> usize {
+    let path = stack
+        .dir
+        .0
+        .join(format!("dataplane-{}", stack.dp_port))
+        .join("snapshot.pb.deltas");
+    let journal = std::fs::read(path).unwrap_or_default();
+    let mut rest = journal.as_slice();
+    let mut records = 0;
+    while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+        let Some(next) = tail.get(u32::from_le_bytes(*len) as usize..) else {
+            break;
+        };
+        records += 1;
+        rest = next;
+    }
+    records
+}
+
+/// A dataplane that reconnects (here after a restart, serving what it restored from disk) names
+/// the version it serves and gets only what changed since: its journal of deltas is never
+/// replaced by a whole snapshot. (A restarted control plane does send one: it renumbers the
+/// configuration at start, since its catalogue may have changed.)
+#[tokio::test]
+async fn a_reconnecting_dataplane_is_sent_only_the_deltas_since_its_version() {
+    let mut stack = Stack::start().await;
+    stack.limited_key(5.0).await;
+    eventually("one delta journalled", Duration::from_secs(10), || async {
+        (journalled(&stack) == 1).then_some(())
+    })
+    .await;
+    stack.stop_dataplane();
+    stack.start_dataplane().await;
+    stack.wait_ready().await;
+    let (after, _) = stack.limited_key(5.0).await;
+    assert_eq!(
+        stack.chat(&after, chat_body("mock/fast")).await.status(),
+        200
+    );
+    eventually("two deltas journalled", Duration::from_secs(10), || async {
+        (journalled(&stack) == 2).then_some(())
+    })
+    .await;
+    // A whole snapshot would have been persisted in the journal's place.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        journalled(&stack),
+        2,
+        "no whole snapshot replaced the journal"
+    );
+}
+
 #[tokio::test]
 async fn a_stream_in_flight_at_sigterm_finishes_and_is_metered() {
     // A grace period far longer than the 20-token stream, so that the drain, not the machine's

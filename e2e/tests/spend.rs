@@ -253,7 +253,9 @@ async fn a_rotated_key_keeps_counting_on_its_limit() {
         .json()
         .await
         .unwrap();
-    let cost = probe["usage"]["cost"].as_f64().unwrap();
+    let cost = probe["usage"]["cost"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("the probe has no cost: {probe}"));
     let (secret, hash) = stack.limited_key(cost * 1.5).await;
     assert_eq!(stack.chat(&secret, body()).await.status(), 200);
     assert_eq!(stack.chat(&secret, body()).await.status(), 403);
