@@ -220,6 +220,31 @@ pub async fn fixture(url: &str) -> Fixture {
 }
 
 /// A user with a personal account; their id is `user_<local part>`.
+/// Another control plane on the database at `url`, as a second replica behind a load balancer:
+/// its own pool, vault and publisher (following the store), no memory shared.
+pub async fn second_replica(url: &str) -> Manage {
+    let store = Store::open(url).await.unwrap();
+    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
+    let publisher = Publisher::start(store.clone(), vault.clone())
+        .await
+        .unwrap();
+    tokio::spawn(publisher.clone().follow());
+    Manage::new(store, publisher, vault)
+}
+
+/// Waits (up to 20 s) until `publisher` has published configuration version `version`.
+pub async fn published_through(publisher: &Publisher, version: u64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while publisher.current_version() < version {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "version {version} was never published (at {})",
+            publisher.current_version()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn add_user(store: &Store, email: &str) -> String {
     let id = format!("user_{}", email.split('@').next().unwrap());
     store

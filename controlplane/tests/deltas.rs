@@ -11,13 +11,13 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use switchyard_controlplane::keys::KeyKind;
+use switchyard_controlplane::manage::Actor;
 use switchyard_controlplane::manage::keys::{KeyUpdate, NewKeyInput};
 use switchyard_controlplane::manage::organizations::OrganizationPatch;
-use switchyard_controlplane::manage::{Actor, Manage};
 use switchyard_controlplane::publisher::{Published, Publisher};
-use switchyard_controlplane::store::Store;
-use switchyard_controlplane::testing::{Database, Fixture, fixture};
-use switchyard_controlplane::vault::Vault;
+use switchyard_controlplane::testing::{
+    Database, Fixture, fixture, published_through, second_replica,
+};
 use switchyard_policy::Snapshot;
 use switchyard_policy::snapshot::no_resolver;
 use switchyard_proto::config::v1::config_update::Update;
@@ -249,13 +249,7 @@ async fn the_whole_snapshot_is_brought_forward(f: &Fixture) {
 }
 
 async fn a_replica_publishes_the_others_key_changes_as_deltas(f: &Fixture, url: &str) {
-    let store = Store::open(url).await.unwrap();
-    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
-    let second = Publisher::start(store.clone(), vault.clone())
-        .await
-        .unwrap();
-    tokio::spawn(second.clone().follow());
-    let second = Manage::new(store, second.clone(), vault);
+    let second = second_replica(url).await;
     let (key, _) = second
         .create_key(&Actor::Operator, new_key(f, "on the second replica"))
         .await
@@ -263,14 +257,7 @@ async fn a_replica_publishes_the_others_key_changes_as_deltas(f: &Fixture, url: 
     let version = second.publisher.current_version();
     let (_, deltas) = count(&f.publisher);
     tokio::spawn(f.publisher.clone().follow());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while f.publisher.current_version() < version {
-        assert!(
-            Instant::now() < deadline,
-            "the first replica never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    published_through(&f.publisher, version).await;
     assert!(f.publisher.current().keys.get_hex(&key.hash).is_some());
     assert_eq!(count(&f.publisher).1, deltas + 1, "followed as a delta");
 }

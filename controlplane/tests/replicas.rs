@@ -5,26 +5,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use switchyard_controlplane::manage::organizations::OrganizationPatch;
 use switchyard_controlplane::manage::{Actor, Manage, ManageError, Role};
-use switchyard_controlplane::publisher::Publisher;
-use switchyard_controlplane::store::Store;
-use switchyard_controlplane::testing::{Database, Fixture, fixture};
-use switchyard_controlplane::vault::Vault;
+use switchyard_controlplane::testing::{
+    Database, Fixture, fixture, published_through, second_replica,
+};
 
 /// The fixture's control plane, and a second one on the same database.
 async fn two_replicas(url: &str) -> (Fixture, Manage) {
     let first = fixture(url).await;
-    let store = Store::open(url).await.unwrap();
-    let vault = Arc::new(Vault::new(&Vault::generate_master_key(), &[]).unwrap());
-    let publisher = Publisher::start(store.clone(), vault.clone())
-        .await
-        .unwrap();
-    tokio::spawn(publisher.clone().follow());
-    (first, Manage::new(store, publisher, vault))
+    (first, second_replica(url).await)
 }
 
 /// The replica that runs the `i`th racer.
@@ -212,14 +202,7 @@ async fn each_replica_publishes_the_others_changes(f: &Fixture, second: &Manage)
         second.publisher.current().epoch
     );
     tokio::spawn(f.publisher.clone().follow());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while f.publisher.current_version() < version {
-        assert!(
-            Instant::now() < deadline,
-            "the first replica never caught up"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    published_through(&f.publisher, version).await;
     assert!(f.publisher.current().keys.get_hex(&key.hash).is_some());
 }
 

@@ -228,14 +228,7 @@ async fn one_bad_record_never_stops_configuration_reaching_the_fleet() {
     let record = &dataplanes[0]["quarantined_records"][0];
     assert_eq!(record["kind"], "key");
     assert_eq!(record["id"], bad_hash.as_str());
-    let metrics = client()
-        .get(format!("http://127.0.0.1:{}/metrics", stack.cp_http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = stack.control_plane_metrics().await;
     assert!(
         metrics.contains("switchyard_snapshot_quarantined_records 1"),
         "{metrics}"

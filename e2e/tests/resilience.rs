@@ -64,25 +64,12 @@ async fn serves_on_when_the_control_plane_dies_and_restarts_cold_from_disk() {
 #[tokio::test]
 async fn key_deltas_are_served_and_survive_a_cold_restart() {
     let mut stack = Stack::start().await;
-    let cp_metric = |series: &'static str| {
-        let url = format!("http://127.0.0.1:{}/metrics", stack.cp_http);
-        async move {
-            let text = client()
-                .get(url)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            text.lines()
-                .find_map(|l| l.strip_prefix(series))
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("no {series} in\n{text}"))
-        }
-    };
-    let builds = cp_metric("switchyard_snapshot_builds_total{outcome=\"ok\"}").await;
-    let deltas = cp_metric("switchyard_snapshot_deltas_total").await;
+    let builds = stack
+        .control_plane_metric("switchyard_snapshot_builds_total{outcome=\"ok\"}")
+        .await;
+    let deltas = stack
+        .control_plane_metric("switchyard_snapshot_deltas_total")
+        .await;
     let (created, _) = stack.limited_key(5.0).await;
     let (disabled, hash) = stack.limited_key(5.0).await;
     let r = client()
@@ -98,44 +85,36 @@ async fn key_deltas_are_served_and_survive_a_cold_restart() {
     })
     .await;
     assert_eq!(
-        cp_metric("switchyard_snapshot_builds_total{outcome=\"ok\"}").await,
+        stack
+            .control_plane_metric("switchyard_snapshot_builds_total{outcome=\"ok\"}")
+            .await,
         builds,
         "no whole snapshot was built for key changes"
     );
     assert_eq!(
-        cp_metric("switchyard_snapshot_deltas_total").await,
+        stack
+            .control_plane_metric("switchyard_snapshot_deltas_total")
+            .await,
         deltas + 3
     );
 
     // Written in the background, in order: the three deltas, each a length and a sealed record.
-    let path = stack
-        .dir
-        .0
-        .join(format!("dataplane-{}", stack.dp_port))
-        .join("snapshot.pb.deltas");
-    let journal = eventually("three deltas journalled", Duration::from_secs(10), || {
-        let journal = std::fs::read(&path).unwrap_or_default();
-        async move {
-            let mut records = Vec::new();
-            let mut rest = journal.as_slice();
-            while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-                let len = u32::from_le_bytes(*len) as usize;
-                let record = tail.get(..len)?;
-                records.push(record.to_vec());
-                rest = &tail[len..];
-            }
-            (records.len() == 3).then_some((journal.clone(), records))
-        }
-    })
+    let records = eventually(
+        "three deltas journalled",
+        Duration::from_secs(10),
+        || async {
+            let records = journal(&stack);
+            (records.len() == 3).then_some(records)
+        },
+    )
     .await;
-    let (journal, records) = journal;
     for record in &records {
         assert!(
             record.starts_with(b"SYSN1"),
             "each journalled delta is sealed"
         );
+        assert!(!record.windows(hash.len()).any(|w| w == hash.as_bytes()));
     }
-    assert!(!journal.windows(hash.len()).any(|w| w == hash.as_bytes()));
 
     stack.kill_control_plane();
     stack.stop_dataplane();
@@ -151,22 +130,23 @@ async fn key_deltas_are_served_and_survive_a_cold_restart() {
     assert_eq!(r.status(), 401, "a key disabled by a delta stays refused");
 }
 
-/// The sealed key deltas in a dataplane's journal.
-fn journalled(stack: &Stack) -> usize {
+/// The whole records of a dataplane's key delta journal (each a length, then that many bytes).
+fn journal(stack: &Stack) -> Vec<Vec<u8>> {
     let path = stack
         .dir
         .0
         .join(format!("dataplane-{}", stack.dp_port))
         .join("snapshot.pb.deltas");
-    let journal = std::fs::read(path).unwrap_or_default();
-    let mut rest = journal.as_slice();
-    let mut records = 0;
+    let bytes = std::fs::read(path).unwrap_or_default();
+    let mut records = Vec::new();
+    let mut rest = bytes.as_slice();
     while let Some((len, tail)) = rest.split_first_chunk::<4>() {
-        let Some(next) = tail.get(u32::from_le_bytes(*len) as usize..) else {
+        let len = u32::from_le_bytes(*len) as usize;
+        let Some(record) = tail.get(..len) else {
             break;
         };
-        records += 1;
-        rest = next;
+        records.push(record.to_vec());
+        rest = &tail[len..];
     }
     records
 }
@@ -180,7 +160,7 @@ async fn a_reconnecting_dataplane_is_sent_only_the_deltas_since_its_version() {
     let mut stack = Stack::start().await;
     stack.limited_key(5.0).await;
     eventually("one delta journalled", Duration::from_secs(10), || async {
-        (journalled(&stack) == 1).then_some(())
+        (journal(&stack).len() == 1).then_some(())
     })
     .await;
     stack.stop_dataplane();
@@ -192,13 +172,13 @@ async fn a_reconnecting_dataplane_is_sent_only_the_deltas_since_its_version() {
         200
     );
     eventually("two deltas journalled", Duration::from_secs(10), || async {
-        (journalled(&stack) == 2).then_some(())
+        (journal(&stack).len() == 2).then_some(())
     })
     .await;
     // A whole snapshot would have been persisted in the journal's place.
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        journalled(&stack),
+        journal(&stack).len(),
         2,
         "no whole snapshot replaced the journal"
     );

@@ -533,6 +533,27 @@ impl Stack {
         .await;
     }
 
+    /// The control plane's `/metrics` page.
+    pub async fn control_plane_metrics(&self) -> String {
+        client()
+            .get(format!("http://127.0.0.1:{}/metrics", self.cp_http))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// A series' value on the control plane's `/metrics` (fails the test when it is missing).
+    pub async fn control_plane_metric(&self, series: &str) -> u64 {
+        let text = self.control_plane_metrics().await;
+        text.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+    }
+
     /// Polls `GET /generation?id=` until the control plane has recorded it.
     pub async fn generation(&self, id: &str) -> Value {
         let url = format!("{}/generation?id={id}", self.api());
