@@ -78,7 +78,7 @@ impl ConfigService for ConfigApi {
                         let now = if updates.is_empty() {
                             since
                         } else {
-                            Some((published.epoch.clone(), published.version))
+                            Some((published.epoch().to_owned(), published.version()))
                         };
                         (updates, now)
                     })

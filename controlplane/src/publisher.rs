@@ -69,8 +69,6 @@ pub struct AckRecord {
 
 /// A published version: what dataplanes receive, and its decoded form.
 pub struct Published {
-    pub version: u64,
-    pub epoch: String,
     pub decoded: Arc<Snapshot>,
     /// The last whole snapshot, at this version or an earlier one.
     pub whole: Arc<pb::Snapshot>,
@@ -82,10 +80,17 @@ pub struct Published {
 }
 
 impl Published {
+    pub fn version(&self) -> u64 {
+        self.decoded.version
+    }
+
+    /// The store that numbered the version.
+    pub fn epoch(&self) -> &str {
+        &self.decoded.epoch
+    }
+
     fn whole(message: pb::Snapshot, decoded: Snapshot) -> Published {
         Published {
-            version: message.version,
-            epoch: message.epoch.clone(),
             decoded: Arc::new(decoded),
             whole: Arc::new(message),
             deltas: Arc::default(),
@@ -99,9 +104,9 @@ impl Published {
     pub fn updates_since(&self, sent: Option<(&str, u64)>) -> Vec<pb::config_update::Update> {
         use pb::config_update::Update;
         if let Some((epoch, version)) = sent
-            && epoch == self.epoch
+            && epoch == self.epoch()
         {
-            if version >= self.version {
+            if version >= self.version() {
                 return Vec::new();
             }
             if let Some(i) = self.deltas.iter().position(|d| d.from_version == version) {
@@ -273,7 +278,7 @@ impl Publisher {
 
     fn is_behind(&self, stored: &ConfigVersion) -> bool {
         let current = self.tx.borrow();
-        current.version < stored.version || current.epoch != stored.epoch
+        current.version() < stored.version || current.epoch() != stored.epoch
     }
 
     async fn rebuild_if_behind(self: &Arc<Self>, version: u64) -> Result<u64, StoreError> {
@@ -296,7 +301,7 @@ impl Publisher {
         };
         match built {
             Ok(published) => {
-                let version = published.version;
+                let version = published.version();
                 let whole_version = published.whole.version;
                 let since_whole = published
                     .deltas
@@ -308,7 +313,7 @@ impl Publisher {
                 if since_whole >= COMPACT_AFTER {
                     self.compact();
                 }
-                if version / 256 > current.version / 256
+                if version / 256 > current.version() / 256
                     && let Err(e) = self
                         .store
                         .prune_changes(version.saturating_sub(KEEP_CHANGES))
@@ -329,12 +334,12 @@ impl Publisher {
     /// keys; `None` when the whole snapshot must be built.
     async fn delta(&self, current: &Published) -> Result<Option<Published>, StoreError> {
         let stored = self.store.config_version().await?;
-        if stored.epoch != current.epoch || stored.version <= current.version {
+        if stored.epoch != current.epoch() || stored.version <= current.version() {
             return Ok(None);
         }
         let Some(hashes) = self
             .store
-            .keys_changed_between(current.version, stored.version)
+            .keys_changed_between(current.version(), stored.version)
             .await?
         else {
             return Ok(None);
@@ -352,7 +357,7 @@ impl Publisher {
         }
         let delta = pb::KeyDelta {
             epoch: stored.epoch,
-            from_version: current.version,
+            from_version: current.version(),
             version: stored.version,
             created_at_ms: crate::now_ms(),
             upserted,
@@ -387,8 +392,6 @@ impl Publisher {
             }
         }
         Ok(Some(Published {
-            version: stored.version,
-            epoch: current.epoch.clone(),
             decoded: Arc::new(decoded),
             whole,
             deltas: Arc::new(deltas),
@@ -427,7 +430,7 @@ impl Publisher {
     }
 
     pub fn current_version(&self) -> u64 {
-        self.tx.borrow().version
+        self.tx.borrow().version()
     }
 
     /// The snapshot last published, decoded as dataplanes decode it.

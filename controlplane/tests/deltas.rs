@@ -80,8 +80,8 @@ async fn key_changes_are_deltas_and_the_rest_whole(f: &Fixture) {
     let after_create = published(p);
     assert_eq!(count(p), (builds, deltas + 1), "a new key is a delta");
     let last = after_create.deltas.back().unwrap();
-    assert_eq!(last.from_version, start.version);
-    assert_eq!(last.version, after_create.version);
+    assert_eq!(last.from_version, start.version());
+    assert_eq!(last.version, after_create.version());
     assert_eq!(
         last.upserted
             .iter()
@@ -124,7 +124,7 @@ async fn key_changes_are_deltas_and_the_rest_whole(f: &Fixture) {
     // A subscriber that was sent the start version gets the three deltas, one that was sent
     // the one before the last gets the last only, a new one the whole snapshot and the deltas
     // after it; each ends up serving what the control plane decoded.
-    let from_start = after_delete.updates_since(Some((&start.epoch, start.version)));
+    let from_start = after_delete.updates_since(Some((start.epoch(), start.version())));
     assert_eq!(from_start.len(), 3);
     assert!(from_start.iter().all(|u| matches!(u, Update::KeyDelta(_))));
     let served = replay(
@@ -132,20 +132,20 @@ async fn key_changes_are_deltas_and_the_rest_whole(f: &Fixture) {
         from_start,
     );
     assert_eq!(keys(&served), keys(&after_delete.decoded));
-    assert_eq!(served.version, after_delete.version);
-    let last_only = after_delete.updates_since(Some((&start.epoch, after_disable.version)));
+    assert_eq!(served.version, after_delete.version());
+    let last_only = after_delete.updates_since(Some((start.epoch(), after_disable.version())));
     assert_eq!(last_only.len(), 1);
     assert!(
         after_delete
-            .updates_since(Some((&start.epoch, after_delete.version)))
+            .updates_since(Some((start.epoch(), after_delete.version())))
             .is_empty()
     );
     let fresh = after_delete.updates_since(None);
     assert_eq!(fresh.len(), 1);
-    assert!(matches!(&fresh[0], Update::Snapshot(s) if s.version == after_delete.version));
+    assert!(matches!(&fresh[0], Update::Snapshot(s) if s.version == after_delete.version()));
     assert_eq!(keys(&replay(None, fresh)), keys(&after_delete.decoded));
     // Another epoch's version is no base for deltas.
-    let elsewhere = after_delete.updates_since(Some(("another-store", start.version)));
+    let elsewhere = after_delete.updates_since(Some(("another-store", start.version())));
     assert!(matches!(elsewhere[0], Update::Snapshot(_)));
     // The whole form of a version (for subscribers that know no deltas) is the same.
     let whole = Snapshot::decode(after_delete.as_whole(), &no_resolver).unwrap();
@@ -165,7 +165,7 @@ async fn key_changes_are_deltas_and_the_rest_whole(f: &Fixture) {
     let renamed = published(p);
     assert_eq!(count(p), (builds + 1, deltas + 3), "not a key: whole");
     assert!(renamed.deltas.is_empty());
-    let updates = renamed.updates_since(Some((&start.epoch, after_delete.version)));
+    let updates = renamed.updates_since(Some((start.epoch(), after_delete.version())));
     assert_eq!(updates.len(), 1);
     assert!(matches!(updates[0], Update::Snapshot(_)));
 
@@ -224,21 +224,21 @@ async fn the_whole_snapshot_is_brought_forward(f: &Fixture) {
         .unwrap();
     let now = published(p);
     assert!(
-        now.whole.version > now.version - 300,
+        now.whole.version > now.version() - 300,
         "whole at {} for version {}",
         now.whole.version,
-        now.version
+        now.version()
     );
     // A new subscriber, or one whose version is on no delta kept here (another replica's),
     // gets this very version whole; one ahead of it gets nothing until there is more.
     let fresh = now.updates_since(None);
     assert_eq!(fresh.len(), 1, "one whole snapshot for a new subscriber");
-    assert!(matches!(&fresh[0], Update::Snapshot(s) if s.version == now.version));
-    let elsewhere = now.updates_since(Some((&now.epoch, 0)));
+    assert!(matches!(&fresh[0], Update::Snapshot(s) if s.version == now.version()));
+    let elsewhere = now.updates_since(Some((now.epoch(), 0)));
     assert_eq!(elsewhere.len(), 1);
-    assert!(matches!(&elsewhere[0], Update::Snapshot(s) if s.version == now.version));
+    assert!(matches!(&elsewhere[0], Update::Snapshot(s) if s.version == now.version()));
     assert!(
-        now.updates_since(Some((&now.epoch, now.version + 5)))
+        now.updates_since(Some((now.epoch(), now.version() + 5)))
             .is_empty()
     );
     let served = replay(None, fresh);
