@@ -90,6 +90,11 @@ struct Args {
     /// beside the others against the same mock.
     #[arg(long)]
     litellm: Option<PathBuf>,
+    /// Release binaries built from another commit: their dataplane joins the same stack beside
+    /// the configured Switchyard (and, with `--sse-memory`, is measured too), so a change is
+    /// measured side by side in one run.
+    #[arg(long)]
+    baseline_bin_dir: Option<PathBuf>,
     /// Only the configured Switchyard (no per-request and embedded dataplanes beside it).
     #[arg(long)]
     no_variants: bool,
@@ -120,6 +125,8 @@ enum Target {
     SwitchyardPerRequest,
     /// Another dataplane of the same stack with its counters in process.
     SwitchyardEmbedded,
+    /// `--baseline-bin-dir`'s dataplane in the same stack, configured like `Switchyard`.
+    SwitchyardBaseline,
     LiteLlm,
 }
 
@@ -132,6 +139,7 @@ impl Target {
             (Target::Switchyard, targets::SpendStore::Embedded) => "switchyard (embedded)",
             (Target::SwitchyardPerRequest, _) => "switchyard (Redis, per request)",
             (Target::SwitchyardEmbedded, _) => "switchyard (embedded)",
+            (Target::SwitchyardBaseline, _) => "switchyard baseline build",
             (Target::LiteLlm, _) => "LiteLLM proxy",
         }
     }
@@ -200,6 +208,18 @@ async fn lineup(
         procs.push(proc);
         entries.push(Entry {
             target: Target::SwitchyardEmbedded,
+            port,
+            path: "/api/v1/chat/completions",
+            keys: keys.clone(),
+        });
+    }
+    if let Some(bin_dir) = &args.baseline_bin_dir {
+        let (proc, port) = sy
+            .extra_dataplane_from(bin_dir, "dp-baseline", &[], &[], pin)
+            .await?;
+        procs.push(proc);
+        entries.push(Entry {
+            target: Target::SwitchyardBaseline,
             port,
             path: "/api/v1/chat/completions",
             keys: keys.clone(),
@@ -321,7 +341,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     )
     .await?;
     if let Some(streams) = args.sse_memory {
-        return sse_memory_phase(&mock, &nginx, &sy, streams).await;
+        return sse_memory_phase(&args, &pin, (&mock, &nginx, &sy), streams).await;
     }
     let limit = (args.spend_limit_usd > 0.0).then_some(args.spend_limit_usd);
     let keys = if args.keys > 1 || limit.is_some() {
@@ -590,6 +610,8 @@ async fn compare(args: &Args, lineup: &Lineup) -> anyhow::Result<(String, Value)
         "switchyard_per_request_rps_over_nginx_rps": ratio(rps(Target::SwitchyardPerRequest), nginx_max),
         "switchyard_embedded_rps_over_nginx_rps": ratio(rps(Target::SwitchyardEmbedded), nginx_max),
         "switchyard_rps_over_litellm_rps": ratio(rps(sy), rps(Target::LiteLlm)),
+        "switchyard_rps_over_baseline_rps": ratio(rps(sy), rps(Target::SwitchyardBaseline)),
+        "switchyard_p99_added_over_baseline_p99_added_fixed_rate": ratio(added(1, sy), added(1, Target::SwitchyardBaseline)),
         "switchyard_rps_over_direct_rps": ratio(rps(sy), rps(Target::Direct)),
         "nginx_rps_over_direct_rps": ratio(nginx_max, rps(Target::Direct)),
         "switchyard_p99_added_over_nginx_p99_added": ratio(added(0, sy), added(0, Target::Nginx)),
@@ -609,6 +631,18 @@ async fn compare(args: &Args, lineup: &Lineup) -> anyhow::Result<(String, Value)
         cell(r("switchyard_p99_added_over_nginx_p99_added_fixed_rate"), 2),
         rates[1],
     ));
+    if args.baseline_bin_dir.is_some() {
+        table.push_str(&format!(
+            "Against the baseline build, same stack: switchyard ÷ baseline req/s **{}**, p99 added \
+             at {:.0} req/s **{}**.\n",
+            cell(r("switchyard_rps_over_baseline_rps"), 2),
+            rates[1],
+            cell(
+                r("switchyard_p99_added_over_baseline_p99_added_fixed_rate"),
+                2
+            ),
+        ));
+    }
     let rounds_json = |m: &BTreeMap<Target, Vec<Round>>| -> Value {
         m.iter()
             .map(|(t, rs)| (name(*t).to_owned(), json!(rs.iter().map(|r| json!({"rps": r.rps, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms, "errors": r.errors})).collect::<Vec<_>>())))
@@ -668,9 +702,9 @@ async fn create_keys(
 
 /// Resident memory per open stream through nginx and Switchyard, the mock trickling tokens.
 async fn sse_memory_phase(
-    mock: &targets::Mock,
-    nginx: &targets::Nginx,
-    sy: &targets::Switchyard,
+    args: &Args,
+    pin: &Pinning,
+    (mock, nginx, sy): (&targets::Mock, &targets::Nginx, &targets::Switchyard),
     streams: usize,
 ) -> anyhow::Result<()> {
     reqwest::Client::new()
@@ -678,7 +712,7 @@ async fn sse_memory_phase(
         .body(r#"{"completion_tokens": 600, "inter_token_ms": 200}"#)
         .send()
         .await?;
-    for (name, port, path, key, pids) in [
+    let mut lineup = vec![
         (
             "nginx proxy_pass",
             nginx.port,
@@ -693,7 +727,24 @@ async fn sse_memory_phase(
             Some(sy.inference_key.as_str()),
             vec![sy.dataplane_pid()],
         ),
-    ] {
+    ];
+    let _baseline = match &args.baseline_bin_dir {
+        Some(bin_dir) => {
+            let (proc, port) = sy
+                .extra_dataplane_from(bin_dir, "dp-baseline", &[], &[], pin)
+                .await?;
+            lineup.push((
+                "switchyard baseline build",
+                port,
+                "/api/v1/chat/completions",
+                Some(sy.inference_key.as_str()),
+                vec![proc.id()],
+            ));
+            Some(proc)
+        }
+        None => None,
+    };
+    for (name, port, path, key, pids) in lineup {
         let before: u64 = pids
             .iter()
             .map(|p| sse_memory::rss_bytes(*p).unwrap_or(0))

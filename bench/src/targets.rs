@@ -17,6 +17,12 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// SIGKILL orphans nginx's workers, which then skew every later run.)
 pub struct Proc(Child);
 
+impl Proc {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = Command::new("kill")
@@ -249,6 +255,19 @@ impl Switchyard {
         extra: &[&str],
         pin: &Pinning,
     ) -> anyhow::Result<(Proc, u16)> {
+        self.extra_dataplane_from(&self.bin_dir, id, drop, extra, pin)
+            .await
+    }
+
+    /// `extra_dataplane_without` with the dataplane binary in `bin_dir` (another build).
+    pub async fn extra_dataplane_from(
+        &self,
+        bin_dir: &Path,
+        id: &str,
+        drop: &[&str],
+        extra: &[&str],
+        pin: &Pinning,
+    ) -> anyhow::Result<(Proc, u16)> {
         let port = free_port()?;
         let mut args = Vec::with_capacity(self.dp_args.len());
         let mut flags = self.dp_args.iter();
@@ -265,7 +284,7 @@ impl Switchyard {
         args.extend(["--dataplane-id".into(), id.into()]);
         args.extend(extra.iter().map(|s| s.to_string()));
         let proc = spawn(
-            &self.bin_dir.join("switchyard-dataplane"),
+            &bin_dir.join("switchyard-dataplane"),
             &args,
             &[("RUST_LOG", "warn".into())],
             pin.proxy_cpus.as_deref(),

@@ -146,6 +146,11 @@ pub struct Config {
     #[arg(long, env = "SWITCHYARD_DNS_REFRESH_SECS", default_value_t = 30)]
     pub dns_refresh_secs: u64,
 
+    /// PEM CA certificates trusted for `https://` providers besides the system's (a provider
+    /// behind a private CA, a self-hosted model server).
+    #[arg(long, env = "SWITCHYARD_UPSTREAM_CA_FILE")]
+    pub upstream_ca_file: Option<PathBuf>,
+
     /// Provider connect timeout, milliseconds.
     #[arg(long, default_value_t = 5_000)]
     pub connect_timeout_ms: u64,

@@ -10,8 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pingora_core::connectors::ConnectorOptions;
-use pingora_core::connectors::http::Connector;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::{Opt, ServerConf};
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch, ShutdownWatch};
@@ -22,7 +20,7 @@ use switchyard_dataplane::config::SpendBackendKind;
 use switchyard_dataplane::dns::Dns;
 use switchyard_dataplane::health::{self, Health};
 use switchyard_dataplane::http::cors::ManagementOrigins;
-use switchyard_dataplane::http::{Gateway, Limits, OpsToken, Timeouts};
+use switchyard_dataplane::http::{Gateway, Limits, OpsToken, Timeouts, upstream};
 use switchyard_dataplane::link::{ControlPlaneAuth, LinkTls};
 use switchyard_dataplane::now_ms;
 use switchyard_dataplane::snapshot::seal::Seal;
@@ -175,11 +173,8 @@ fn run(config: Config) -> anyhow::Result<()> {
     let spend_backend = spend.backend.clone();
     let leases = spend.leases.clone();
     let lease_usage = usage.clone();
-    let gateway = Gateway {
-        snapshots,
-        usage,
-        connector: Connector::new(Some(ConnectorOptions::new(1024))),
-        timeouts: Timeouts {
+    let upstream_client = Arc::new(upstream::Client::new(
+        Timeouts {
             connect: config.connect_timeout(),
             read: config.read_timeout(),
             first_byte: Duration::from_secs(config.first_byte_timeout_secs.max(1)),
@@ -187,6 +182,12 @@ fn run(config: Config) -> anyhow::Result<()> {
             // have just closed.
             idle_pool: Duration::from_secs(30),
         },
+        config.upstream_ca_file.as_deref(),
+    )?);
+    let gateway = Gateway {
+        snapshots,
+        usage,
+        upstream: upstream_client.clone(),
         limits: Limits {
             max_body_bytes: config.max_body_bytes,
             max_response_bytes: config.max_response_bytes,
@@ -231,6 +232,7 @@ fn run(config: Config) -> anyhow::Result<()> {
             spend_file: state_dir.join(SPEND_FILE),
             cut,
             dns,
+            upstream: upstream_client,
             dns_refresh: Duration::from_secs(config.dns_refresh_secs.max(1)),
             drain: Duration::from_secs(config.grace_period_secs)
                 .saturating_sub(Duration::from_millis(250)),
@@ -266,6 +268,8 @@ struct ControlPlaneLink {
     spend_file: std::path::PathBuf,
     /// Provider addresses, looked up again in the background.
     dns: Arc<Dns>,
+    /// Its idle connections, swept in the background.
+    upstream: Arc<upstream::Client>,
     dns_refresh: Duration,
     /// How long requests may still settle after shutdown begins (the usage sender's drain).
     drain: Duration,
@@ -304,6 +308,7 @@ impl BackgroundService for ControlPlaneLink {
             );
         }
         tokio::spawn(self.dns.clone().run(self.dns_refresh, shutdown.clone()));
+        tokio::spawn(self.upstream.clone().run_sweeper(shutdown.clone()));
         let r = &self.health;
         tokio::spawn(health::report(
             r.health.clone(),

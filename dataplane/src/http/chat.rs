@@ -14,7 +14,7 @@ use switchyard_policy::routing::EndpointHealth;
 
 use super::Gateway;
 use super::respond::{self, respond_reject_as};
-use super::upstream::{self, Opened, Pingora};
+use super::upstream::Opened;
 use crate::dialect::Dialect;
 use crate::health::{Availability, FleetView};
 use crate::now_ms;
@@ -185,10 +185,6 @@ async fn exchange(
     ctx: &mut Context<'_>,
     dialect: Dialect,
 ) -> Ending {
-    let transport = Pingora {
-        connector: &gw.connector,
-        timeouts: &gw.timeouts,
-    };
     let policy = RetryPolicy {
         budget: &gw.retry_budget,
         retry_unanswered: gw.retry_unanswered,
@@ -203,7 +199,7 @@ async fn exchange(
     let mut cut = gw.cut.clone();
     let forwarded = tokio::select! {
         forwarded = forward::forward(
-            &transport,
+            &*gw.upstream,
             &ctx.request,
             shaping,
             &ctx.attempts,
@@ -235,28 +231,24 @@ async fn relay_completion(
     gw: &Gateway,
     session: &mut ServerSession,
     ctx: &mut Context<'_>,
-    opened: Opened,
+    mut upstream: Opened,
     dialect: Dialect,
 ) -> Ending {
-    let Opened {
-        session: mut upstream,
-        peer,
-    } = opened;
     let mut cut = gw.cut.clone();
     let read = tokio::select! {
-        body = upstream::read_capped(&mut upstream, gw.limits.max_response_bytes) => Some(body),
+        body = upstream.read_capped(gw.limits.max_response_bytes) => Some(body),
         Ok(_) = cut.wait_for(|cut| *cut) => None,
     };
     let Some(read) = read else {
         // Still generating when shutdown ends: the client gets an error, the prompt is charged.
-        upstream.shutdown().await;
+        drop(upstream);
         ctx.cancelled = true;
         let reject = shutting_down();
         ctx.status = reject.status();
         return finish_with(respond_reject_as(session, &reject, dialect).await);
     };
     let Some(body) = read else {
-        upstream.shutdown().await;
+        drop(upstream);
         ctx.provider_failed = true;
         let reject = Reject::new(
             Kind::UpstreamUnavailable,
@@ -265,9 +257,7 @@ async fn relay_completion(
         ctx.status = reject.status();
         return finish_with(respond_reject_as(session, &reject, dialect).await);
     };
-    gw.connector
-        .release_http_session(upstream, &peer, Some(gw.timeouts.idle_pool))
-        .await;
+    upstream.release();
     let api = ctx.served_endpoint().map(|e| e.api).unwrap_or_default();
     let body = providers::completion(api, body, ctx.created_at_ms / 1000);
     let Some(body) = body else {
@@ -311,15 +301,10 @@ async fn relay_stream(
     gw: &Gateway,
     session: &mut ServerSession,
     ctx: &mut Context<'_>,
-    opened: Opened,
+    mut upstream: Opened,
     dialect: Dialect,
 ) -> Ending {
-    let Opened {
-        session: mut upstream,
-        peer,
-    } = opened;
     let Some(pricing) = ctx.pricing() else {
-        upstream.shutdown().await;
         return Ending::Close;
     };
     let mut relay = SseRelay::new();
@@ -359,7 +344,7 @@ async fn relay_stream(
     let mut cut_pending = true;
     while !cancelled {
         let read = tokio::select! {
-            read = tokio::time::timeout_at(deadline, upstream.read_response_body()) => read,
+            read = tokio::time::timeout_at(deadline, upstream.read()) => read,
             waited = &mut cut_wait, if cut_pending => {
                 cut_pending = false;
                 if waited.is_ok() {
@@ -414,13 +399,8 @@ async fn relay_stream(
             }
         }
     }
-    if cancelled || provider_failed || overdue {
-        upstream.shutdown().await;
-    } else {
-        gw.connector
-            .release_http_session(upstream, &peer, Some(gw.timeouts.idle_pool))
-            .await;
-    }
+    // Pooled again only if it was read to its end; otherwise its connection is closed.
+    upstream.release();
     if !cancelled {
         if provider_failed || overdue {
             relay.fail(&pricing, &mut out);
@@ -500,7 +480,7 @@ async fn linger(session: &mut ServerSession) {
 }
 
 /// Reads the request body, refusing more than `max` bytes with 413 before reading it all.
-async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Reject> {
+pub(super) async fn read_body(session: &mut ServerSession, max: usize) -> Result<Bytes, Reject> {
     let too_large = || {
         Reject::new(
             Kind::PayloadTooLarge,

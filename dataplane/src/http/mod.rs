@@ -13,7 +13,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use pingora_core::apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream};
-use pingora_core::connectors::http::Connector;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::server::ShutdownWatch;
 
@@ -46,8 +45,8 @@ pub struct Limits {
 pub struct Gateway {
     pub snapshots: Arc<SnapshotStore>,
     pub usage: UsageSink,
-    pub connector: Connector,
-    pub timeouts: Timeouts,
+    /// Connections to providers and the control plane's REST API.
+    pub upstream: Arc<upstream::Client>,
     pub limits: Limits,
     /// The control plane's REST API, for management passthrough.
     pub control_plane_http: Option<Upstream>,

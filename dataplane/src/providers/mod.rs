@@ -13,8 +13,6 @@
 pub mod anthropic;
 pub mod gemini;
 
-use pingora_http::RequestHeader;
-
 use crate::reject::{Kind, Reject};
 use crate::snapshot::Api;
 use crate::stages::forward::{self, Shaping};
@@ -137,13 +135,7 @@ pub fn request_header(
     attempt: &Attempt<'_>,
     body_len: usize,
     call: Call,
-) -> Result<RequestHeader, Reject> {
-    let internal = |e: pingora_error::BError| {
-        Reject::new(
-            Kind::Internal,
-            format!("cannot build upstream request: {e}"),
-        )
-    };
+) -> Result<http::request::Parts, Reject> {
     let endpoint = attempt.endpoint;
     let other_path;
     let (path, stream) = match call {
@@ -158,26 +150,18 @@ pub fn request_header(
             (&other_path, false)
         }
     };
-    let mut header = RequestHeader::build("POST", path.as_bytes(), Some(7)).map_err(internal)?;
-    header
-        .insert_header("host", &endpoint.upstream.host)
-        .map_err(internal)?;
-    header
-        .insert_header("content-type", "application/json")
-        .map_err(internal)?;
-    header
-        .insert_header("content-length", body_len.to_string())
-        .map_err(internal)?;
-    header
-        .insert_header(
+    let mut header = http::Request::post(path.as_str())
+        .header("host", &endpoint.upstream.host)
+        .header("content-type", "application/json")
+        .header("content-length", body_len)
+        .header(
             "accept",
             if stream {
                 "text/event-stream"
             } else {
                 "application/json"
             },
-        )
-        .map_err(internal)?;
+        );
     // The snapshot keeps each credential as a bearer value; other APIs take the bare key, each
     // in its own header.
     let authorization = attempt.authorization();
@@ -185,18 +169,22 @@ pub fn request_header(
     let credential = match endpoint.api {
         Api::OpenAiChat => authorization.map(|value| ("authorization", value)),
         Api::AnthropicMessages => {
-            header
-                .insert_header("anthropic-version", anthropic::VERSION)
-                .map_err(internal)?;
+            header = header.header("anthropic-version", anthropic::VERSION);
             key.map(|key| ("x-api-key", key))
         }
         Api::Gemini => key.map(|key| ("x-goog-api-key", key)),
         Api::AzureOpenAi => key.map(|key| ("api-key", key)),
     };
     if let Some((name, value)) = credential {
-        header.insert_header(name, value).map_err(internal)?;
+        header = header.header(name, value);
     }
-    Ok(header)
+    // The error names the part, never a header's value (it may be a credential).
+    header.body(()).map(|r| r.into_parts().0).map_err(|e| {
+        Reject::new(
+            Kind::Internal,
+            format!("cannot build upstream request: {e}"),
+        )
+    })
 }
 
 /// A whole (non-stream) response body as an OpenAI chat completion; `None` when the provider's

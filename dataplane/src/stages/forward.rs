@@ -1,6 +1,6 @@
 //! forward: the route's attempts, tried in order until a provider answers. This module decides
 //! the bytes and headers each provider receives, and which failures move on to the next
-//! attempt; the network I/O is behind [`Transport`] (pingora's connector in `http::upstream`,
+//! attempt; the network I/O is behind [`Transport`] (hyper's HTTP/1 client in `http::upstream`,
 //! a scripted fake in tests).
 //!
 //! A connection that could not be made, a timeout before the response's first byte, a 5xx, a
