@@ -8,8 +8,7 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_http::ResponseHeader;
 
 use super::Gateway;
-use super::chat::Ending;
-use super::chat::read_body;
+use super::chat::{Ending, read_body};
 use super::respond::respond_reject;
 use crate::reject::{Kind, Reject};
 

@@ -80,7 +80,7 @@ impl Pool {
 pub struct Client {
     pools: ArcSwap<HashMap<SocketAddr, Vec<Arc<Pool>>>>,
     tls: TlsConnector,
-    pub timeouts: Timeouts,
+    timeouts: Timeouts,
     started: Instant,
 }
 
@@ -132,7 +132,10 @@ impl Client {
             .get(&addr)
             .and_then(|pools| pools.iter().find(|p| p.serves(tls, sni)))
         {
-            pool.used_at.store(now, Ordering::Relaxed);
+            // Written once a second at most, not by every request on every core.
+            if pool.used_at.load(Ordering::Relaxed) != now {
+                pool.used_at.store(now, Ordering::Relaxed);
+            }
             return pool.clone();
         }
         // An address seen for the first time: the map is copied, once per address.
@@ -198,14 +201,13 @@ impl Client {
     pub async fn request(
         &self,
         upstream: &Upstream,
-        request: http::Request<Full<Bytes>>,
+        mut request: http::Request<Full<Bytes>>,
     ) -> Result<Opened, Failure> {
         let Some(addr) = upstream.addr() else {
             upstream.addresses.mark_failed();
             return Err(Failure::NoAddress);
         };
         let pool = self.pool(addr, upstream.tls, upstream.sni());
-        let mut request = request;
         // A pooled connection the provider had already closed fails before the request goes
         // out: once more on a new connection. (A connection lost after the request went out
         // may have started a generation: that is forward's to judge, under
@@ -255,6 +257,10 @@ impl Client {
     pub fn sweep(&self) {
         let now = self.started.elapsed().as_secs();
         let forget_after = self.timeouts.idle_pool.as_secs().max(1) * 10;
+        let forgettable = |pool: &Pool| {
+            pool.idle.is_empty()
+                && now.saturating_sub(pool.used_at.load(Ordering::Relaxed)) > forget_after
+        };
         let pools = self.pools.load();
         let mut forgotten = false;
         for pool in pools.values().flatten() {
@@ -264,17 +270,13 @@ impl Client {
                     let _ = pool.idle.push(idle);
                 }
             }
-            forgotten |= pool.idle.is_empty()
-                && now.saturating_sub(pool.used_at.load(Ordering::Relaxed)) > forget_after;
+            forgotten |= forgettable(pool);
         }
         if forgotten {
             self.pools.rcu(|pools| {
                 let mut kept = HashMap::clone(pools);
                 kept.retain(|_, lane| {
-                    lane.retain(|p| {
-                        !p.idle.is_empty()
-                            || now.saturating_sub(p.used_at.load(Ordering::Relaxed)) <= forget_after
-                    });
+                    lane.retain(|p| !forgettable(p));
                     !lane.is_empty()
                 });
                 kept
@@ -293,8 +295,9 @@ impl Client {
         }
     }
 
-    /// Idle connections pooled, over every address (for tests and metrics).
-    pub fn idle(&self) -> usize {
+    /// Idle connections pooled, over every address.
+    #[cfg(test)]
+    fn idle(&self) -> usize {
         self.pools
             .load()
             .values()
