@@ -409,6 +409,10 @@ impl Transport for Client {
         let request = http::Request::from_parts(head, Full::new(Bytes::from(body)));
         let mut opened = self.request(&attempt.endpoint.upstream, request).await?;
         if (200..300).contains(&opened.status) {
+            // Nothing reads the provider's header here, and its values are slices of the
+            // connection's first read buffer: held, they pin those 8 KiB for the whole of a
+            // stream while hyper reads into a new buffer (heaptrack, one per held stream).
+            opened.headers = HeaderMap::new();
             return Ok(opened);
         }
         // Read the provider's error (bounded) so the client can be told why.
