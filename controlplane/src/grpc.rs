@@ -203,6 +203,10 @@ fn generation(e: usage::UsageEvent) -> Result<Generation, String> {
     if e.key_hash.len() != 64 {
         return Err(format!("generation {}: invalid key hash", e.generation_id));
     }
+    // The ledger, the rollups and reconciliation all add this up: it must be an amount.
+    if !e.cost_usd.is_empty() && switchyard_policy::Money::parse_recorded(&e.cost_usd).is_err() {
+        return Err(format!("generation {}: invalid cost", e.generation_id));
+    }
     let provider_responses = (!e.provider_responses.is_empty()).then(|| {
         let attempts: Vec<serde_json::Value> = e
             .provider_responses
@@ -229,6 +233,7 @@ fn generation(e: usage::UsageEvent) -> Result<Generation, String> {
             .then(|| i64::try_from(e.preset_version).unwrap_or(i64::MAX)),
         session_id: (!e.session_id.is_empty()).then_some(e.session_id),
         external_user: (!e.external_user.is_empty()).then_some(e.external_user),
+        http_referer: (!e.http_referer.is_empty()).then_some(e.http_referer),
         id: e.generation_id,
         key_hash: e.key_hash,
         organization_id: e.organization_id,

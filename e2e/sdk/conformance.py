@@ -544,5 +544,54 @@ def _():
         raise AssertionError("expected 401")
 
 
+@check("openrouter: user, session and app headers land on the generation")
+def _():
+    tracked = OpenRouter(api_key=INFERENCE, server_url=BASE, http_referer="https://app.example",
+                         x_open_router_title="Conformance")
+    r = tracked.chat.send(model=MODEL, messages=MESSAGES, user="sdk-user-1",
+                          session_id="sdk-session-1", retries=None)
+    g = wait_for_generation(r.id).data
+    assert (g.external_user, g.session_id) == ("sdk-user-1", "sdk-session-1"), g
+    assert g.http_referer == "https://app.example", g.http_referer
+
+
+@check("openrouter: analytics.get_user_activity")
+def _():
+    # The last 30 completed UTC days: today's requests are not in it yet; the schema is checked.
+    r = management.analytics.get_user_activity(retries=None)
+    assert isinstance(r.data, list)
+    r = management.analytics.get_user_activity(request={"group_by": "workspace"}, retries=None)
+    assert all(item.workspace_id for item in r.data)
+    try:
+        management.analytics.get_user_activity(request={"date_": "not-a-date"}, retries=None)
+    except errors.BadRequestResponseError:
+        pass
+    else:
+        raise AssertionError("expected 400")
+
+
+@check("openrouter: external_users list/create/get/update/delete")
+def _():
+    def registered():
+        page = management.external_users.list(user="sdk-user-1", retries=None).result
+        assert page.total_count == 1, page
+        return page
+    page = eventually(registered, "the request's user registered")
+    assert page.data[0].user == "sdk-user-1" and page.data[0].is_active
+    created = management.external_users.create(user="sdk-user-2", retries=None)
+    assert created.data.user == "sdk-user-2"
+    try:
+        management.external_users.create(user="sdk-user-2", retries=None)
+    except errors.ConflictResponseError:
+        pass
+    else:
+        raise AssertionError("expected 409")
+    updated = management.external_users.update(user="sdk-user-2", is_active=False, retries=None)
+    assert updated.data.is_active is False
+    assert management.external_users.get(user="sdk-user-2", retries=None).data.is_active is False
+    management.external_users.delete(user="sdk-user-2", retries=None)
+    gone(lambda: management.external_users.get(user="sdk-user-2", retries=None), "external user")
+
+
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)

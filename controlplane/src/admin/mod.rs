@@ -44,6 +44,7 @@ pub(crate) fn status(e: ManageError, conflict: Code) -> Status {
         ManageError::Forbidden(m) => Status::permission_denied(m),
         ManageError::NotFound(m) => Status::not_found(m),
         ManageError::Conflict(m) => Status::new(conflict, m),
+        ManageError::Exists(m) => Status::already_exists(m),
         ManageError::InsufficientCredits(m) => Status::failed_precondition(m),
         ManageError::Store(e) => {
             // Logged here, once; the client gets no internals.

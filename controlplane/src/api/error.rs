@@ -21,6 +21,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     PaymentRequired(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error("internal error")]
     Store(#[from] StoreError),
     #[error("internal error")]
@@ -37,6 +39,7 @@ impl From<ManageError> for ApiError {
             ManageError::Forbidden(m) => ApiError::Forbidden(m),
             ManageError::NotFound(m) => ApiError::NotFound(m),
             ManageError::InsufficientCredits(m) => ApiError::PaymentRequired(m),
+            ManageError::Exists(m) => ApiError::Conflict(m),
             ManageError::Store(e) => ApiError::Store(e),
             ManageError::Vault(e) => {
                 tracing::error!(error = %e, "vault failure");
@@ -54,6 +57,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PaymentRequired(_) => StatusCode::PAYMENT_REQUIRED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Store(_) | ApiError::Publish(_) | ApiError::Internal => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

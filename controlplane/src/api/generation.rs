@@ -70,7 +70,7 @@ pub async fn get(
             "app_id": null,
             "cache_discount": null,
             "external_user": g.external_user,
-            "http_referer": null,
+            "http_referer": g.http_referer,
             "num_fetches": null,
             "num_input_audio_prompt": null,
             "num_media_completion": null,

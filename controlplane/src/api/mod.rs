@@ -1,11 +1,13 @@
 //! The management REST API (axum), OpenRouter-compatible. Reached directly or through any
 //! dataplane, which passes `/api/v1/` management paths through.
 
+mod activity;
 mod auth;
 mod budgets;
 mod byok;
 mod credits;
 mod error;
+mod external_users;
 mod generation;
 mod guardrails;
 mod keys;
@@ -23,6 +25,7 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
+pub use activity::csv as activity_csv;
 pub use error::ApiError;
 
 use crate::manage::Manage;
@@ -148,6 +151,18 @@ pub fn router(state: ApiState) -> Router {
         )
         .route("/api/v1/endpoints/zdr", get(models::zdr))
         .route("/api/v1/generation", get(generation::get))
+        .route("/api/v1/activity", get(activity::get))
+        .route("/api/v1/activity/export", get(activity::export))
+        .route(
+            "/api/v1/external-users",
+            get(external_users::list).post(external_users::create),
+        )
+        .route(
+            "/api/v1/external-users/{user}",
+            get(external_users::get)
+                .patch(external_users::update)
+                .delete(external_users::delete),
+        )
         .fallback(|| async { ApiError::NotFound("Not found".into()) })
         .with_state(state)
 }

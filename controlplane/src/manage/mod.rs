@@ -17,6 +17,7 @@
 //! - members see and manage only their own keys, in workspaces they belong to.
 
 pub mod access;
+pub mod activity;
 pub mod audit;
 pub mod budgets;
 pub mod byok;
@@ -193,6 +194,9 @@ pub enum ManageError {
     /// The request conflicts with existing state (a duplicate slug, a non-empty workspace).
     #[error("{0}")]
     Conflict(String),
+    /// What a create names exists already (409, as OpenRouter answers it).
+    #[error("{0}")]
+    Exists(String),
     /// Credits would go negative, or a similar refusal on money.
     #[error("{0}")]
     InsufficientCredits(String),

@@ -5,8 +5,6 @@ use std::fmt::Write as _;
 use sqlx::any::AnyRow;
 use sqlx::{Connection as _, Row};
 
-use switchyard_policy::{Ledger, Money};
-
 use super::{Store, StoreError, flag};
 
 #[derive(Clone, Debug, Default)]
@@ -42,15 +40,17 @@ pub struct Generation {
     pub preset_version: Option<i64>,
     pub session_id: Option<String>,
     pub external_user: Option<String>,
+    /// The app's `HTTP-Referer`, as the dataplane recorded it.
+    pub http_referer: Option<String>,
 }
 
-const COLUMNS: &str = "id, key_hash, organization_id, workspace_id, model, provider_id, \
+pub(super) const COLUMNS: &str = "id, key_hash, organization_id, workspace_id, model, provider_id, \
     upstream_model, upstream_id, created_at, prompt_tokens, completion_tokens, cached_tokens, \
     reasoning_tokens, cost_usd, streamed, finish_reason, latency_ms, ttfb_ms, status, cancelled, \
     is_byok, app_title, dataplane_id, provider_responses, preset_id, preset_version, session_id, \
-    external_user, cache_write_tokens";
-const COLUMN_COUNT: usize = 29;
-/// 29 columns: within SQLite's and PostgreSQL's bind limits.
+    external_user, cache_write_tokens, http_referer";
+const COLUMN_COUNT: usize = 30;
+/// 30 columns: within SQLite's and PostgreSQL's bind limits.
 const ROWS_PER_INSERT: usize = 200;
 
 /// The insert statement for `rows` rows; a full chunk's is built once per dialect.
@@ -87,7 +87,8 @@ fn build_insert_sql(sqlite: bool, rows: usize) -> String {
         }
         sql.push(')');
     }
-    sql.push_str(" ON CONFLICT (id) DO NOTHING");
+    // Only the rows new to the store come back: they are the ones the rollups add.
+    sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
     sql
 }
 
@@ -112,6 +113,8 @@ impl Store {
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await?;
         let mut counts = Vec::with_capacity(groups.len());
+        // The generations this call records for the first time (a redelivered one adds nothing).
+        let mut fresh: Vec<&Generation> = Vec::new();
         for group in groups {
             let mut inserted = 0;
             for chunk in group.chunks(ROWS_PER_INSERT) {
@@ -147,12 +150,22 @@ impl Store {
                         .bind(g.preset_version)
                         .bind(g.session_id.clone())
                         .bind(g.external_user.clone())
-                        .bind(g.cache_write_tokens);
+                        .bind(g.cache_write_tokens)
+                        .bind(g.http_referer.clone());
                 }
-                inserted += query.execute(&mut *tx).await?.rows_affected();
+                let new_ids = query.fetch_all(&mut *tx).await?;
+                inserted += new_ids.len() as u64;
+                let mut new_ids = new_ids
+                    .iter()
+                    .map(|row| row.try_get::<String, _>("id"))
+                    .collect::<Result<std::collections::HashSet<String>, _>>()?;
+                // Taken once each: an id twice in one batch was recorded once.
+                fresh.extend(chunk.iter().filter(|g| new_ids.remove(&g.id)));
             }
             counts.push(inserted);
         }
+        super::rollups::add(&mut tx, self.sqlite, &fresh).await?;
+        super::external_users::register(&mut tx, &fresh).await?;
         tx.commit().await?;
         Ok(counts)
     }
@@ -166,7 +179,7 @@ impl Store {
     }
 }
 
-fn generation(r: &AnyRow) -> Result<Generation, StoreError> {
+pub(super) fn generation(r: &AnyRow) -> Result<Generation, StoreError> {
     Ok(Generation {
         id: r.try_get("id")?,
         key_hash: r.try_get("key_hash")?,
@@ -197,6 +210,7 @@ fn generation(r: &AnyRow) -> Result<Generation, StoreError> {
         preset_version: r.try_get("preset_version")?,
         session_id: r.try_get("session_id")?,
         external_user: r.try_get("external_user")?,
+        http_referer: r.try_get("http_referer")?,
     })
 }
 
@@ -292,56 +306,5 @@ impl Store {
             }
         }
         Ok(usage)
-    }
-}
-
-impl Store {
-    /// Exact spend in a part of the ledger since `since_ms`: the sum of the recorded costs, as
-    /// the dataplanes charged them. Costs are summed in Rust, not SQL, to stay exact.
-    pub async fn ledger_spend(
-        &self,
-        scope: &Ledger,
-        since_ms: i64,
-        include_byok: bool,
-    ) -> Result<Money, StoreError> {
-        // $1 and $2 select the rows; $3 and $4 bound the window and BYOK.
-        let (filter, first, second): (&str, &str, &str) = match scope {
-            // A key's limit counts on its whole rotation line.
-            Ledger::Key(h) => (
-                "key_hash IN (SELECT hash FROM api_keys WHERE COALESCE(limit_lineage, hash) = $1) \
-                 AND $2 = ''",
-                h,
-                "",
-            ),
-            Ledger::Workspace(w) => ("workspace_id = $1 AND $2 = ''", w, ""),
-            Ledger::Organization(o) => ("organization_id = $1 AND $2 = ''", o, ""),
-            Ledger::Member {
-                user_id,
-                workspace_id,
-            } => (
-                "workspace_id = $1 AND key_hash IN \
-                 (SELECT hash FROM api_keys WHERE creator_user_id = $2)",
-                workspace_id,
-                user_id,
-            ),
-        };
-        let rows = sqlx::query(&format!(
-            "SELECT cost_usd FROM generations WHERE {filter} AND created_at >= $3 \
-             AND cost_usd IS NOT NULL AND ($4 = 1 OR is_byok = 0)"
-        ))
-        .bind(first)
-        .bind(second)
-        .bind(since_ms)
-        .bind(flag(include_byok))
-        .fetch_all(&mut *self.conn().await?)
-        .await?;
-        let mut total = Money::ZERO;
-        for row in rows {
-            let cost: String = row.try_get("cost_usd")?;
-            let cost = Money::parse_recorded(&cost)
-                .map_err(|e| StoreError::Corrupt(format!("generation cost: {e}")))?;
-            total = total.saturating_add(cost);
-        }
-        Ok(total)
     }
 }

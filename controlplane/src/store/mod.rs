@@ -13,10 +13,12 @@
 mod byok;
 mod catalogue;
 mod credits;
+mod external_users;
 mod generations;
 mod guardrails;
 mod keys;
 mod presets;
+mod rollups;
 mod tenancy;
 mod workspaces;
 
@@ -36,12 +38,14 @@ use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 pub use byok::ByokRow;
 pub use catalogue::{CatalogueRows, EndpointRow, EndpointTraits, ModelRow, ProviderRow};
 pub use credits::LedgerRow;
+pub use external_users::{ExternalUserRow, external_user_problem};
 pub use generations::{Generation, KeyUsage, WindowStarts};
 pub use guardrails::{
     GuardrailRow, KeyAssignmentRow, MemberAssignmentRow, ZdrFlags, default_guardrail_id,
 };
 pub use keys::{KeyPatch, KeyRow, NewKey};
 pub use presets::{PresetRow, PresetVersionRow};
+pub use rollups::{Dimension, Span, Totals, UsageFilter, UsageQuery, UsageRow};
 pub use tenancy::{AuditRow, MemberRow, OrganizationRow, UserRow};
 pub use workspaces::{WorkspaceBudgetRow, WorkspaceContents, WorkspaceRow};
 
@@ -177,13 +181,21 @@ impl Store {
         .bind(uuid::Uuid::new_v4().simple().to_string())
         .execute(&pool)
         .await?;
-        Ok(Store {
+        let store = Store {
             pool,
             sqlite: is_sqlite,
             tx: None,
             bumped: Arc::default(),
             changed: Arc::default(),
-        })
+        };
+        // Once per store: history recorded before the rollups existed is added to them.
+        let added = store
+            .backfill_rollups(chrono::Utc::now().timestamp_millis())
+            .await?;
+        if added > 0 {
+            tracing::info!(generations = added, "usage rollups backfilled");
+        }
+        Ok(store)
     }
 
     /// A handle whose queries all run in one new transaction, until `commit`. Dropped without

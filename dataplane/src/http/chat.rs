@@ -166,6 +166,10 @@ async fn run(
         .or_else(|| session.get_header("x-openrouter-title"))
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    ctx.http_referer = session
+        .get_header("http-referer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let ending = exchange(gw, session, &mut ctx, dialect).await;
     let sinks = Sinks {
         spend: &gw.spend,

@@ -27,6 +27,8 @@ pub struct Context<'a> {
     pub created_at_ms: i64,
     /// `X-Title` (or `X-OpenRouter-Title`), for the generation's record.
     pub app_title: Option<String>,
+    /// The client's `HTTP-Referer` (the app's URL).
+    pub http_referer: Option<String>,
     /// admit: the reservation, ended by settle.
     pub hold: Option<Hold>,
     /// forward: every attempt made, and which one answered.
@@ -62,6 +64,7 @@ impl<'a> Context<'a> {
             started,
             created_at_ms,
             app_title: None,
+            http_referer: None,
             hold: None,
             tried: Vec::new(),
             served: None,

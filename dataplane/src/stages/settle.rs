@@ -221,6 +221,7 @@ fn event(ctx: &Context<'_>, cost: Option<Money>, dataplane_id: &str) -> UsageEve
         preset_version: preset.map_or(0, |p| p.version),
         session_id: ctx.request.session_id.clone().unwrap_or_default(),
         external_user: ctx.request.user.clone().unwrap_or_default(),
+        http_referer: ctx.http_referer.clone().unwrap_or_default(),
     }
 }
 

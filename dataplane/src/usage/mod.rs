@@ -116,6 +116,7 @@ pub fn bound_fields(e: &mut UsageEvent) {
         &mut e.preset_id,
         &mut e.session_id,
         &mut e.external_user,
+        &mut e.http_referer,
     ] {
         truncate(field);
     }

@@ -1,0 +1,166 @@
+//! `GET /activity` as OpenRouter's SDK reads it, and `GET /activity/export` (a Switchyard
+//! extension): the organization's usage over whole UTC days as CSV, grouped one way or another.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::auth::Manager;
+use super::error::ApiError;
+use super::{ApiQuery, ApiState};
+use crate::manage::activity::{ActivityFilter, Export, ExportGroup, ExportRequest};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityQuery {
+    date: Option<String>,
+    api_key_hash: Option<String>,
+    user_id: Option<String>,
+    group_by: Option<String>,
+    workspace_id: Option<String>,
+}
+
+pub async fn get(
+    State(state): State<ApiState>,
+    Manager(_, actor): Manager,
+    ApiQuery(q): ApiQuery<ActivityQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let by_workspace = match q.group_by.as_deref() {
+        None => false,
+        Some("workspace") => true,
+        Some(other) => {
+            return Err(ApiError::BadRequest(format!(
+                "group_by must be \"workspace\", not {other:?}"
+            )));
+        }
+    };
+    let filter = ActivityFilter {
+        date: q.date,
+        api_key_hash: q.api_key_hash,
+        user_id: q.user_id,
+        workspace_id: q.workspace_id,
+        by_workspace,
+    };
+    let items = state
+        .manage
+        .activity(&actor, &filter, crate::now_ms())
+        .await?;
+    let data: Vec<Value> = items
+        .into_iter()
+        .map(|i| {
+            let mut item = json!({
+                "date": i.date,
+                "model": i.model,
+                "model_permaslug": i.model,
+                "endpoint_id": format!("{}:{}", i.model, i.provider_id),
+                "provider_name": i.provider_name,
+                "usage": i.usage.as_usd_f64(),
+                "byok_usage_inference": i.byok_usage.as_usd_f64(),
+                "requests": i.totals.requests,
+                "prompt_tokens": i.totals.prompt_tokens,
+                "completion_tokens": i.totals.completion_tokens,
+                "reasoning_tokens": i.totals.reasoning_tokens,
+                "cached_tokens": i.totals.cached_tokens,
+            });
+            if let (Some(workspace), Some(obj)) = (i.workspace_id, item.as_object_mut()) {
+                obj.insert("workspace_id".into(), Value::String(workspace));
+            }
+            item
+        })
+        .collect();
+    Ok(Json(json!({ "data": data })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportQuery {
+    format: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    group_by: Option<String>,
+    api_key_hash: Option<String>,
+    user_id: Option<String>,
+    workspace_id: Option<String>,
+    model: Option<String>,
+    user: Option<String>,
+}
+
+pub async fn export(
+    State(state): State<ApiState>,
+    Manager(_, actor): Manager,
+    ApiQuery(q): ApiQuery<ExportQuery>,
+) -> Result<Response, ApiError> {
+    let format = q.format.as_deref().unwrap_or("csv");
+    if format != "csv" {
+        return Err(ApiError::BadRequest(format!(
+            "format must be \"csv\", not {format:?}"
+        )));
+    }
+    let group: ExportGroup = q.group_by.as_deref().unwrap_or("model").parse()?;
+    let request = ExportRequest {
+        start: q.start,
+        end: q.end,
+        group,
+        api_key_hash: q.api_key_hash,
+        user_id: q.user_id,
+        workspace_id: q.workspace_id,
+        model: q.model,
+        external_user: q.user,
+    };
+    let export = state
+        .manage
+        .export_usage(&actor, &request, crate::now_ms())
+        .await?;
+    let body = csv(&export).map_err(|_| ApiError::Internal)?;
+    let filename = format!(
+        "switchyard-usage-{}-{}-by-{}.csv",
+        export.start,
+        export.end,
+        export.group.as_str()
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{filename}\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// One line per group and a total; costs are exact decimal USD, as the ledger records them.
+pub fn csv(export: &Export) -> Result<Vec<u8>, csv::Error> {
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record([
+        export.group.as_str(),
+        "label",
+        "requests",
+        "prompt_tokens",
+        "completion_tokens",
+        "reasoning_tokens",
+        "cached_tokens",
+        "usage_usd",
+        "byok_usage_usd",
+    ])?;
+    for line in export.lines.iter().chain(std::iter::once(&export.total)) {
+        let t = &line.totals;
+        out.write_record([
+            line.group.clone(),
+            line.label.clone(),
+            t.requests.to_string(),
+            t.prompt_tokens.to_string(),
+            t.completion_tokens.to_string(),
+            t.reasoning_tokens.to_string(),
+            t.cached_tokens.to_string(),
+            line.usage.to_string(),
+            line.byok_usage.to_string(),
+        ])?;
+    }
+    out.into_inner().map_err(|e| e.into_error().into())
+}

@@ -1,0 +1,634 @@
+//! Activity over a seeded history, on SQLite and a throwaway PostgreSQL database: `/activity`,
+//! exports and the ledger's spend (read from the rollups) equal the generations' recorded costs
+//! exactly; a redelivered batch adds nothing; members see the organization's usage but not who
+//! spent it, and nothing of another organization; `user` lands in `/external-users`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+
+use serde_json::{Value, json};
+use switchyard_controlplane::api::activity_csv;
+use switchyard_controlplane::keys::{self, KeyKind};
+use switchyard_controlplane::manage::ManageError;
+use switchyard_controlplane::manage::activity::{ActivityFilter, ExportGroup, ExportRequest};
+use switchyard_controlplane::store::Generation;
+use switchyard_controlplane::testing::{Db, RestServer, add_key};
+use switchyard_policy::{Ledger, Money};
+
+const DAY: i64 = 86_400_000;
+const HOUR: i64 = 3_600_000;
+/// The injected clock: 2026-03-15T10:00:00Z.
+const NOW: i64 = 1_773_568_800_000;
+const TODAY: i64 = NOW - 10 * HOUR;
+
+struct Seeded {
+    server: RestServer,
+    generations: Vec<Generation>,
+    admin_key: String,
+    member_key: String,
+}
+
+/// A history over 40 days: two keys (the admin's in the default workspace, the member's in
+/// `team`), two models on two providers, BYOK and not, some unpriced, costs down to the
+/// picodollar, three end users; and one generation of another organization.
+async fn seed(db: Db) -> Seeded {
+    let server = RestServer::start(db).await;
+    let f = &server.fixture;
+    let admin_key = keys::hash(&f.inference_secret);
+    let (member_key, _) = add_key(
+        &f.store,
+        &f.organization_id,
+        &server.team_workspace,
+        &f.member_user,
+        KeyKind::Inference,
+    )
+    .await;
+    let (other_key, _) = add_key(
+        &f.store,
+        &f.other_organization_id,
+        "ws_other_default",
+        &f.outsider_user,
+        KeyKind::Inference,
+    )
+    .await;
+    let mut generations = Vec::new();
+    for i in 0..400_i64 {
+        let member = i % 3 == 0;
+        let day = i % 40;
+        generations.push(Generation {
+            id: format!("gen-{i}"),
+            key_hash: if member { &member_key } else { &admin_key }.clone(),
+            organization_id: f.organization_id.clone(),
+            workspace_id: if member {
+                server.team_workspace.clone()
+            } else {
+                f.default_workspace_id.clone()
+            },
+            model: if i % 2 == 0 {
+                "mock/fast"
+            } else {
+                "mock/claude"
+            }
+            .into(),
+            provider_id: if i % 2 == 0 {
+                "mock-a"
+            } else {
+                "mock-anthropic"
+            }
+            .into(),
+            // Today's hours too, and a day's last millisecond.
+            created_at: TODAY - day * DAY + (i * 7_919_000) % DAY,
+            prompt_tokens: 10 + i,
+            completion_tokens: 2 * i,
+            reasoning_tokens: i % 5,
+            cached_tokens: i % 7,
+            cost_usd: (i % 11 != 0)
+                .then(|| format!("0.{:012}", (i * 982_451_653) % 1_000_000_000_000)),
+            is_byok: i % 4 == 1,
+            external_user: match i % 5 {
+                0 => None,
+                1 => Some("alice".into()),
+                2 => Some("bob@example.com".into()),
+                _ => Some("carol".into()),
+            },
+            session_id: Some(format!("s-{}", i % 9)),
+            http_referer: Some("https://app.example".into()),
+            status: if i % 13 == 0 { 502 } else { 200 },
+            ..Generation::default()
+        });
+    }
+    generations.push(Generation {
+        id: "gen-other".into(),
+        key_hash: other_key,
+        organization_id: f.other_organization_id.clone(),
+        workspace_id: "ws_other_default".into(),
+        model: "mock/fast".into(),
+        provider_id: "mock-a".into(),
+        created_at: TODAY - DAY,
+        cost_usd: Some("5".into()),
+        external_user: Some("alice".into()),
+        ..Generation::default()
+    });
+    // In groups, as ingest writes them, with one batch redelivered (an ack the dataplane lost).
+    let (first, rest) = generations.split_at(150);
+    let counts = f
+        .store
+        .insert_generation_groups(&[first, rest, &first[100..]])
+        .await
+        .unwrap();
+    assert_eq!(counts, vec![150, 251, 0]);
+    assert_eq!(f.store.insert_generations(&first[..10]).await.unwrap(), 0);
+    Seeded {
+        server,
+        generations,
+        admin_key,
+        member_key,
+    }
+}
+
+fn cost(g: &Generation) -> Money {
+    g.cost_usd
+        .as_deref()
+        .map_or(Money::ZERO, |c| Money::parse_recorded(c).unwrap())
+}
+
+fn sum<'a>(gs: impl Iterator<Item = &'a Generation>) -> Money {
+    gs.fold(Money::ZERO, |t, g| t.saturating_add(cost(g)))
+}
+
+async fn rollups_equal_the_ledger(s: &Seeded) {
+    let f = &s.server.fixture;
+    let ours: Vec<&Generation> = s
+        .generations
+        .iter()
+        .filter(|g| g.organization_id == f.organization_id)
+        .collect();
+    // Lifetime, whole days, and a window starting mid-hour.
+    for since in [
+        0,
+        TODAY - 7 * DAY,
+        TODAY - 3 * DAY + 90 * 60_000 + 17,
+        TODAY + HOUR,
+    ] {
+        for include_byok in [false, true] {
+            let counted = |g: &&&Generation| g.created_at >= since && (include_byok || !g.is_byok);
+            let scopes = [
+                (
+                    Ledger::Organization(f.organization_id.clone()),
+                    sum(ours.iter().filter(counted).copied()),
+                ),
+                (
+                    Ledger::Key(s.member_key.clone()),
+                    sum(ours
+                        .iter()
+                        .filter(counted)
+                        .filter(|g| g.key_hash == s.member_key)
+                        .copied()),
+                ),
+                (
+                    Ledger::Workspace(f.default_workspace_id.clone()),
+                    sum(ours
+                        .iter()
+                        .filter(counted)
+                        .filter(|g| g.workspace_id == f.default_workspace_id)
+                        .copied()),
+                ),
+                (
+                    Ledger::Member {
+                        user_id: f.member_user.clone(),
+                        workspace_id: s.server.team_workspace.clone(),
+                    },
+                    sum(ours
+                        .iter()
+                        .filter(counted)
+                        .filter(|g| g.key_hash == s.member_key)
+                        .copied()),
+                ),
+            ];
+            for (scope, expected) in scopes {
+                let got = f
+                    .store
+                    .ledger_spend(&scope, since, include_byok)
+                    .await
+                    .unwrap();
+                assert_eq!(got, expected, "{scope:?} since {since} byok {include_byok}");
+                assert_ne!(expected, Money::ZERO, "{scope:?}: the seed covers it");
+            }
+        }
+    }
+}
+
+async fn activity_is_the_last_30_completed_days(s: &Seeded) {
+    let f = &s.server.fixture;
+    let items = f
+        .manage
+        .activity(&f.admin, &ActivityFilter::default(), NOW)
+        .await
+        .unwrap();
+    let window = |g: &&Generation| {
+        g.organization_id == f.organization_id
+            && g.created_at >= TODAY - 30 * DAY
+            && g.created_at < TODAY
+    };
+    let expected: Vec<&Generation> = s.generations.iter().filter(window).collect();
+    let mut by_item: BTreeMap<(String, String), (Money, Money, i64, i64)> = BTreeMap::new();
+    for g in &expected {
+        let date = switchyard_controlplane::manage::activity::day_name(g.created_at);
+        let e = by_item.entry((date, g.model.clone())).or_default();
+        if g.is_byok {
+            e.1 = e.1.saturating_add(cost(g));
+        } else {
+            e.0 = e.0.saturating_add(cost(g));
+        }
+        e.2 += 1;
+        e.3 += g.prompt_tokens;
+    }
+    assert_eq!(items.len(), by_item.len());
+    for item in &items {
+        let (usage, byok, requests, prompt) = by_item[&(item.date.clone(), item.model.clone())];
+        assert_eq!(
+            (
+                item.usage,
+                item.byok_usage,
+                item.totals.requests,
+                item.totals.prompt_tokens
+            ),
+            (usage, byok, requests, prompt),
+            "{} {}",
+            item.date,
+            item.model
+        );
+        assert!(item.workspace_id.is_none());
+    }
+    let names: Vec<&str> = items.iter().map(|i| i.provider_name.as_str()).collect();
+    assert!(names.contains(&"Mock A") && names.contains(&"Mock Anthropic"));
+
+    // One day, one member's keys, split by workspace.
+    let day = TODAY - 4 * DAY;
+    let filter = ActivityFilter {
+        date: Some(switchyard_controlplane::manage::activity::day_name(day)),
+        user_id: Some(f.member_user.clone()),
+        by_workspace: true,
+        ..ActivityFilter::default()
+    };
+    let items = f.manage.activity(&f.admin, &filter, NOW).await.unwrap();
+    let expected: Vec<&Generation> = s
+        .generations
+        .iter()
+        .filter(|g| g.key_hash == s.member_key && g.created_at >= day && g.created_at < day + DAY)
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(
+        items.iter().map(|i| i.totals.requests).sum::<i64>(),
+        expected.len() as i64
+    );
+    assert!(
+        items
+            .iter()
+            .all(|i| i.workspace_id.as_deref() == Some(s.server.team_workspace.as_str()))
+    );
+    // Today and 31 days ago are not among the last 30 completed days.
+    for outside in [TODAY, TODAY - 31 * DAY] {
+        let filter = ActivityFilter {
+            date: Some(switchyard_controlplane::manage::activity::day_name(outside)),
+            ..ActivityFilter::default()
+        };
+        assert!(matches!(
+            f.manage.activity(&f.admin, &filter, NOW).await,
+            Err(ManageError::Invalid(_))
+        ));
+    }
+}
+
+async fn members_see_the_organization_but_not_who_spent(s: &Seeded) {
+    let f = &s.server.fixture;
+    let all = f
+        .manage
+        .activity(&f.member, &ActivityFilter::default(), NOW)
+        .await
+        .unwrap();
+    let admin_view = f
+        .manage
+        .activity(&f.admin, &ActivityFilter::default(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(all, admin_view, "members see the organization's usage");
+    for filter in [
+        ActivityFilter {
+            api_key_hash: Some(s.admin_key.clone()),
+            ..ActivityFilter::default()
+        },
+        ActivityFilter {
+            user_id: Some(f.admin_user.clone()),
+            ..ActivityFilter::default()
+        },
+    ] {
+        assert!(matches!(
+            f.manage.activity(&f.member, &filter, NOW).await,
+            Err(ManageError::Forbidden(_))
+        ));
+    }
+    let export = |group| ExportRequest {
+        start: None,
+        end: None,
+        group,
+        api_key_hash: None,
+        user_id: None,
+        workspace_id: None,
+        model: None,
+        external_user: None,
+    };
+    assert!(matches!(
+        f.manage
+            .export_usage(&f.member, &export(ExportGroup::ApiKey), NOW)
+            .await,
+        Err(ManageError::Forbidden(_))
+    ));
+    // The other organization sees only its own generation.
+    let theirs = f
+        .manage
+        .activity(&f.outsider, &ActivityFilter::default(), NOW)
+        .await
+        .unwrap();
+    assert_eq!(theirs.len(), 1);
+    assert_eq!(theirs[0].usage, Money::parse_recorded("5").unwrap());
+    // Nor can anyone name a workspace of another organization.
+    let filter = ActivityFilter {
+        workspace_id: Some("ws_other_default".into()),
+        ..ActivityFilter::default()
+    };
+    assert!(matches!(
+        f.manage.activity(&f.admin, &filter, NOW).await,
+        Err(ManageError::NotFound(_))
+    ));
+}
+
+async fn exports_add_up_to_the_ledger(s: &Seeded) {
+    let f = &s.server.fixture;
+    let start = TODAY - 35 * DAY;
+    let end = TODAY - DAY;
+    let in_range: Vec<&Generation> = s
+        .generations
+        .iter()
+        .filter(|g| {
+            g.organization_id == f.organization_id
+                && g.created_at >= start
+                && g.created_at < end + DAY
+        })
+        .collect();
+    let credit = sum(in_range.iter().filter(|g| !g.is_byok).copied());
+    let byok = sum(in_range.iter().filter(|g| g.is_byok).copied());
+    for group in [
+        ExportGroup::Model,
+        ExportGroup::ApiKey,
+        ExportGroup::Creator,
+        ExportGroup::Workspace,
+        ExportGroup::User,
+        ExportGroup::Day,
+    ] {
+        let request = ExportRequest {
+            start: Some(switchyard_controlplane::manage::activity::day_name(start)),
+            end: Some(switchyard_controlplane::manage::activity::day_name(end)),
+            group,
+            api_key_hash: None,
+            user_id: None,
+            workspace_id: None,
+            model: None,
+            external_user: None,
+        };
+        let export = f
+            .manage
+            .export_usage(&f.admin, &request, NOW)
+            .await
+            .unwrap();
+        assert_eq!(export.total.usage, credit, "{group:?}");
+        assert_eq!(export.total.byok_usage, byok, "{group:?}");
+        assert_eq!(export.total.totals.requests, in_range.len() as i64);
+        let lines = export
+            .lines
+            .iter()
+            .fold(Money::ZERO, |t, l| t.saturating_add(l.usage));
+        assert_eq!(lines, credit, "{group:?}: lines add up to the total");
+        assert_eq!(export.daily.len(), 35);
+        let daily = export
+            .daily
+            .iter()
+            .fold(Money::ZERO, |t, (_, m)| t.saturating_add(*m));
+        assert_eq!(daily, credit, "{group:?}: the chart adds up too");
+        // The CSV says the same, to the picodollar.
+        let csv = String::from_utf8(activity_csv(&export).unwrap()).unwrap();
+        let last = csv.lines().last().unwrap();
+        let cells: Vec<&str> = last.split(',').collect();
+        assert_eq!(cells[0], "total");
+        assert_eq!(Money::parse_recorded(cells[7]).unwrap(), credit);
+        assert_eq!(Money::parse_recorded(cells[8]).unwrap(), byok);
+        match group {
+            ExportGroup::User => {
+                let users: Vec<&str> = export.lines.iter().map(|l| l.group.as_str()).collect();
+                assert_eq!(users, ["", "alice", "bob@example.com", "carol"]);
+            }
+            ExportGroup::Creator => {
+                let labels: Vec<&str> = export.lines.iter().map(|l| l.label.as_str()).collect();
+                assert!(labels.contains(&"member@example.com"), "{labels:?}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The REST API as the SDK calls it: `/activity`, the CSV export and `/external-users`.
+async fn rest(s: &Seeded) {
+    let server = &s.server;
+    let f = &server.fixture;
+    let call = |method: reqwest::Method, who: &str, path: &str| {
+        server
+            .client
+            .request(method, format!("{}/api/v1{path}", server.base))
+            .bearer_auth(&server.keys[who])
+    };
+    // The seed's dates are relative to NOW; the REST API runs on the real clock, so a generation
+    // of yesterday goes in for it.
+    let yesterday = switchyard_controlplane::now_ms() - DAY;
+    f.store
+        .insert_generations(&[Generation {
+            id: "gen-rest".into(),
+            key_hash: s.admin_key.clone(),
+            organization_id: f.organization_id.clone(),
+            workspace_id: f.default_workspace_id.clone(),
+            model: "mock/fast".into(),
+            provider_id: "mock-a".into(),
+            created_at: yesterday,
+            prompt_tokens: 7,
+            cost_usd: Some("0.25".into()),
+            external_user: Some("dave".into()),
+            ..Generation::default()
+        }])
+        .await
+        .unwrap();
+    let activity: Value = call(
+        reqwest::Method::GET,
+        "member",
+        "/activity?group_by=workspace",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let items = activity["data"].as_array().unwrap();
+    let item = items
+        .iter()
+        .find(|i| i["prompt_tokens"] == 7)
+        .unwrap_or_else(|| panic!("{activity}"));
+    assert_eq!(item["usage"], 0.25);
+    assert_eq!(item["workspace_id"], f.default_workspace_id.as_str());
+    assert_eq!(item["provider_name"], "Mock A");
+    for field in ["endpoint_id", "model_permaslug", "date"] {
+        assert!(item[field].is_string(), "{field}");
+    }
+    let refused = call(
+        reqwest::Method::GET,
+        "member",
+        &format!("/activity?api_key_hash={}", s.admin_key),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), 403);
+    let bad: Value = call(reqwest::Method::GET, "admin", "/activity?date=yesterday")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad["error"]["code"], 400);
+    let inference = call(reqwest::Method::GET, "inference", "/activity")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(inference.status(), 403, "management keys only");
+
+    let export = call(
+        reqwest::Method::GET,
+        "admin",
+        "/activity/export?format=csv&group_by=user",
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(export.status(), 200);
+    assert!(
+        export.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("by-user.csv")
+    );
+    let csv = export.text().await.unwrap();
+    assert!(csv.starts_with("user,label,requests"), "{csv}");
+    assert!(
+        csv.lines().any(|l| l.starts_with("dave,dave,1,7,")),
+        "{csv}"
+    );
+
+    // `user` strings were registered as they arrived, per organization.
+    let listed: Value = call(reqwest::Method::GET, "member", "/external-users")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let users: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["user"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["alice", "bob@example.com", "carol", "dave"]);
+    assert_eq!(listed["total_count"], 4);
+    let created = call(reqwest::Method::POST, "admin", "/external-users")
+        .json(&json!({"user": "erin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let again = call(reqwest::Method::POST, "admin", "/external-users")
+        .json(&json!({"user": "erin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 409);
+    let by_member = call(reqwest::Method::POST, "member", "/external-users")
+        .json(&json!({"user": "frank"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(by_member.status(), 403);
+    let invalid = call(reqwest::Method::POST, "admin", "/external-users")
+        .json(&json!({"user": " padded"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(invalid.status(), 400);
+    let updated: Value = call(
+        reqwest::Method::PATCH,
+        "admin",
+        "/external-users/bob%40example.com",
+    )
+    .json(&json!({"is_active": false}))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(updated["data"]["is_active"], false);
+    assert_eq!(updated["data"]["user"], "bob@example.com");
+    let active: Value = call(
+        reqwest::Method::GET,
+        "admin",
+        "/external-users?limit=2&offset=1",
+    )
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(active["total_count"], 4, "alice, carol, dave, erin");
+    assert_eq!(active["data"][0]["user"], "carol");
+    let deleted = call(reqwest::Method::DELETE, "admin", "/external-users/erin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    let gone = call(reqwest::Method::GET, "admin", "/external-users/erin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), 404);
+    // The generation keeps what the request said.
+    let g = f.store.generation("gen-3").await.unwrap().unwrap();
+    assert_eq!(g.external_user.as_deref(), Some("carol"));
+    assert_eq!(g.session_id.as_deref(), Some("s-3"));
+    assert_eq!(g.http_referer.as_deref(), Some("https://app.example"));
+}
+
+/// A store whose rollups were lost (or predate them) gets them back from the generations, once.
+async fn backfill_rebuilds_the_rollups(s: &Seeded) {
+    let f = &s.server.fixture;
+    let scope = Ledger::Organization(f.organization_id.clone());
+    let before = f.store.ledger_spend(&scope, 0, true).await.unwrap();
+    f.store.clear_rollups_for_test().await.unwrap();
+    assert_eq!(
+        f.store.ledger_spend(&scope, 0, true).await.unwrap(),
+        Money::ZERO
+    );
+    assert!(f.store.backfill_rollups(NOW).await.unwrap() > 400);
+    assert_eq!(f.store.backfill_rollups(NOW).await.unwrap(), 0, "once");
+    assert_eq!(f.store.ledger_spend(&scope, 0, true).await.unwrap(), before);
+}
+
+async fn run(db: Db) {
+    let s = seed(db).await;
+    rollups_equal_the_ledger(&s).await;
+    activity_is_the_last_30_completed_days(&s).await;
+    members_see_the_organization_but_not_who_spent(&s).await;
+    exports_add_up_to_the_ledger(&s).await;
+    rest(&s).await;
+    backfill_rebuilds_the_rollups(&s).await;
+    s.server.finish().await;
+}
+
+#[tokio::test]
+async fn activity_on_sqlite() {
+    run(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn activity_on_postgres() {
+    run(Db::Postgres).await;
+}
