@@ -13,6 +13,7 @@ pub mod keys;
 pub mod manage;
 pub mod publisher;
 pub mod reconcile;
+pub mod report;
 pub mod seed;
 pub mod store;
 #[cfg(feature = "testing")]

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
-use switchyard_controlplane::api::activity_csv;
 use switchyard_controlplane::keys::{self, KeyKind};
 use switchyard_controlplane::manage::ManageError;
 use switchyard_controlplane::manage::activity::{ActivityFilter, ExportGroup, ExportRequest};
+use switchyard_controlplane::report;
 use switchyard_controlplane::store::Generation;
 use switchyard_controlplane::testing::{Db, RestServer, add_key};
 use switchyard_policy::{Ledger, Money};
@@ -321,7 +321,7 @@ async fn members_see_the_organization_but_not_who_spent(s: &Seeded) {
     };
     assert!(matches!(
         f.manage
-            .export_usage(&f.member, &export(ExportGroup::ApiKey), NOW)
+            .export_usage(&f.member, None, &export(ExportGroup::ApiKey), NOW)
             .await,
         Err(ManageError::Forbidden(_))
     ));
@@ -379,7 +379,7 @@ async fn exports_add_up_to_the_ledger(s: &Seeded) {
         };
         let export = f
             .manage
-            .export_usage(&f.admin, &request, NOW)
+            .export_usage(&f.admin, None, &request, NOW)
             .await
             .unwrap();
         assert_eq!(export.total.usage, credit, "{group:?}");
@@ -397,7 +397,7 @@ async fn exports_add_up_to_the_ledger(s: &Seeded) {
             .fold(Money::ZERO, |t, (_, m)| t.saturating_add(*m));
         assert_eq!(daily, credit, "{group:?}: the chart adds up too");
         // The CSV says the same, to the picodollar.
-        let csv = String::from_utf8(activity_csv(&export).unwrap()).unwrap();
+        let csv = String::from_utf8(report::csv(&export).unwrap()).unwrap();
         let last = csv.lines().last().unwrap();
         let cells: Vec<&str> = last.split(',').collect();
         assert_eq!(cells[0], "total");
@@ -513,6 +513,35 @@ async fn rest(s: &Seeded) {
         "{csv}"
     );
 
+    let meta: Value = call(reqwest::Method::GET, "member", "/analytics/meta")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        meta["data"]["metrics"].as_array().unwrap().len() > 5,
+        "{meta}"
+    );
+    let answer: Value = call(reqwest::Method::POST, "member", "/analytics/query")
+        .json(
+            &json!({"metrics": ["requests", "prompt_tokens"], "dimensions": ["user"],
+                      "filters": [{"field": "user", "operator": "eq", "value": "dave"}]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        answer["data"]["data"],
+        json!([{"user": "dave", "requests": 1, "prompt_tokens": 7}]),
+        "{answer}"
+    );
+    assert_eq!(answer["data"]["metadata"]["row_count"], 1);
+
     // `user` strings were registered as they arrived, per organization.
     let listed: Value = call(reqwest::Method::GET, "member", "/external-users")
         .send()
@@ -597,6 +626,259 @@ async fn rest(s: &Seeded) {
     assert_eq!(g.http_referer.as_deref(), Some("https://app.example"));
 }
 
+async fn analytics_add_up_to_the_ledger(s: &Seeded) {
+    use switchyard_controlplane::manage::analytics::{AnalyticsFilter, AnalyticsQuery};
+    let f = &s.server.fixture;
+    let (start, end) = (TODAY - 10 * DAY, TODAY);
+    let ours = |g: &&Generation| {
+        g.organization_id == f.organization_id && g.created_at >= start && g.created_at < end
+    };
+    let query = AnalyticsQuery {
+        metrics: vec!["requests".into(), "usage".into(), "byok_usage".into()],
+        dimensions: vec!["model".into()],
+        granularity: Some("day".into()),
+        time_range: Some((start, end)),
+        ..AnalyticsQuery::default()
+    };
+    let result = f.manage.analytics(&f.member, &query, NOW).await.unwrap();
+    assert!(result.warnings.is_empty() && !result.truncated);
+    let requests: i64 = result
+        .rows
+        .iter()
+        .map(|r| r["requests"].as_i64().unwrap())
+        .sum();
+    assert_eq!(requests, s.generations.iter().filter(ours).count() as i64);
+    let usage: f64 = result
+        .rows
+        .iter()
+        .map(|r| r["usage"].as_f64().unwrap())
+        .sum();
+    let expected = sum(s.generations.iter().filter(ours).filter(|g| !g.is_byok));
+    assert!(
+        (usage - expected.as_usd_f64()).abs() < 1e-9,
+        "{usage} vs {expected}"
+    );
+    let pairs: std::collections::BTreeSet<(i64, &str)> = s
+        .generations
+        .iter()
+        .filter(ours)
+        .map(|g| (g.created_at.div_euclid(DAY), g.model.as_str()))
+        .collect();
+    assert_eq!(result.rows.len(), pairs.len(), "one row per day and model");
+    assert!(result.rows.iter().all(|r| r["time_bucket"].is_string()));
+
+    // Filters: two end users, not one provider; and the busiest model only, busiest first.
+    let query = AnalyticsQuery {
+        metrics: vec!["requests".into()],
+        dimensions: vec!["user".into()],
+        filters: vec![
+            AnalyticsFilter {
+                field: "user".into(),
+                operator: "in".into(),
+                values: vec!["alice".into(), "carol".into()],
+            },
+            AnalyticsFilter {
+                field: "provider".into(),
+                operator: "neq".into(),
+                values: vec!["mock-anthropic".into()],
+            },
+        ],
+        time_range: Some((start, end)),
+        order_by: Some(("requests".into(), true)),
+        ..AnalyticsQuery::default()
+    };
+    let result = f.manage.analytics(&f.admin, &query, NOW).await.unwrap();
+    let want = |user: &str| {
+        s.generations
+            .iter()
+            .filter(ours)
+            .filter(|g| {
+                g.external_user.as_deref() == Some(user) && g.provider_id != "mock-anthropic"
+            })
+            .count() as i64
+    };
+    let got: BTreeMap<String, i64> = result
+        .rows
+        .iter()
+        .map(|r| {
+            (
+                r["user"].as_str().unwrap().to_owned(),
+                r["requests"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        BTreeMap::from([
+            ("alice".into(), want("alice")),
+            ("carol".into(), want("carol"))
+        ])
+    );
+    assert!(result.rows[0]["requests"].as_i64() >= result.rows[1]["requests"].as_i64());
+    let top = AnalyticsQuery {
+        metrics: vec!["requests".into()],
+        dimensions: vec!["model".into()],
+        granularity: Some("week".into()),
+        group_limit: Some(1),
+        time_range: Some((start, end)),
+        ..AnalyticsQuery::default()
+    };
+    let result = f.manage.analytics(&f.admin, &top, NOW).await.unwrap();
+    let models: std::collections::BTreeSet<&str> = result
+        .rows
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models.len(), 1);
+    // A range off the hour is widened, and says so.
+    let odd = AnalyticsQuery {
+        metrics: vec!["requests".into()],
+        time_range: Some((start + 17 * 60_000, end)),
+        ..AnalyticsQuery::default()
+    };
+    let result = f.manage.analytics(&f.admin, &odd, NOW).await.unwrap();
+    assert_eq!(result.warnings.len(), 1, "{:?}", result.warnings);
+    // Who spent it is the admins'.
+    let by_key = AnalyticsQuery {
+        metrics: vec!["usage".into()],
+        dimensions: vec!["api_key_id".into()],
+        ..AnalyticsQuery::default()
+    };
+    assert!(matches!(
+        f.manage.analytics(&f.member, &by_key, NOW).await,
+        Err(ManageError::Forbidden(_))
+    ));
+    assert_eq!(
+        f.manage
+            .analytics(&f.admin, &by_key, NOW)
+            .await
+            .unwrap()
+            .rows
+            .len(),
+        2
+    );
+    for bad in [
+        AnalyticsQuery {
+            metrics: vec!["nope".into()],
+            ..AnalyticsQuery::default()
+        },
+        AnalyticsQuery {
+            metrics: vec![],
+            ..AnalyticsQuery::default()
+        },
+        AnalyticsQuery {
+            metrics: vec!["requests".into()],
+            granularity: Some("minute".into()),
+            ..AnalyticsQuery::default()
+        },
+    ] {
+        assert!(matches!(
+            f.manage.analytics(&f.admin, &bad, NOW).await,
+            Err(ManageError::Invalid(_))
+        ));
+    }
+}
+
+/// The PDF report of a query says what its CSV says: the totals read back from the PDF's text
+/// (`pdftotext`) equal the CSV's and the ledger's, and its first page renders (`pdftoppm`) with
+/// ink on it, the chart's bars among it.
+async fn the_pdf_agrees_with_the_csv(s: &Seeded) {
+    let f = &s.server.fixture;
+    let request = ExportRequest {
+        start: Some(switchyard_controlplane::manage::activity::day_name(
+            TODAY - 30 * DAY,
+        )),
+        end: Some(switchyard_controlplane::manage::activity::day_name(
+            TODAY - DAY,
+        )),
+        group: ExportGroup::Day,
+        api_key_hash: None,
+        user_id: None,
+        workspace_id: None,
+        model: None,
+        external_user: None,
+    };
+    let export = f
+        .manage
+        .export_usage(&f.admin, None, &request, NOW)
+        .await
+        .unwrap();
+    let dir = std::env::temp_dir().join(switchyard_controlplane::testing::unique("pdf"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("report.pdf");
+    std::fs::write(&file, report::pdf(&export, "2026-03-15T10:00:00.000Z")).unwrap();
+    let text = std::process::Command::new("pdftotext")
+        .args(["-layout"])
+        .arg(&file)
+        .arg("-")
+        .output()
+        .expect("pdftotext (poppler-utils) is required");
+    assert!(text.status.success());
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("Usage report") && text.contains(&f.organization_id),
+        "{text}"
+    );
+    let total: Vec<&str> = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("Total"))
+        .unwrap_or_else(|| panic!("no total in {text}"))
+        .split_whitespace()
+        .collect();
+    let csv = String::from_utf8(report::csv(&export).unwrap()).unwrap();
+    let csv_total: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+    assert_eq!(total.len(), 5, "{text}");
+    assert_eq!(total[1], csv_total[2], "requests");
+    assert_eq!(total[3], csv_total[7], "usage");
+    assert_eq!(total[4], csv_total[8], "BYOK usage");
+    assert_eq!(Money::parse_recorded(total[3]).unwrap(), export.total.usage);
+    // Every day of the period is a table row (30 days: more than one page).
+    let rows = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("2026-"))
+        .count();
+    assert!(rows >= 30, "{rows} day rows");
+
+    let rendered = std::process::Command::new("pdftoppm")
+        .args(["-r", "30", "-f", "1", "-l", "1"])
+        .arg(&file)
+        .arg(dir.join("page"))
+        .status()
+        .expect("pdftoppm (poppler-utils) is required");
+    assert!(rendered.success());
+    let ppm = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "ppm"))
+        .unwrap();
+    let image = std::fs::read(ppm).unwrap();
+    // P6, width, height, 255, then RGB bytes.
+    let mut fields = 0;
+    let mut start = 0;
+    for (i, b) in image.iter().enumerate() {
+        if b.is_ascii_whitespace() && i > 0 && !image[i - 1].is_ascii_whitespace() {
+            fields += 1;
+            if fields == 4 {
+                start = i + 1;
+                break;
+            }
+        }
+    }
+    let pixels: Vec<&[u8]> = image[start..].chunks(3).collect();
+    let ink = pixels.iter().filter(|p| p.iter().any(|&c| c < 200)).count();
+    let blue = pixels
+        .iter()
+        .filter(|p| p[2] > 150 && p[0] < 100 && p[1] < 150)
+        .count();
+    assert!(
+        ink * 100 > pixels.len(),
+        "{ink} of {} pixels inked",
+        pixels.len()
+    );
+    assert!(blue > 20, "the chart's bars: {blue} blue pixels");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A store whose rollups were lost (or predate them) gets them back from the generations, once.
 async fn backfill_rebuilds_the_rollups(s: &Seeded) {
     let f = &s.server.fixture;
@@ -618,6 +900,8 @@ async fn run(db: Db) {
     activity_is_the_last_30_completed_days(&s).await;
     members_see_the_organization_but_not_who_spent(&s).await;
     exports_add_up_to_the_ledger(&s).await;
+    analytics_add_up_to_the_ledger(&s).await;
+    the_pdf_agrees_with_the_csv(&s).await;
     rest(&s).await;
     backfill_rebuilds_the_rollups(&s).await;
     s.server.finish().await;

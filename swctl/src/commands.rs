@@ -345,6 +345,42 @@ pub struct TransferArgs {
     pub reason: String,
 }
 
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Organization id or name.
+    #[arg(long)]
+    pub org: String,
+    /// First UTC day (YYYY-MM-DD); default: 30 days before today.
+    #[arg(long)]
+    pub start: Option<String>,
+    /// Last UTC day, inclusive; default: yesterday.
+    #[arg(long)]
+    pub end: Option<String>,
+    /// One of model, api_key, creator, workspace, user, day.
+    #[arg(long, default_value = "model")]
+    pub group_by: String,
+    /// csv or pdf.
+    #[arg(long, default_value = "csv")]
+    pub format: String,
+    /// Only this workspace (id).
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Only this key (its hash).
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Only keys this member created (user id).
+    #[arg(long)]
+    pub member: Option<String>,
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only requests with this `user`.
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Where to write it; `-` for standard output. Default: the report's own name, here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
 /// Seconds from `90`, `90s`, `15m`, `1h` or `2d`.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
     let text = text.trim();
@@ -1061,6 +1097,35 @@ pub async fn transfer(client: &mut Admin, a: TransferArgs) -> anyhow::Result<()>
         "transferred {} USD from {} to {}",
         a.amount, a.from_user, a.to_org
     );
+    Ok(())
+}
+
+pub async fn export(client: &mut Admin, a: ExportArgs) -> anyhow::Result<()> {
+    let request = pb::ExportUsageRequest {
+        organization_id: org_id(client, &a.org).await?,
+        start: a.start.unwrap_or_default(),
+        end: a.end.unwrap_or_default(),
+        group_by: a.group_by,
+        format: a.format,
+        workspace_id: a.workspace.unwrap_or_default(),
+        api_key_hash: a.key.unwrap_or_default(),
+        user_id: a.member.unwrap_or_default(),
+        model: a.model.unwrap_or_default(),
+        user: a.user.unwrap_or_default(),
+    };
+    let report = client.export_usage(request).await?.into_inner();
+    match a.out {
+        Some(path) if path.as_os_str() == "-" => {
+            use std::io::Write;
+            std::io::stdout().write_all(&report.body)?;
+        }
+        out => {
+            let path = out.unwrap_or_else(|| PathBuf::from(&report.filename));
+            std::fs::write(&path, &report.body)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {} ({} bytes)", path.display(), report.body.len());
+        }
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@
 //! swctl assign guardrail gr_... --key <hash> --user alice@example.com
 //! swctl diff -f deploy/switchyard.example.yaml    # exit 2: changes pending
 //! swctl apply -f deploy/switchyard.example.yaml
+//! swctl export --org "Acme Research" --group-by day --format pdf
 //! ```
 
 mod apply;
@@ -27,7 +28,9 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::client::TokenSource;
-use crate::commands::{Assign, Create, Delete, GetArgs, Rotate, TransferArgs, Unassign};
+use crate::commands::{
+    Assign, Create, Delete, ExportArgs, GetArgs, Rotate, TransferArgs, Unassign,
+};
 use crate::output::Format;
 
 #[derive(Debug, Parser)]
@@ -90,6 +93,8 @@ enum Command {
     /// Stops applying a guardrail to keys or members.
     #[command(subcommand)]
     Unassign(Unassign),
+    /// Writes an organization's usage over whole UTC days as CSV or a PDF report.
+    Export(ExportArgs),
     /// Makes the server match a declarative file (see deploy/switchyard.example.yaml).
     Apply(FileArgs),
     /// Prints what `apply` would change; exits 0 when nothing, 2 when something.
@@ -152,6 +157,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Transfer(args) => commands::transfer(&mut admin, args).await?,
         Command::Assign(what) => commands::assign(&mut admin, what).await?,
         Command::Unassign(what) => commands::unassign(&mut admin, what).await?,
+        Command::Export(args) => commands::export(&mut admin, args).await?,
         Command::Apply(f) => return apply::apply(&mut admin, &f.file, f.prune).await,
         Command::Diff(f) => return apply::diff(&mut admin, &f.file, f.prune).await,
     }

@@ -7,6 +7,7 @@ use tonic::{Code, Request, Response, Status};
 
 use super::convert::{self, non_empty};
 use super::status;
+use crate::manage::activity::{ExportGroup, ExportRequest};
 use crate::manage::byok::NewByok;
 use crate::manage::keys::{KeyFilter, KeyUpdate, NewKeyInput};
 use crate::manage::organizations::OrganizationPatch;
@@ -573,6 +574,61 @@ impl AdminService for AdminApi {
             .await
             .map_err(on_change)?;
         ok(convert::credits(r.owner_id, credits))
+    }
+
+    async fn export_usage(
+        &self,
+        request: Request<pb::ExportUsageRequest>,
+    ) -> RpcResult<pb::ExportUsageResponse> {
+        let r = request.into_inner();
+        let text = |s: String| (!s.is_empty()).then_some(s);
+        let group: ExportGroup = text(r.group_by)
+            .as_deref()
+            .unwrap_or("model")
+            .parse()
+            .map_err(on_change)?;
+        let format = text(r.format).unwrap_or_else(|| "csv".into());
+        let export_request = ExportRequest {
+            start: text(r.start),
+            end: text(r.end),
+            group,
+            api_key_hash: text(r.api_key_hash),
+            user_id: text(r.user_id),
+            workspace_id: text(r.workspace_id),
+            model: text(r.model),
+            external_user: text(r.user),
+        };
+        let now = crate::now_ms();
+        let export = self
+            .manage
+            .export_usage(OPERATOR, Some(&r.organization_id), &export_request, now)
+            .await
+            .map_err(on_change)?;
+        let (body, content_type) = match format.as_str() {
+            "csv" => (
+                crate::report::csv(&export).map_err(|e| Status::internal(e.to_string()))?,
+                "text/csv",
+            ),
+            "pdf" => (
+                crate::report::pdf(&export, &crate::api::iso8601(now)),
+                "application/pdf",
+            ),
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "format must be csv or pdf, not {other:?}"
+                )));
+            }
+        };
+        ok(pb::ExportUsageResponse {
+            filename: format!(
+                "switchyard-usage-{}-{}-by-{}.{format}",
+                export.start,
+                export.end,
+                group.as_str()
+            ),
+            content_type: content_type.into(),
+            body,
+        })
     }
 
     async fn grant_credits(

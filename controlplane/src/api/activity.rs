@@ -1,5 +1,6 @@
 //! `GET /activity` as OpenRouter's SDK reads it, and `GET /activity/export` (a Switchyard
-//! extension): the organization's usage over whole UTC days as CSV, grouped one way or another.
+//! extension): the organization's usage over whole UTC days as CSV or a PDF report, grouped one
+//! way or another.
 
 use axum::Json;
 use axum::extract::State;
@@ -11,7 +12,8 @@ use serde_json::{Value, json};
 use super::auth::Manager;
 use super::error::ApiError;
 use super::{ApiQuery, ApiState};
-use crate::manage::activity::{ActivityFilter, Export, ExportGroup, ExportRequest};
+use crate::manage::activity::{ActivityFilter, ExportGroup, ExportRequest};
+use crate::report;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,9 +96,9 @@ pub async fn export(
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let format = q.format.as_deref().unwrap_or("csv");
-    if format != "csv" {
+    if format != "csv" && format != "pdf" {
         return Err(ApiError::BadRequest(format!(
-            "format must be \"csv\", not {format:?}"
+            "format must be \"csv\" or \"pdf\", not {format:?}"
         )));
     }
     let group: ExportGroup = q.group_by.as_deref().unwrap_or("model").parse()?;
@@ -110,20 +112,29 @@ pub async fn export(
         model: q.model,
         external_user: q.user,
     };
+    let now = crate::now_ms();
     let export = state
         .manage
-        .export_usage(&actor, &request, crate::now_ms())
+        .export_usage(&actor, None, &request, now)
         .await?;
-    let body = csv(&export).map_err(|_| ApiError::Internal)?;
+    let (body, content_type) = if format == "pdf" {
+        (
+            report::pdf(&export, &super::iso8601(now)),
+            "application/pdf",
+        )
+    } else {
+        let body = report::csv(&export).map_err(|_| ApiError::Internal)?;
+        (body, "text/csv; charset=utf-8")
+    };
     let filename = format!(
-        "switchyard-usage-{}-{}-by-{}.csv",
+        "switchyard-usage-{}-{}-by-{}.{format}",
         export.start,
         export.end,
         export.group.as_str()
     );
     Ok((
         [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_TYPE, content_type.to_owned()),
             (
                 header::CONTENT_DISPOSITION,
                 format!("attachment; filename=\"{filename}\""),
@@ -132,35 +143,4 @@ pub async fn export(
         body,
     )
         .into_response())
-}
-
-/// One line per group and a total; costs are exact decimal USD, as the ledger records them.
-pub fn csv(export: &Export) -> Result<Vec<u8>, csv::Error> {
-    let mut out = csv::Writer::from_writer(Vec::new());
-    out.write_record([
-        export.group.as_str(),
-        "label",
-        "requests",
-        "prompt_tokens",
-        "completion_tokens",
-        "reasoning_tokens",
-        "cached_tokens",
-        "usage_usd",
-        "byok_usage_usd",
-    ])?;
-    for line in export.lines.iter().chain(std::iter::once(&export.total)) {
-        let t = &line.totals;
-        out.write_record([
-            line.group.clone(),
-            line.label.clone(),
-            t.requests.to_string(),
-            t.prompt_tokens.to_string(),
-            t.completion_tokens.to_string(),
-            t.reasoning_tokens.to_string(),
-            t.cached_tokens.to_string(),
-            line.usage.to_string(),
-            line.byok_usage.to_string(),
-        ])?;
-    }
-    out.into_inner().map_err(|e| e.into_error().into())
 }

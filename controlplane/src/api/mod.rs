@@ -2,6 +2,7 @@
 //! dataplane, which passes `/api/v1/` management paths through.
 
 mod activity;
+mod analytics;
 mod auth;
 mod budgets;
 mod byok;
@@ -25,7 +26,6 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
-pub use activity::csv as activity_csv;
 pub use error::ApiError;
 
 use crate::manage::Manage;
@@ -153,6 +153,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/generation", get(generation::get))
         .route("/api/v1/activity", get(activity::get))
         .route("/api/v1/activity/export", get(activity::export))
+        .route("/api/v1/analytics/meta", get(analytics::meta))
+        .route("/api/v1/analytics/query", post(analytics::query))
         .route(
             "/api/v1/external-users",
             get(external_users::list).post(external_users::create),

@@ -161,11 +161,12 @@ impl Manage {
     async fn usage_scope(
         &self,
         actor: &Actor,
+        organization_id: Option<&str>,
         api_key_hash: Option<&str>,
         user_id: Option<&str>,
         workspace_id: Option<&str>,
     ) -> ManageResult<crate::store::OrganizationRow> {
-        let organization = self.organization(actor, None).await?;
+        let organization = self.organization(actor, organization_id).await?;
         if (api_key_hash.is_some() || user_id.is_some()) && !actor.is_admin_of(&organization.id) {
             return Err(ManageError::Forbidden(
                 "Only organization admins can filter usage by API key or member".into(),
@@ -195,6 +196,7 @@ impl Manage {
         let organization = self
             .usage_scope(
                 actor,
+                None,
                 filter.api_key_hash.as_deref(),
                 filter.user_id.as_deref(),
                 filter.workspace_id.as_deref(),
@@ -282,17 +284,20 @@ impl Manage {
             .collect())
     }
 
-    /// An export of the organization's usage over whole days, grouped as asked, with a total
-    /// and spend per day. `now_ms` gives the default period (the last 30 completed days).
+    /// An export of an organization's usage over whole days (a member's own organization, or
+    /// the one an operator names), grouped as asked, with a total and spend per day. `now_ms`
+    /// gives the default period (the last 30 completed days).
     pub async fn export_usage(
         &self,
         actor: &Actor,
+        organization_id: Option<&str>,
         request: &ExportRequest,
         now_ms: i64,
     ) -> ManageResult<Export> {
         let organization = self
             .usage_scope(
                 actor,
+                organization_id,
                 request.api_key_hash.as_deref(),
                 request.user_id.as_deref(),
                 request.workspace_id.as_deref(),

@@ -18,6 +18,7 @@
 
 pub mod access;
 pub mod activity;
+pub mod analytics;
 pub mod audit;
 pub mod budgets;
 pub mod byok;
