@@ -3,6 +3,7 @@
 CARGO ?= cargo
 VENV  := .venv
 NODE_SDKS := e2e/sdk/node/node_modules/.installed
+CONSOLE_NODE := e2e/console/node_modules/.installed
 PY    := python3
 
 .PHONY: dev test build release lint fmt bench fuzz fuzz-coverage upgrade-test clean-data
@@ -12,7 +13,7 @@ dev:
 	bash deploy/dev.sh
 
 ## make test: every test (unit, end-to-end over real processes, SDK conformance).
-test: $(VENV)/.installed $(NODE_SDKS)
+test: $(VENV)/.installed $(NODE_SDKS) $(CONSOLE_NODE)
 	$(CARGO) build --workspace --bins
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		$(CARGO) nextest run --workspace --no-fail-fast; \
@@ -24,6 +25,12 @@ test: $(VENV)/.installed $(NODE_SDKS)
 # (no install scripts run).
 $(NODE_SDKS): e2e/sdk/node/package-lock.json
 	cd e2e/sdk/node && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+# playwright-core for the console's browser test (it drives Debian's chromium; no browser
+# download), pinned in e2e/console/package-lock.json.
+$(CONSOLE_NODE): e2e/console/package-lock.json
+	cd e2e/console && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	touch $@
 
 # The official SDKs for the conformance test, pinned in e2e/sdk/requirements.txt.

@@ -100,6 +100,7 @@ cat <<MSG
   Switchyard is running: one base URL for inference and management.
 
     gateway        http://127.0.0.1:$GATEWAY_PORT/api/v1
+    console        http://127.0.0.1:$CP_HTTP_PORT/console (Activity; sign in with the management key)
     control plane  http://127.0.0.1:$CP_HTTP_PORT (REST), 127.0.0.1:$CP_GRPC_PORT (gRPC)
     operator API   http://127.0.0.1:$CP_ADMIN_PORT (swctl --server; token in $DATA_DIR/controlplane/operator.token)
     mock providers $MOCK_URL (Mock A), $MOCK_URL_B (Mock B)

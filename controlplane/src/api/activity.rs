@@ -1,6 +1,6 @@
 //! `GET /activity` as OpenRouter's SDK reads it, and `GET /activity/export` (a Switchyard
-//! extension): the organization's usage over whole UTC days as CSV or a PDF report, grouped one
-//! way or another.
+//! extension): the organization's usage over whole UTC days as CSV, a PDF report or JSON (for the
+//! console), grouped one way or another.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::auth::Manager;
 use super::error::ApiError;
 use super::{ApiQuery, ApiState};
-use crate::manage::activity::{ActivityFilter, ExportGroup, ExportRequest};
+use crate::manage::activity::{ActivityFilter, Export, ExportGroup, ExportLine, ExportRequest};
 use crate::report;
 
 #[derive(Deserialize)]
@@ -96,9 +96,9 @@ pub async fn export(
     ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> Result<Response, ApiError> {
     let format = q.format.as_deref().unwrap_or("csv");
-    if format != "csv" && format != "pdf" {
+    if !matches!(format, "csv" | "pdf" | "json") {
         return Err(ApiError::BadRequest(format!(
-            "format must be \"csv\" or \"pdf\", not {format:?}"
+            "format must be \"csv\", \"pdf\" or \"json\", not {format:?}"
         )));
     }
     let group: ExportGroup = q.group_by.as_deref().unwrap_or("model").parse()?;
@@ -117,6 +117,9 @@ pub async fn export(
         .manage
         .export_usage(&actor, None, &request, now)
         .await?;
+    if format == "json" {
+        return Ok(Json(json!({ "data": export_json(&export) })).into_response());
+    }
     let (body, content_type) = if format == "pdf" {
         (
             report::pdf(&export, &super::iso8601(now)),
@@ -143,4 +146,34 @@ pub async fn export(
         body,
     )
         .into_response())
+}
+
+fn line_json(line: &ExportLine) -> Value {
+    let t = &line.totals;
+    json!({
+        "group": line.group,
+        "label": line.label,
+        "requests": t.requests,
+        "prompt_tokens": t.prompt_tokens,
+        "completion_tokens": t.completion_tokens,
+        "reasoning_tokens": t.reasoning_tokens,
+        "cached_tokens": t.cached_tokens,
+        // Exact decimal strings, as the CSV has them.
+        "usage": line.usage.to_string(),
+        "byok_usage": line.byok_usage.to_string(),
+    })
+}
+
+/// The export as the console reads it: the same numbers as the CSV and the PDF.
+fn export_json(export: &Export) -> Value {
+    json!({
+        "organization_id": export.organization_id,
+        "organization_name": export.organization_name,
+        "group_by": export.group.as_str(),
+        "start": export.start,
+        "end": export.end,
+        "lines": export.lines.iter().map(line_json).collect::<Vec<_>>(),
+        "daily": export.daily.iter().map(|(date, usage)| json!({"date": date, "usage": usage.to_string()})).collect::<Vec<_>>(),
+        "total": line_json(&export.total),
+    })
 }

@@ -6,6 +6,7 @@ mod analytics;
 mod auth;
 mod budgets;
 mod byok;
+mod console;
 mod credits;
 mod error;
 mod external_users;
@@ -40,6 +41,10 @@ pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/health", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics::get))
+        .route("/console", get(console::index))
+        .route("/console/", get(console::index))
+        .route("/console/console.js", get(console::script))
+        .route("/console/console.css", get(console::style))
         .route("/api/v1/keys", get(keys::list).post(keys::create))
         .route(
             "/api/v1/keys/{hash}",
