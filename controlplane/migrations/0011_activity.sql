@@ -32,8 +32,8 @@ CREATE TABLE usage_rollups (
     PRIMARY KEY (organization_id, span, bucket_ms, workspace_id, key_hash, external_user, model,
                  provider_id, is_byok)
 );
-CREATE INDEX usage_rollups_key ON usage_rollups (key_hash, span, bucket_ms);
-CREATE INDEX usage_rollups_workspace ON usage_rollups (workspace_id, span, bucket_ms);
+-- No other index: every read names the organization (a key's, workspace's or member's is looked
+-- up), so the primary key serves them, and each upsert at ingest maintains one index only.
 
 -- Set once the generations recorded before this migration are in the rollups (done at start,
 -- by the first replica to get here; see `Store::backfill_rollups`).

@@ -283,9 +283,11 @@ impl Manage {
         }
 
         let mut warnings = Vec::new();
+        // By default the last 7 UTC days, today included, in whole days.
+        let tomorrow = Span::Day.floor(now_ms) + DAY_MS;
         let (start, end) = query
             .time_range
-            .unwrap_or((now_ms - DEFAULT_DAYS * DAY_MS, now_ms));
+            .unwrap_or((tomorrow - DEFAULT_DAYS * DAY_MS, tomorrow));
         if end <= start {
             return Err(ManageError::Invalid(
                 "time_range must end after it starts".into(),
@@ -303,6 +305,17 @@ impl Manage {
         } else {
             Span::Day
         };
+        if span == Span::Hour
+            && let Some(d) = requested
+                .iter()
+                .chain(filtered.iter().map(|(d, _)| d))
+                .find(|d| !Span::HOURLY.contains(&d.dimension))
+        {
+            return Err(ManageError::Invalid(format!(
+                "{} is kept per day: use a range of whole UTC days and day, week or month granularity",
+                d.name
+            )));
+        }
         let (from_ms, to_ms) = (span.floor(start), span.ceil(end));
         if (from_ms, to_ms) != (start, end) {
             warnings.push(format!(
