@@ -11,7 +11,7 @@ use switchyard_policy::Money;
 
 use super::activity::MAX_EXPORT_DAYS;
 use super::{Actor, Manage, ManageError, ManageResult};
-use crate::store::{Dimension, Span, Totals, UsageFilter, UsageQuery};
+use crate::store::{COARSE_DIMENSIONS, Dimension, Span, Totals, UsageFilter, UsageQuery};
 
 /// A dimension: its name in queries and rows, its label, what it groups the rollups by, and
 /// whether only admins may use it.
@@ -309,7 +309,7 @@ impl Manage {
             && let Some(d) = requested
                 .iter()
                 .chain(filtered.iter().map(|(d, _)| d))
-                .find(|d| !Span::HOURLY.contains(&d.dimension))
+                .find(|d| !COARSE_DIMENSIONS.contains(&d.dimension))
         {
             return Err(ManageError::Invalid(format!(
                 "{} is kept per day: use a range of whole UTC days and day, week or month granularity",

@@ -45,7 +45,7 @@ pub use guardrails::{
 };
 pub use keys::{KeyPatch, KeyRow, NewKey};
 pub use presets::{PresetRow, PresetVersionRow};
-pub use rollups::{Dimension, Span, Totals, UsageFilter, UsageQuery, UsageRow};
+pub use rollups::{COARSE_DIMENSIONS, Dimension, Span, Totals, UsageFilter, UsageQuery, UsageRow};
 pub use tenancy::{AuditRow, MemberRow, OrganizationRow, UserRow};
 pub use workspaces::{WorkspaceBudgetRow, WorkspaceContents, WorkspaceRow};
 
@@ -59,6 +59,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("the transaction has already ended")]
     TransactionEnded,
+    /// A read the store does not keep what it needs for.
+    #[error("not kept: {0}")]
+    Unsupported(&'static str),
 }
 
 type SharedTransaction = Arc<Mutex<Option<Transaction<'static, Any>>>>;

@@ -24,25 +24,60 @@ pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
 const PICOS_PER_USD: u128 = 1_000_000_000_000;
 
-impl Span {
-    /// What hour rollups are grouped by (day rollups: every dimension). Key, member and end
-    /// user are left out of hours: a batch of usage touches about one hour row per workspace
-    /// and model, not one per key and user (which halved ingest on PostgreSQL when kept).
-    pub const HOURLY: [Dimension; 5] = [
-        Dimension::Bucket,
-        Dimension::Workspace,
-        Dimension::Model,
-        Dimension::Provider,
-        Dimension::Byok,
-    ];
+/// What the coarse rollups (hours, and days without detail) are grouped by. Key, member and
+/// end user are left out of them: a batch of usage touches about one coarse row per workspace
+/// and model, not one per key and user (kept per hour, they halved ingest on PostgreSQL), and
+/// reads that need neither (most activity, organization and workspace spend) scan a few rows
+/// per day.
+pub const COARSE_DIMENSIONS: [Dimension; 5] = [
+    Dimension::Bucket,
+    Dimension::Workspace,
+    Dimension::Model,
+    Dimension::Provider,
+    Dimension::Byok,
+];
 
+/// The kinds of rollup rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Grain {
+    /// Per hour, coarse.
+    Hour,
+    /// Per UTC day, coarse.
+    Day,
+    /// Per UTC day, with key and end user too.
+    DayDetail,
+}
+
+impl Grain {
     fn code(self) -> &'static str {
         match self {
-            Span::Hour => "h",
-            Span::Day => "d",
+            Grain::Hour => "h",
+            Grain::Day => "c",
+            Grain::DayDetail => "d",
         }
     }
 
+    fn span(self) -> Span {
+        match self {
+            Grain::Hour => Span::Hour,
+            Grain::Day | Grain::DayDetail => Span::Day,
+        }
+    }
+
+    /// The rows that answer a read over `span` that needs `detail` (key, member or end user).
+    fn for_read(span: Span, detail: bool) -> Result<Grain, StoreError> {
+        match (span, detail) {
+            (Span::Hour, false) => Ok(Grain::Hour),
+            (Span::Day, false) => Ok(Grain::Day),
+            (Span::Day, true) => Ok(Grain::DayDetail),
+            (Span::Hour, true) => Err(StoreError::Unsupported(
+                "usage by key, member or end user is kept per day, not per hour",
+            )),
+        }
+    }
+}
+
+impl Span {
     pub fn len_ms(self) -> i64 {
         match self {
             Span::Hour => HOUR_MS,
@@ -111,11 +146,11 @@ impl Totals {
     }
 }
 
-/// One rollup row's identity: its span and bucket, and what it is grouped by.
+/// One rollup row's identity: its grain and bucket, and what it is grouped by.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct RollupKey {
     organization_id: String,
-    span: Span,
+    grain: Grain,
     bucket_ms: i64,
     workspace_id: String,
     key_hash: String,
@@ -145,14 +180,12 @@ fn aggregate<'g>(
     let mut rows: BTreeMap<RollupKey, Totals> = BTreeMap::new();
     for g in generations {
         let cost = cost_of(g);
-        for span in [Span::Hour, Span::Day] {
-            // Hours are kept per workspace, model and provider only: per key and end user they
-            // would be nearly one row per generation at ingest (see `Span::HOURLY`).
-            let fine = span == Span::Day;
+        for grain in [Grain::Hour, Grain::Day, Grain::DayDetail] {
+            let fine = grain == Grain::DayDetail;
             let key = RollupKey {
                 organization_id: g.organization_id.clone(),
-                span,
-                bucket_ms: span.floor(g.created_at),
+                grain,
+                bucket_ms: grain.span().floor(g.created_at),
                 workspace_id: g.workspace_id.clone(),
                 key_hash: if fine {
                     g.key_hash.clone()
@@ -255,7 +288,7 @@ pub(super) async fn add(
             let (usd, pico) = split(t.cost);
             query = query
                 .bind(k.organization_id.clone())
-                .bind(k.span.code())
+                .bind(k.grain.code())
                 .bind(k.bucket_ms)
                 .bind(k.workspace_id.clone())
                 .bind(k.key_hash.clone())
@@ -371,10 +404,17 @@ fn totals(row: &AnyRow) -> Result<Totals, StoreError> {
 impl Store {
     /// Usage grouped as `query` asks, from the rollups; groups in ascending order of their values.
     pub async fn usage(&self, query: &UsageQuery) -> Result<Vec<UsageRow>, StoreError> {
-        let mut binds: Vec<String> =
-            vec![query.organization_id.clone(), query.span.code().to_owned()];
-        let mut filters = String::new();
         let f = &query.filter;
+        let detail = query
+            .group_by
+            .iter()
+            .any(|d| !COARSE_DIMENSIONS.contains(d))
+            || f.key_hash.is_some()
+            || f.creator_user_id.is_some()
+            || f.external_user.is_some();
+        let grain = Grain::for_read(query.span, detail)?;
+        let mut binds: Vec<String> = vec![query.organization_id.clone(), grain.code().to_owned()];
+        let mut filters = String::new();
         for (column, value) in [
             ("r.workspace_id", &f.workspace_id),
             ("r.key_hash", &f.key_hash),
@@ -404,10 +444,15 @@ impl Store {
             let names: Vec<String> = (0..dims.len()).map(|i| format!("g{i}")).collect();
             format!(" GROUP BY {0} ORDER BY {0}", names.join(", "))
         };
-        // $1, $2: organization and span; $3, $4: the range; then the filters' values.
+        // Keys' creators only when a member is asked about.
+        let join = if query.group_by.contains(&Dimension::Creator) || f.creator_user_id.is_some() {
+            "LEFT JOIN api_keys k ON k.hash = r.key_hash"
+        } else {
+            ""
+        };
+        // $1, $2: organization and grain; $3, $4: the range; then the filters' values.
         let sql = format!(
-            "SELECT {select}{SUMS} FROM usage_rollups r \
-             LEFT JOIN api_keys k ON k.hash = r.key_hash \
+            "SELECT {select}{SUMS} FROM usage_rollups r {join} \
              WHERE r.organization_id = $1 AND r.span = $2 \
              AND r.bucket_ms >= $3 AND r.bucket_ms < $4{filters}{group}"
         );
@@ -446,12 +491,13 @@ impl Store {
     ) -> Result<Money, StoreError> {
         let hour = Span::Hour.ceil(since_ms);
         let day = Span::Day.ceil(since_ms);
+        let by_key = matches!(scope, Ledger::Key(_) | Ledger::Member { .. });
+        let days = if by_key { Grain::DayDetail } else { Grain::Day };
         let mut total = self
-            .rollup_spend(scope, Span::Day, day, i64::MAX, include_byok)
+            .rollup_spend(scope, days, day, i64::MAX, include_byok)
             .await?;
         // Hours know workspaces, not keys: a key's or member's part-day is read from its
         // generations (their index is by key and time), only a window's first day at most.
-        let by_key = matches!(scope, Ledger::Key(_) | Ledger::Member { .. });
         if by_key && since_ms < day {
             return Ok(total.saturating_add(
                 self.generation_spend(scope, since_ms, day, include_byok)
@@ -460,7 +506,7 @@ impl Store {
         }
         if hour < day {
             total = total.saturating_add(
-                self.rollup_spend(scope, Span::Hour, hour, day, include_byok)
+                self.rollup_spend(scope, Grain::Hour, hour, day, include_byok)
                     .await?,
             );
         }
@@ -476,7 +522,7 @@ impl Store {
     async fn rollup_spend(
         &self,
         scope: &Ledger,
-        span: Span,
+        grain: Grain,
         from_ms: i64,
         to_ms: i64,
         include_byok: bool,
@@ -499,7 +545,7 @@ impl Store {
         ))
         .bind(first)
         .bind(second)
-        .bind(span.code())
+        .bind(grain.code())
         .bind(from_ms)
         .bind(to_ms)
         .bind(flag(include_byok))
@@ -672,26 +718,27 @@ mod tests {
             g("c", day + 2, None, None),
             g("d", day + 3, Some("1"), Some("alice")),
         ]);
-        let find = |span, bucket, user: &str| {
+        let find = |grain, bucket, user: &str| {
             rows.iter()
-                .find(|(k, _)| k.span == span && k.bucket_ms == bucket && k.external_user == user)
+                .find(|(k, _)| k.grain == grain && k.bucket_ms == bucket && k.external_user == user)
                 .map(|(_, t)| *t)
                 .unwrap()
         };
-        let day_total = find(Span::Day, day, "");
+        let day_total = find(Grain::DayDetail, day, "");
         assert_eq!(day_total.requests, 3);
         assert_eq!(day_total.prompt_tokens, 30);
         assert_eq!(
             day_total.cost,
             Money::parse_recorded("0.500000000001").unwrap()
         );
-        // Hours are not split by end user (nor key).
-        assert_eq!(find(Span::Hour, day, "").requests, 3);
-        assert_eq!(find(Span::Hour, day + HOUR_MS, "").requests, 1);
+        // Coarse rows are not split by end user (nor key).
+        assert_eq!(find(Grain::Hour, day, "").requests, 3);
+        assert_eq!(find(Grain::Hour, day + HOUR_MS, "").requests, 1);
+        assert_eq!(find(Grain::Day, day, "").requests, 4);
         assert_eq!(
-            find(Span::Day, day, "alice").cost,
+            find(Grain::DayDetail, day, "alice").cost,
             Money::parse_recorded("1").unwrap()
         );
-        assert_eq!(rows.len(), 4);
+        assert_eq!(rows.len(), 5);
     }
 }
