@@ -42,17 +42,24 @@ async fn make_dev_comes_up_on_a_fresh_data_dir() {
         .spawn()
         .expect("bash runs deploy/dev.sh");
     let mut lines = BufReader::new(dev.stdout.take().unwrap()).lines();
-    // The banner's last export line carries the inference key.
-    let key = tokio::time::timeout(Duration::from_secs(60), async {
+    // The banner names the console; its last export line carries the inference key.
+    let (console, key) = tokio::time::timeout(Duration::from_secs(60), async {
+        let mut console = None;
         while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(rest) = line.trim().strip_prefix("console") {
+                console = rest.split_whitespace().next().map(str::to_owned);
+            }
             if let Some(key) = line.strip_prefix("export OPENAI_API_KEY=") {
-                return key.to_owned();
+                return (console.expect("the banner names the console"), key.to_owned());
             }
         }
         panic!("deploy/dev.sh ended before its banner");
     })
     .await
     .expect("make dev came up");
+    let page = client().get(&console).send().await.unwrap();
+    assert_eq!(page.status(), 200, "{console}");
+    assert!(page.text().await.unwrap().contains("Activity"), "{console}");
     let base = format!("http://127.0.0.1:{port}/api/v1");
     let chat: Value = client()
         .post(format!("{base}/chat/completions"))
