@@ -50,7 +50,10 @@ async fn make_dev_comes_up_on_a_fresh_data_dir() {
                 console = rest.split_whitespace().next().map(str::to_owned);
             }
             if let Some(key) = line.strip_prefix("export OPENAI_API_KEY=") {
-                return (console.expect("the banner names the console"), key.to_owned());
+                return (
+                    console.expect("the banner names the console"),
+                    key.to_owned(),
+                );
             }
         }
         panic!("deploy/dev.sh ended before its banner");
