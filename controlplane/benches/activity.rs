@@ -155,16 +155,7 @@ async fn main() {
         activity_scan.as_secs_f64() / activity.as_secs_f64()
     );
 
-    let request = ExportRequest {
-        start: None,
-        end: None,
-        group: ExportGroup::Model,
-        api_key_hash: None,
-        user_id: None,
-        workspace_id: None,
-        model: None,
-        external_user: None,
-    };
+    let request = ExportRequest::of(ExportGroup::Model);
     let (export, exported) = timed(5, || {
         fixture
             .manage

@@ -7,10 +7,12 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use switchyard_controlplane::keys::{self, KeyKind};
 use switchyard_controlplane::manage::ManageError;
-use switchyard_controlplane::manage::activity::{ActivityFilter, ExportGroup, ExportRequest};
+use switchyard_controlplane::manage::activity::{
+    ActivityFilter, ExportGroup, ExportRequest, day_name,
+};
 use switchyard_controlplane::report;
 use switchyard_controlplane::store::Generation;
 use switchyard_controlplane::testing::{Db, RestServer, add_key};
@@ -214,7 +216,7 @@ async fn activity_is_the_last_30_completed_days(s: &Seeded) {
     let expected: Vec<&Generation> = s.generations.iter().filter(window).collect();
     let mut by_item: BTreeMap<(String, String), (Money, Money, i64, i64)> = BTreeMap::new();
     for g in &expected {
-        let date = switchyard_controlplane::manage::activity::day_name(g.created_at);
+        let date = day_name(g.created_at);
         let e = by_item.entry((date, g.model.clone())).or_default();
         if g.is_byok {
             e.1 = e.1.saturating_add(cost(g));
@@ -247,7 +249,7 @@ async fn activity_is_the_last_30_completed_days(s: &Seeded) {
     // One day, one member's keys, split by workspace.
     let day = TODAY - 4 * DAY;
     let filter = ActivityFilter {
-        date: Some(switchyard_controlplane::manage::activity::day_name(day)),
+        date: Some(day_name(day)),
         user_id: Some(f.member_user.clone()),
         by_workspace: true,
         ..ActivityFilter::default()
@@ -271,7 +273,7 @@ async fn activity_is_the_last_30_completed_days(s: &Seeded) {
     // Today and 31 days ago are not among the last 30 completed days.
     for outside in [TODAY, TODAY - 31 * DAY] {
         let filter = ActivityFilter {
-            date: Some(switchyard_controlplane::manage::activity::day_name(outside)),
+            date: Some(day_name(outside)),
             ..ActivityFilter::default()
         };
         assert!(matches!(
@@ -309,16 +311,7 @@ async fn members_see_the_organization_but_not_who_spent(s: &Seeded) {
             Err(ManageError::Forbidden(_))
         ));
     }
-    let export = |group| ExportRequest {
-        start: None,
-        end: None,
-        group,
-        api_key_hash: None,
-        user_id: None,
-        workspace_id: None,
-        model: None,
-        external_user: None,
-    };
+    let export = ExportRequest::of;
     assert!(matches!(
         f.manage
             .export_usage(&f.member, None, &export(ExportGroup::ApiKey), NOW)
@@ -368,14 +361,9 @@ async fn exports_add_up_to_the_ledger(s: &Seeded) {
         ExportGroup::Day,
     ] {
         let request = ExportRequest {
-            start: Some(switchyard_controlplane::manage::activity::day_name(start)),
-            end: Some(switchyard_controlplane::manage::activity::day_name(end)),
-            group,
-            api_key_hash: None,
-            user_id: None,
-            workspace_id: None,
-            model: None,
-            external_user: None,
+            start: Some(day_name(start)),
+            end: Some(day_name(end)),
+            ..ExportRequest::of(group)
         };
         let export = f
             .manage
@@ -421,11 +409,13 @@ async fn exports_add_up_to_the_ledger(s: &Seeded) {
 async fn rest(s: &Seeded) {
     let server = &s.server;
     let f = &server.fixture;
-    let call = |method: reqwest::Method, who: &str, path: &str| {
+    // For the files (CSV, PDF); JSON calls go through `RestServer::call`.
+    let get = |who: &str, path: &str| {
         server
             .client
-            .request(method, format!("{}/api/v1{path}", server.base))
+            .get(format!("{}/api/v1{path}", server.base))
             .bearer_auth(&server.keys[who])
+            .send()
     };
     // The seed's dates are relative to NOW; the REST API runs on the real clock, so a generation
     // of yesterday goes in for it.
@@ -446,19 +436,13 @@ async fn rest(s: &Seeded) {
         }])
         .await
         .unwrap();
-    let activity: Value = call(
-        reqwest::Method::GET,
-        "member",
-        "/activity?group_by=workspace",
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
-    let items = activity["data"].as_array().unwrap();
-    let item = items
+    let (status, activity) = server
+        .call("member", "GET", "/api/v1/activity?group_by=workspace", None)
+        .await;
+    assert_eq!(status, 200, "{activity}");
+    let item = activity["data"]
+        .as_array()
+        .unwrap()
         .iter()
         .find(|i| i["prompt_tokens"] == 7)
         .unwrap_or_else(|| panic!("{activity}"));
@@ -468,37 +452,20 @@ async fn rest(s: &Seeded) {
     for field in ["endpoint_id", "model_permaslug", "date"] {
         assert!(item[field].is_string(), "{field}");
     }
-    let refused = call(
-        reqwest::Method::GET,
-        "member",
-        &format!("/activity?api_key_hash={}", s.admin_key),
-    )
-    .send()
-    .await
-    .unwrap();
-    assert_eq!(refused.status(), 403);
-    let bad: Value = call(reqwest::Method::GET, "admin", "/activity?date=yesterday")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(bad["error"]["code"], 400);
-    let inference = call(reqwest::Method::GET, "inference", "/activity")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(inference.status(), 403, "management keys only");
+    let by_key = format!("/api/v1/activity?api_key_hash={}", s.admin_key);
+    assert_eq!(server.call("member", "GET", &by_key, None).await.0, 403);
+    let (status, bad) = server
+        .call("admin", "GET", "/api/v1/activity?date=yesterday", None)
+        .await;
+    assert_eq!((status, &bad["error"]["code"]), (400, &json!(400)));
+    let (status, _) = server
+        .call("inference", "GET", "/api/v1/activity", None)
+        .await;
+    assert_eq!(status, 403, "management keys only");
 
-    let export = call(
-        reqwest::Method::GET,
-        "admin",
-        "/activity/export?format=csv&group_by=user",
-    )
-    .send()
-    .await
-    .unwrap();
+    let export = get("admin", "/activity/export?format=csv&group_by=user")
+        .await
+        .unwrap();
     assert_eq!(export.status(), 200);
     assert!(
         export.headers()["content-disposition"]
@@ -512,29 +479,24 @@ async fn rest(s: &Seeded) {
         csv.lines().any(|l| l.starts_with("dave,dave,1,7,")),
         "{csv}"
     );
-
-    let meta: Value = call(reqwest::Method::GET, "member", "/analytics/meta")
-        .send()
-        .await
-        .unwrap()
-        .json()
+    let pdf = get("member", "/activity/export?format=pdf&group_by=day")
         .await
         .unwrap();
+    assert_eq!(pdf.headers()["content-type"], "application/pdf");
+    assert!(pdf.bytes().await.unwrap().starts_with(b"%PDF-"));
+
+    let (_, meta) = server
+        .call("member", "GET", "/api/v1/analytics/meta", None)
+        .await;
     assert!(
         meta["data"]["metrics"].as_array().unwrap().len() > 5,
         "{meta}"
     );
-    let answer: Value = call(reqwest::Method::POST, "member", "/analytics/query")
-        .json(
-            &json!({"metrics": ["requests", "prompt_tokens"], "dimensions": ["user"],
-                      "filters": [{"field": "user", "operator": "eq", "value": "dave"}]}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = json!({"metrics": ["requests", "prompt_tokens"], "dimensions": ["user"],
+                       "filters": [{"field": "user", "operator": "eq", "value": "dave"}]});
+    let (_, answer) = server
+        .call("member", "POST", "/api/v1/analytics/query", Some(query))
+        .await;
     assert_eq!(
         answer["data"]["data"],
         json!([{"user": "dave", "requests": 1, "prompt_tokens": 7}]),
@@ -543,13 +505,9 @@ async fn rest(s: &Seeded) {
     assert_eq!(answer["data"]["metadata"]["row_count"], 1);
 
     // `user` strings were registered as they arrived, per organization.
-    let listed: Value = call(reqwest::Method::GET, "member", "/external-users")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, listed) = server
+        .call("member", "GET", "/api/v1/external-users", None)
+        .await;
     let users: Vec<&str> = listed["data"]
         .as_array()
         .unwrap()
@@ -558,67 +516,49 @@ async fn rest(s: &Seeded) {
         .collect();
     assert_eq!(users, ["alice", "bob@example.com", "carol", "dave"]);
     assert_eq!(listed["total_count"], 4);
-    let created = call(reqwest::Method::POST, "admin", "/external-users")
-        .json(&json!({"user": "erin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(created.status(), 201);
-    let again = call(reqwest::Method::POST, "admin", "/external-users")
-        .json(&json!({"user": "erin"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(again.status(), 409);
-    let by_member = call(reqwest::Method::POST, "member", "/external-users")
-        .json(&json!({"user": "frank"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(by_member.status(), 403);
-    let invalid = call(reqwest::Method::POST, "admin", "/external-users")
-        .json(&json!({"user": " padded"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(invalid.status(), 400);
-    let updated: Value = call(
-        reqwest::Method::PATCH,
-        "admin",
-        "/external-users/bob%40example.com",
-    )
-    .json(&json!({"is_active": false}))
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let erin = || Some(json!({"user": "erin"}));
+    let users_path = "/api/v1/external-users";
+    assert_eq!(
+        server.call("admin", "POST", users_path, erin()).await.0,
+        201
+    );
+    assert_eq!(
+        server.call("admin", "POST", users_path, erin()).await.0,
+        409
+    );
+    let frank = Some(json!({"user": "frank"}));
+    assert_eq!(
+        server.call("member", "POST", users_path, frank).await.0,
+        403
+    );
+    let padded = Some(json!({"user": " padded"}));
+    assert_eq!(
+        server.call("admin", "POST", users_path, padded).await.0,
+        400
+    );
+    let (_, updated) = server
+        .call(
+            "admin",
+            "PATCH",
+            "/api/v1/external-users/bob%40example.com",
+            Some(json!({"is_active": false})),
+        )
+        .await;
     assert_eq!(updated["data"]["is_active"], false);
     assert_eq!(updated["data"]["user"], "bob@example.com");
-    let active: Value = call(
-        reqwest::Method::GET,
-        "admin",
-        "/external-users?limit=2&offset=1",
-    )
-    .send()
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let (_, active) = server
+        .call(
+            "admin",
+            "GET",
+            "/api/v1/external-users?limit=2&offset=1",
+            None,
+        )
+        .await;
     assert_eq!(active["total_count"], 4, "alice, carol, dave, erin");
     assert_eq!(active["data"][0]["user"], "carol");
-    let deleted = call(reqwest::Method::DELETE, "admin", "/external-users/erin")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
-    let gone = call(reqwest::Method::GET, "admin", "/external-users/erin")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(gone.status(), 404);
+    let erin_path = "/api/v1/external-users/erin";
+    assert_eq!(server.call("admin", "DELETE", erin_path, None).await.0, 204);
+    assert_eq!(server.call("admin", "GET", erin_path, None).await.0, 404);
     // The generation keeps what the request said.
     let g = f.store.generation("gen-3").await.unwrap().unwrap();
     assert_eq!(g.external_user.as_deref(), Some("carol"));
@@ -785,18 +725,9 @@ async fn analytics_add_up_to_the_ledger(s: &Seeded) {
 async fn the_pdf_agrees_with_the_csv(s: &Seeded) {
     let f = &s.server.fixture;
     let request = ExportRequest {
-        start: Some(switchyard_controlplane::manage::activity::day_name(
-            TODAY - 30 * DAY,
-        )),
-        end: Some(switchyard_controlplane::manage::activity::day_name(
-            TODAY - DAY,
-        )),
-        group: ExportGroup::Day,
-        api_key_hash: None,
-        user_id: None,
-        workspace_id: None,
-        model: None,
-        external_user: None,
+        start: Some(day_name(TODAY - 30 * DAY)),
+        end: Some(day_name(TODAY - DAY)),
+        ..ExportRequest::of(ExportGroup::Day)
     };
     let export = f
         .manage

@@ -40,14 +40,13 @@ impl Scalar {
     }
 }
 
+/// A filter as the SDK sends it; `include_unset` is accepted and has no effect (every
+/// dimension here always has a value, `""` when the request gave none).
 #[derive(Deserialize)]
 pub struct Filter {
     field: String,
     operator: String,
     value: FilterValue,
-    #[serde(default)]
-    #[allow(dead_code)]
-    include_unset: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -115,6 +115,22 @@ pub struct ExportRequest {
     pub external_user: Option<String>,
 }
 
+impl ExportRequest {
+    /// The default period (the last 30 completed days), nothing filtered.
+    pub fn of(group: ExportGroup) -> ExportRequest {
+        ExportRequest {
+            start: None,
+            end: None,
+            group,
+            api_key_hash: None,
+            user_id: None,
+            workspace_id: None,
+            model: None,
+            external_user: None,
+        }
+    }
+}
+
 /// One export line: the group's value, a readable label where there is one, and its usage.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ExportLine {

@@ -1,7 +1,5 @@
 //! Generation records: one per request, written idempotently from usage events.
 
-use std::fmt::Write as _;
-
 use sqlx::any::AnyRow;
 use sqlx::{Connection as _, Row};
 
@@ -66,27 +64,7 @@ fn insert_sql(sqlite: bool, rows: usize) -> std::borrow::Cow<'static, str> {
 
 fn build_insert_sql(sqlite: bool, rows: usize) -> String {
     let mut sql = format!("INSERT INTO generations ({COLUMNS}) VALUES ");
-    for row in 0..rows {
-        if row > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for col in 0..COLUMN_COUNT {
-            if col > 0 {
-                sql.push(',');
-            }
-            // SQLite gets anonymous parameters, bound in order: with `$N` names, sqlx asks
-            // SQLite each parameter's name, a scan of the name list, so binding a 5,600-parameter
-            // statement was quadratic (80% of the control plane's CPU at 3,000 generations a
-            // second, measured with perf).
-            if sqlite {
-                sql.push('?');
-            } else {
-                let _ = write!(sql, "${}", row * COLUMN_COUNT + col + 1);
-            }
-        }
-        sql.push(')');
-    }
+    super::push_value_rows(&mut sql, sqlite, rows, COLUMN_COUNT);
     // Only the rows new to the store come back: they are the ones the rollups add.
     sql.push_str(" ON CONFLICT (id) DO NOTHING RETURNING id");
     sql

@@ -394,6 +394,31 @@ impl Store {
     }
 }
 
+/// `(…),(…)` for a multi-row INSERT of `rows` rows of `columns` parameters each. SQLite gets
+/// anonymous parameters, bound in order: with `$N` names, sqlx asks SQLite each parameter's
+/// name, a scan of the name list, so binding a 5,600-parameter statement was quadratic (80% of
+/// the control plane's CPU at 3,000 generations a second, measured with perf).
+fn push_value_rows(sql: &mut String, sqlite: bool, rows: usize, columns: usize) {
+    use std::fmt::Write as _;
+    for row in 0..rows {
+        if row > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for col in 0..columns {
+            if col > 0 {
+                sql.push(',');
+            }
+            if sqlite {
+                sql.push('?');
+            } else {
+                let _ = write!(sql, "${}", row * columns + col + 1);
+            }
+        }
+        sql.push(')');
+    }
+}
+
 fn flag(b: bool) -> i64 {
     i64::from(b)
 }

@@ -230,24 +230,7 @@ const ROLLUP_ADD: &str = "requests = usage_rollups.requests + excluded.requests,
 
 fn upsert_sql(sqlite: bool, rows: usize) -> String {
     let mut sql = format!("INSERT INTO usage_rollups ({ROLLUP_COLUMNS}) VALUES ");
-    for row in 0..rows {
-        if row > 0 {
-            sql.push(',');
-        }
-        sql.push('(');
-        for col in 0..ROLLUP_COLUMN_COUNT {
-            if col > 0 {
-                sql.push(',');
-            }
-            // Anonymous parameters for SQLite: see `generations::build_insert_sql`.
-            if sqlite {
-                sql.push('?');
-            } else {
-                let _ = write!(sql, "${}", row * ROLLUP_COLUMN_COUNT + col + 1);
-            }
-        }
-        sql.push(')');
-    }
+    super::push_value_rows(&mut sql, sqlite, rows, ROLLUP_COLUMN_COUNT);
     let _ = write!(
         sql,
         " ON CONFLICT ({ROLLUP_KEY}) DO UPDATE SET {ROLLUP_ADD}"
