@@ -53,13 +53,8 @@ const ROWS_PER_INSERT: usize = 200;
 
 /// The insert statement for `rows` rows; a full chunk's is built once per dialect.
 fn insert_sql(sqlite: bool, rows: usize) -> std::borrow::Cow<'static, str> {
-    use std::sync::OnceLock;
-    static FULL: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
-    if rows == ROWS_PER_INSERT {
-        let full = FULL[usize::from(sqlite)].get_or_init(|| build_insert_sql(sqlite, rows));
-        return std::borrow::Cow::Borrowed(full.as_str());
-    }
-    std::borrow::Cow::Owned(build_insert_sql(sqlite, rows))
+    static FULL: super::StatementCache = super::StatementCache::new();
+    FULL.get(sqlite, rows, ROWS_PER_INSERT, build_insert_sql)
 }
 
 fn build_insert_sql(sqlite: bool, rows: usize) -> String {

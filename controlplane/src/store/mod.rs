@@ -394,6 +394,30 @@ impl Store {
     }
 }
 
+/// A multi-row statement built once per dialect for its full chunk size (other sizes, a
+/// batch's last chunk, are built each time).
+struct StatementCache([std::sync::OnceLock<String>; 2]);
+
+impl StatementCache {
+    const fn new() -> StatementCache {
+        StatementCache([std::sync::OnceLock::new(), std::sync::OnceLock::new()])
+    }
+
+    fn get(
+        &'static self,
+        sqlite: bool,
+        rows: usize,
+        full: usize,
+        build: fn(bool, usize) -> String,
+    ) -> std::borrow::Cow<'static, str> {
+        if rows == full {
+            let sql = self.0[usize::from(sqlite)].get_or_init(|| build(sqlite, rows));
+            return std::borrow::Cow::Borrowed(sql.as_str());
+        }
+        std::borrow::Cow::Owned(build(sqlite, rows))
+    }
+}
+
 /// `(…),(…)` for a multi-row INSERT of `rows` rows of `columns` parameters each. SQLite gets
 /// anonymous parameters, bound in order: with `$N` names, sqlx asks SQLite each parameter's
 /// name, a scan of the name list, so binding a 5,600-parameter statement was quadratic (80% of

@@ -228,7 +228,14 @@ const ROLLUP_ADD: &str = "requests = usage_rollups.requests + excluded.requests,
     ttfb_ms = usage_rollups.ttfb_ms + excluded.ttfb_ms, \
     errors = usage_rollups.errors + excluded.errors";
 
-fn upsert_sql(sqlite: bool, rows: usize) -> String {
+/// The upsert for `rows` rows; a full chunk's is built once per dialect (perf: formatting it
+/// for every batch was 2% of ingest).
+fn upsert_sql(sqlite: bool, rows: usize) -> std::borrow::Cow<'static, str> {
+    static FULL: super::StatementCache = super::StatementCache::new();
+    FULL.get(sqlite, rows, ROLLUP_ROWS_PER_UPSERT, build_upsert_sql)
+}
+
+fn build_upsert_sql(sqlite: bool, rows: usize) -> String {
     let mut sql = format!("INSERT INTO usage_rollups ({ROLLUP_COLUMNS}) VALUES ");
     super::push_value_rows(&mut sql, sqlite, rows, ROLLUP_COLUMN_COUNT);
     let _ = write!(
