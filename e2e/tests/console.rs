@@ -45,22 +45,19 @@ async fn traffic(stack: &Stack) -> i64 {
         stack.cp_http
     );
     // Usage arrives in batches: wait for all of it.
-    for _ in 0..200 {
-        let export: Value = reqwest::Client::new()
+    support::eventually("the traffic's usage", Duration::from_secs(10), || async {
+        let export: Value = support::client()
             .get(&url)
             .bearer_auth(&stack.management_key)
             .send()
             .await
-            .unwrap()
+            .ok()?
             .json()
             .await
-            .unwrap();
-        if export["data"]["total"]["requests"] == sent {
-            return sent;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the usage of {sent} requests never arrived");
+            .ok()?;
+        (export["data"]["total"]["requests"] == sent).then_some(sent)
+    })
+    .await
 }
 
 #[tokio::test]

@@ -13,7 +13,8 @@ use std::fmt;
 pub struct Money(u128);
 
 const SCALE_DIGITS: usize = 12;
-const PICOS_PER_USD: u128 = 1_000_000_000_000;
+/// Picodollars in a dollar: the unit of `Money`.
+pub const PICOS_PER_USD: u128 = 1_000_000_000_000;
 const PICOS_PER_MICRO: u128 = 1_000_000;
 
 /// The largest amount a limit, budget, credit total or price may be: one billion USD.
@@ -40,6 +41,18 @@ impl Money {
 
     pub const fn pico(self) -> u128 {
         self.0
+    }
+
+    /// Whole dollars and the picodollars below one, as stores that sum in SQL keep an amount
+    /// (two integers, the carry between them done by the store).
+    pub const fn dollars_and_picos(self) -> (u128, u128) {
+        (self.0 / PICOS_PER_USD, self.0 % PICOS_PER_USD)
+    }
+
+    /// The amount of `dollars` and `picos` (which may exceed a dollar: sums before their
+    /// carry), saturating.
+    pub const fn from_dollars_and_picos(dollars: u128, picos: u128) -> Money {
+        Money(dollars.saturating_mul(PICOS_PER_USD).saturating_add(picos))
     }
 
     /// Whole micro-dollars, the unit of the credit ledger.

@@ -10,14 +10,14 @@ use switchyard_policy::Money;
 
 use super::{Actor, Manage, ManageError, ManageResult};
 use crate::store::{
-    Dimension, ExternalUserRow, Span, Totals, UsageFilter, UsageQuery, external_user_problem,
+    DAY_MS, Dimension, ExternalUserRow, Resolution, Totals, UsageFilter, UsageQuery,
+    external_user_problem,
 };
 
 /// Days `GET /activity` covers: the last 30 completed UTC days.
 pub const ACTIVITY_DAYS: i64 = 30;
 /// The longest export, in days.
 pub const MAX_EXPORT_DAYS: i64 = 400;
-const DAY_MS: i64 = 86_400_000;
 
 /// `GET /activity`'s filters.
 #[derive(Clone, Debug, Default)]
@@ -218,7 +218,7 @@ impl Manage {
                 filter.workspace_id.as_deref(),
             )
             .await?;
-        let today = Span::Day.floor(now_ms);
+        let today = Resolution::Day.floor(now_ms);
         let (mut from_ms, mut to_ms) = (today - ACTIVITY_DAYS * DAY_MS, today);
         if let Some(date) = &filter.date {
             let day = parse_day("date", date)?;
@@ -238,7 +238,7 @@ impl Manage {
             .store
             .usage(&UsageQuery {
                 organization_id: organization.id.clone(),
-                span: Span::Day,
+                resolution: Resolution::Day,
                 from_ms,
                 to_ms,
                 filter: UsageFilter {
@@ -279,12 +279,11 @@ impl Manage {
                 byok_usage: Money::ZERO,
                 totals: Totals::default(),
             });
-            if byok {
-                item.byok_usage = item.byok_usage.saturating_add(row.totals.cost);
-            } else {
-                item.usage = item.usage.saturating_add(row.totals.cost);
-            }
-            item.totals.add(&row.totals);
+            add_paid(
+                (&mut item.usage, &mut item.byok_usage, &mut item.totals),
+                byok,
+                &row.totals,
+            );
         }
         Ok(items.into_values().collect())
     }
@@ -324,7 +323,7 @@ impl Manage {
                 "Only organization admins can group usage by API key or member".into(),
             ));
         }
-        let today = Span::Day.floor(now_ms);
+        let today = Resolution::Day.floor(now_ms);
         let start = match &request.start {
             Some(text) => parse_day("start", text)?,
             None => today - ACTIVITY_DAYS * DAY_MS,
@@ -343,7 +342,7 @@ impl Manage {
         }
         let query = |group_by: Vec<Dimension>| UsageQuery {
             organization_id: organization.id.clone(),
-            span: Span::Day,
+            resolution: Resolution::Day,
             from_ms: start,
             to_ms: end + DAY_MS,
             filter: UsageFilter {
@@ -383,7 +382,11 @@ impl Manage {
                 byok_usage: Money::ZERO,
                 totals: Totals::default(),
             });
-            add_to(line, byok == "1", &row.totals);
+            add_paid(
+                (&mut line.usage, &mut line.byok_usage, &mut line.totals),
+                byok == "1",
+                &row.totals,
+            );
         }
         let mut total = ExportLine {
             group: "total".into(),
@@ -550,11 +553,14 @@ impl Manage {
     }
 }
 
-fn add_to(line: &mut ExportLine, byok: bool, totals: &Totals) {
-    if byok {
-        line.byok_usage = line.byok_usage.saturating_add(totals.cost);
-    } else {
-        line.usage = line.usage.saturating_add(totals.cost);
-    }
-    line.totals.add(totals);
+/// Adds a group's totals to a sum (credit spend, BYOK spend, totals), its cost to the spend of
+/// whoever paid it.
+pub(super) fn add_paid(
+    (usage, byok_usage, sum): (&mut Money, &mut Money, &mut Totals),
+    byok: bool,
+    totals: &Totals,
+) {
+    let paid = if byok { byok_usage } else { usage };
+    *paid = paid.saturating_add(totals.cost);
+    sum.add(totals);
 }

@@ -5,13 +5,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use chrono::{Datelike, NaiveDate};
 use serde_json::{Map, Value, json};
 use switchyard_policy::Money;
+use switchyard_policy::window::Window;
 
 use super::activity::MAX_EXPORT_DAYS;
 use super::{Actor, Manage, ManageError, ManageResult};
-use crate::store::{COARSE_DIMENSIONS, Dimension, Span, Totals, UsageFilter, UsageQuery};
+use crate::store::{
+    COARSE_DIMENSIONS, DAY_MS, Dimension, Resolution, Totals, UsageFilter, UsageQuery,
+};
 
 /// A dimension: its name in queries and rows, its label, what it groups the rollups by, and
 /// whether only admins may use it.
@@ -101,7 +103,6 @@ pub const MAX_ROWS: usize = 10_000;
 const DEFAULT_ROWS: usize = 1_000;
 /// The period when none is given: the last 7 days.
 const DEFAULT_DAYS: i64 = 7;
-const DAY_MS: i64 = 86_400_000;
 
 /// `GET /analytics/meta`'s `data`.
 pub fn meta() -> Value {
@@ -152,20 +153,14 @@ fn dimension(name: &str) -> ManageResult<&'static DimensionSpec> {
 
 /// The start of the bucket of `granularity` holding `ms` (weeks start on Monday, UTC).
 fn bucket(granularity: &str, ms: i64) -> i64 {
-    let day = Span::Day.floor(ms);
-    let date = chrono::DateTime::from_timestamp_millis(day)
-        .map(|t| t.date_naive())
-        .unwrap_or_default();
-    let start = |d: NaiveDate| {
-        d.and_hms_opt(0, 0, 0)
-            .map_or(day, |t| t.and_utc().timestamp_millis())
+    // Days, weeks and months are the spend limits' windows (policy's one calendar rule).
+    let window = match granularity {
+        "hour" => return Resolution::Hour.floor(ms),
+        "week" => Window::Weekly,
+        "month" => Window::Monthly,
+        _ => Window::Daily,
     };
-    match granularity {
-        "hour" => Span::Hour.floor(ms),
-        "week" => day - i64::from(date.weekday().num_days_from_monday()) * DAY_MS,
-        "month" => start(date.with_day(1).unwrap_or(date)),
-        _ => day,
-    }
+    window.span(ms).start_ms
 }
 
 /// What a group adds up to: totals, and spend split by who paid.
@@ -284,7 +279,7 @@ impl Manage {
 
         let mut warnings = Vec::new();
         // By default the last 7 UTC days, today included, in whole days.
-        let tomorrow = Span::Day.floor(now_ms) + DAY_MS;
+        let tomorrow = Resolution::Day.floor(now_ms) + DAY_MS;
         let (start, end) = query
             .time_range
             .unwrap_or((tomorrow - DEFAULT_DAYS * DAY_MS, tomorrow));
@@ -299,13 +294,14 @@ impl Manage {
             )));
         }
         // Rollups hold whole hours and days: the range is widened to the buckets it touches.
-        let day_aligned = Span::Day.floor(start) == start && Span::Day.floor(end) == end;
+        let day_aligned =
+            Resolution::Day.floor(start) == start && Resolution::Day.floor(end) == end;
         let span = if granularity == Some("hour") || !day_aligned {
-            Span::Hour
+            Resolution::Hour
         } else {
-            Span::Day
+            Resolution::Day
         };
-        if span == Span::Hour
+        if span == Resolution::Hour
             && let Some(d) = requested
                 .iter()
                 .chain(filtered.iter().map(|(d, _)| d))
@@ -320,7 +316,11 @@ impl Manage {
         if (from_ms, to_ms) != (start, end) {
             warnings.push(format!(
                 "time_range widened to whole {}s: {} to {}",
-                if span == Span::Hour { "hour" } else { "day" },
+                if span == Resolution::Hour {
+                    "hour"
+                } else {
+                    "day"
+                },
                 super::super::api::iso8601(from_ms),
                 super::super::api::iso8601(to_ms)
             ));
@@ -347,7 +347,7 @@ impl Manage {
             .store
             .usage(&UsageQuery {
                 organization_id: organization.id.clone(),
-                span,
+                resolution: span,
                 from_ms,
                 to_ms,
                 filter: UsageFilter::default(),
@@ -382,12 +382,11 @@ impl Manage {
                 })
                 .collect();
             let sums = groups.entry((time, key)).or_default();
-            sums.totals.add(&row.totals);
-            if byok {
-                sums.byok_usage = sums.byok_usage.saturating_add(row.totals.cost);
-            } else {
-                sums.usage = sums.usage.saturating_add(row.totals.cost);
-            }
+            super::activity::add_paid(
+                (&mut sums.usage, &mut sums.byok_usage, &mut sums.totals),
+                byok,
+                &row.totals,
+            );
         }
 
         if let Some(n) = query.group_limit {

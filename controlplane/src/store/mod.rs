@@ -45,7 +45,9 @@ pub use guardrails::{
 };
 pub use keys::{KeyPatch, KeyRow, NewKey};
 pub use presets::{PresetRow, PresetVersionRow};
-pub use rollups::{COARSE_DIMENSIONS, Dimension, Span, Totals, UsageFilter, UsageQuery, UsageRow};
+pub use rollups::{
+    COARSE_DIMENSIONS, DAY_MS, Dimension, Resolution, Totals, UsageFilter, UsageQuery, UsageRow,
+};
 pub use tenancy::{AuditRow, MemberRow, OrganizationRow, UserRow};
 pub use workspaces::{WorkspaceBudgetRow, WorkspaceContents, WorkspaceRow};
 

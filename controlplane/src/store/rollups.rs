@@ -13,16 +13,15 @@ use switchyard_policy::{Ledger, Money};
 use super::generations::Generation;
 use super::{Store, StoreError, flag};
 
-/// The spans usage is rolled up over.
+/// The time resolutions usage is rolled up at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Span {
+pub enum Resolution {
     Hour,
     Day,
 }
 
 pub const HOUR_MS: i64 = 3_600_000;
 pub const DAY_MS: i64 = 86_400_000;
-const PICOS_PER_USD: u128 = 1_000_000_000_000;
 
 /// What the coarse rollups (hours, and days without detail) are grouped by. Key, member and
 /// end user are left out of them: a batch of usage touches about one coarse row per workspace
@@ -57,31 +56,31 @@ impl Grain {
         }
     }
 
-    fn span(self) -> Span {
+    fn resolution(self) -> Resolution {
         match self {
-            Grain::Hour => Span::Hour,
-            Grain::Day | Grain::DayDetail => Span::Day,
+            Grain::Hour => Resolution::Hour,
+            Grain::Day | Grain::DayDetail => Resolution::Day,
         }
     }
 
-    /// The rows that answer a read over `span` that needs `detail` (key, member or end user).
-    fn for_read(span: Span, detail: bool) -> Result<Grain, StoreError> {
-        match (span, detail) {
-            (Span::Hour, false) => Ok(Grain::Hour),
-            (Span::Day, false) => Ok(Grain::Day),
-            (Span::Day, true) => Ok(Grain::DayDetail),
-            (Span::Hour, true) => Err(StoreError::Unsupported(
+    /// The rows that answer a read at `resolution` that needs `detail` (key, member or end user).
+    fn for_read(resolution: Resolution, detail: bool) -> Result<Grain, StoreError> {
+        match (resolution, detail) {
+            (Resolution::Hour, false) => Ok(Grain::Hour),
+            (Resolution::Day, false) => Ok(Grain::Day),
+            (Resolution::Day, true) => Ok(Grain::DayDetail),
+            (Resolution::Hour, true) => Err(StoreError::Unsupported(
                 "usage by key, member or end user is kept per day, not per hour",
             )),
         }
     }
 }
 
-impl Span {
+impl Resolution {
     pub fn len_ms(self) -> i64 {
         match self {
-            Span::Hour => HOUR_MS,
-            Span::Day => DAY_MS,
+            Resolution::Hour => HOUR_MS,
+            Resolution::Day => DAY_MS,
         }
     }
 
@@ -186,7 +185,7 @@ fn aggregate<'g>(
             let key = RollupKey {
                 organization_id: &g.organization_id,
                 grain,
-                bucket_ms: grain.span().floor(g.created_at),
+                bucket_ms: grain.resolution().floor(g.created_at),
                 workspace_id: &g.workspace_id,
                 key_hash: if fine { &g.key_hash } else { "" },
                 external_user: if fine {
@@ -213,8 +212,9 @@ const ROLLUP_KEY: &str = "organization_id, span, bucket_ms, workspace_id, key_ha
     external_user, model, provider_id, is_byok";
 const ROLLUP_ROWS_PER_UPSERT: usize = 200;
 
-/// Adds to existing rows; the picodollars carry into whole dollars (both sides' values are
-/// the row's before the update, in SQLite as in PostgreSQL).
+/// Adds to existing rows; the picodollars carry into whole dollars at Money's unit
+/// (`PICOS_PER_USD`; a test holds this text to it). Both sides read the row as it was before
+/// the update, in SQLite as in PostgreSQL.
 const ROLLUP_ADD: &str = "requests = usage_rollups.requests + excluded.requests, \
     prompt_tokens = usage_rollups.prompt_tokens + excluded.prompt_tokens, \
     completion_tokens = usage_rollups.completion_tokens + excluded.completion_tokens, \
@@ -245,19 +245,22 @@ fn build_upsert_sql(sqlite: bool, rows: usize) -> String {
     sql
 }
 
-/// Whole dollars and the picodollars below one, as stored.
+/// An amount as stored: whole dollars and the picodollars below one.
 fn split(cost: Money) -> (i64, i64) {
-    let pico = cost.pico();
-    let whole = i64::try_from(pico / PICOS_PER_USD).unwrap_or(i64::MAX);
-    // Below 10^12: always fits.
-    let rest = i64::try_from(pico % PICOS_PER_USD).unwrap_or(0);
-    (whole, rest)
+    let (dollars, picos) = cost.dollars_and_picos();
+    // Picos are below 10^12: they always fit.
+    (
+        i64::try_from(dollars).unwrap_or(i64::MAX),
+        i64::try_from(picos).unwrap_or(0),
+    )
 }
 
-fn join(whole: i64, pico: i64) -> Money {
-    let whole = u128::try_from(whole.max(0)).unwrap_or(0);
-    let pico = u128::try_from(pico.max(0)).unwrap_or(0);
-    Money::from_pico(whole * PICOS_PER_USD + pico)
+/// Summed columns back to an amount (the picodollars of a sum may exceed a dollar).
+fn join(dollars: i64, picos: i64) -> Money {
+    Money::from_dollars_and_picos(
+        u128::try_from(dollars.max(0)).unwrap_or(0),
+        u128::try_from(picos.max(0)).unwrap_or(0),
+    )
 }
 
 /// Adds `generations` (new to the store) to the rollups, on `conn` (the recording transaction).
@@ -303,7 +306,7 @@ pub(super) async fn add(
 /// What usage can be grouped by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dimension {
-    /// The bucket's start (with `Span::Day`, the UTC date).
+    /// The bucket's start (with `Resolution::Day`, the UTC date).
     Bucket,
     Workspace,
     Key,
@@ -343,11 +346,11 @@ pub struct UsageFilter {
     pub provider_id: Option<String>,
 }
 
-/// A grouped read of the rollups: `[from_ms, to_ms)`, both on `span`'s bucket boundaries.
+/// A grouped read of the rollups: `[from_ms, to_ms)`, both on `resolution`'s bucket boundaries.
 #[derive(Clone, Debug)]
 pub struct UsageQuery {
     pub organization_id: String,
-    pub span: Span,
+    pub resolution: Resolution,
     pub from_ms: i64,
     pub to_ms: i64,
     pub filter: UsageFilter,
@@ -399,7 +402,7 @@ impl Store {
             || f.key_hash.is_some()
             || f.creator_user_id.is_some()
             || f.external_user.is_some();
-        let grain = Grain::for_read(query.span, detail)?;
+        let grain = Grain::for_read(query.resolution, detail)?;
         let mut binds: Vec<String> = vec![query.organization_id.clone(), grain.code().to_owned()];
         let mut filters = String::new();
         for (column, value) in [
@@ -476,8 +479,8 @@ impl Store {
         since_ms: i64,
         include_byok: bool,
     ) -> Result<Money, StoreError> {
-        let hour = Span::Hour.ceil(since_ms);
-        let day = Span::Day.ceil(since_ms);
+        let hour = Resolution::Hour.ceil(since_ms);
+        let day = Resolution::Day.ceil(since_ms);
         let by_key = matches!(scope, Ledger::Key(_) | Ledger::Member { .. });
         let days = if by_key { Grain::DayDetail } else { Grain::Day };
         let mut total = self
@@ -658,15 +661,20 @@ mod tests {
     #[test]
     fn buckets_are_utc_hours_and_days() {
         let t = 1_767_323_045_678; // 2026-01-02T03:04:05.678Z
-        assert_eq!(Span::Hour.floor(t), 1_767_322_800_000);
-        assert_eq!(Span::Day.floor(t), 1_767_312_000_000);
-        assert_eq!(Span::Day.ceil(t), 1_767_312_000_000 + DAY_MS);
-        assert_eq!(Span::Day.ceil(1_767_312_000_000), 1_767_312_000_000);
-        assert_eq!(Span::Hour.floor(-1), -HOUR_MS);
+        assert_eq!(Resolution::Hour.floor(t), 1_767_322_800_000);
+        assert_eq!(Resolution::Day.floor(t), 1_767_312_000_000);
+        assert_eq!(Resolution::Day.ceil(t), 1_767_312_000_000 + DAY_MS);
+        assert_eq!(Resolution::Day.ceil(1_767_312_000_000), 1_767_312_000_000);
+        assert_eq!(Resolution::Hour.floor(-1), -HOUR_MS);
     }
 
     #[test]
     fn costs_split_and_join_exactly() {
+        // The upsert's carry is Money's unit.
+        let unit = switchyard_policy::money::PICOS_PER_USD;
+        assert!(
+            ROLLUP_ADD.contains(&format!("/ {unit}")) && ROLLUP_ADD.contains(&format!("% {unit}"))
+        );
         for text in [
             "0",
             "0.000000000001",
